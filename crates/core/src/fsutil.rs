@@ -1,0 +1,258 @@
+//! Small file-system helpers: atomic writes, copies through a temp file,
+//! durability (`syncfs`), file-system detection and the crash-test hook.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::scan::{Entry, Kind};
+
+const BUF: usize = 256 * 1024;
+
+/// Writes `path` atomically: a temp file beside it, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), Error> {
+  let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+  let res = (|| {
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    fill(&mut f)?;
+    f.sync_all()?;
+    drop(f);
+    fault_point();
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap())
+  })();
+  res.map_err(|e| {
+    let _ = fs::remove_file(&tmp);
+    Error::io(path, "cannot write", &e)
+  })
+}
+
+/// fsyncs a directory so a rename or a new entry in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+  File::open(dir)?.sync_all()
+}
+
+/// Flushes every dirty page of the file system holding `path` (Linux `syncfs`).
+pub fn sync_fs(path: &Path) -> io::Result<()> {
+  let f = File::open(path)?;
+  #[cfg(target_os = "linux")]
+  {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+      return Err(io::Error::last_os_error());
+    }
+    Ok(())
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    drop(f);
+    // SAFETY: sync(2) takes no arguments.
+    unsafe { libc::sync() };
+    Ok(())
+  }
+}
+
+/// Whether `path` lies on a FAT or exFAT file system (2-second mtimes, no hardlinks).
+pub fn is_fat(path: &Path) -> bool {
+  #[cfg(target_os = "linux")]
+  {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `s` a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 {
+      return false;
+    }
+    const MSDOS: i64 = 0x4d44;
+    const EXFAT: i64 = 0x2011_BAB0;
+    let t = s.f_type as i64;
+    t == MSDOS || t == EXFAT
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    let _ = path;
+    false
+  }
+}
+
+/// The temp name used in the mirror for `final_path`: fixed per path, so a
+/// run that was killed can find and remove its leftovers.
+pub fn temp_path(final_path: &Path) -> PathBuf {
+  let name = final_path.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
+  let h = Sha256::digest(name);
+  final_path.with_file_name(format!(".axb-{}.tmp", hex::encode(&h[..8])))
+}
+
+/// What a copy produced.
+#[derive(Debug, Default)]
+pub struct Copied {
+  pub sha256: Option<[u8; 32]>,
+  pub bytes: u64,
+}
+
+/// Outcome of copying one entry into a temp file.
+pub enum CopyResult {
+  Done(Copied),
+  /// The source changed (size, mtime or kind) while it was read.
+  Changed(String),
+}
+
+fn is_zero(b: &[u8]) -> bool {
+  let (pre, mid, post) = unsafe { b.align_to::<u128>() };
+  pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
+}
+
+fn set_owner(path: &Path, uid: u32, gid: u32, nofollow: bool) {
+  // SAFETY: geteuid has no preconditions.
+  if unsafe { libc::geteuid() } != 0 {
+    return;
+  }
+  if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
+    // SAFETY: valid C string; failure is ignored (ownership is best effort).
+    unsafe {
+      if nofollow {
+        libc::lchown(c.as_ptr(), uid, gid);
+      } else {
+        libc::chown(c.as_ptr(), uid, gid);
+      }
+    }
+  }
+}
+
+/// Copies the entry `e` found at `src` into the new file `tmp` (which must
+/// not be shared with anything), with its mode, owner (as root) and mtime;
+/// hashes the bytes read when `hash` is set. Zero blocks become holes.
+pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Progress) -> io::Result<CopyResult> {
+  match fs::remove_file(tmp) {
+    Ok(()) => {}
+    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+    Err(err) => return Err(err),
+  }
+  if e.kind == Kind::Symlink {
+    let md = fs::symlink_metadata(src)?;
+    if !md.file_type().is_symlink() || md.len() != e.size || mtime_ns(&md) != e.mtime_ns {
+      return Ok(CopyResult::Changed("the symlink changed while it was read".into()));
+    }
+    let target = fs::read_link(src)?;
+    std::os::unix::fs::symlink(&target, tmp)?;
+    let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    filetime::set_symlink_file_times(tmp, mt, mt)?;
+    set_owner(tmp, e.uid, e.gid, true);
+    let sha = hash.then(|| Sha256::digest(target.as_os_str().as_bytes()).into());
+    return Ok(CopyResult::Done(Copied { sha256: sha, bytes: 0 }));
+  }
+  let mut input = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src)?;
+  let before = input.metadata()?;
+  if !before.is_file() || before.len() != e.size || mtime_ns(&before) != e.mtime_ns {
+    return Ok(CopyResult::Changed("the file changed between the scan and the copy".into()));
+  }
+  let mut out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+  let mut hasher = hash.then(Sha256::new);
+  let mut buf = vec![0u8; BUF];
+  let mut total: u64 = 0;
+  let mut pending_hole = false;
+  loop {
+    let n = match input.read(&mut buf) {
+      Ok(0) => break,
+      Ok(n) => n,
+      Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+      Err(err) => return Err(err),
+    };
+    let chunk = &buf[..n];
+    if let Some(h) = hasher.as_mut() {
+      h.update(chunk);
+    }
+    if n == BUF && is_zero(chunk) {
+      out.seek(SeekFrom::Current(n as i64))?;
+      pending_hole = true;
+    } else {
+      out.write_all(chunk)?;
+      pending_hole = false;
+    }
+    total += n as u64;
+    progress.bytes_done.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+  }
+  if pending_hole {
+    out.set_len(total)?;
+  }
+  let after = input.metadata()?;
+  if total != e.size || after.len() != e.size || mtime_ns(&after) != e.mtime_ns {
+    drop(out);
+    let _ = fs::remove_file(tmp);
+    return Ok(CopyResult::Changed("the file changed while it was copied".into()));
+  }
+  out.set_permissions(fs::Permissions::from_mode(e.mode))?;
+  set_owner(tmp, e.uid, e.gid, false);
+  let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
+  filetime::set_file_handle_times(&out, Some(mt), Some(mt))?;
+  Ok(CopyResult::Done(Copied { sha256: hasher.map(|h| h.finalize().into()), bytes: total }))
+}
+
+/// SHA-256 of a file or of a symlink's target, read without following links.
+pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
+  let md = fs::symlink_metadata(path)?;
+  if md.file_type().is_symlink() {
+    return Ok(Sha256::digest(fs::read_link(path)?.as_os_str().as_bytes()).into());
+  }
+  let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+  let mut h = Sha256::new();
+  let mut buf = vec![0u8; BUF];
+  loop {
+    let n = f.read(&mut buf)?;
+    if n == 0 {
+      break;
+    }
+    h.update(&buf[..n]);
+  }
+  Ok(h.finalize().into())
+}
+
+/// Copies an existing backup file (used when a hardlink is impossible).
+pub fn copy_plain(from: &Path, to: &Path) -> io::Result<()> {
+  let md = fs::symlink_metadata(from)?;
+  if md.file_type().is_symlink() {
+    std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+    let mt = filetime::FileTime::from_last_modification_time(&md);
+    return filetime::set_symlink_file_times(to, mt, mt);
+  }
+  fs::copy(from, to)?;
+  let mt = filetime::FileTime::from_last_modification_time(&md);
+  filetime::set_file_mtime(to, mt)
+}
+
+pub fn mtime_ns(md: &fs::Metadata) -> i64 {
+  md.mtime() * 1_000_000_000 + md.mtime_nsec()
+}
+
+/// Same inode?
+pub fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+  a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+static FAULT_AFTER: OnceLock<Option<u64>> = OnceLock::new();
+static FAULT_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The crash-test hook: with `AXIOMATIC_FAULT_AFTER_OPS=N` in the environment
+/// the process kills itself with SIGKILL at the N-th file-system step of a
+/// run (each copy, rename, link, unlink and metadata write is one step).
+/// Costs one relaxed atomic load when unset.
+pub fn fault_point() {
+  let limit = FAULT_AFTER.get_or_init(|| std::env::var("AXIOMATIC_FAULT_AFTER_OPS").ok().and_then(|v| v.parse().ok()));
+  if let Some(n) = *limit {
+    if FAULT_COUNT.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+      // SAFETY: sending a signal to ourselves.
+      unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+      }
+    }
+  }
+}

@@ -1,0 +1,33 @@
+//! The per-file engine of axiomatic-backup.
+//!
+//! Pure Rust, no Node-API: selection rules ([`rules`]), the parallel scan
+//! ([`scan`]), the mirror state ([`state`]), increment metadata and the run
+//! journal ([`meta`]), and the run itself ([`engine`]). The napi binding in
+//! `crates/node` only converts types, errors and progress.
+//!
+//! ```no_run
+//! use axiomatic_core::{engine, progress::Progress, rules::RuleSpec};
+//! let opts = engine::Options {
+//!   src: "/home/me/Documents".into(),
+//!   dst: "/media/usb/backup".into(),
+//!   rules: RuleSpec::default(),
+//!   workers: 2,
+//!   mtime_tolerance_ns: None,
+//!   preserved_dirs: vec![],
+//!   dry_run: true,
+//!   list_changes: false,
+//! };
+//! let report = engine::run(&opts, &Progress::new()).unwrap();
+//! println!("{} files would be copied", report.new + report.changed);
+//! ```
+
+pub mod engine;
+pub mod error;
+pub mod fsutil;
+pub mod meta;
+pub mod progress;
+pub mod rules;
+pub mod scan;
+pub mod state;
+
+pub use error::{Error, ErrorKind, Warning};

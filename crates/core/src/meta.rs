@@ -1,0 +1,223 @@
+//! Increment metadata (`backup_X/backup_X.json`), the run journal and names.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::fsutil;
+use crate::scan::Kind;
+
+pub const METADATA_VERSION: u32 = 1;
+
+/// One file of an increment's catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CatalogEntry {
+  pub size: u64,
+  /// Seconds since the epoch, with fraction (as Python's `st_mtime`).
+  pub mtime: f64,
+  /// Nanoseconds since the epoch, as a decimal string (exact).
+  pub mtime_ns: String,
+  pub mode: u32,
+  pub kind: Kind,
+  /// `track` (a stored version) or `deleted` (the version that was deleted).
+  pub category: String,
+  /// `new`, `changed` or `deleted`.
+  pub op: String,
+  /// SHA-256 of the content (of the target for a symlink); null if unknown.
+  pub sha256: Option<String>,
+  /// `hardlink` to the mirror, or `copy` where a hardlink was impossible.
+  pub stored_as: String,
+}
+
+/// Counts of one increment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+  pub new: u64,
+  pub changed: u64,
+  pub deleted: u64,
+  pub total: u64,
+}
+
+/// The whole metadata file of an increment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncrementMeta {
+  pub version: u32,
+  pub backup_name: String,
+  /// ISO 8601 UTC.
+  pub timestamp: String,
+  /// `run` for a normal run, `recovered` when finished after an interruption.
+  pub origin: String,
+  pub file_catalog: BTreeMap<String, CatalogEntry>,
+  pub summary: Summary,
+  pub statistics: serde_json::Value,
+}
+
+pub fn catalog_entry(size: u64, mtime_ns: i64, mode: u32, kind: Kind, op: &str, sha: Option<[u8; 32]>, copied: bool) -> CatalogEntry {
+  CatalogEntry {
+    size,
+    mtime: mtime_ns as f64 / 1e9,
+    mtime_ns: mtime_ns.to_string(),
+    mode,
+    kind,
+    category: if op == "deleted" { "deleted".into() } else { "track".into() },
+    op: op.into(),
+    sha256: sha.map(hex::encode),
+    stored_as: if copied { "copy".into() } else { "hardlink".into() },
+  }
+}
+
+pub fn summarize(catalog: &BTreeMap<String, CatalogEntry>) -> Summary {
+  let mut s = Summary::default();
+  for e in catalog.values() {
+    match e.op.as_str() {
+      "new" => s.new += 1,
+      "changed" => s.changed += 1,
+      _ => s.deleted += 1,
+    }
+  }
+  s.total = catalog.len() as u64;
+  s
+}
+
+pub fn write_meta(path: &Path, meta: &IncrementMeta) -> Result<(), Error> {
+  fsutil::write_atomic(path, |f| {
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    serde_json::to_writer_pretty(&mut w, meta)?;
+    w.write_all(b"\n")?;
+    w.flush()
+  })
+}
+
+pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
+  let f = File::open(path).map_err(|e| Error::io(path, "cannot read", &e))?;
+  serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))
+}
+
+/// One planned operation, as written to the journal before it is applied.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JournalOp {
+  pub p: String,
+  /// `copy`, `link`, `delete` or `remove`.
+  pub op: String,
+  /// `new` or `changed` for copy/link.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub change: Option<String>,
+  pub t: bool,
+  pub k: Kind,
+  pub s: u64,
+  pub m: i64,
+  pub mode: u32,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub h: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalHeader {
+  pub format: String,
+  pub increment: Option<String>,
+  pub started: String,
+  pub ops: u64,
+}
+
+pub fn write_journal(path: &Path, header: &JournalHeader, ops: &[JournalOp]) -> Result<(), Error> {
+  fsutil::write_atomic(path, |f| {
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    serde_json::to_writer(&mut w, header)?;
+    w.write_all(b"\n")?;
+    for op in ops {
+      serde_json::to_writer(&mut w, op)?;
+      w.write_all(b"\n")?;
+    }
+    w.flush()
+  })
+}
+
+pub fn read_journal(path: &Path) -> Result<Option<(JournalHeader, Vec<JournalOp>)>, Error> {
+  let f = match File::open(path) {
+    Ok(f) => f,
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    Err(e) => return Err(Error::io(path, "cannot read the run journal", &e)),
+  };
+  let mut lines = BufReader::new(f).lines();
+  let bad = |m: String| Error::corrupt(path, m);
+  let header: JournalHeader = match lines.next() {
+    Some(Ok(l)) => serde_json::from_str(&l).map_err(|e| bad(format!("invalid journal header: {e}")))?,
+    _ => return Err(bad("empty journal".into())),
+  };
+  let mut ops = Vec::with_capacity(header.ops as usize);
+  for l in lines {
+    let l = l.map_err(|e| Error::io(path, "cannot read the run journal", &e))?;
+    ops.push(serde_json::from_str(&l).map_err(|e| bad(format!("invalid journal line: {e}")))?);
+  }
+  Ok(Some((header, ops)))
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, u32, u32) {
+  let z = days + 719_468;
+  let era = z.div_euclid(146_097);
+  let doe = z.rem_euclid(146_097);
+  let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+  let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  let mp = (5 * doy + 2) / 153;
+  let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+  let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+  (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn parts(t: SystemTime) -> (i64, u32, u32, i64, i64, i64, u32) {
+  let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+  let secs = d.as_secs() as i64;
+  let (y, mo, da) = civil(secs.div_euclid(86_400));
+  let s = secs.rem_euclid(86_400);
+  (y, mo, da, s / 3600, (s / 60) % 60, s % 60, d.subsec_millis())
+}
+
+/// `backup_YYYYMMDD_HHMMSS` in UTC.
+pub fn increment_name(t: SystemTime) -> String {
+  let (y, mo, d, h, mi, s, _) = parts(t);
+  format!("backup_{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}")
+}
+
+/// ISO 8601 UTC with milliseconds.
+pub fn iso(t: SystemTime) -> String {
+  let (y, mo, d, h, mi, s, ms) = parts(t);
+  format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// A name not used yet in `dst` nor among the unfinished increments.
+pub fn unique_name(dst: &Path, incomplete: &Path, base: &str) -> String {
+  let taken = |n: &str| dst.join(n).symlink_metadata().is_ok() || incomplete.join(n).symlink_metadata().is_ok();
+  if !taken(base) {
+    return base.to_string();
+  }
+  (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).unwrap()
+}
+
+/// Removes a directory tree if it exists.
+pub fn remove_tree(p: &Path) -> Result<(), Error> {
+  match fs::remove_dir_all(p) {
+    Ok(()) => Ok(()),
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    Err(e) => Err(Error::io(p, "cannot remove", &e)),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::time::Duration;
+
+  #[test]
+  fn names_are_utc() {
+    let t = UNIX_EPOCH + Duration::from_millis(1_705_321_845_123); // 2024-01-15T12:30:45.123Z
+    assert_eq!(increment_name(t), "backup_20240115_123045");
+    assert_eq!(iso(t), "2024-01-15T12:30:45.123Z");
+    assert_eq!(iso(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+  }
+}

@@ -1,0 +1,71 @@
+//! Shared progress counters and the abort flag.
+//!
+//! The engine only bumps atomics; whoever drives it (the napi binding, a
+//! test) polls them at its own pace. Nothing here calls back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+/// The phase a run is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+  Recover = 0,
+  Scan = 1,
+  Plan = 2,
+  Apply = 3,
+  Commit = 4,
+  Done = 5,
+}
+
+impl Phase {
+  pub fn name(self) -> &'static str {
+    match self {
+      Phase::Recover => "recover",
+      Phase::Scan => "scan",
+      Phase::Plan => "plan",
+      Phase::Apply => "apply",
+      Phase::Commit => "commit",
+      Phase::Done => "done",
+    }
+  }
+}
+
+/// Counters shared between the engine and its observers.
+#[derive(Debug, Default)]
+pub struct Progress {
+  pub phase: AtomicU8,
+  pub files_scanned: AtomicU64,
+  pub bytes_scanned: AtomicU64,
+  /// Operations planned / done in the apply phase.
+  pub ops_total: AtomicU64,
+  pub ops_done: AtomicU64,
+  /// Bytes to copy / copied in the apply phase.
+  pub bytes_total: AtomicU64,
+  pub bytes_done: AtomicU64,
+  aborted: AtomicBool,
+}
+
+impl Progress {
+  pub fn new() -> Self {
+    Self::default()
+  }
+  pub fn abort(&self) {
+    self.aborted.store(true, Ordering::SeqCst);
+  }
+  pub fn is_aborted(&self) -> bool {
+    self.aborted.load(Ordering::Relaxed)
+  }
+  pub fn set_phase(&self, p: Phase) {
+    self.phase.store(p as u8, Ordering::Relaxed);
+  }
+  pub fn phase(&self) -> Phase {
+    match self.phase.load(Ordering::Relaxed) {
+      0 => Phase::Recover,
+      1 => Phase::Scan,
+      2 => Phase::Plan,
+      3 => Phase::Apply,
+      4 => Phase::Commit,
+      _ => Phase::Done,
+    }
+  }
+}

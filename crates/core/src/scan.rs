@@ -1,0 +1,205 @@
+//! Parallel walk of `src` with the compiled rules.
+//!
+//! Each directory is read once; subdirectories are walked in parallel on the
+//! rayon pool of the caller. A directory is entered only when `Rules::descend`
+//! says something below it can still be selected, so unselected subtrees cost
+//! one `readdir` entry, not a walk. Entries are `lstat`ed only when selected.
+//! Symlinks are never followed. Results are gathered per directory and merged,
+//! then sorted by path so the plan can merge-join them with the mirror state.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Warning};
+use crate::progress::Progress;
+use crate::rules::{DirCtx, Role, Rules};
+
+/// The kind of a selected entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+  File,
+  Symlink,
+}
+
+/// One selected file (or symlink) of `src`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+  /// Path relative to `src`, `/`-separated.
+  pub rel: String,
+  pub kind: Kind,
+  pub size: u64,
+  /// Modification time in nanoseconds since the epoch.
+  pub mtime_ns: i64,
+  /// Permission bits (`st_mode & 0o7777`).
+  pub mode: u32,
+  pub uid: u32,
+  pub gid: u32,
+  pub role: Role,
+}
+
+impl Entry {
+  pub fn from_metadata(rel: String, md: &fs::Metadata, role: Role) -> Option<Self> {
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+      Kind::Symlink
+    } else if ft.is_file() {
+      Kind::File
+    } else {
+      return None;
+    };
+    Some(Self {
+      rel,
+      kind,
+      size: md.len(),
+      mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+      mode: md.mode() & 0o7777,
+      uid: md.uid(),
+      gid: md.gid(),
+      role,
+    })
+  }
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+  /// Selected entries, sorted by `rel`.
+  pub entries: Vec<Entry>,
+  pub warnings: Vec<Warning>,
+  /// Selected sockets, FIFOs and devices, skipped.
+  pub special_skipped: u64,
+  /// Directories read.
+  pub dirs_read: u64,
+}
+
+impl ScanResult {
+  fn merge(mut self, other: ScanResult) -> ScanResult {
+    if self.entries.len() < other.entries.len() {
+      return other.merge(self);
+    }
+    self.entries.extend(other.entries);
+    self.warnings.extend(other.warnings);
+    self.special_skipped += other.special_skipped;
+    self.dirs_read += other.dirs_read;
+    self
+  }
+}
+
+fn join(rel: &str, name: &str) -> String {
+  if rel.is_empty() {
+    name.to_string()
+  } else {
+    let mut s = String::with_capacity(rel.len() + 1 + name.len());
+    s.push_str(rel);
+    s.push('/');
+    s.push_str(name);
+    s
+  }
+}
+
+struct Walker<'a> {
+  rules: &'a Rules,
+  progress: &'a Progress,
+  limit: Option<u64>,
+}
+
+impl Walker<'_> {
+  fn walk(&self, abs: &Path, rel: &str, ctx: DirCtx) -> ScanResult {
+    let mut out = ScanResult { dirs_read: 1, ..Default::default() };
+    if self.progress.is_aborted() || self.limit.is_some_and(|l| self.progress.files_scanned.load(Ordering::Relaxed) >= l) {
+      return out;
+    }
+    let rd = match fs::read_dir(abs) {
+      Ok(rd) => rd,
+      Err(e) => {
+        out.warnings.push(Warning::from_io(rel, "cannot read directory", &e));
+        return out;
+      }
+    };
+    let mut subdirs: Vec<(PathBuf, String, DirCtx)> = Vec::new();
+    for de in rd {
+      let de = match de {
+        Ok(de) => de,
+        Err(e) => {
+          out.warnings.push(Warning::from_io(rel, "cannot read directory", &e));
+          break;
+        }
+      };
+      let name = de.file_name();
+      let Some(name) = name.to_str() else {
+        out.warnings.push(Warning::new(
+          join(rel, &name.to_string_lossy()),
+          "non-utf8-name",
+          "the name is not valid UTF-8 and cannot be recorded in the JSON metadata; rename it to back it up",
+        ));
+        continue;
+      };
+      let child = join(rel, name);
+      let ft = match de.file_type() {
+        Ok(ft) => ft,
+        Err(e) => {
+          out.warnings.push(Warning::from_io(child, "cannot stat", &e));
+          continue;
+        }
+      };
+      if ft.is_dir() {
+        let cctx = self.rules.enter_dir(ctx, &child);
+        if self.rules.descend(cctx, &child) {
+          subdirs.push((de.path(), child, cctx));
+        }
+        continue;
+      }
+      let Some(role) = self.rules.classify(ctx, &child) else { continue };
+      if !(ft.is_file() || ft.is_symlink()) {
+        out.special_skipped += 1;
+        continue;
+      }
+      match de.metadata() {
+        Ok(md) => match Entry::from_metadata(child, &md, role) {
+          Some(e) => {
+            self.progress.files_scanned.fetch_add(1, Ordering::Relaxed);
+            self.progress.bytes_scanned.fetch_add(e.size, Ordering::Relaxed);
+            out.entries.push(e)
+          }
+          None => out.special_skipped += 1,
+        },
+        Err(e) => out.warnings.push(Warning::from_io(child, "cannot stat", &e)),
+      }
+    }
+    if subdirs.is_empty() {
+      return out;
+    }
+    let subs = subdirs
+      .into_par_iter()
+      .map(|(abs, rel, cctx)| self.walk(&abs, &rel, cctx))
+      .reduce(ScanResult::default, ScanResult::merge);
+    out.merge(subs)
+  }
+}
+
+/// Walks `src` and returns the selected entries sorted by path.
+///
+/// Runs on the current rayon pool. `limit` stops the walk early after that
+/// many selected files (used for hints). Fails only if `src` itself cannot be
+/// read; everything below is reported as warnings.
+pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limit: Option<u64>) -> Result<ScanResult, Error> {
+  let md = fs::metadata(src).map_err(|e| Error::io(src, "cannot read source", &e))?;
+  if !md.is_dir() {
+    return Err(Error::config(format!("src {} is not a directory", src.display())));
+  }
+  fs::read_dir(src).map_err(|e| Error::io(src, "cannot read source", &e))?;
+  let walker = Walker { rules, progress, limit };
+  let mut res = walker.walk(src, "", DirCtx::default());
+  if progress.is_aborted() {
+    return Err(Error::aborted());
+  }
+  res.entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+  res.warnings.sort_by(|a, b| a.path.cmp(&b.path));
+  Ok(res)
+}

@@ -1,0 +1,129 @@
+//! The mirror state: what the last successful run left in `dst/mirror`.
+//!
+//! Stored as `dst/.axiomatic/state.jsonl`: a header line, then one JSON
+//! object per mirrored entry, sorted by path. Written to a temp file, fsynced
+//! and renamed over the old one, so a reader sees either the old or the new
+//! state, never a mix. Tracked entries carry the SHA-256 of the version the
+//! mirror holds (computed when it was copied).
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::fsutil;
+use crate::scan::{Entry, Kind};
+
+pub const FORMAT: &str = "axiomatic-mirror-state";
+pub const VERSION: u32 = 1;
+
+/// One mirrored entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+  #[serde(rename = "p")]
+  pub rel: String,
+  #[serde(rename = "k")]
+  pub kind: Kind,
+  #[serde(rename = "s")]
+  pub size: u64,
+  #[serde(rename = "m")]
+  pub mtime_ns: i64,
+  #[serde(rename = "mode")]
+  pub mode: u32,
+  #[serde(rename = "t")]
+  pub tracked: bool,
+  #[serde(rename = "h", default, skip_serializing_if = "Option::is_none", with = "sha_hex")]
+  pub sha256: Option<[u8; 32]>,
+}
+
+impl StateEntry {
+  pub fn from_entry(e: &Entry, sha256: Option<[u8; 32]>) -> Self {
+    Self {
+      rel: e.rel.clone(),
+      kind: e.kind,
+      size: e.size,
+      mtime_ns: e.mtime_ns,
+      mode: e.mode,
+      tracked: e.role == crate::rules::Role::Tracked,
+      sha256,
+    }
+  }
+}
+
+mod sha_hex {
+  use serde::{Deserialize, Deserializer, Serializer};
+  pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+      Some(b) => s.serialize_str(&hex::encode(b)),
+      None => s.serialize_none(),
+    }
+  }
+  pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+      None => Ok(None),
+      Some(s) => {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Some(out))
+      }
+    }
+  }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+  format: String,
+  version: u32,
+  entries: u64,
+}
+
+/// Reads the state; a missing file is an empty state (first run).
+pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
+  let f = match File::open(path) {
+    Ok(f) => f,
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Err(e) => return Err(Error::io(path, "cannot read the mirror state", &e)),
+  };
+  let mut lines = BufReader::with_capacity(1 << 20, f).lines();
+  let header = match lines.next() {
+    Some(Ok(l)) => l,
+    Some(Err(e)) => return Err(Error::io(path, "cannot read the mirror state", &e)),
+    None => return Err(Error::corrupt(path, "the mirror state is empty; run `backup recreate` to rebuild it from the mirror")),
+  };
+  let header: Header = serde_json::from_str(&header)
+    .map_err(|e| Error::corrupt(path, format!("not a mirror state file ({e}); run `backup recreate` to rebuild it from the mirror")))?;
+  if header.format != FORMAT || header.version > VERSION {
+    return Err(Error::corrupt(path, format!("unsupported mirror state {} v{}", header.format, header.version)));
+  }
+  let mut out = Vec::with_capacity(header.entries as usize);
+  for (i, line) in lines.enumerate() {
+    let line = line.map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
+    let e: StateEntry = serde_json::from_str(&line)
+      .map_err(|e| Error::corrupt(path, format!("line {}: {e}; run `backup recreate` to rebuild it", i + 2)))?;
+    out.push(e);
+  }
+  if out.len() as u64 != header.entries {
+    return Err(Error::corrupt(path, format!("truncated: {} of {} entries", out.len(), header.entries)));
+  }
+  out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+  Ok(out)
+}
+
+/// Writes the state atomically (temp file, fsync, rename, fsync of the folder).
+pub fn write(path: &Path, entries: &[StateEntry]) -> Result<(), Error> {
+  let dir = path.parent().expect("state path has a parent");
+  fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", &e))?;
+  fsutil::write_atomic(path, |w| {
+    let mut w = BufWriter::with_capacity(1 << 20, w);
+    serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: entries.len() as u64 })?;
+    w.write_all(b"\n")?;
+    for e in entries {
+      serde_json::to_writer(&mut w, e)?;
+      w.write_all(b"\n")?;
+    }
+    w.flush()
+  })
+}
