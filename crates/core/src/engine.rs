@@ -115,6 +115,8 @@ pub struct Report {
   pub mtime_tolerance_ns: i64,
   pub duration_ms: u64,
   pub warnings: Vec<Warning>,
+  /// Advice about the rules (e.g. an anchored pattern that only matches deeper).
+  pub hints: Vec<String>,
   pub changes: Vec<Change>,
 }
 
@@ -207,7 +209,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   progress.set_phase(Phase::Scan);
-  let scanned = pool.install(|| scan::scan(&opts.src, &rules, progress, None))?;
+  let scanned = pool.install(|| scan::scan(&opts.src, &rules, progress, scan::Limits::default()))?;
+  report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
   let entries = scanned.entries;
@@ -368,9 +371,6 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       }
       Outcome::Done { sha, fallback } => {
         count(&mut report, op);
-        if fallback {
-          report.warnings.push(Warning::new(op.rel, "link-fallback", "a hardlink was impossible here (file system or link limit); the increment holds a copy"));
-        }
         if op.kind == OpKind::Copy {
           report.bytes_copied += op.entry.unwrap().size;
         }
@@ -454,6 +454,39 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.duration_ms = started.elapsed().as_millis() as u64;
   progress.set_phase(Phase::Done);
   Ok(report)
+}
+
+/// For each anchored one-segment include/track file pattern that selected
+/// nothing directly in `src`: does it match deeper? (A bounded probe.)
+pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
+  let mut hints = Vec::new();
+  for p in spec.include_files.iter().chain(&spec.track_files) {
+    if p.glob.contains('/') {
+      continue;
+    }
+    let single = RuleSpec { include_files: vec![p.clone()], ..Default::default() };
+    let Ok(r) = Rules::compile(&single) else { continue };
+    let at_root = entries.iter().any(|e| !e.rel.contains('/') && r.classify(Default::default(), &e.rel).is_some());
+    if at_root {
+      continue;
+    }
+    let deep = crate::rules::Pattern { glob: format!("**/{}", p.glob), ..p.clone() };
+    let probe = RuleSpec { include_files: vec![deep], ..Default::default() };
+    let Ok(r) = Rules::compile(&probe) else { continue };
+    let pr = Progress::new();
+    if let Ok(found) = scan::scan(src, &r, &pr, scan::Limits { files: Some(1), dirs: Some(2000) }) {
+      if let Some(e) = found.entries.first() {
+        hints.push(format!(
+          "{}: {:?} matches nothing directly in src but matches deeper (e.g. {:?}); did you mean {:?}?",
+          p.key,
+          p.source,
+          e.rel,
+          format!("{}:rec", p.source.trim_end_matches(":rec"))
+        ));
+      }
+    }
+  }
+  hints
 }
 
 fn count(r: &mut Report, op: &Op) {

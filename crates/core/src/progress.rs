@@ -36,6 +36,7 @@ pub struct Progress {
   pub phase: AtomicU8,
   pub files_scanned: AtomicU64,
   pub bytes_scanned: AtomicU64,
+  pub dirs_read: AtomicU64,
   /// Operations planned / done in the apply phase.
   pub ops_total: AtomicU64,
   pub ops_done: AtomicU64,

@@ -103,16 +103,28 @@ fn join(rel: &str, name: &str) -> String {
   }
 }
 
+/// Early stops, for probes that only need to know whether something exists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+  /// Stop after this many selected files.
+  pub files: Option<u64>,
+  /// Stop after this many directories read.
+  pub dirs: Option<u64>,
+}
+
 struct Walker<'a> {
   rules: &'a Rules,
   progress: &'a Progress,
-  limit: Option<u64>,
+  limits: Limits,
 }
 
 impl Walker<'_> {
   fn walk(&self, abs: &Path, rel: &str, ctx: DirCtx) -> ScanResult {
     let mut out = ScanResult { dirs_read: 1, ..Default::default() };
-    if self.progress.is_aborted() || self.limit.is_some_and(|l| self.progress.files_scanned.load(Ordering::Relaxed) >= l) {
+    if self.progress.is_aborted()
+      || self.limits.files.is_some_and(|l| self.progress.files_scanned.load(Ordering::Relaxed) >= l)
+      || self.limits.dirs.is_some_and(|l| self.progress.dirs_read.fetch_add(1, Ordering::Relaxed) >= l)
+    {
       return out;
     }
     let rd = match fs::read_dir(abs) {
@@ -185,16 +197,16 @@ impl Walker<'_> {
 
 /// Walks `src` and returns the selected entries sorted by path.
 ///
-/// Runs on the current rayon pool. `limit` stops the walk early after that
-/// many selected files (used for hints). Fails only if `src` itself cannot be
-/// read; everything below is reported as warnings.
-pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limit: Option<u64>) -> Result<ScanResult, Error> {
+/// Runs on the current rayon pool. `limits` stop the walk early (for
+/// probes). Fails only if `src` itself cannot be read; everything below is
+/// reported as warnings.
+pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> Result<ScanResult, Error> {
   let md = fs::metadata(src).map_err(|e| Error::io(src, "cannot read source", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("src {} is not a directory", src.display())));
   }
   fs::read_dir(src).map_err(|e| Error::io(src, "cannot read source", &e))?;
-  let walker = Walker { rules, progress, limit };
+  let walker = Walker { rules, progress, limits };
   let mut res = walker.walk(src, "", DirCtx::default());
   if progress.is_aborted() {
     return Err(Error::aborted());

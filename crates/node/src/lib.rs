@@ -1,1 +1,288 @@
+//! napi-rs binding of `axiomatic-core`: converts options, reports, errors
+//! and progress. No backup logic lives here.
 
+#![deny(clippy::all)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use axiomatic_core::engine::{self, Options, Report};
+use axiomatic_core::progress::{Phase, Progress};
+use axiomatic_core::rules::{DirPriority, Pattern, RuleSpec, Rules};
+use axiomatic_core::{Error as CoreError, ErrorKind};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+/// One normalized pattern (see `js/patterns`).
+#[napi(object)]
+pub struct BindingPattern {
+  pub key: String,
+  pub source: String,
+  pub glob: String,
+}
+
+/// The normalized rules.
+#[napi(object)]
+pub struct BindingRules {
+  pub include_dirs: Vec<BindingPattern>,
+  pub track_dirs: Vec<BindingPattern>,
+  pub exclude_dirs: Vec<BindingPattern>,
+  pub include_files: Vec<BindingPattern>,
+  pub track_files: Vec<BindingPattern>,
+  pub exclude_files: Vec<BindingPattern>,
+  /// `track` or `include`.
+  pub directory_priority: String,
+}
+
+fn pats(v: Vec<BindingPattern>) -> Vec<Pattern> {
+  v.into_iter().map(|p| Pattern { key: p.key, source: p.source, glob: p.glob }).collect()
+}
+
+impl BindingRules {
+  fn into_spec(self) -> Result<RuleSpec> {
+    let directory_priority = match self.directory_priority.as_str() {
+      "track" => DirPriority::Track,
+      "include" => DirPriority::Include,
+      other => return Err(Error::new(Status::InvalidArg, format!("directory_priority: expected \"track\" or \"include\", got {other:?}"))),
+    };
+    Ok(RuleSpec {
+      include_dirs: pats(self.include_dirs),
+      track_dirs: pats(self.track_dirs),
+      exclude_dirs: pats(self.exclude_dirs),
+      include_files: pats(self.include_files),
+      track_files: pats(self.track_files),
+      exclude_files: pats(self.exclude_files),
+      directory_priority,
+    })
+  }
+}
+
+/// Options of one run.
+#[napi(object)]
+pub struct BindingRunOptions {
+  pub src: String,
+  pub dst: String,
+  pub rules: BindingRules,
+  pub workers: u32,
+  /// Seconds; absent = automatic (2 s on FAT/exFAT, else 0).
+  pub mtime_tolerance_s: Option<f64>,
+  pub preserved_dirs: Vec<String>,
+  pub dry_run: bool,
+  pub list_changes: bool,
+}
+
+#[napi(object)]
+pub struct BindingWarning {
+  pub path: String,
+  pub code: String,
+  pub message: String,
+}
+
+#[napi(object)]
+pub struct BindingChange {
+  pub path: String,
+  pub role: String,
+  pub change: String,
+}
+
+#[napi(object)]
+pub struct BindingReport {
+  pub increment: Option<String>,
+  pub recovered: Option<String>,
+  pub mirror_files: f64,
+  pub tracked_files: f64,
+  pub new: f64,
+  pub changed: f64,
+  pub deleted: f64,
+  pub removed_from_mirror: f64,
+  pub mirror_updated: f64,
+  pub bytes_copied: f64,
+  pub link_fallbacks: f64,
+  pub special_skipped: f64,
+  pub mtime_tolerance_s: f64,
+  pub duration_ms: f64,
+  pub warnings: Vec<BindingWarning>,
+  pub hints: Vec<String>,
+  pub changes: Vec<BindingChange>,
+}
+
+fn role_name(r: axiomatic_core::rules::Role) -> String {
+  match r {
+    axiomatic_core::rules::Role::Tracked => "tracked".into(),
+    axiomatic_core::rules::Role::Mirrored => "mirrored".into(),
+  }
+}
+
+impl From<Report> for BindingReport {
+  fn from(r: Report) -> Self {
+    Self {
+      increment: r.increment,
+      recovered: r.recovered,
+      mirror_files: r.mirror_files as f64,
+      tracked_files: r.tracked_files as f64,
+      new: r.new as f64,
+      changed: r.changed as f64,
+      deleted: r.deleted as f64,
+      removed_from_mirror: r.removed_from_mirror as f64,
+      mirror_updated: r.mirror_updated as f64,
+      bytes_copied: r.bytes_copied as f64,
+      link_fallbacks: r.link_fallbacks as f64,
+      special_skipped: r.special_skipped as f64,
+      mtime_tolerance_s: r.mtime_tolerance_ns as f64 / 1e9,
+      duration_ms: r.duration_ms as f64,
+      warnings: r.warnings.into_iter().map(|w| BindingWarning { path: w.path, code: w.code, message: w.message }).collect(),
+      hints: r.hints,
+      changes: r.changes.into_iter().map(|c| BindingChange { path: c.path, role: role_name(c.role), change: c.change }).collect(),
+    }
+  }
+}
+
+/// A progress snapshot.
+#[napi(object)]
+#[derive(Clone)]
+pub struct BindingProgress {
+  pub phase: String,
+  pub files_scanned: f64,
+  pub bytes_scanned: f64,
+  pub ops_total: f64,
+  pub ops_done: f64,
+  pub bytes_total: f64,
+  pub bytes_done: f64,
+}
+
+fn snapshot(p: &Progress) -> BindingProgress {
+  use std::sync::atomic::Ordering::Relaxed;
+  BindingProgress {
+    phase: p.phase().name().into(),
+    files_scanned: p.files_scanned.load(Relaxed) as f64,
+    bytes_scanned: p.bytes_scanned.load(Relaxed) as f64,
+    ops_total: p.ops_total.load(Relaxed) as f64,
+    ops_done: p.ops_done.load(Relaxed) as f64,
+    bytes_total: p.bytes_total.load(Relaxed) as f64,
+    bytes_done: p.bytes_done.load(Relaxed) as f64,
+  }
+}
+
+/// Core errors become JS errors whose message starts with a code
+/// (`ECONFIG: …`) that `js/native.ts` turns into a `code` property.
+fn to_napi(e: CoreError) -> Error {
+  let status = match e.kind {
+    ErrorKind::Config => Status::InvalidArg,
+    ErrorKind::Aborted => Status::Cancelled,
+    _ => Status::GenericFailure,
+  };
+  Error::new(status, format!("{}: {}", e.code(), e.message))
+}
+
+type ProgressFn = ThreadsafeFunction<BindingProgress, (), BindingProgress, Status, false, true>;
+
+pub struct RunTask {
+  opts: Option<Options>,
+  progress: Arc<Progress>,
+  on_progress: Option<Arc<ProgressFn>>,
+}
+
+impl Task for RunTask {
+  type Output = Report;
+  type JsValue = BindingReport;
+
+  fn compute(&mut self) -> Result<Self::Output> {
+    let opts = self.opts.take().expect("a task runs once");
+    let ticker = self.on_progress.clone().map(|cb| {
+      let p = self.progress.clone();
+      thread::spawn(move || loop {
+        thread::sleep(Duration::from_millis(150));
+        let done = p.phase() == Phase::Done || p.is_aborted();
+        cb.call(snapshot(&p), ThreadsafeFunctionCallMode::NonBlocking);
+        if done {
+          break;
+        }
+      })
+    });
+    let res = engine::run(&opts, &self.progress);
+    self.progress.set_phase(Phase::Done);
+    if let Some(t) = ticker {
+      let _ = t.join();
+    }
+    res.map_err(to_napi)
+  }
+
+  fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
+    Ok(output.into())
+  }
+}
+
+/// Runs one backup off the main thread.
+#[napi(ts_return_type = "Promise<BindingReport>")]
+pub fn run_backup(
+  options: BindingRunOptions,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
+) -> Result<AsyncTask<RunTask>> {
+  let rules = options.rules.into_spec()?;
+  let opts = Options {
+    src: PathBuf::from(options.src),
+    dst: PathBuf::from(options.dst),
+    rules,
+    workers: options.workers.max(1) as usize,
+    mtime_tolerance_ns: options.mtime_tolerance_s.map(|s| (s * 1e9) as i64),
+    preserved_dirs: options.preserved_dirs,
+    dry_run: options.dry_run,
+    list_changes: options.list_changes,
+  };
+  let progress = Arc::new(Progress::new());
+  if let Some(sig) = &signal {
+    let p = progress.clone();
+    sig.on_abort(move || p.abort());
+  }
+  let task = RunTask { opts: Some(opts), progress, on_progress: on_progress.map(Arc::new) };
+  Ok(AsyncTask::with_optional_signal(task, signal))
+}
+
+/// Compiles the rules once to check them; throws `ECONFIG: <key>: …` if a pattern cannot compile.
+#[napi]
+pub fn check_rules(rules: BindingRules) -> Result<()> {
+  Rules::compile(&rules.into_spec()?).map(|_| ()).map_err(to_napi)
+}
+
+#[napi(object)]
+pub struct BindingStep {
+  pub path: String,
+  pub key: Option<String>,
+  pub pattern: Option<String>,
+  pub effect: String,
+}
+
+#[napi(object)]
+pub struct BindingExplanation {
+  pub selected: bool,
+  pub role: Option<String>,
+  pub steps: Vec<BindingStep>,
+}
+
+/// Says which rule selects, tracks or excludes `path` (relative to `src`).
+#[napi]
+pub fn explain_path(rules: BindingRules, path: String, is_dir: bool) -> Result<BindingExplanation> {
+  let r = Rules::compile(&rules.into_spec()?).map_err(to_napi)?;
+  let e = r.explain(&path, is_dir);
+  Ok(BindingExplanation {
+    selected: e.selected,
+    role: e.role.map(role_name),
+    steps: e
+      .steps
+      .into_iter()
+      .map(|s| BindingStep { path: s.path, key: s.rule.as_ref().map(|p| p.key.clone()), pattern: s.rule.map(|p| p.source), effect: s.effect })
+      .collect(),
+  })
+}
+
+/// Lists the files the rules select under `src` (sorted), for tests and `--dry-run`.
+#[napi]
+pub fn select_files(src: String, rules: BindingRules) -> Result<Vec<BindingChange>> {
+  let r = Rules::compile(&rules.into_spec()?).map_err(to_napi)?;
+  let res = axiomatic_core::scan::scan(std::path::Path::new(&src), &r, &Progress::new(), Default::default()).map_err(to_napi)?;
+  Ok(res.entries.into_iter().map(|e| BindingChange { path: e.rel, role: role_name(e.role), change: String::new() }).collect())
+}

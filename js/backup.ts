@@ -1,0 +1,136 @@
+/**
+ * The backup run, as the library API and the CLI call it: load the config,
+ * take the lock, hand the compiled rules to the native engine, return stats.
+ */
+import { ConfigError } from './errors'
+import { loadConfig, resolveConfig, type Config, type ResolvedConfig } from './config'
+import { acquireLock } from './lock'
+import { fromNative, native, type BindingProgress } from './native'
+
+/** A per-file problem that did not stop the run. */
+export interface Warning {
+  /** Path relative to `src`. */
+  path: string
+  /** Stable code: `permission-denied`, `vanished`, `changed-during-read`, `io-error`, `non-utf8-name`, `mirror-missing`. */
+  code: string
+  message: string
+}
+
+/** One path and the change a run gives it (dry run with `listChanges`). */
+export interface PathChange {
+  path: string
+  role: 'tracked' | 'mirrored'
+  change: 'new' | 'changed' | 'deleted' | 'removed' | 'unchanged' | 'start-tracking'
+}
+
+/** Statistics of one run (`backup run --json` prints exactly this object). */
+export interface Stats {
+  /** The increment this run committed, or null. */
+  increment: string | null
+  /** An increment finished on behalf of an interrupted earlier run, or null. */
+  recovered: string | null
+  dryRun: boolean
+  mirrorFiles: number
+  trackedFiles: number
+  new: number
+  changed: number
+  deleted: number
+  removedFromMirror: number
+  /** Untracked files copied into the mirror. */
+  mirrorUpdated: number
+  bytesCopied: number
+  /** Increment files stored as copies because a hardlink was impossible. */
+  linkFallbacks: number
+  /** Sockets, FIFOs and devices that the rules selected, skipped. */
+  specialSkipped: number
+  mtimeToleranceS: number
+  durationMs: number
+  warnings: Warning[]
+  /** Advice about the rules, e.g. `did you mean "*.txt:rec"?`. */
+  hints: string[]
+  /** Only with `listChanges`. */
+  changes?: PathChange[]
+}
+
+export type Progress = BindingProgress
+
+export interface BackupOptions {
+  dryRun?: boolean
+  /** With dryRun: list every selected path and its change. */
+  listChanges?: boolean
+  onProgress?: (p: Progress) => void
+  signal?: AbortSignal
+}
+
+function resolve(configOrPath: Config | ResolvedConfig | string): ResolvedConfig {
+  if (typeof configOrPath === 'string') return loadConfig(configOrPath)
+  if ('rules' in configOrPath && 'maxWorkers' in configOrPath) return configOrPath
+  return resolveConfig(configOrPath)
+}
+
+/** Runs one backup. Rejects with a ConfigError (exit 64) or BackupError (exit 2). */
+export async function backup(configOrPath: Config | ResolvedConfig | string, opts: BackupOptions = {}): Promise<Stats> {
+  const cfg = resolve(configOrPath)
+  if (opts.listChanges && !opts.dryRun) throw new ConfigError('listChanges needs dryRun')
+  const release = opts.dryRun ? () => {} : acquireLock(cfg.dst)
+  try {
+    const r = await native().runBackup(
+      {
+        src: cfg.src,
+        dst: cfg.dst,
+        rules: cfg.rules,
+        workers: cfg.maxWorkers,
+        mtimeToleranceS: cfg.mtimeToleranceS,
+        preservedDirs: cfg.preservedDirs,
+        dryRun: !!opts.dryRun,
+        listChanges: !!opts.listChanges,
+      },
+      opts.onProgress,
+      opts.signal,
+    )
+    const stats: Stats = {
+      increment: r.increment ?? null,
+      recovered: r.recovered ?? null,
+      dryRun: !!opts.dryRun,
+      mirrorFiles: r.mirrorFiles,
+      trackedFiles: r.trackedFiles,
+      new: r.new,
+      changed: r.changed,
+      deleted: r.deleted,
+      removedFromMirror: r.removedFromMirror,
+      mirrorUpdated: r.mirrorUpdated,
+      bytesCopied: r.bytesCopied,
+      linkFallbacks: r.linkFallbacks,
+      specialSkipped: r.specialSkipped,
+      mtimeToleranceS: r.mtimeToleranceS,
+      durationMs: r.durationMs,
+      warnings: r.warnings,
+      hints: r.hints,
+    }
+    if (opts.listChanges) stats.changes = r.changes as PathChange[]
+    return stats
+  } catch (e) {
+    throw fromNative(e)
+  } finally {
+    release()
+  }
+}
+
+/** Why a path (relative to `src`) is or is not selected. */
+export interface Explanation {
+  path: string
+  selected: boolean
+  role: 'tracked' | 'mirrored' | null
+  steps: { path: string; key: string | null; pattern: string | null; effect: string }[]
+}
+
+/** Explains which rule selects, tracks or excludes `relPath`. */
+export function explain(cfg: ResolvedConfig, relPath: string, isDir: boolean): Explanation {
+  const e = native().explainPath(cfg.rules, relPath, isDir)
+  return {
+    path: relPath,
+    selected: e.selected,
+    role: (e.role ?? null) as Explanation['role'],
+    steps: e.steps.map((s) => ({ path: s.path, key: s.key ?? null, pattern: s.pattern ?? null, effect: s.effect })),
+  }
+}

@@ -1,0 +1,37 @@
+/** The shared base of every command: --config, --json, --quiet, errors to exit codes. */
+import { Command, Option, UsageError } from 'clipanion'
+
+import { BackupError, ExitCode } from '../errors'
+
+export abstract class BaseCommand extends Command {
+  config = Option.String('--config,-c', 'config.json', { description: 'Config file (one file = one profile)' })
+  json = Option.Boolean('--json', false, { description: 'Print one JSON object on stdout (stable schema, see README)' })
+  quiet = Option.Boolean('--quiet,-q', false, { description: 'No progress and no summary, only problems' })
+
+  abstract run(): Promise<number>
+
+  async execute(): Promise<number> {
+    try {
+      return await this.run()
+    } catch (e) {
+      const err = e as Error
+      if (e instanceof UsageError) {
+        if (this.json) this.context.stdout.write(JSON.stringify({ error: { code: 'EUSAGE', message: err.message } }) + '\n')
+        else this.context.stderr.write(`backup: ${err.message}\n`)
+        return ExitCode.Usage
+      }
+      const code = e instanceof BackupError ? e.code : 'EIO'
+      const exit = e instanceof BackupError ? e.exitCode : ExitCode.Failed
+      if (this.json) {
+        this.context.stdout.write(JSON.stringify({ error: { code, message: err.message } }) + '\n')
+      } else {
+        this.context.stderr.write(`backup: ${err.message}\n`)
+      }
+      return exit
+    }
+  }
+
+  protected print(obj: unknown): void {
+    this.context.stdout.write(JSON.stringify(obj, null, 2) + '\n')
+  }
+}

@@ -1,0 +1,47 @@
+/** Human output helpers: sizes, durations, the live progress line. */
+import type { Progress } from '../backup'
+
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024
+    i++
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`
+}
+
+export function duration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`
+  const s = Math.round(ms / 1000)
+  if (s < 60) return `${(ms / 1000).toFixed(1)} s`
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`
+}
+
+/** A progress line on a TTY; silent otherwise. */
+export class ProgressLine {
+  private readonly started = Date.now()
+  private last = ''
+  constructor(private readonly stream: NodeJS.WriteStream, private readonly enabled: boolean) {}
+
+  update = (p: Progress): void => {
+    if (!this.enabled) return
+    const secs = (Date.now() - this.started) / 1000
+    let line: string
+    if (p.phase === 'scan' || p.phase === 'recover' || p.phase === 'plan') {
+      line = `${p.phase}: ${p.filesScanned.toLocaleString('en-US')} files, ${bytes(p.bytesScanned)}`
+    } else {
+      const rate = secs > 0 ? p.bytesDone / secs : 0
+      const left = p.bytesTotal - p.bytesDone
+      const eta = rate > 0 && left > 0 ? ` · ETA ${duration((left / rate) * 1000)}` : ''
+      line = `${p.phase}: ${p.opsDone.toLocaleString('en-US')}/${p.opsTotal.toLocaleString('en-US')} files · ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)} · ${bytes(rate)}/s${eta}`
+    }
+    if (line === this.last) return
+    this.last = line
+    this.stream.write(`\r\x1b[2K${line.slice(0, (this.stream.columns || 100) - 1)}`)
+  }
+
+  done(): void {
+    if (this.enabled && this.last) this.stream.write('\r\x1b[2K')
+  }
+}

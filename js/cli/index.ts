@@ -1,0 +1,45 @@
+/** The `backup` CLI: one clipanion command per file in ./commands. */
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { Builtins, Cli } from 'clipanion'
+
+import { ExitCode } from '../errors'
+import ExplainCommand from './commands/explain'
+import RunCommand from './commands/run'
+
+function packageVersion(): string {
+  let dir = __dirname
+  for (;;) {
+    const f = path.join(dir, 'package.json')
+    if (fs.existsSync(f)) {
+      const pkg = JSON.parse(fs.readFileSync(f, 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'axiomatic-backup') return pkg.version ?? '0.0.0'
+    }
+    const up = path.dirname(dir)
+    if (up === dir) return '0.0.0'
+    dir = up
+  }
+}
+const version = packageVersion()
+
+export function makeCli(): Cli {
+  const cli = new Cli({ binaryLabel: 'axiomatic-backup', binaryName: 'backup', binaryVersion: version })
+  cli.register(RunCommand)
+  cli.register(ExplainCommand)
+  cli.register(Builtins.HelpCommand)
+  cli.register(Builtins.VersionCommand)
+  return cli
+}
+
+/** Runs the CLI; resolves to the exit code (64 for usage errors). */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  const cli = makeCli()
+  try {
+    cli.process(argv)
+  } catch (e) {
+    process.stderr.write(cli.error(e as Error))
+    return ExitCode.Usage
+  }
+  return cli.run(argv, Cli.defaultContext)
+}

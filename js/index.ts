@@ -1,0 +1,16 @@
+/**
+ * axiomatic-backup: the library API.
+ *
+ * ```ts
+ * import { backup, loadConfig } from 'axiomatic-backup'
+ * const stats = await backup(loadConfig('usb.json'), { onProgress: (p) => console.log(p.phase) })
+ * ```
+ */
+export { backup, explain } from './backup'
+export type { BackupOptions, Stats, Warning, PathChange, Progress, Explanation } from './backup'
+export { loadConfig, resolveConfig } from './config'
+export type { Config, ResolvedConfig } from './config'
+export { compileRules, normalizePattern } from './patterns'
+export type { RuleLists, RuleKey, DirectoryPriority } from './patterns'
+export { BackupError, ConfigError, ExitCode } from './errors'
+export { acquireLock, readLock } from './lock'
