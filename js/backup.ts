@@ -2,7 +2,7 @@
  * The backup run, as the library API and the CLI call it: load the config,
  * take the lock, hand the compiled rules to the native engine, return stats.
  */
-import { ConfigError } from './errors'
+import { BackupError, ConfigError, ExitCode } from './errors'
 import { loadConfig, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingProgress } from './native'
@@ -72,6 +72,11 @@ function resolve(configOrPath: Config | ResolvedConfig | string): ResolvedConfig
 export async function backup(configOrPath: Config | ResolvedConfig | string, opts: BackupOptions = {}): Promise<Stats> {
   const cfg = resolve(configOrPath)
   if (opts.listChanges && !opts.dryRun) throw new ConfigError('listChanges needs dryRun')
+  if (opts.signal?.aborted) {
+    const e = new BackupError('EABORTED', 'the run was aborted before it started; nothing was written', ExitCode.Failed)
+    e.name = 'AbortError'
+    throw e
+  }
   const release = opts.dryRun ? () => {} : acquireLock(cfg.dst)
   try {
     const r = await native().runBackup(
