@@ -741,6 +741,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
 /// Finishes a run that was interrupted, from its journal. Returns the name
 /// of the increment it committed, if any. Safe to run again at any point.
 pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
+  fsutil::clean_atomic_leftovers(&l.meta);
   let Some((header, ops)) = meta::read_journal(&l.journal)? else { return Ok(None) };
   let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.clone(), e)).collect();
   let inc_pending = header.increment.as_ref().map(|n| l.incomplete.join(n));
@@ -750,6 +751,9 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     (_, Some(f)) if f.is_dir() => Some(f.clone()),
     _ => None,
   };
+  if let Some(d) = &inc_dir {
+    fsutil::clean_atomic_leftovers(d);
+  }
   let existing_meta = match (&header.increment, &inc_dir) {
     (Some(n), Some(d)) if d.join(format!("{n}.json")).is_file() => Some(meta::read_meta(&d.join(format!("{n}.json")))?),
     _ => None,

@@ -36,6 +36,18 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>)
   })
 }
 
+/// Removes the temp files that `write_atomic` leaves in `dir` when killed.
+pub fn clean_atomic_leftovers(dir: &Path) {
+  let Ok(rd) = fs::read_dir(dir) else { return };
+  for e in rd.flatten() {
+    let name = e.file_name();
+    let n = name.to_string_lossy();
+    if n.starts_with('.') && n.contains(".tmp-") && e.file_type().is_ok_and(|t| t.is_file()) {
+      let _ = fs::remove_file(e.path());
+    }
+  }
+}
+
 /// fsyncs a directory so a rename or a new entry in it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
   File::open(dir)?.sync_all()
