@@ -197,13 +197,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let rules = Rules::compile(&opts.rules)?;
   let pool = build_pool(opts.workers)?;
   let l = Layout::new(&opts.dst);
-  let tol = opts.mtime_tolerance_ns.unwrap_or_else(|| if fsutil::is_fat(&opts.dst) { 2_000_000_000 } else { 0 });
-  let mut report = Report { mtime_tolerance_ns: tol, ..Default::default() };
-
+  let mut caps = fsutil::FsCaps { hardlinks: !fsutil::is_fat(&opts.dst), mtime_granularity_ns: if fsutil::is_fat(&opts.dst) { 2_000_000_000 } else { 0 } };
   if !opts.dry_run {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
+    caps = fsutil::probe_caps(&l.meta);
+  }
+  // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
+  let auto_tol = if caps.mtime_granularity_ns >= 1_000_000_000 { caps.mtime_granularity_ns } else { 0 };
+  let tol = opts.mtime_tolerance_ns.unwrap_or(auto_tol);
+  let mut report = Report { mtime_tolerance_ns: tol, ..Default::default() };
+
+  if !opts.dry_run {
     progress.set_phase(Phase::Recover);
     report.recovered = pool.install(|| recover(&l))?;
   }
@@ -307,7 +313,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   progress.set_phase(Phase::Apply);
-  let no_links = fsutil::is_fat(&l.dst);
+  let no_links = !caps.hardlinks;
   let fatal: Mutex<Option<Error>> = Mutex::new(None);
   let stop = AtomicBool::new(false);
   let fallbacks = AtomicU64::new(0);

@@ -96,6 +96,42 @@ pub fn is_fat(path: &Path) -> bool {
   }
 }
 
+/// What the file system of the backup folder can do, found by trying.
+#[derive(Debug, Clone, Copy)]
+pub struct FsCaps {
+  pub hardlinks: bool,
+  /// How coarse stored mtimes are (0 = exact to the nanosecond as far as we can tell).
+  pub mtime_granularity_ns: i64,
+}
+
+/// Probes `dir` (which must exist and be writable): a hardlink and an odd
+/// mtime on a scratch file. FAT/exFAT (also through FUSE) have no hardlinks
+/// and 2-second (or 1-second) mtimes.
+pub fn probe_caps(dir: &Path) -> FsCaps {
+  let a = dir.join(".probe-a");
+  let b = dir.join(".probe-b");
+  let _ = fs::remove_file(&a);
+  let _ = fs::remove_file(&b);
+  let mut caps = FsCaps { hardlinks: !is_fat(dir), mtime_granularity_ns: if is_fat(dir) { 2_000_000_000 } else { 0 } };
+  if File::create(&a).is_ok() {
+    if fs::hard_link(&a, &b).is_err() {
+      caps.hardlinks = false;
+    }
+    let want = filetime::FileTime::from_unix_time(1_000_000_001, 123_456_789);
+    if filetime::set_file_mtime(&a, want).is_ok() {
+      if let Ok(md) = fs::metadata(&a) {
+        let got = mtime_ns(&md);
+        let diff = (got - 1_000_000_001_123_456_789i64).abs();
+        let g = if diff == 0 { 0 } else if diff < 1_000_000_000 && got % 1_000_000_000 != 0 { 1_000_000 } else if diff < 1_000_000_000 { 1_000_000_000 } else { 2_000_000_000 };
+        caps.mtime_granularity_ns = caps.mtime_granularity_ns.max(g);
+      }
+    }
+  }
+  let _ = fs::remove_file(&a);
+  let _ = fs::remove_file(&b);
+  caps
+}
+
 /// The temp name used in the mirror for `final_path`: fixed per path, so a
 /// run that was killed can find and remove its leftovers.
 pub fn temp_path(final_path: &Path) -> PathBuf {

@@ -1,0 +1,154 @@
+/**
+ * Real-disk behaviour: exFAT (no hardlinks, coarse mtimes) through a real
+ * exFAT image mounted with FUSE, the link limit (EMLINK) on ext4, permission
+ * problems as a non-root user, files changing while they are copied.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { backup, loadConfig } from '../js'
+import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { expectHistoryUnchanged, expectIncrementsMatchMetadata, sha, snapshotHistory } from './invariants'
+
+const cleanups: (() => void)[] = []
+afterAll(() => {
+  for (const c of cleanups.reverse()) c()
+})
+
+function mountExfat(): string {
+  const dir = tmpdir('exfat-')
+  const img = path.join(dir, 'disk.img')
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  execFileSync('truncate', ['-s', '256M', img])
+  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
+  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
+  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
+  cleanups.push(() => {
+    spawnSync('umount', [mnt])
+    spawnSync('losetup', ['-d', loop])
+  })
+  return mnt
+}
+
+describe('real disks', () => {
+  it('exFAT target: no hardlinks (increments hold copies), coarse mtimes tolerated, history intact', async () => {
+    const mnt = mountExfat()
+    const dir = tmpdir()
+    const src = path.join(dir, 'src')
+    writeTree(src, { 'proj/a.txt': 'alpha', 'proj/b.txt': 'beta', 'docs/c.txt': 'gamma' })
+    for (const f of ['proj/a.txt', 'proj/b.txt', 'docs/c.txt']) fs.utimesSync(path.join(src, f), 1_700_000_001.5, 1_700_000_001.5)
+    const config = writeConfig(dir, { src, dst: path.join(mnt, 'backup'), track_dirs: ['proj'], include_dirs: ['docs'] })
+    const s1 = await backup(config)
+    expect(s1.warnings).toEqual([])
+    expect(s1.linkFallbacks).toBe(2)
+    expect(s1.mtimeToleranceS).toBeGreaterThanOrEqual(1)
+    const dst = path.join(mnt, 'backup')
+    expect(readMeta(dst, s1.increment!).file_catalog['proj/a.txt']).toMatchObject({ stored_as: 'copy', sha256: sha('alpha') })
+    expectIncrementsMatchMetadata(dst)
+    const mirror = listTree(path.join(dst, 'mirror'))
+    expect(mirror.get('proj/a.txt')!.sha).toBe(sha('alpha'))
+    expect(Math.abs(mirror.get('proj/a.txt')!.mtimeMs - 1_700_000_001_500)).toBeLessThanOrEqual(2000)
+    const history = snapshotHistory(dst)
+    // A second run with nothing changed sees nothing (the coarse mirror mtimes do not matter).
+    expect(await backup(config)).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0 })
+    fs.writeFileSync(path.join(src, 'proj/a.txt'), 'alpha 2')
+    const s3 = await backup(config)
+    expect(s3).toMatchObject({ changed: 1, linkFallbacks: 1 })
+    expectHistoryUnchanged(history, dst)
+    expect(fs.readFileSync(path.join(dst, s1.increment!, 'track/proj/a.txt'), 'utf8')).toBe('alpha')
+    expectIncrementsMatchMetadata(dst)
+  })
+
+  it('link count at its limit (EMLINK): falls back to a copy for that file', async () => {
+    const w = workspace({ 'docs/hot.txt': 'hot' }, { include_dirs: ['docs'] })
+    await backup(w.config)
+    // Fill the mirror file's link count up to ext4's limit.
+    const m = path.join(w.dst, 'mirror/docs/hot.txt')
+    const extra = path.join(w.dst, 'extra-links')
+    fs.mkdirSync(extra)
+    let n = 0
+    try {
+      for (;;) fs.linkSync(m, path.join(extra, `l${n++}`))
+    } catch (e) {
+      expect((e as NodeJS.ErrnoException).code).toBe('EMLINK')
+    }
+    fs.writeFileSync(w.config, JSON.stringify({ src: 'src', dst: 'dst', track_dirs: ['docs'] }))
+    const s = await backup(w.config)
+    expect(s).toMatchObject({ new: 1, linkFallbacks: 1, warnings: [] })
+    expect(readMeta(w.dst, s.increment!).file_catalog['docs/hot.txt'].stored_as).toBe('copy')
+    expect(fs.statSync(path.join(w.dst, s.increment!, 'track/docs/hot.txt')).nlink).toBe(1)
+    fs.rmSync(extra, { recursive: true })
+  }, 120_000)
+
+  it('unreadable files and folders (as a non-root user): the run goes on, lists the paths, exits 1', () => {
+    const w = workspace({ 'proj/ok.txt': 'ok', 'proj/secret.txt': 'secret', 'proj/closed/inner.txt': 'inner' }, { track_dirs: ['proj'] })
+    fs.chmodSync(w.dir, 0o755)
+    execFileSync('chown', ['-R', 'nobody:nogroup', w.dir])
+    fs.chmodSync(path.join(w.src, 'proj/secret.txt'), 0o000)
+    fs.chmodSync(path.join(w.src, 'proj/closed'), 0o000)
+    const base = path.dirname(w.dir)
+    fs.chmodSync(base, 0o755)
+    const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.join(__dirname, '..', 'bin', 'backup.js'), 'run', '--json', '-c', w.config], {
+      encoding: 'utf8',
+    })
+    expect(r.status, r.stderr).toBe(1)
+    const j = JSON.parse(r.stdout)
+    expect(j.warnings.map((x: { path: string; code: string }) => [x.path, x.code])).toEqual([
+      ['proj/closed', 'permission-denied'],
+      ['proj/secret.txt', 'permission-denied'],
+    ])
+    expect(j.new).toBe(1)
+    expect(fs.readFileSync(path.join(w.dst, 'mirror/proj/ok.txt'), 'utf8')).toBe('ok')
+    expect(fs.existsSync(path.join(w.dst, 'mirror/proj/secret.txt'))).toBe(false)
+    // Once readable, the next run takes it.
+    fs.chmodSync(path.join(w.src, 'proj/secret.txt'), 0o644)
+    fs.chmodSync(path.join(w.src, 'proj/closed'), 0o755)
+    const r2 = cli(['run', '--json', '-c', w.config])
+    expect(r2.status).toBe(0)
+    expect(JSON.parse(r2.stdout).new).toBe(2)
+  })
+
+  it('a file that keeps changing while it is copied is retried, then reported and not recorded', async () => {
+    const w = workspace({ 'proj/stable.txt': 'stable' }, { track_dirs: ['proj'] })
+    const hot = path.join(w.src, 'proj/hot.bin')
+    fs.writeFileSync(hot, Buffer.alloc(64 * 1024 * 1024, 1))
+    // A writer that keeps moving the mtime while the run copies the file.
+    const toucher = spawn(process.execPath, ['-e', `const fs=require('fs');let t=1e9;for(;;){t+=1;try{fs.utimesSync(${JSON.stringify(hot)},t,t)}catch{}}`], { stdio: 'ignore' })
+    cleanups.push(() => toucher.kill('SIGKILL'))
+    await new Promise((r) => setTimeout(r, 300))
+    const s = await backup(w.config)
+    toucher.kill('SIGKILL')
+    expect(s.warnings.map((x) => [x.path, x.code])).toEqual([['proj/hot.bin', 'changed-during-read']])
+    expect(s.new).toBe(1)
+    const meta = readMeta(w.dst, s.increment!)
+    expect(Object.keys(meta.file_catalog)).toEqual(['proj/stable.txt'])
+    expect(fs.existsSync(path.join(w.dst, 'mirror/proj/hot.bin'))).toBe(false)
+    // Quiet again: the next run records it.
+    bump(hot)
+    const s2 = await backup(w.config)
+    expect(s2).toMatchObject({ new: 1, warnings: [] })
+    expect(readMeta(w.dst, s2.increment!).file_catalog['proj/hot.bin'].size).toBe(64 * 1024 * 1024)
+    expect(loadConfig(w.config).dst).toBe(w.dst)
+  }, 60_000)
+
+  it('the lock: a second run refuses while the first holds it; a stale lock is taken over', () => {
+    const w = workspace({ 'proj/a.txt': 'a' }, { track_dirs: ['proj'] })
+    fs.mkdirSync(path.join(w.dst, '.axiomatic'), { recursive: true })
+    // A live holder: this test process.
+    fs.writeFileSync(path.join(w.dst, '.axiomatic/lock'), JSON.stringify({ pid: process.pid, host: require('node:os').hostname(), started: 'now', command: 'run' }))
+    const r = cli(['run', '-c', w.config])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain(`locked by pid ${process.pid}`)
+    expect(fs.existsSync(path.join(w.dst, 'mirror'))).toBe(false)
+    // A dead holder: taken over.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+    fs.writeFileSync(path.join(w.dst, '.axiomatic/lock'), JSON.stringify({ pid: Number(dead.stdout), host: require('node:os').hostname(), started: 'then', command: 'run' }))
+    const r2 = cli(['run', '-c', w.config])
+    expect(r2.status, r2.stderr).toBe(0)
+    expect(fs.existsSync(path.join(w.dst, '.axiomatic/lock'))).toBe(false)
+  })
+})
