@@ -197,7 +197,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let rules = Rules::compile(&opts.rules)?;
   let pool = build_pool(opts.workers)?;
   let l = Layout::new(&opts.dst);
-  let mut caps = fsutil::FsCaps { hardlinks: !fsutil::is_fat(&opts.dst), mtime_granularity_ns: if fsutil::is_fat(&opts.dst) { 2_000_000_000 } else { 0 } };
+  let mut caps = fsutil::FsCaps {
+    hardlinks: !fsutil::is_fat(&opts.dst),
+    mtime_granularity_ns: if fsutil::is_fat(&opts.dst) { 2_000_000_000 } else { 0 },
+  };
   if !opts.dry_run {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
@@ -302,7 +305,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   let name = (tracked_ops > 0).then(|| meta::unique_name(&l.dst, &l.incomplete, &meta::increment_name(now)));
-  let header = JournalHeader { format: "axiomatic-journal".into(), increment: name.clone(), started: meta::iso(now), ops: ops.len() as u64 };
+  let header =
+    JournalHeader { format: "axiomatic-journal".into(), increment: name.clone(), started: meta::iso(now), ops: ops.len() as u64 };
   let journal_ops: Vec<JournalOp> = ops.iter().map(Op::journal).collect();
   meta::write_journal(&l.journal, &header, &journal_ops)?;
   drop(journal_ops);
@@ -317,7 +321,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let fatal: Mutex<Option<Error>> = Mutex::new(None);
   let stop = AtomicBool::new(false);
   let fallbacks = AtomicU64::new(0);
-  let ctx = ApplyCtx { l: &l, src: &opts.src, inc: inc_dir.as_deref(), progress, no_links, fatal: &fatal, stop: &stop, fallbacks: &fallbacks };
+  let ctx =
+    ApplyCtx { l: &l, src: &opts.src, inc: inc_dir.as_deref(), progress, no_links, fatal: &fatal, stop: &stop, fallbacks: &fallbacks };
 
   let (removals, copies): (Vec<usize>, Vec<usize>) = (0..ops.len()).partition(|&k| matches!(ops[k].kind, OpKind::Delete | OpKind::Remove));
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
@@ -803,7 +808,9 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
         }
         ("copy", false) => {
           let m = mmd?;
-          let same = m.len() == op.s && fsutil::mtime_ns(&m) == op.m && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
+          let same = m.len() == op.s
+            && fsutil::mtime_ns(&m) == op.m
+            && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
           same.then_some((k, None, false))
         }
         ("remove", _) => mmd.is_none().then_some((k, None, false)),
@@ -817,7 +824,18 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     let op = &ops[k];
     match op.op.as_str() {
       "copy" | "link" => {
-        state.insert(op.p.clone(), StateEntry { rel: op.p.clone(), kind: op.k, size: op.s, mtime_ns: op.m, mode: op.mode, tracked: op.t, sha256: if op.t { sha } else { None } });
+        state.insert(
+          op.p.clone(),
+          StateEntry {
+            rel: op.p.clone(),
+            kind: op.k,
+            size: op.s,
+            mtime_ns: op.m,
+            mode: op.mode,
+            tracked: op.t,
+            sha256: if op.t { sha } else { None },
+          },
+        );
         if op.t {
           let what = op.change.as_deref().unwrap_or("new");
           catalog.insert(op.p.clone(), meta::catalog_entry(op.s, op.m, op.mode, op.k, what, sha, copied));

@@ -122,7 +122,15 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
       if let Ok(md) = fs::metadata(&a) {
         let got = mtime_ns(&md);
         let diff = (got - 1_000_000_001_123_456_789i64).abs();
-        let g = if diff == 0 { 0 } else if diff < 1_000_000_000 && got % 1_000_000_000 != 0 { 1_000_000 } else if diff < 1_000_000_000 { 1_000_000_000 } else { 2_000_000_000 };
+        let g = if diff == 0 {
+          0
+        } else if diff < 1_000_000_000 && got % 1_000_000_000 != 0 {
+          1_000_000
+        } else if diff < 1_000_000_000 {
+          1_000_000_000
+        } else {
+          2_000_000_000
+        };
         caps.mtime_granularity_ns = caps.mtime_granularity_ns.max(g);
       }
     }

@@ -216,11 +216,9 @@ impl Rules {
     let dir_count = if is_dir { segs.len() } else { segs.len() - 1 };
     for i in 0..dir_count {
       let dir = segs[..=i].join("/");
-      for (group, what) in [
-        (&self.include_dirs, "includes directory"),
-        (&self.track_dirs, "tracks directory"),
-        (&self.exclude_dirs, "excludes directory"),
-      ] {
+      for (group, what) in
+        [(&self.include_dirs, "includes directory"), (&self.track_dirs, "tracks directory"), (&self.exclude_dirs, "excludes directory")]
+      {
         if let Some(p) = group.first_match(&dir) {
           steps.push(Step { path: dir.clone(), rule: Some(p.clone()), effect: what.to_string() });
         }
@@ -243,9 +241,17 @@ impl Rules {
     }
     let role = self.classify(ctx, rel);
     if let Some(p) = self.include_files.first_match(rel) {
-      steps.push(Step { path: rel.into(), rule: Some(p.clone()), effect: "file rule: mirrored, not tracked (beats directory rules and exclusions)".into() });
+      steps.push(Step {
+        path: rel.into(),
+        rule: Some(p.clone()),
+        effect: "file rule: mirrored, not tracked (beats directory rules and exclusions)".into(),
+      });
     } else if let Some(p) = self.track_files.first_match(rel) {
-      steps.push(Step { path: rel.into(), rule: Some(p.clone()), effect: "file rule: tracked (beats directory rules and exclusions)".into() });
+      steps.push(Step {
+        path: rel.into(),
+        rule: Some(p.clone()),
+        effect: "file rule: tracked (beats directory rules and exclusions)".into(),
+      });
     } else if let Some(p) = self.exclude_files.first_match(rel) {
       if !ctx.excluded && (ctx.in_include || ctx.in_track) {
         steps.push(Step { path: rel.into(), rule: Some(p.clone()), effect: "excludes file".into() });
@@ -259,7 +265,12 @@ impl Rules {
       None => "not selected: no rule selects it (default exclusion)",
     };
     steps.push(Step { path: rel.into(), rule: None, effect: effect.into() });
-    if ctx.in_include && ctx.in_track && role.is_some() && self.include_files.first_match(rel).is_none() && self.track_files.first_match(rel).is_none() {
+    if ctx.in_include
+      && ctx.in_track
+      && role.is_some()
+      && self.include_files.first_match(rel).is_none()
+      && self.track_files.first_match(rel).is_none()
+    {
       steps.push(Step {
         path: rel.into(),
         rule: None,

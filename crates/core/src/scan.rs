@@ -187,10 +187,7 @@ impl Walker<'_> {
     if subdirs.is_empty() {
       return out;
     }
-    let subs = subdirs
-      .into_par_iter()
-      .map(|(abs, rel, cctx)| self.walk(&abs, &rel, cctx))
-      .reduce(ScanResult::default, ScanResult::merge);
+    let subs = subdirs.into_par_iter().map(|(abs, rel, cctx)| self.walk(&abs, &rel, cctx)).reduce(ScanResult::default, ScanResult::merge);
     out.merge(subs)
   }
 }

@@ -101,8 +101,8 @@ pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
   let mut out = Vec::with_capacity(header.entries as usize);
   for (i, line) in lines.enumerate() {
     let line = line.map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
-    let e: StateEntry = serde_json::from_str(&line)
-      .map_err(|e| Error::corrupt(path, format!("line {}: {e}; run `backup recreate` to rebuild it", i + 2)))?;
+    let e: StateEntry =
+      serde_json::from_str(&line).map_err(|e| Error::corrupt(path, format!("line {}: {e}; run `backup recreate` to rebuild it", i + 2)))?;
     out.push(e);
   }
   if out.len() as u64 != header.entries {

@@ -274,7 +274,12 @@ pub fn explain_path(rules: BindingRules, path: String, is_dir: bool) -> Result<B
     steps: e
       .steps
       .into_iter()
-      .map(|s| BindingStep { path: s.path, key: s.rule.as_ref().map(|p| p.key.clone()), pattern: s.rule.map(|p| p.source), effect: s.effect })
+      .map(|s| BindingStep {
+        path: s.path,
+        key: s.rule.as_ref().map(|p| p.key.clone()),
+        pattern: s.rule.map(|p| p.source),
+        effect: s.effect,
+      })
       .collect(),
   })
 }
