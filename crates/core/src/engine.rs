@@ -321,8 +321,17 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let fatal: Mutex<Option<Error>> = Mutex::new(None);
   let stop = AtomicBool::new(false);
   let fallbacks = AtomicU64::new(0);
-  let ctx =
-    ApplyCtx { l: &l, src: &opts.src, inc: inc_dir.as_deref(), progress, no_links, fatal: &fatal, stop: &stop, fallbacks: &fallbacks };
+  let ctx = ApplyCtx {
+    l: &l,
+    src: &opts.src,
+    inc: inc_dir.as_deref(),
+    progress,
+    no_links,
+    fatal: &fatal,
+    stop: &stop,
+    fallbacks: &fallbacks,
+    checked: Mutex::new(Default::default()),
+  };
 
   let (removals, copies): (Vec<usize>, Vec<usize>) = (0..ops.len()).partition(|&k| matches!(ops[k].kind, OpKind::Delete | OpKind::Remove));
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
@@ -547,6 +556,7 @@ struct ApplyCtx<'a> {
   fatal: &'a Mutex<Option<Error>>,
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
+  checked: Mutex<std::collections::HashSet<String>>,
 }
 
 fn is_link_unsupported(e: &io::Error) -> bool {
@@ -628,6 +638,9 @@ impl ApplyCtx<'_> {
     if let Err(err) = ensure_parent(&dst) {
       return Err(("cannot create the mirror folder for", err));
     }
+    if let Err(err) = self.safe_parents(op.rel) {
+      return Err(("cannot prepare the mirror folder for", err));
+    }
     let mut copied = None;
     let mut last = String::new();
     for _attempt in 0..2 {
@@ -682,6 +695,31 @@ impl ApplyCtx<'_> {
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel)? } else { false };
     Ok(Outcome::Done { sha: c.sha256, fallback })
+  }
+
+  /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
+  /// file), so a write can never leave the mirror: such an entry is a
+  /// leftover of a removal that failed, and is removed. Each folder is
+  /// checked once per run.
+  fn safe_parents(&self, rel: &str) -> io::Result<()> {
+    let mut end = 0;
+    while let Some(i) = rel[end..].find('/') {
+      end += i;
+      let dir = &rel[..end];
+      end += 1;
+      if self.checked.lock().unwrap().contains(dir) {
+        continue;
+      }
+      let p = self.l.mirror_path(dir);
+      match fs::symlink_metadata(&p) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => fs::remove_file(&p)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+      }
+      self.checked.lock().unwrap().insert(dir.to_string());
+    }
+    Ok(())
   }
 
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {

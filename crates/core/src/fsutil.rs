@@ -188,12 +188,8 @@ fn set_owner(path: &Path, uid: u32, gid: u32, nofollow: bool) {
 /// not be shared with anything), with its mode, owner (as root) and mtime;
 /// hashes the bytes read when `hash` is set. Zero blocks become holes.
 pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Progress) -> io::Result<CopyResult> {
-  match fs::remove_file(tmp) {
-    Ok(()) => {}
-    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-    Err(err) => return Err(err),
-  }
   if e.kind == Kind::Symlink {
+    let _ = fs::remove_file(tmp);
     let md = fs::symlink_metadata(src)?;
     if !md.file_type().is_symlink() || md.len() != e.size || mtime_ns(&md) != e.mtime_ns {
       return Ok(CopyResult::Changed("the symlink changed while it was read".into()));
@@ -211,7 +207,16 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
   if !before.is_file() || before.len() != e.size || mtime_ns(&before) != e.mtime_ns {
     return Ok(CopyResult::Changed("the file changed between the scan and the copy".into()));
   }
-  let mut out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+  let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp);
+  let mut out = match create() {
+    Ok(f) => f,
+    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+      // A leftover of a killed run: it is ours (fixed temp name), replace it.
+      fs::remove_file(tmp)?;
+      create()?
+    }
+    Err(err) => return Err(err),
+  };
   let mut hasher = hash.then(Sha256::new);
   let mut buf = vec![0u8; BUF];
   let mut total: u64 = 0;

@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+// Benchmarks: our `backup run` against `rsync -a` on the same generated
+// trees, in one run, medians of several repetitions, reported as ratios.
+//
+//   npm run bench                 full size (100k mixed files ~2 GB; 1M tiny files)
+//   npm run bench -- --quick      a tenth of that, for a quick look
+//   npm run bench -- --reps 5     more repetitions
+//
+// Writes the table to stdout and, with --write, into BENCHMARKS.md.
+'use strict'
+const { spawnSync, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const reps = Number(args[args.indexOf('--reps') + 1]) || 3
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null
+const root = path.join(__dirname, '..')
+const work = process.env.BENCH_DIR || path.join(os.tmpdir(), 'axiomatic-bench')
+const BIN = path.join(root, 'bin', 'backup.js')
+
+function need(cmd) {
+  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) {
+    console.error(`bench: ${cmd} is missing (apt-get install ${cmd})`)
+    process.exit(2)
+  }
+}
+need('rsync')
+
+// Deterministic pseudo-random numbers.
+let seed = 12345
+const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
+
+function genTree(dir, files, sizeOf) {
+  if (fs.existsSync(path.join(dir, '.done'))) return
+  fs.rmSync(dir, { recursive: true, force: true })
+  const buf = Buffer.alloc(8 * 1024 * 1024)
+  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const perDir = 100
+  for (let i = 0; i < files; i++) {
+    const d = path.join(dir, `d${Math.floor(i / perDir / 100)}`, `s${Math.floor(i / perDir) % 100}`)
+    if (i % perDir === 0) fs.mkdirSync(d, { recursive: true })
+    const size = sizeOf(i)
+    const off = rand(1024 * 1024)
+    fs.writeFileSync(path.join(d, `f${i}.dat`), size <= buf.length - off ? buf.subarray(off, off + size) : Buffer.alloc(size, i & 255))
+  }
+  fs.writeFileSync(path.join(dir, '.done'), '')
+}
+
+function time(cmd, argv, opts = {}) {
+  const t = process.hrtime.bigint()
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28, ...opts })
+  const ms = Number(process.hrtime.bigint() - t) / 1e6
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr}`)
+  return { ms, out: r.stdout }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+/** Our run, in a node process that reports its peak RSS. */
+function ours(config) {
+  const script = `require(${JSON.stringify(path.join(root, 'dist'))}).backup(${JSON.stringify(config)}).then(s=>{process.stdout.write(JSON.stringify({s,rss:process.resourceUsage().maxRSS}))})`
+  const r = time(process.execPath, ['-e', script])
+  const j = JSON.parse(r.out)
+  return { ms: r.ms, rss: j.rss * 1024, stats: j.s }
+}
+
+function rsync(src, dst) {
+  return time('rsync', ['-a', '--delete', `${src}/`, `${dst}/`])
+}
+
+function mutate(src, files, k) {
+  // 1% changed, 0.5% deleted, 0.5% added; a different set per repetition.
+  const all = []
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) walk(p)
+      else if (e.name !== '.done') all.push(p)
+    }
+  }
+  walk(src)
+  const n = all.length
+  for (let i = 0; i < Math.round(n * 0.01); i++) {
+    const f = all[rand(n)]
+    if (fs.existsSync(f)) {
+      fs.appendFileSync(f, `change ${k} ${i}\n`)
+    }
+  }
+  for (let i = 0; i < Math.round(n * 0.005); i++) fs.rmSync(all[rand(n)], { force: true })
+  for (let i = 0; i < Math.round(n * 0.005); i++) fs.writeFileSync(path.join(path.dirname(all[rand(n)]), `new-${k}-${i}.dat`), `added ${k} ${i}\n`.repeat(1 + rand(2000)))
+}
+
+const results = []
+function record(tree, scenario, oursMs, peerMs, rss, note = '') {
+  const row = { tree, scenario, ours: oursMs, rsync: peerMs, ratio: oursMs / peerMs, rss, note }
+  results.push(row)
+  console.log(
+    `${tree.padEnd(14)} ${scenario.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  rsync ${(peerMs / 1000).toFixed(2).padStart(7)} s  ratio ${row.ratio.toFixed(2)}  peak RSS ${(rss / 1048576).toFixed(0)} MiB ${note}`,
+  )
+}
+
+function benchTree(name, files, sizeOf) {
+  const base = path.join(work, name)
+  const srcPristine = path.join(base, 'src')
+  console.error(`generating ${name} (${files} files) in ${srcPristine}…`)
+  genTree(srcPristine, files, sizeOf)
+  for (const [mode, rules] of [
+    ['mirror only', { include_dirs: ['**'] }],
+    ['all tracked', { track_dirs: ['**'] }],
+  ]) {
+    const src = path.join(base, 'src-run')
+    fs.rmSync(src, { recursive: true, force: true })
+    execFileSync('cp', ['-a', srcPristine, src])
+    fs.rmSync(path.join(src, '.done'))
+    const dst = path.join(base, 'dst')
+    const rdst = path.join(base, 'rsync-dst')
+    const config = { src, dst, ...rules }
+    // First full backup.
+    const o1 = []
+    const r1 = []
+    let rss = 0
+    for (let k = 0; k < reps; k++) {
+      fs.rmSync(dst, { recursive: true, force: true })
+      fs.rmSync(rdst, { recursive: true, force: true })
+      r1.push(rsync(src, rdst).ms)
+      const o = ours(config)
+      o1.push(o.ms)
+      rss = Math.max(rss, o.rss)
+    }
+    record(name, `first full backup (${mode})`, median(o1), median(r1), rss)
+    // No change.
+    const o2 = []
+    const r2 = []
+    rss = 0
+    for (let k = 0; k < reps; k++) {
+      r2.push(rsync(src, rdst).ms)
+      const o = ours(config)
+      if (o.stats.increment || o.stats.mirrorUpdated) throw new Error('no-change run changed something')
+      o2.push(o.ms)
+      rss = Math.max(rss, o.rss)
+    }
+    record(name, `no change (${mode})`, median(o2), median(r2), rss)
+    // 1% changed, 0.5% deleted, 0.5% added.
+    const o3 = []
+    const r3 = []
+    rss = 0
+    for (let k = 0; k < reps; k++) {
+      mutate(src, files, `${mode}-${k}`)
+      r3.push(rsync(src, rdst).ms)
+      const o = ours(config)
+      o3.push(o.ms)
+      rss = Math.max(rss, o.rss)
+    }
+    record(name, `1% changed, 0.5% del/add (${mode})`, median(o3), median(r3), rss)
+    fs.rmSync(src, { recursive: true, force: true })
+    fs.rmSync(dst, { recursive: true, force: true })
+    fs.rmSync(rdst, { recursive: true, force: true })
+  }
+}
+
+const scale = quick ? 0.1 : 1
+const mixedFiles = Math.round(100_000 * scale)
+// ~2 GB: most files 2–30 KB, every 1000th a multi-MB file.
+const mixedSize = (i) => (i % 1000 === 0 ? 4 * 1024 * 1024 + rand(8 * 1024 * 1024) : 2048 + rand(28 * 1024))
+if (!only || only === 'mixed') benchTree(`mixed-${mixedFiles}`, mixedFiles, mixedSize)
+if (!only || only === 'tiny') benchTree(`tiny-${Math.round(1_000_000 * scale)}`, Math.round(1_000_000 * scale), () => 1 + rand(200))
+
+const header = `| tree | scenario | ours (s) | rsync -a (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|\n`
+const table =
+  header +
+  results
+    .map((r) => `| ${r.tree} | ${r.scenario} | ${(r.ours / 1000).toFixed(2)} | ${(r.rsync / 1000).toFixed(2)} | **${r.ratio.toFixed(2)}** | ${(r.rss / 1048576).toFixed(0)} |`)
+    .join('\n')
+console.log('\n' + table)
+if (args.includes('--write')) {
+  const f = path.join(root, 'BENCHMARKS.md')
+  const text = fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : ''
+  const marker = '<!-- bench:engine -->'
+  const block = `${marker}\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores, ${os.cpus()[0].model}, medians of ${reps}.\n\n${table}\n${marker}`
+  const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
+  fs.writeFileSync(f, re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`)
+}
