@@ -151,4 +151,48 @@ describe('real disks', () => {
     expect(r2.status, r2.stderr).toBe(0)
     expect(fs.existsSync(path.join(w.dst, '.axiomatic/lock'))).toBe(false)
   })
+
+  it('files that vanish between the scan and the copy are reported (exit 1) and the run goes on', async () => {
+    const tree: Record<string, string> = {}
+    const blob = 'v'.repeat(4 * 1024 * 1024)
+    for (let i = 0; i < 120; i++) tree[`proj/f${String(i).padStart(3, '0')}.bin`] = blob + i
+    const w = workspace(tree, { track_dirs: ['proj'] })
+    let deleted = false
+    const s = await backup(w.config, {
+      onProgress: (p) => {
+        if (p.phase === 'apply' && !deleted) {
+          deleted = true
+          for (const f of Object.keys(tree)) fs.rmSync(path.join(w.src, f), { force: true })
+        }
+      },
+    })
+    expect(deleted).toBe(true)
+    const vanished = s.warnings.filter((x) => x.code === 'vanished')
+    expect(vanished.length).toBeGreaterThan(0)
+    expect(s.new + vanished.length).toBe(120)
+    expect(vanished[0].path).toMatch(/^proj\/f\d{3}\.bin$/)
+    expectIncrementsMatchMetadata(w.dst)
+    // Nothing half-copied is left in the mirror, and the next run records the deletions.
+    const mirror = listTree(path.join(w.dst, 'mirror'))
+    expect(mirror.size).toBe(s.new)
+    for (const [p, f] of mirror) expect({ p, sha: f.sha }).toEqual({ p, sha: sha(tree[`proj/${p.slice('proj/'.length)}`]) })
+    const s2 = await backup(w.config)
+    expect(s2).toMatchObject({ deleted: s.new, warnings: [] })
+    expect(listTree(path.join(w.dst, 'mirror')).size).toBe(0)
+  }, 120_000)
+
+  it('shows a progress line on a TTY and nothing when piped', () => {
+    const tree: Record<string, string> = {}
+    const blob = 'p'.repeat(2 * 1024 * 1024)
+    for (let i = 0; i < 300; i++) tree[`proj/f${i}.bin`] = blob + i
+    const w = workspace(tree, { track_dirs: ['proj'] })
+    // `script` gives the CLI a pseudo-terminal.
+    const r = spawnSync('script', ['-qec', `${process.execPath} ${path.join(__dirname, '..', 'bin', 'backup.js')} run -c ${w.config}`, '/dev/null'], { encoding: 'utf8' })
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/(scan|apply): [\d,]+/)
+    expect(r.stdout).toMatch(/apply: [\d,]+\/[\d,]+ files · .* MiB\/s/)
+    fs.writeFileSync(path.join(w.src, 'proj/f1.bin'), 'changed')
+    const piped = cli(['run', '-c', w.config])
+    expect(piped.stderr).toBe('')
+  }, 120_000)
 })

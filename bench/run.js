@@ -169,17 +169,18 @@ if (!only || only === 'mixed') benchTree(`mixed-${mixedFiles}`, mixedFiles, mixe
 if (!only || only === 'tiny') benchTree(`tiny-${Math.round(1_000_000 * scale)}`, Math.round(1_000_000 * scale), () => 1 + rand(200))
 
 const header = `| tree | scenario | ours (s) | rsync -a (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|\n`
-const table =
-  header +
-  results
-    .map((r) => `| ${r.tree} | ${r.scenario} | ${(r.ours / 1000).toFixed(2)} | ${(r.rsync / 1000).toFixed(2)} | **${r.ratio.toFixed(2)}** | ${(r.rss / 1048576).toFixed(0)} |`)
-    .join('\n')
-console.log('\n' + table)
+const rows = (rs) =>
+  rs.map((r) => `| ${r.tree} | ${r.scenario} | ${(r.ours / 1000).toFixed(2)} | ${(r.rsync / 1000).toFixed(2)} | **${r.ratio.toFixed(2)}** | ${(r.rss / 1048576).toFixed(0)} |`).join('\n')
+console.log('\n' + header + rows(results))
 if (args.includes('--write')) {
+  // One block per tree, so trees can be measured in separate invocations.
   const f = path.join(root, 'BENCHMARKS.md')
-  const text = fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : ''
-  const marker = '<!-- bench:engine -->'
-  const block = `${marker}\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores, ${os.cpus()[0].model}, medians of ${reps}.\n\n${table}\n${marker}`
-  const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
-  fs.writeFileSync(f, re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`)
+  let text = fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '# Benchmarks\n'
+  for (const tree of [...new Set(results.map((r) => r.tree))]) {
+    const marker = `<!-- bench:engine:${tree} -->`
+    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}.\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
+    text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+  }
+  fs.writeFileSync(f, text)
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
-use crate::meta::{self, CatalogEntry, IncrementMeta, JournalHeader, JournalOp};
+use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
 use crate::progress::{Phase, Progress};
 use crate::rules::{Role, RuleSpec, Rules};
 use crate::scan::{self, Entry, Kind};
@@ -173,9 +173,9 @@ enum Outcome {
   /// increment holds a copy instead of a hardlink.
   Done { sha: Option<[u8; 32]>, fallback: bool },
   /// Not done; the old state entry stays.
-  Skipped(Warning),
+  Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
-  DoneMissing(Warning),
+  DoneMissing(Box<Warning>),
 }
 
 fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
@@ -224,8 +224,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.special_skipped = scanned.special_skipped;
   let entries = scanned.entries;
 
+  timing("scan", started);
   progress.set_phase(Phase::Plan);
   let old = state::read(&l.state)?;
+  timing("read state", started);
   let mut ops: Vec<Op> = Vec::new();
   let (mut i, mut j) = (0, 0);
   while i < entries.len() || j < old.len() {
@@ -260,6 +262,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     }
   }
 
+  timing("plan", started);
   if opts.list_changes {
     let mut by_path: BTreeMap<&str, Change> = BTreeMap::new();
     for e in &entries {
@@ -307,9 +310,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let name = (tracked_ops > 0).then(|| meta::unique_name(&l.dst, &l.incomplete, &meta::increment_name(now)));
   let header =
     JournalHeader { format: "axiomatic-journal".into(), increment: name.clone(), started: meta::iso(now), ops: ops.len() as u64 };
-  let journal_ops: Vec<JournalOp> = ops.iter().map(Op::journal).collect();
-  meta::write_journal(&l.journal, &header, &journal_ops)?;
-  drop(journal_ops);
+  meta::write_journal(&l.journal, &header, ops.iter().map(Op::journal))?;
   fault_point();
   let inc_dir = name.as_ref().map(|n| l.incomplete.join(n));
   if let Some(d) = &inc_dir {
@@ -359,108 +360,57 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     return Err(Error::aborted());
   }
 
+  timing("apply", started);
   progress.set_phase(Phase::Commit);
-  // The new state: every selected entry, with the old entry kept where an
-  // operation was skipped.
-  let mut new_state: Vec<StateEntry> = Vec::with_capacity(entries.len());
-  let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-  let mut op_of: BTreeMap<&str, usize> = BTreeMap::new();
-  for (k, op) in ops.iter().enumerate() {
-    op_of.insert(op.rel, k);
-  }
-  for (k, op) in ops.iter().enumerate() {
-    let outcome = outcomes[k].take().expect("every op has an outcome");
-    match outcome {
-      Outcome::Skipped(w) => {
-        // Not done: keep the old entry (the mirror still holds it), so the
-        // next run tries again.
-        report.warnings.push(w);
-        if let Some(o) = op.old {
-          new_state.push(o.clone());
-        }
-      }
+  // Counts and warnings. Everything below streams over `ops` (sorted by
+  // path, like `entries` and `old`), so a run over a million files builds
+  // no second copy of the file list.
+  let mut catalog_len = 0u64;
+  for (op, outcome) in ops.iter().zip(&outcomes) {
+    match outcome.as_ref().expect("every op has an outcome") {
+      Outcome::Skipped(w) => report.warnings.push((**w).clone()),
       Outcome::DoneMissing(w) => {
-        report.warnings.push(w);
-        if op.kind == OpKind::Delete {
-          let o = op.old.unwrap();
-          catalog.insert(op.rel.into(), meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha256, false));
-          report.deleted += 1;
-        } else {
-          report.removed_from_mirror += 1;
-        }
+        report.warnings.push((**w).clone());
+        count(&mut report, op);
+        catalog_len += u64::from(op.kind == OpKind::Delete);
       }
-      Outcome::Done { sha, fallback } => {
+      Outcome::Done { .. } => {
         count(&mut report, op);
         if op.kind == OpKind::Copy {
           report.bytes_copied += op.entry.unwrap().size;
         }
-        if op.tracked {
-          match op.kind {
-            OpKind::Delete => {
-              let o = op.old.unwrap();
-              catalog.insert(op.rel.into(), meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha256, fallback));
-            }
-            OpKind::Copy | OpKind::Link => {
-              let e = op.entry.unwrap();
-              let what = if op.changed { "changed" } else { "new" };
-              catalog.insert(op.rel.into(), meta::catalog_entry(e.size, e.mtime_ns, e.mode, e.kind, what, sha, fallback));
-            }
-            OpKind::Remove => {}
-          }
-        }
-        if let Some(e) = op.entry {
-          new_state.push(StateEntry::from_entry(e, if op.tracked { sha } else { None }));
-        }
+        catalog_len += u64::from(op.tracked);
       }
     }
   }
-  // Entries without an operation are unchanged: keep their state entry,
-  // turned untracked if they are no longer tracked.
-  let mut j = 0;
-  for e in &entries {
-    if op_of.contains_key(e.rel.as_str()) {
-      continue;
-    }
-    while old[j].rel < e.rel {
-      j += 1;
-    }
-    let mut o = old[j].clone();
-    o.tracked = e.role == Role::Tracked;
-    if !o.tracked {
-      o.sha256 = None;
-    }
-    new_state.push(o);
-  }
-  new_state.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-  new_state.dedup_by(|a, b| a.rel == b.rel);
+  let next = next_state(&entries, &old, &ops, &outcomes);
   report.link_fallbacks = fallbacks.load(Ordering::Relaxed);
-  report.mirror_files = new_state.len() as u64;
-  report.tracked_files = new_state.iter().filter(|s| s.tracked).count() as u64;
+  report.mirror_files = next.len() as u64;
+  report.tracked_files = next.iter().filter(|s| s.tracked()).count() as u64;
 
   fsutil::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   fault_point();
   let mut committed = None;
   if let (Some(name), Some(dir)) = (&name, &inc_dir) {
-    if catalog.is_empty() {
+    if catalog_len == 0 {
       meta::remove_tree(dir)?;
     } else {
       report.duration_ms = started.elapsed().as_millis() as u64;
-      let summary = meta::summarize(&catalog);
-      let m = IncrementMeta {
+      let head = meta::MetaHead {
         version: meta::METADATA_VERSION,
         backup_name: name.clone(),
         timestamp: meta::iso(now),
         origin: "run".into(),
-        file_catalog: catalog,
-        summary,
+        summary: meta::Summary { new: report.new, changed: report.changed, deleted: report.deleted, total: catalog_len },
         statistics: statistics(&report),
       };
-      meta::write_meta(&dir.join(format!("{name}.json")), &m)?;
+      let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel, c)));
+      meta::write_meta(&dir.join(format!("{name}.json")), &head, catalog)?;
       fault_point();
       committed = Some((name.clone(), dir.clone()));
     }
   }
-  state::write(&l.state, &new_state)?;
+  state::write(&l.state, next.len() as u64, next.iter().map(StateRef::line))?;
   fault_point();
   if let Some((name, dir)) = committed {
     let fin = l.dst.join(&name);
@@ -507,6 +457,107 @@ pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<Stri
     }
   }
   hints
+}
+
+/// With `AXIOMATIC_TIMINGS=1`, prints the time since the start of the run
+/// at the end of each phase (for benchmarking).
+fn timing(what: &str, started: Instant) {
+  static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+  if *ON.get_or_init(|| std::env::var_os("AXIOMATIC_TIMINGS").is_some()) {
+    eprintln!("axiomatic: {what} done at {} ms", started.elapsed().as_millis());
+  }
+}
+
+/// The catalog entry an op contributes to the increment, if any.
+fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
+  match (outcome, op.kind) {
+    (Outcome::Skipped(_), _) | (_, OpKind::Remove) => None,
+    (Outcome::DoneMissing(_), OpKind::Delete) | (Outcome::Done { .. }, OpKind::Delete) if op.tracked => {
+      let o = op.old.unwrap();
+      let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
+      Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha256, fallback))
+    }
+    (Outcome::Done { sha, fallback }, OpKind::Copy | OpKind::Link) if op.tracked => {
+      let e = op.entry.unwrap();
+      Some(meta::catalog_entry(e.size, e.mtime_ns, e.mode, e.kind, if op.changed { "changed" } else { "new" }, *sha, *fallback))
+    }
+    _ => None,
+  }
+}
+
+/// One line of the next mirror state, borrowed from the scan or the old state.
+enum StateRef<'a> {
+  /// Unchanged (or an op that was not done): the old entry, with the current role.
+  Old(&'a StateEntry, bool),
+  /// Copied or linked this run.
+  New(&'a Entry, Option<[u8; 32]>),
+}
+
+impl<'a> StateRef<'a> {
+  fn tracked(&self) -> bool {
+    match self {
+      StateRef::Old(_, t) => *t,
+      StateRef::New(e, _) => e.role == Role::Tracked,
+    }
+  }
+  fn line(&self) -> state::StateLine<'a> {
+    match *self {
+      StateRef::Old(o, t) => state::StateLine {
+        rel: &o.rel,
+        kind: o.kind,
+        size: o.size,
+        mtime_ns: o.mtime_ns,
+        mode: o.mode,
+        tracked: t,
+        sha256: if t { o.sha256 } else { None },
+      },
+      StateRef::New(e, sha) => state::StateLine {
+        rel: &e.rel,
+        kind: e.kind,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        mode: e.mode,
+        tracked: e.role == Role::Tracked,
+        sha256: if e.role == Role::Tracked { sha } else { None },
+      },
+    }
+  }
+}
+
+/// The mirror state after this run, in path order: every op that was done
+/// gives its new entry; every op that was not done keeps the old entry (the
+/// mirror still holds it, the next run tries again); entries without an op
+/// keep theirs.
+fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], outcomes: &[Option<Outcome>]) -> Vec<StateRef<'a>> {
+  let mut out = Vec::with_capacity(entries.len());
+  let (mut j, mut k) = (0, 0);
+  for e in entries {
+    while k < ops.len() && ops[k].rel < e.rel.as_str() {
+      if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
+        out.push(StateRef::Old(o, o.tracked));
+      }
+      k += 1;
+    }
+    while j < old.len() && old[j].rel < e.rel {
+      j += 1;
+    }
+    if k < ops.len() && ops[k].rel == e.rel {
+      match (&outcomes[k], ops[k].old) {
+        (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, *sha)),
+        (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
+        _ => {}
+      }
+      k += 1;
+    } else if j < old.len() && old[j].rel == e.rel {
+      out.push(StateRef::Old(&old[j], e.role == Role::Tracked));
+    }
+  }
+  for k in k..ops.len() {
+    if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
+      out.push(StateRef::Old(o, o.tracked));
+    }
+  }
+  out
 }
 
 fn count(r: &mut Report, op: &Op) {
@@ -597,7 +648,7 @@ impl ApplyCtx<'_> {
         self.stop.store(true, Ordering::SeqCst);
         None
       }
-      Err((what, e)) => Some(Outcome::Skipped(Warning::from_io(op.rel, what, &e))),
+      Err((what, e)) => Some(Outcome::Skipped(Box::new(Warning::from_io(op.rel, what, &e)))),
     }
   }
 
@@ -675,7 +726,11 @@ impl ApplyCtx<'_> {
     }
     let Some(c) = copied else {
       let _ = fs::remove_file(&tmp);
-      return Ok(Outcome::Skipped(Warning::new(op.rel, "changed-during-read", format!("{last}; not recorded, the next run takes it"))));
+      return Ok(Outcome::Skipped(Box::new(Warning::new(
+        op.rel,
+        "changed-during-read",
+        format!("{last}; not recorded, the next run takes it"),
+      ))));
     };
     fault_point();
     if let Ok(md) = fs::symlink_metadata(&dst) {
@@ -738,11 +793,11 @@ impl ApplyCtx<'_> {
   fn delete(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel);
     if fs::symlink_metadata(&dst).is_err() {
-      return Ok(Outcome::DoneMissing(Warning::new(
+      return Ok(Outcome::DoneMissing(Box::new(Warning::new(
         op.rel,
         "mirror-missing",
         "deleted from the source, but its mirror copy was already gone; the deletion is recorded, earlier versions stay in older increments",
-      )));
+      ))));
     }
     let fallback = self.store(&dst, "deleted", op.rel)?;
     match fs::remove_file(&dst) {
@@ -903,17 +958,15 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
       if catalog.is_empty() {
         meta::remove_tree(dir)?;
       } else {
-        let summary = meta::summarize(&catalog);
-        let m = IncrementMeta {
+        let head = meta::MetaHead {
           version: meta::METADATA_VERSION,
           backup_name: name.clone(),
           timestamp: header.started.clone(),
           origin: "recovered".into(),
+          summary: meta::summarize(&catalog),
           statistics: serde_json::json!({ "recovered_from_interrupted_run": true, "planned_ops": ops.len(), "done_ops": done.len() }),
-          file_catalog: catalog,
-          summary,
         };
-        meta::write_meta(&meta_path, &m)?;
+        meta::write_meta(&meta_path, &head, catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
         fault_point();
       }
     }
@@ -921,8 +974,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
       committed = Some(name.clone());
     }
   }
-  let entries: Vec<StateEntry> = state.into_values().collect();
-  state::write(&l.state, &entries)?;
+  state::write(&l.state, state.len() as u64, state.values().map(StateEntry::line))?;
   fault_point();
   if let (Some(name), Some(p)) = (&committed, &inc_pending) {
     if p.is_dir() {

@@ -84,11 +84,33 @@ pub fn summarize(catalog: &BTreeMap<String, CatalogEntry>) -> Summary {
   s
 }
 
-pub fn write_meta(path: &Path, meta: &IncrementMeta) -> Result<(), Error> {
+/// Everything of an increment's metadata but the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetaHead {
+  pub version: u32,
+  pub backup_name: String,
+  pub timestamp: String,
+  pub origin: String,
+  pub summary: Summary,
+  pub statistics: serde_json::Value,
+}
+
+/// Writes an increment's metadata atomically, streaming the catalog
+/// (entries in path order), so a first backup of a million files needs no
+/// catalog in memory. The result reads back as an `IncrementMeta`.
+pub fn write_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item = (&'a str, CatalogEntry)>) -> Result<(), Error> {
   fsutil::write_atomic(path, |f| {
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    serde_json::to_writer_pretty(&mut w, meta)?;
-    w.write_all(b"\n")?;
+    let head = serde_json::to_string_pretty(head)?;
+    w.write_all(&head.as_bytes()[..head.len() - 2])?; // without the closing "\n}"
+    w.write_all(b",\n  \"file_catalog\": {")?;
+    for (i, (rel, e)) in catalog.enumerate() {
+      w.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+      serde_json::to_writer(&mut w, rel)?;
+      w.write_all(b": ")?;
+      serde_json::to_writer(&mut w, &e)?;
+    }
+    w.write_all(b"\n  }\n}\n")?;
     w.flush()
   })
 }
@@ -124,13 +146,14 @@ pub struct JournalHeader {
   pub ops: u64,
 }
 
-pub fn write_journal(path: &Path, header: &JournalHeader, ops: &[JournalOp]) -> Result<(), Error> {
+/// Writes the journal, one operation at a time (nothing is materialized).
+pub fn write_journal(path: &Path, header: &JournalHeader, ops: impl Iterator<Item = JournalOp>) -> Result<(), Error> {
   fsutil::write_atomic(path, |f| {
     let mut w = BufWriter::with_capacity(1 << 20, f);
     serde_json::to_writer(&mut w, header)?;
     w.write_all(b"\n")?;
     for op in ops {
-      serde_json::to_writer(&mut w, op)?;
+      serde_json::to_writer(&mut w, &op)?;
       w.write_all(b"\n")?;
     }
     w.flush()

@@ -54,6 +54,7 @@ impl StateEntry {
 
 mod sha_hex {
   use serde::{Deserialize, Deserializer, Serializer};
+  #[allow(clippy::ref_option)]
   pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
     match v {
       Some(b) => s.serialize_str(&hex::encode(b)),
@@ -112,16 +113,42 @@ pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
   Ok(out)
 }
 
-/// Writes the state atomically (temp file, fsync, rename, fsync of the folder).
-pub fn write(path: &Path, entries: &[StateEntry]) -> Result<(), Error> {
+/// One line of the state as written, borrowing its path.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateLine<'a> {
+  #[serde(rename = "p")]
+  pub rel: &'a str,
+  #[serde(rename = "k")]
+  pub kind: Kind,
+  #[serde(rename = "s")]
+  pub size: u64,
+  #[serde(rename = "m")]
+  pub mtime_ns: i64,
+  #[serde(rename = "mode")]
+  pub mode: u32,
+  #[serde(rename = "t")]
+  pub tracked: bool,
+  #[serde(rename = "h", skip_serializing_if = "Option::is_none", with = "sha_hex")]
+  pub sha256: Option<[u8; 32]>,
+}
+
+impl StateEntry {
+  pub fn line(&self) -> StateLine<'_> {
+    StateLine { rel: &self.rel, kind: self.kind, size: self.size, mtime_ns: self.mtime_ns, mode: self.mode, tracked: self.tracked, sha256: self.sha256 }
+  }
+}
+
+/// Writes the state atomically (temp file, fsync, rename, fsync of the
+/// folder), streaming `count` lines in path order.
+pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = StateLine<'a>>) -> Result<(), Error> {
   let dir = path.parent().expect("state path has a parent");
   fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", &e))?;
   fsutil::write_atomic(path, |w| {
     let mut w = BufWriter::with_capacity(1 << 20, w);
-    serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: entries.len() as u64 })?;
+    serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: count })?;
     w.write_all(b"\n")?;
-    for e in entries {
-      serde_json::to_writer(&mut w, e)?;
+    for e in lines {
+      serde_json::to_writer(&mut w, &e)?;
       w.write_all(b"\n")?;
     }
     w.flush()
