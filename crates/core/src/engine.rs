@@ -218,7 +218,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   progress.set_phase(Phase::Scan);
-  let scanned = pool.install(|| scan::scan(&opts.src, &rules, progress, scan::Limits::default()))?;
+  // The old state is read while the source is scanned.
+  let (scanned, old) =
+    pool.install(|| rayon::join(|| scan::scan(&opts.src, &rules, progress, scan::Limits::default()), || state::read(&l.state)));
+  let (scanned, old) = (scanned?, old?);
   report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
@@ -226,8 +229,6 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
   timing("scan", started);
   progress.set_phase(Phase::Plan);
-  let old = state::read(&l.state)?;
-  timing("read state", started);
   let mut ops: Vec<Op> = Vec::new();
   let (mut i, mut j) = (0, 0);
   while i < entries.len() || j < old.len() {

@@ -7,7 +7,7 @@
 //! mirror holds (computed when it was copied).
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -81,35 +81,55 @@ struct Header {
   entries: u64,
 }
 
-/// Reads the state; a missing file is an empty state (first run).
+/// Reads the state; a missing file is an empty state (first run). Lines
+/// are parsed in parallel, a block of a few MiB at a time.
 pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
+  use rayon::prelude::*;
   let f = match File::open(path) {
     Ok(f) => f,
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
     Err(e) => return Err(Error::io(path, "cannot read the mirror state", &e)),
   };
-  let mut lines = BufReader::with_capacity(1 << 20, f).lines();
-  let header = match lines.next() {
-    Some(Ok(l)) => l,
-    Some(Err(e)) => return Err(Error::io(path, "cannot read the mirror state", &e)),
-    None => return Err(Error::corrupt(path, "the mirror state is empty; run `backup recreate` to rebuild it from the mirror")),
-  };
-  let header: Header = serde_json::from_str(&header)
-    .map_err(|e| Error::corrupt(path, format!("not a mirror state file ({e}); run `backup recreate` to rebuild it from the mirror")))?;
+  let rebuild = "run `backup recreate` to rebuild it from the mirror";
+  let mut r = BufReader::with_capacity(1 << 20, f);
+  let mut header = String::new();
+  r.read_line(&mut header).map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
+  if header.is_empty() {
+    return Err(Error::corrupt(path, format!("the mirror state is empty; {rebuild}")));
+  }
+  let header: Header =
+    serde_json::from_str(&header).map_err(|e| Error::corrupt(path, format!("not a mirror state file ({e}); {rebuild}")))?;
   if header.format != FORMAT || header.version > VERSION {
     return Err(Error::corrupt(path, format!("unsupported mirror state {} v{}", header.format, header.version)));
   }
-  let mut out = Vec::with_capacity(header.entries as usize);
-  for (i, line) in lines.enumerate() {
-    let line = line.map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
-    let e: StateEntry =
-      serde_json::from_str(&line).map_err(|e| Error::corrupt(path, format!("line {}: {e}; run `backup recreate` to rebuild it", i + 2)))?;
-    out.push(e);
+  let mut out: Vec<StateEntry> = Vec::with_capacity(header.entries as usize);
+  let mut block: Vec<u8> = Vec::with_capacity(8 << 20);
+  loop {
+    block.clear();
+    // A block of whole lines: up to 8 MiB, then to the end of that line.
+    let mut chunk = (&mut r).take(8 << 20);
+    chunk.read_to_end(&mut block).map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
+    if block.is_empty() {
+      break;
+    }
+    if block.last() != Some(&b'\n') {
+      r.read_until(b'\n', &mut block).map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
+    }
+    let parsed: Result<Vec<StateEntry>, String> = block
+      .split(|&b| b == b'\n')
+      .filter(|l| !l.is_empty())
+      .collect::<Vec<_>>()
+      .par_iter()
+      .map(|l| serde_json::from_slice(l).map_err(|e| e.to_string()))
+      .collect();
+    out.extend(parsed.map_err(|e| Error::corrupt(path, format!("{e}; {rebuild}")))?);
   }
   if out.len() as u64 != header.entries {
-    return Err(Error::corrupt(path, format!("truncated: {} of {} entries", out.len(), header.entries)));
+    return Err(Error::corrupt(path, format!("truncated: {} of {} entries; {rebuild}", out.len(), header.entries)));
   }
-  out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+  if !out.windows(2).all(|w| w[0].rel < w[1].rel) {
+    out.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+  }
   Ok(out)
 }
 
@@ -134,7 +154,15 @@ pub struct StateLine<'a> {
 
 impl StateEntry {
   pub fn line(&self) -> StateLine<'_> {
-    StateLine { rel: &self.rel, kind: self.kind, size: self.size, mtime_ns: self.mtime_ns, mode: self.mode, tracked: self.tracked, sha256: self.sha256 }
+    StateLine {
+      rel: &self.rel,
+      kind: self.kind,
+      size: self.size,
+      mtime_ns: self.mtime_ns,
+      mode: self.mode,
+      tracked: self.tracked,
+      sha256: self.sha256,
+    }
   }
 }
 
