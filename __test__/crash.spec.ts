@@ -109,10 +109,11 @@ describe('crash safety', () => {
     for (let round = 0; round < 6; round++) {
       seen.push(...trackedVersions(w.src))
       const child = spawn(process.execPath, [BIN, 'run', '-c', w.config], { stdio: 'ignore' })
+      const exited = new Promise((r) => child.once('exit', r))
       const delay = 50 + rand(400)
-      await new Promise((r) => setTimeout(r, delay))
+      await Promise.race([exited, new Promise((r) => setTimeout(r, delay))])
       child.kill('SIGKILL')
-      await new Promise((r) => child.once('exit', r))
+      await exited
       // Change things between the kills: the interrupted versions may be gone
       // from src, but everything committed stays intact.
       for (let k = 0; k < 200; k++) {
