@@ -115,4 +115,16 @@ describe('config', () => {
     expect(r.status).toBe(0)
     expect(r.stderr).toContain('hint: include_files: "*.txt" matches nothing directly in src but matches deeper (e.g. "notes/a.txt"); did you mean "*.txt:rec"?')
   })
+
+  it('a missing native addon: the error names the platform binary and how to build it', () => {
+    const dir = ws()
+    const file = writeConfig(dir, { src: 'src', dst: 'dst' })
+    const r = cli(['run', '-c', file], { env: { NAPI_RS_NATIVE_LIBRARY_PATH: path.join(dir, 'missing.node') } })
+    expect(r.status).toBe(2)
+    const triple = `${process.platform}-${process.arch}`
+    expect(r.stderr).toContain(`the native addon for ${triple}`)
+    expect(r.stderr).toMatch(new RegExp(`axiomatic-backup-${triple}(-gnu|-musl)? could be loaded`))
+    expect(r.stderr).toContain('npm run build:native')
+    expect(fs.existsSync(path.join(dir, 'dst'))).toBe(false)
+  })
 })

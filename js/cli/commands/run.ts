@@ -27,6 +27,7 @@ export default class RunCommand extends BaseCommand {
     examples: [
       ['Back up with ./config.json', '$0'],
       ['Back up to the USB profile', '$0 run --config usb.json'],
+      ['The same, config as a positional argument (as the original script)', '$0 usb.json'],
       ['Show what a run would do, path by path, without writing anything', '$0 run --dry-run --verbose -c usb.json'],
       ['Machine-readable statistics (e.g. from cron)', '$0 run --json --config /etc/backup/home.json'],
     ],
@@ -34,9 +35,10 @@ export default class RunCommand extends BaseCommand {
 
   dryRun = Option.Boolean('--dry-run,-n', false, { description: 'Plan only; write nothing' })
   verbose = Option.Boolean('--verbose,-v', false, { description: 'With --dry-run: list every selected path with its role and change' })
+  configArg = Option.String({ name: 'CONFIG', required: false })
 
   async run(): Promise<number> {
-    const cfg = loadConfig(this.config)
+    const cfg = loadConfig(this.configArg ?? this.config)
     const tty = !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json
     const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, tty)
     const controller = new AbortController()
