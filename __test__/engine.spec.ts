@@ -133,6 +133,15 @@ describe('backup run', () => {
     expect(readMeta(w.dst, s.increment!).file_catalog['Documents/a.txt'].sha256).toBe(sha('a'))
   })
 
+  it('a file that stops being tracked: its state changes, its later deletion is not an increment', async () => {
+    const w = workspace({ 'Documents/a.txt': 'a' }, { track_dirs: ['Documents'] })
+    expect((await backup(w.config)).new).toBe(1)
+    fs.writeFileSync(w.config, JSON.stringify({ src: 'src', dst: 'dst', include_dirs: ['Documents'] }))
+    expect(await backup(w.config)).toMatchObject({ increment: null, trackedFiles: 0, mirrorFiles: 1 })
+    fs.rmSync(path.join(w.src, 'Documents/a.txt'))
+    expect(await backup(w.config)).toMatchObject({ increment: null, deleted: 0, removedFromMirror: 1 })
+  })
+
   it('a folder that becomes a file and back', async () => {
     const w = workspace({ 'x/inner.txt': 'inner' }, { track_dirs: ['**'], track_files: ['x'] })
     const cfg = loadConfig(w.config)

@@ -230,6 +230,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   timing("scan", started);
   progress.set_phase(Phase::Plan);
   let mut ops: Vec<Op> = Vec::new();
+  // Tracked files that became untracked need no file operation, only a new state.
+  let mut roles_changed = false;
   let (mut i, mut j) = (0, 0);
   while i < entries.len() || j < old.len() {
     let ord = match (entries.get(i), old.get(j)) {
@@ -256,6 +258,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
           ops.push(Op { kind: OpKind::Copy, rel: &e.rel, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
         } else if tracked && !o.tracked {
           ops.push(Op { kind: OpKind::Link, rel: &e.rel, entry: Some(e), old: Some(o), tracked, changed: false });
+        } else if !tracked && o.tracked {
+          roles_changed = true;
         }
         i += 1;
         j += 1;
@@ -272,7 +276,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     for op in &ops {
       let role = if op.tracked { Role::Tracked } else { Role::Mirrored };
       let change = match op.kind {
-        OpKind::Copy if op.old.is_none() => "new",
+        OpKind::Copy if op.old.is_none() || (op.tracked && !op.changed) => "new",
         OpKind::Copy => "changed",
         OpKind::Link => "start-tracking",
         OpKind::Delete => "deleted",
@@ -300,7 +304,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   // Nothing changed: the state stays as it is (a no-change run writes nothing).
-  if ops.is_empty() {
+  if ops.is_empty() && !roles_changed {
     report.mirror_files = old.len() as u64;
     report.tracked_files = old.iter().filter(|o| o.tracked).count() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
