@@ -92,7 +92,15 @@ describe('real disks', () => {
     fs.chmodSync(path.join(w.src, 'proj/closed'), 0o000)
     const base = path.dirname(w.dir)
     fs.chmodSync(base, 0o755)
-    const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.join(__dirname, '..', 'bin', 'backup.js'), 'run', '--json', '-c', w.config], {
+    // The checkout may not be readable by `nobody` (e.g. under a 0700 temp folder): run a copy of the package.
+    const pkg = path.join(base, `pkg-${process.pid}`)
+    if (!fs.existsSync(pkg)) {
+      const root = path.join(__dirname, '..')
+      for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
+        fs.cpSync(path.join(root, p), path.join(pkg, p), { recursive: true })
+      execFileSync('chmod', ['-R', 'a+rX', pkg])
+    }
+    const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.join(pkg, 'bin', 'backup.js'), 'run', '--json', '-c', w.config], {
       encoding: 'utf8',
     })
     expect(r.status, r.stderr).toBe(1)
