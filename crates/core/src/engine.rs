@@ -134,14 +134,22 @@ enum OpKind {
 
 struct Op<'a> {
   kind: OpKind,
-  rel: &'a str,
   entry: Option<&'a Entry>,
   old: Option<&'a StateEntry>,
   tracked: bool,
   changed: bool,
 }
 
-impl Op<'_> {
+impl<'a> Op<'a> {
+  /// The path, from the scan entry or the old state entry.
+  fn rel(&self) -> &'a str {
+    match (self.entry, self.old) {
+      (Some(e), _) => &e.rel,
+      (None, Some(o)) => &o.rel,
+      (None, None) => unreachable!("an op has an entry or a state entry"),
+    }
+  }
+
   fn journal(&self) -> JournalOp {
     let (k, s, m, mode) = match (self.entry, self.old) {
       (Some(e), _) => (e.kind, e.size, e.mtime_ns, e.mode),
@@ -149,7 +157,7 @@ impl Op<'_> {
       (None, None) => unreachable!("an op has an entry or a state entry"),
     };
     JournalOp {
-      p: self.rel.to_string(),
+      p: self.rel().to_string(),
       op: match self.kind {
         OpKind::Copy => "copy",
         OpKind::Link => "link",
@@ -171,7 +179,7 @@ impl Op<'_> {
 enum Outcome {
   /// Done; for copies/links the new state entry's hash and whether the
   /// increment holds a copy instead of a hardlink.
-  Done { sha: Option<[u8; 32]>, fallback: bool },
+  Done { sha: Option<Box<[u8; 32]>>, fallback: bool },
   /// Not done; the old state entry stays.
   Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
@@ -242,22 +250,22 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     match ord {
       std::cmp::Ordering::Less => {
         let e = &entries[i];
-        ops.push(Op { kind: OpKind::Copy, rel: &e.rel, entry: Some(e), old: None, tracked: e.role == Role::Tracked, changed: false });
+        ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: None, tracked: e.role == Role::Tracked, changed: false });
         i += 1;
       }
       std::cmp::Ordering::Greater => {
         let o = &old[j];
         let kind = if o.tracked { OpKind::Delete } else { OpKind::Remove };
-        ops.push(Op { kind, rel: &o.rel, entry: None, old: Some(o), tracked: o.tracked, changed: false });
+        ops.push(Op { kind, entry: None, old: Some(o), tracked: o.tracked, changed: false });
         j += 1;
       }
       std::cmp::Ordering::Equal => {
         let (e, o) = (&entries[i], &old[j]);
         let tracked = e.role == Role::Tracked;
         if differs(e, o, tol) {
-          ops.push(Op { kind: OpKind::Copy, rel: &e.rel, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
+          ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
         } else if tracked && !o.tracked {
-          ops.push(Op { kind: OpKind::Link, rel: &e.rel, entry: Some(e), old: Some(o), tracked, changed: false });
+          ops.push(Op { kind: OpKind::Link, entry: Some(e), old: Some(o), tracked, changed: false });
         } else if !tracked && o.tracked {
           roles_changed = true;
         }
@@ -282,7 +290,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         OpKind::Delete => "deleted",
         OpKind::Remove => "removed",
       };
-      by_path.insert(op.rel, Change { path: op.rel.to_string(), role, change: change.into() });
+      by_path.insert(op.rel(), Change { path: op.rel().to_string(), role, change: change.into() });
     }
     report.changes = by_path.into_values().collect();
   }
@@ -339,20 +347,16 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     checked: Mutex::new(Default::default()),
   };
 
-  let (removals, copies): (Vec<usize>, Vec<usize>) = (0..ops.len()).partition(|&k| matches!(ops[k].kind, OpKind::Delete | OpKind::Remove));
+  // Removals first (a file may replace a folder and back), then copies;
+  // each outcome is written into its slot, no intermediate lists.
+  let is_removal = |op: &Op| matches!(op.kind, OpKind::Delete | OpKind::Remove);
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
-    let res: Vec<(usize, Option<Outcome>)> = removals.par_iter().map(|&k| (k, ctx.apply(&ops[k]))).collect();
-    for (k, o) in res {
-      outcomes[k] = o;
-    }
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
-  prune_empty_dirs(&l, ops.iter().filter(|o| matches!(o.kind, OpKind::Delete | OpKind::Remove)).map(|o| o.rel), &opts.preserved_dirs);
+  prune_empty_dirs(&l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), &opts.preserved_dirs);
   pool.install(|| {
-    let res: Vec<(usize, Option<Outcome>)> = copies.par_iter().map(|&k| (k, ctx.apply(&ops[k]))).collect();
-    for (k, o) in res {
-      outcomes[k] = o;
-    }
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| !is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
 
   if let Some(err) = fatal.into_inner().unwrap() {
@@ -409,7 +413,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         summary: meta::Summary { new: report.new, changed: report.changed, deleted: report.deleted, total: catalog_len },
         statistics: statistics(&report),
       };
-      let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel, c)));
+      let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel(), c)));
       meta::write_meta(&dir.join(format!("{name}.json")), &head, catalog)?;
       fault_point();
       committed = Some((name.clone(), dir.clone()));
@@ -484,7 +488,15 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
     }
     (Outcome::Done { sha, fallback }, OpKind::Copy | OpKind::Link) if op.tracked => {
       let e = op.entry.unwrap();
-      Some(meta::catalog_entry(e.size, e.mtime_ns, e.mode, e.kind, if op.changed { "changed" } else { "new" }, *sha, *fallback))
+      Some(meta::catalog_entry(
+        e.size,
+        e.mtime_ns,
+        e.mode,
+        e.kind,
+        if op.changed { "changed" } else { "new" },
+        sha.as_deref().copied(),
+        *fallback,
+      ))
     }
     _ => None,
   }
@@ -494,8 +506,8 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 enum StateRef<'a> {
   /// Unchanged (or an op that was not done): the old entry, with the current role.
   Old(&'a StateEntry, bool),
-  /// Copied or linked this run.
-  New(&'a Entry, Option<[u8; 32]>),
+  /// Copied or linked this run, with the hash of what the mirror now holds.
+  New(&'a Entry, Option<&'a [u8; 32]>),
 }
 
 impl<'a> StateRef<'a> {
@@ -523,7 +535,7 @@ impl<'a> StateRef<'a> {
         mtime_ns: e.mtime_ns,
         mode: e.mode,
         tracked: e.role == Role::Tracked,
-        sha256: if e.role == Role::Tracked { sha } else { None },
+        sha256: if e.role == Role::Tracked { sha.copied() } else { None },
       },
     }
   }
@@ -533,11 +545,11 @@ impl<'a> StateRef<'a> {
 /// gives its new entry; every op that was not done keeps the old entry (the
 /// mirror still holds it, the next run tries again); entries without an op
 /// keep theirs.
-fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], outcomes: &[Option<Outcome>]) -> Vec<StateRef<'a>> {
+fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], outcomes: &'a [Option<Outcome>]) -> Vec<StateRef<'a>> {
   let mut out = Vec::with_capacity(entries.len());
   let (mut j, mut k) = (0, 0);
   for e in entries {
-    while k < ops.len() && ops[k].rel < e.rel.as_str() {
+    while k < ops.len() && ops[k].rel() < e.rel.as_str() {
       if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
         out.push(StateRef::Old(o, o.tracked));
       }
@@ -546,9 +558,9 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
     while j < old.len() && old[j].rel < e.rel {
       j += 1;
     }
-    if k < ops.len() && ops[k].rel == e.rel {
+    if k < ops.len() && ops[k].rel() == e.rel {
       match (&outcomes[k], ops[k].old) {
-        (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, *sha)),
+        (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, sha.as_deref())),
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
         _ => {}
       }
@@ -648,12 +660,12 @@ impl ApplyCtx<'_> {
       Err((what, e)) if is_disk_full(&e) => {
         let mut f = self.fatal.lock().unwrap();
         if f.is_none() {
-          *f = Some(Error::io(&self.l.dst, &format!("{what} {}: disk full;", op.rel), &e));
+          *f = Some(Error::io(&self.l.dst, &format!("{what} {}: disk full;", op.rel()), &e));
         }
         self.stop.store(true, Ordering::SeqCst);
         None
       }
-      Err((what, e)) => Some(Outcome::Skipped(Box::new(Warning::from_io(op.rel, what, &e)))),
+      Err((what, e)) => Some(Outcome::Skipped(Box::new(Warning::from_io(op.rel(), what, &e)))),
     }
   }
 
@@ -688,13 +700,13 @@ impl ApplyCtx<'_> {
 
   fn copy(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let e = op.entry.unwrap();
-    let src = self.src.join(op.rel);
-    let dst = self.l.mirror_path(op.rel);
+    let src = self.src.join(op.rel());
+    let dst = self.l.mirror_path(op.rel());
     let tmp = fsutil::temp_path(&dst);
     if let Err(err) = ensure_parent(&dst) {
       return Err(("cannot create the mirror folder for", err));
     }
-    if let Err(err) = self.safe_parents(op.rel) {
+    if let Err(err) = self.safe_parents(op.rel()) {
       return Err(("cannot prepare the mirror folder for", err));
     }
     let mut copied = None;
@@ -732,7 +744,7 @@ impl ApplyCtx<'_> {
     let Some(c) = copied else {
       let _ = fs::remove_file(&tmp);
       return Ok(Outcome::Skipped(Box::new(Warning::new(
-        op.rel,
+        op.rel(),
         "changed-during-read",
         format!("{last}; not recorded, the next run takes it"),
       ))));
@@ -753,8 +765,8 @@ impl ApplyCtx<'_> {
       return Err(("cannot rename into the mirror", err));
     }
     fault_point();
-    let fallback = if op.tracked { self.store(&dst, "track", op.rel)? } else { false };
-    Ok(Outcome::Done { sha: c.sha256, fallback })
+    let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
+    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback })
   }
 
   /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
@@ -783,12 +795,12 @@ impl ApplyCtx<'_> {
   }
 
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
-    let dst = self.l.mirror_path(op.rel);
+    let dst = self.l.mirror_path(op.rel());
     // The mirror holds the version already: hash it and link it.
     match fsutil::sha256_of(&dst) {
       Ok(sha) => {
-        let fallback = self.store(&dst, "track", op.rel)?;
-        Ok(Outcome::Done { sha: Some(sha), fallback })
+        let fallback = self.store(&dst, "track", op.rel())?;
+        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback })
       }
       Err(err) if err.kind() == io::ErrorKind::NotFound => self.copy(&Op { kind: OpKind::Copy, ..*op }),
       Err(err) => Err(("cannot read the mirror copy of", err)),
@@ -796,15 +808,15 @@ impl ApplyCtx<'_> {
   }
 
   fn delete(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
-    let dst = self.l.mirror_path(op.rel);
+    let dst = self.l.mirror_path(op.rel());
     if fs::symlink_metadata(&dst).is_err() {
       return Ok(Outcome::DoneMissing(Box::new(Warning::new(
-        op.rel,
+        op.rel(),
         "mirror-missing",
         "deleted from the source, but its mirror copy was already gone; the deletion is recorded, earlier versions stay in older increments",
       ))));
     }
-    let fallback = self.store(&dst, "deleted", op.rel)?;
+    let fallback = self.store(&dst, "deleted", op.rel())?;
     match fs::remove_file(&dst) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -815,7 +827,7 @@ impl ApplyCtx<'_> {
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
-    match fs::remove_file(self.l.mirror_path(op.rel)) {
+    match fs::remove_file(self.l.mirror_path(op.rel())) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
       Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
