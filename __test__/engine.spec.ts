@@ -295,4 +295,20 @@ describe('backup run', () => {
     expect(r.status, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout).new).toBe(1)
   })
+
+  it('a damaged mirror state is refused with a message naming the file and what to do, and nothing changes', async () => {
+    const w = workspace({ 'proj/a.txt': 'a' }, { track_dirs: ['proj'] })
+    await backup(w.config)
+    const state = path.join(w.dst, '.axiomatic/state.jsonl')
+    const text = fs.readFileSync(state, 'utf8')
+    fs.writeFileSync(state, text.split('\n')[0] + '\n') // header only: truncated
+    fs.writeFileSync(path.join(w.src, 'proj/b.txt'), 'b')
+    const before = snapshotHistory(w.dst)
+    const r = cli(['run', '-c', w.config])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain(state)
+    expect(r.stderr).toMatch(/truncated: 0 of 1 entries; restore it from a copy, or move it aside/)
+    expect(fs.existsSync(path.join(w.dst, 'mirror/proj/b.txt'))).toBe(false)
+    expectHistoryUnchanged(before, w.dst)
+  })
 })

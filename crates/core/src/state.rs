@@ -90,7 +90,8 @@ pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
     Err(e) => return Err(Error::io(path, "cannot read the mirror state", &e)),
   };
-  let rebuild = "run `backup recreate` to rebuild it from the mirror";
+  let rebuild = "restore it from a copy, or move it aside to start over (the next run then copies everything \
+                 again and records every tracked file as new)";
   let mut r = BufReader::with_capacity(1 << 20, f);
   let mut header = String::new();
   r.read_line(&mut header).map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
