@@ -90,6 +90,7 @@ describe('config', () => {
     const h = cli(['run', '--help'])
     expect(h.status).toBe(0)
     expect(h.stdout).toMatch(/Exit codes: 0 done; 1 done, but some files were skipped/)
+    expect(h.stdout).not.toContain('\x1b[') // piped: no colours
   })
 
   it('explain names the rule that selected, tracked or excluded a path', () => {

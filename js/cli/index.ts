@@ -23,8 +23,8 @@ function packageVersion(): string {
 }
 const version = packageVersion()
 
-export function makeCli(): Cli {
-  const cli = new Cli({ binaryLabel: 'axiomatic-backup', binaryName: 'backup', binaryVersion: version })
+export function makeCli(colored = false): Cli {
+  const cli = new Cli({ binaryLabel: 'axiomatic-backup', binaryName: 'backup', binaryVersion: version, enableColors: colored })
   cli.register(RunCommand)
   cli.register(ExplainCommand)
   cli.register(Builtins.HelpCommand)
@@ -34,12 +34,14 @@ export function makeCli(): Cli {
 
 /** Runs the CLI; resolves to the exit code (64 for usage errors). */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  const cli = makeCli()
+  // Colours only on a terminal, and never with NO_COLOR.
+  const colored = !!process.stdout.isTTY && !process.env.NO_COLOR
+  const cli = makeCli(colored)
   try {
     cli.process(argv)
   } catch (e) {
-    process.stderr.write(cli.error(e as Error))
+    process.stderr.write(cli.error(e as Error, { colored }))
     return ExitCode.Usage
   }
-  return cli.run(argv, Cli.defaultContext)
+  return cli.run(argv, { ...Cli.defaultContext, colorDepth: colored ? process.stdout.getColorDepth() : 1 })
 }
