@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::fsutil;
-use crate::scan::{Entry, Kind};
+use crate::scan::Kind;
 
 pub const FORMAT: &str = "axiomatic-mirror-state";
 pub const VERSION: u32 = 1;
 
-/// One mirrored entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One mirrored entry, as read (written through [`StateLine`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StateEntry {
   #[serde(rename = "p")]
   pub rel: String,
@@ -34,23 +34,10 @@ pub struct StateEntry {
   pub mode: u32,
   #[serde(rename = "t")]
   pub tracked: bool,
-  #[serde(rename = "h", default, skip_serializing_if = "Option::is_none", with = "sha_hex")]
+  #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize")]
   pub sha256: Option<[u8; 32]>,
 }
 
-impl StateEntry {
-  pub fn from_entry(e: &Entry, sha256: Option<[u8; 32]>) -> Self {
-    Self {
-      rel: e.rel.clone(),
-      kind: e.kind,
-      size: e.size,
-      mtime_ns: e.mtime_ns,
-      mode: e.mode,
-      tracked: e.role == crate::rules::Role::Tracked,
-      sha256,
-    }
-  }
-}
 
 mod sha_hex {
   use serde::{Deserialize, Deserializer, Serializer};
