@@ -171,7 +171,7 @@ impl<'a> Op<'a> {
       s,
       m,
       mode,
-      h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha256).map(hex::encode) } else { None },
+      h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
     }
   }
 }
@@ -243,7 +243,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let (mut i, mut j) = (0, 0);
   while i < entries.len() || j < old.len() {
     let ord = match (entries.get(i), old.get(j)) {
-      (Some(e), Some(o)) => e.rel.as_str().cmp(o.rel.as_str()),
+      (Some(e), Some(o)) => e.rel.cmp(&o.rel),
       (Some(_), None) => std::cmp::Ordering::Less,
       (None, _) => std::cmp::Ordering::Greater,
     };
@@ -279,7 +279,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   if opts.list_changes {
     let mut by_path: BTreeMap<&str, Change> = BTreeMap::new();
     for e in &entries {
-      by_path.insert(&e.rel, Change { path: e.rel.clone(), role: e.role, change: "unchanged".into() });
+      by_path.insert(&e.rel, Change { path: e.rel.to_string(), role: e.role, change: "unchanged".into() });
     }
     for op in &ops {
       let role = if op.tracked { Role::Tracked } else { Role::Mirrored };
@@ -484,7 +484,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
     (Outcome::DoneMissing(_), OpKind::Delete) | (Outcome::Done { .. }, OpKind::Delete) if op.tracked => {
       let o = op.old.unwrap();
       let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
-      Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha256, fallback))
+      Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha(), fallback))
     }
     (Outcome::Done { sha, fallback }, OpKind::Copy | OpKind::Link) if op.tracked => {
       let e = op.entry.unwrap();
@@ -526,7 +526,7 @@ impl<'a> StateRef<'a> {
         mtime_ns: o.mtime_ns,
         mode: o.mode,
         tracked: t,
-        sha256: if t { o.sha256 } else { None },
+        sha256: if t { o.sha() } else { None },
       },
       StateRef::New(e, sha) => state::StateLine {
         rel: &e.rel,
@@ -549,7 +549,7 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
   let mut out = Vec::with_capacity(entries.len());
   let (mut j, mut k) = (0, 0);
   for e in entries {
-    while k < ops.len() && ops[k].rel() < e.rel.as_str() {
+    while k < ops.len() && ops[k].rel() < &*e.rel {
       if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
         out.push(StateRef::Old(o, o.tracked));
       }
@@ -558,7 +558,7 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
     while j < old.len() && old[j].rel < e.rel {
       j += 1;
     }
-    if k < ops.len() && ops[k].rel() == e.rel {
+    if k < ops.len() && ops[k].rel() == &*e.rel {
       match (&outcomes[k], ops[k].old) {
         (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, sha.as_deref())),
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
@@ -864,7 +864,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
 pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   fsutil::clean_atomic_leftovers(&l.meta);
   let Some((header, ops)) = meta::read_journal(&l.journal)? else { return Ok(None) };
-  let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.clone(), e)).collect();
+  let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.to_string(), e)).collect();
   let inc_pending = header.increment.as_ref().map(|n| l.incomplete.join(n));
   let inc_final = header.increment.as_ref().map(|n| l.dst.join(n));
   let inc_dir = match (&inc_pending, &inc_final) {
@@ -937,13 +937,13 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
         state.insert(
           op.p.clone(),
           StateEntry {
-            rel: op.p.clone(),
+            rel: op.p.clone().into(),
             kind: op.k,
             size: op.s,
             mtime_ns: op.m,
             mode: op.mode,
             tracked: op.t,
-            sha256: if op.t { sha } else { None },
+            sha256: if op.t { sha.map(Box::new) } else { None },
           },
         );
         if op.t {

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::scan::{Entry, Kind};
@@ -144,8 +142,37 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
 /// run that was killed can find and remove its leftovers.
 pub fn temp_path(final_path: &Path) -> PathBuf {
   let name = final_path.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
-  let h = Sha256::digest(name);
+  let h = sha256(name);
   final_path.with_file_name(format!(".axb-{}.tmp", hex::encode(&h[..8])))
+}
+
+/// Streaming SHA-256 (ring's assembly: about 1.6× the portable `sha2` on
+/// CPUs without SHA extensions, where hashing bounds a first backup).
+pub struct Hasher(ring::digest::Context);
+
+impl Hasher {
+  pub fn new() -> Self {
+    Self(ring::digest::Context::new(&ring::digest::SHA256))
+  }
+  pub fn update(&mut self, data: &[u8]) {
+    self.0.update(data);
+  }
+  pub fn finish(self) -> [u8; 32] {
+    self.0.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+  }
+}
+
+impl Default for Hasher {
+  fn default() -> Self {
+    Self::new()
+  }
+}
+
+/// SHA-256 of a byte string.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+  let mut h = Hasher::new();
+  h.update(data);
+  h.finish()
 }
 
 /// What a copy produced.
@@ -199,7 +226,7 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
     filetime::set_symlink_file_times(tmp, mt, mt)?;
     set_owner(tmp, e.uid, e.gid, true);
-    let sha = hash.then(|| Sha256::digest(target.as_os_str().as_bytes()).into());
+    let sha = hash.then(|| sha256(target.as_os_str().as_bytes()));
     return Ok(CopyResult::Done(Copied { sha256: sha, bytes: 0 }));
   }
   let mut input = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src)?;
@@ -217,7 +244,7 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     }
     Err(err) => return Err(err),
   };
-  let mut hasher = hash.then(Sha256::new);
+  let mut hasher = hash.then(Hasher::new);
   let mut buf = vec![0u8; BUF];
   let mut total: u64 = 0;
   let mut pending_hole = false;
@@ -256,7 +283,7 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
   set_owner(tmp, e.uid, e.gid, false);
   let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
   filetime::set_file_handle_times(&out, Some(mt), Some(mt))?;
-  Ok(CopyResult::Done(Copied { sha256: hasher.map(|h| h.finalize().into()), bytes: total }))
+  Ok(CopyResult::Done(Copied { sha256: hasher.map(Hasher::finish), bytes: total }))
 }
 
 /// Starts writing a copied file to the disk now, without waiting, so the
@@ -278,10 +305,10 @@ fn start_writeback(f: &File) {
 pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
   let md = fs::symlink_metadata(path)?;
   if md.file_type().is_symlink() {
-    return Ok(Sha256::digest(fs::read_link(path)?.as_os_str().as_bytes()).into());
+    return Ok(sha256(fs::read_link(path)?.as_os_str().as_bytes()));
   }
   let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-  let mut h = Sha256::new();
+  let mut h = Hasher::new();
   let mut buf = vec![0u8; BUF];
   loop {
     let n = f.read(&mut buf)?;
@@ -290,7 +317,7 @@ pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
     }
     h.update(&buf[..n]);
   }
-  Ok(h.finalize().into())
+  Ok(h.finish())
 }
 
 /// Copies an existing backup file (used when a hardlink is impossible).

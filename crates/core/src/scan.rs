@@ -31,7 +31,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
   /// Path relative to `src`, `/`-separated.
-  pub rel: String,
+  pub rel: Box<str>,
   pub kind: Kind,
   pub size: u64,
   /// Modification time in nanoseconds since the epoch.
@@ -44,7 +44,7 @@ pub struct Entry {
 }
 
 impl Entry {
-  pub fn from_metadata(rel: String, md: &fs::Metadata, role: Role) -> Option<Self> {
+  pub fn from_metadata(rel: impl Into<Box<str>>, md: &fs::Metadata, role: Role) -> Option<Self> {
     let ft = md.file_type();
     let kind = if ft.is_symlink() {
       Kind::Symlink
@@ -54,7 +54,7 @@ impl Entry {
       return None;
     };
     Some(Self {
-      rel,
+      rel: rel.into(),
       kind,
       size: md.len(),
       mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),

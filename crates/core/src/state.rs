@@ -23,7 +23,7 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct StateEntry {
   #[serde(rename = "p")]
-  pub rel: String,
+  pub rel: Box<str>,
   #[serde(rename = "k")]
   pub kind: Kind,
   #[serde(rename = "s")]
@@ -34,10 +34,9 @@ pub struct StateEntry {
   pub mode: u32,
   #[serde(rename = "t")]
   pub tracked: bool,
-  #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize")]
-  pub sha256: Option<[u8; 32]>,
+  #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize_boxed")]
+  pub sha256: Option<Box<[u8; 32]>>,
 }
-
 
 mod sha_hex {
   use serde::{Deserialize, Deserializer, Serializer};
@@ -47,6 +46,9 @@ mod sha_hex {
       Some(b) => s.serialize_str(&hex::encode(b)),
       None => s.serialize_none(),
     }
+  }
+  pub fn deserialize_boxed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[u8; 32]>>, D::Error> {
+    Ok(deserialize(d)?.map(Box::new))
   }
   pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
@@ -141,6 +143,11 @@ pub struct StateLine<'a> {
 }
 
 impl StateEntry {
+  /// The recorded SHA-256, if any.
+  pub fn sha(&self) -> Option<[u8; 32]> {
+    self.sha256.as_deref().copied()
+  }
+
   pub fn line(&self) -> StateLine<'_> {
     StateLine {
       rel: &self.rel,
@@ -149,7 +156,7 @@ impl StateEntry {
       mtime_ns: self.mtime_ns,
       mode: self.mode,
       tracked: self.tracked,
-      sha256: self.sha256,
+      sha256: self.sha(),
     }
   }
 }

@@ -35,7 +35,7 @@ fn scan_prunes_directories_that_cannot_contribute() {
   let rules = Rules::compile(&spec).unwrap();
   let progress = Progress::new();
   let res = scan::scan(t.path(), &rules, &progress, Limits::default()).unwrap();
-  let paths: Vec<&str> = res.entries.iter().map(|e| e.rel.as_str()).collect();
+  let paths: Vec<&str> = res.entries.iter().map(|e| &*e.rel).collect();
   assert_eq!(paths, ["Projects/p/data.json", "keep/a.txt"]);
   // root, keep, Projects, Projects/p — never `other` nor `Projects/p/deeper`.
   assert_eq!(res.dirs_read, 4);

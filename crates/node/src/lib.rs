@@ -289,5 +289,5 @@ pub fn explain_path(rules: BindingRules, path: String, is_dir: bool) -> Result<B
 pub fn select_files(src: String, rules: BindingRules) -> Result<Vec<BindingChange>> {
   let r = Rules::compile(&rules.into_spec()?).map_err(to_napi)?;
   let res = axiomatic_core::scan::scan(std::path::Path::new(&src), &r, &Progress::new(), Default::default()).map_err(to_napi)?;
-  Ok(res.entries.into_iter().map(|e| BindingChange { path: e.rel, role: role_name(e.role), change: String::new() }).collect())
+  Ok(res.entries.into_iter().map(|e| BindingChange { path: e.rel.into(), role: role_name(e.role), change: String::new() }).collect())
 }
