@@ -205,16 +205,14 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let rules = Rules::compile(&opts.rules)?;
   let pool = build_pool(opts.workers)?;
   let l = Layout::new(&opts.dst);
-  let mut caps = fsutil::FsCaps {
-    hardlinks: !fsutil::is_fat(&opts.dst),
-    mtime_granularity_ns: if fsutil::is_fat(&opts.dst) { 2_000_000_000 } else { 0 },
-  };
-  if !opts.dry_run {
+  let caps = if opts.dry_run {
+    fsutil::FsCaps::from_fs_type(&opts.dst)
+  } else {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
-    caps = fsutil::probe_caps(&l.meta);
-  }
+    fsutil::probe_caps(&l.meta)
+  };
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
   let auto_tol = if caps.mtime_granularity_ns >= 1_000_000_000 { caps.mtime_granularity_ns } else { 0 };
   let tol = opts.mtime_tolerance_ns.unwrap_or(auto_tol);
@@ -711,9 +709,9 @@ impl ApplyCtx<'_> {
     }
     let mut copied = None;
     let mut last = String::new();
-    for _attempt in 0..2 {
+    for attempt in 0..2 {
       let mut cur = e.clone();
-      if _attempt > 0 {
+      if attempt > 0 {
         // Retry once with the file as it is now.
         match fs::symlink_metadata(&src) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {

@@ -102,6 +102,15 @@ pub struct FsCaps {
   pub mtime_granularity_ns: i64,
 }
 
+impl FsCaps {
+  /// What the file-system type of `path` says, without writing anything
+  /// (for dry runs; `probe_caps` refines it by trying).
+  pub fn from_fs_type(path: &Path) -> Self {
+    let fat = is_fat(path);
+    Self { hardlinks: !fat, mtime_granularity_ns: if fat { 2_000_000_000 } else { 0 } }
+  }
+}
+
 /// Probes `dir` (which must exist and be writable): a hardlink and an odd
 /// mtime on a scratch file. FAT/exFAT (also through FUSE) have no hardlinks
 /// and 2-second (or 1-second) mtimes.
@@ -110,7 +119,7 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
   let b = dir.join(".probe-b");
   let _ = fs::remove_file(&a);
   let _ = fs::remove_file(&b);
-  let mut caps = FsCaps { hardlinks: !is_fat(dir), mtime_granularity_ns: if is_fat(dir) { 2_000_000_000 } else { 0 } };
+  let mut caps = FsCaps::from_fs_type(dir);
   if File::create(&a).is_ok() {
     if fs::hard_link(&a, &b).is_err() {
       caps.hardlinks = false;
