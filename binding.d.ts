@@ -9,6 +9,9 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** `backup status`: JSON `{ state: maintain::StateCheck, leftovers: maintain::Leftovers }`. */
+export declare function backupStatus(dst: string): Promise<string>
+
 export interface BindingChange {
   path: string
   role: string
@@ -59,6 +62,17 @@ export interface BindingReport {
   changes: Array<BindingChange>
 }
 
+export interface BindingRestoreOptions {
+  dst: string
+  to: string
+  paths: Array<string>
+  /** An increment name; absent = the latest state. */
+  at?: string
+  overwrite: boolean
+  dryRun: boolean
+  workers: number
+}
+
 /** The normalized rules. */
 export interface BindingRules {
   includeDirs: Array<BindingPattern>
@@ -84,6 +98,19 @@ export interface BindingRunOptions {
   listChanges: boolean
 }
 
+/** Search filters, already parsed and normalized by `js/explore`. */
+export interface BindingSearchFilter {
+  masks: Array<string>
+  ignoreCase: boolean
+  sizeMin?: number
+  sizeMax?: number
+  mtimeMinMs?: number
+  mtimeMaxMs?: number
+  pathPrefixes: Array<string>
+  pathGlobs: Array<string>
+  last?: number
+}
+
 export interface BindingStep {
   path: string
   key?: string
@@ -100,11 +127,35 @@ export interface BindingWarning {
 /** Compiles the rules once to check them; throws `ECONFIG: <key>: …` if a pattern cannot compile. */
 export declare function checkRules(rules: BindingRules): void
 
+/** `backup delete NAME --mask M`: JSON of `maintain::DeleteReport`. */
+export declare function deleteFromIncrement(dst: string, name: string, masks: Array<string>, ignoreCase: boolean, dryRun: boolean): Promise<string>
+
 /** Says which rule selects, tracks or excludes `path` (relative to `src`). */
 export declare function explainPath(rules: BindingRules, path: string, isDir: boolean): BindingExplanation
 
+/** `backup history PATH`: JSON of `explore::History`. */
+export declare function fileHistory(dst: string, path: string): Promise<string>
+
+/** Finishes what a killed `delete` or `prune` left; returns what it did. */
+export declare function finishPending(dst: string, workers: number): Array<string>
+
+/** `backup list`: JSON of `explore::Listing`. */
+export declare function listIncrements(dst: string, detailed: boolean): Promise<string>
+
+/** `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`. */
+export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+
+/** `backup recreate`: JSON of `maintain::RecreateReport`. */
+export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+
+/** `backup restore`: JSON of `restore::RestoreReport`. */
+export declare function restoreBackup(options: BindingRestoreOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>
+
 /** Runs one backup off the main thread. */
 export declare function runBackup(options: BindingRunOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingReport>
+
+/** `backup search`: JSON of `explore::Found`. */
+export declare function searchBackup(dst: string, filter: BindingSearchFilter): Promise<string>
 
 /** Lists the files the rules select under `src` (sorted), for tests and `--dry-run`. */
 export declare function selectFiles(src: string, rules: BindingRules): Array<BindingChange>

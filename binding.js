@@ -835,7 +835,16 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.backupStatus = nativeBinding.backupStatus
 module.exports.checkRules = nativeBinding.checkRules
+module.exports.deleteFromIncrement = nativeBinding.deleteFromIncrement
 module.exports.explainPath = nativeBinding.explainPath
+module.exports.fileHistory = nativeBinding.fileHistory
+module.exports.finishPending = nativeBinding.finishPending
+module.exports.listIncrements = nativeBinding.listIncrements
+module.exports.pruneIncrements = nativeBinding.pruneIncrements
+module.exports.recreateMetadata = nativeBinding.recreateMetadata
+module.exports.restoreBackup = nativeBinding.restoreBackup
 module.exports.runBackup = nativeBinding.runBackup
+module.exports.searchBackup = nativeBinding.searchBackup
 module.exports.selectFiles = nativeBinding.selectFiles

@@ -408,7 +408,14 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         backup_name: name.clone(),
         timestamp: meta::iso(now),
         origin: "run".into(),
-        summary: meta::Summary { new: report.new, changed: report.changed, deleted: report.deleted, total: catalog_len },
+        summary: meta::Summary {
+          new: report.new,
+          changed: report.changed,
+          deleted: report.deleted,
+          total: catalog_len,
+          bytes: Some(ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap())).map(|c| c.size).sum()),
+          carried: 0,
+        },
         statistics: statistics(&report),
       };
       let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel(), c)));

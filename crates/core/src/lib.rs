@@ -2,8 +2,10 @@
 //!
 //! Pure Rust, no Node-API: selection rules ([`rules`]), the parallel scan
 //! ([`scan`]), the mirror state ([`state`]), increment metadata and the run
-//! journal ([`meta`]), and the run itself ([`engine`]). The napi binding in
-//! `crates/node` only converts types, errors and progress.
+//! journal ([`meta`]), and the run itself ([`engine`]); reading increments
+//! ([`increments`], [`explore`]), point-in-time restore ([`restore`]) and
+//! changing a backup outside a run ([`maintain`]: recreate, delete, prune).
+//! The napi binding in `crates/node` only converts types, errors and progress.
 //!
 //! ```no_run
 //! use axiomatic_core::{engine, progress::Progress, rules::RuleSpec};
@@ -23,9 +25,13 @@
 
 pub mod engine;
 pub mod error;
+pub mod explore;
 pub mod fsutil;
+pub mod increments;
+pub mod maintain;
 pub mod meta;
 pub mod progress;
+pub mod restore;
 pub mod rules;
 pub mod scan;
 pub mod state;

@@ -32,15 +32,32 @@ pub struct CatalogEntry {
   pub sha256: Option<String>,
   /// `hardlink` to the mirror, or `copy` where a hardlink was impossible.
   pub stored_as: String,
+  /// Set when `prune` moved this entry here from a removed increment.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub carried_from: Option<String>,
 }
 
 /// Counts of one increment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
+  #[serde(default)]
   pub new: u64,
+  #[serde(default)]
   pub changed: u64,
+  #[serde(default)]
   pub deleted: u64,
+  #[serde(default)]
   pub total: u64,
+  /// Sum of the sizes of the catalog's entries (absent in old metadata).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub bytes: Option<u64>,
+  /// Entries carried in from increments removed by `prune`.
+  #[serde(default, skip_serializing_if = "is_zero")]
+  pub carried: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+  *n == 0
 }
 
 /// The whole metadata file of an increment.
@@ -68,12 +85,17 @@ pub fn catalog_entry(size: u64, mtime_ns: i64, mode: u32, kind: Kind, op: &str, 
     op: op.into(),
     sha256: sha.map(hex::encode),
     stored_as: if copied { "copy".into() } else { "hardlink".into() },
+    carried_from: None,
   }
 }
 
 pub fn summarize(catalog: &BTreeMap<String, CatalogEntry>) -> Summary {
   let mut s = Summary::default();
   for e in catalog.values() {
+    if e.carried_from.is_some() {
+      s.carried += 1;
+      continue;
+    }
     match e.op.as_str() {
       "new" => s.new += 1,
       "changed" => s.changed += 1,
@@ -81,6 +103,7 @@ pub fn summarize(catalog: &BTreeMap<String, CatalogEntry>) -> Summary {
     }
   }
   s.total = catalog.len() as u64;
+  s.bytes = Some(catalog.values().map(|e| e.size).sum());
   s
 }
 

@@ -3,12 +3,15 @@
 
 #![deny(clippy::all)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use axiomatic_core::engine::{self, Options, Report};
+use axiomatic_core::explore::{self, SearchFilter};
+use axiomatic_core::maintain;
+use axiomatic_core::restore::{self, RestoreOptions};
 use axiomatic_core::progress::{Phase, Progress};
 use axiomatic_core::rules::{DirPriority, Pattern, RuleSpec, Rules};
 use axiomatic_core::{Error as CoreError, ErrorKind};
@@ -179,6 +182,27 @@ fn to_napi(e: CoreError) -> Error {
 
 type ProgressFn = ThreadsafeFunction<BindingProgress, (), BindingProgress, Status, false, true>;
 
+/// Runs `f` while a thread reports progress every 150 ms (if asked to).
+fn with_ticker<T>(progress: &Arc<Progress>, on_progress: Option<&Arc<ProgressFn>>, f: impl FnOnce() -> T) -> T {
+  let ticker = on_progress.cloned().map(|cb| {
+    let p = progress.clone();
+    thread::spawn(move || loop {
+      thread::sleep(Duration::from_millis(150));
+      let done = p.phase() == Phase::Done || p.is_aborted();
+      cb.call(snapshot(&p), ThreadsafeFunctionCallMode::NonBlocking);
+      if done {
+        break;
+      }
+    })
+  });
+  let res = f();
+  progress.set_phase(Phase::Done);
+  if let Some(t) = ticker {
+    let _ = t.join();
+  }
+  res
+}
+
 pub struct RunTask {
   opts: Option<Options>,
   progress: Arc<Progress>,
@@ -191,28 +215,54 @@ impl Task for RunTask {
 
   fn compute(&mut self) -> Result<Self::Output> {
     let opts = self.opts.take().expect("a task runs once");
-    let ticker = self.on_progress.clone().map(|cb| {
-      let p = self.progress.clone();
-      thread::spawn(move || loop {
-        thread::sleep(Duration::from_millis(150));
-        let done = p.phase() == Phase::Done || p.is_aborted();
-        cb.call(snapshot(&p), ThreadsafeFunctionCallMode::NonBlocking);
-        if done {
-          break;
-        }
-      })
-    });
-    let res = engine::run(&opts, &self.progress);
-    self.progress.set_phase(Phase::Done);
-    if let Some(t) = ticker {
-      let _ = t.join();
-    }
-    res.map_err(to_napi)
+    with_ticker(&self.progress, self.on_progress.as_ref(), || engine::run(&opts, &self.progress)).map_err(to_napi)
   }
 
   fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
     Ok(output.into())
   }
+}
+
+type Job = Box<dyn FnOnce(&Progress) -> std::result::Result<String, CoreError> + Send>;
+
+/// A core call off the main thread whose result crosses as JSON text (the
+/// JS side parses it into the documented types; large results such as a
+/// million search hits convert faster this way than as napi objects).
+pub struct JsonTask {
+  job: Option<Job>,
+  progress: Arc<Progress>,
+  on_progress: Option<Arc<ProgressFn>>,
+}
+
+impl Task for JsonTask {
+  type Output = String;
+  type JsValue = String;
+
+  fn compute(&mut self) -> Result<String> {
+    let job = self.job.take().expect("a task runs once");
+    with_ticker(&self.progress, self.on_progress.as_ref(), || job(&self.progress)).map_err(to_napi)
+  }
+
+  fn resolve(&mut self, _env: Env, output: String) -> Result<String> {
+    Ok(output)
+  }
+}
+
+fn json<T: serde::Serialize>(v: T) -> std::result::Result<String, CoreError> {
+  serde_json::to_string(&v).map_err(|e| CoreError { kind: ErrorKind::Io, path: None, message: e.to_string() })
+}
+
+fn json_task(
+  job: impl FnOnce(&Progress) -> std::result::Result<String, CoreError> + Send + 'static,
+  on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
+) -> AsyncTask<JsonTask> {
+  let progress = Arc::new(Progress::new());
+  if let Some(sig) = &signal {
+    let p = progress.clone();
+    sig.on_abort(move || p.abort());
+  }
+  AsyncTask::with_optional_signal(JsonTask { job: Some(Box::new(job)), progress, on_progress: on_progress.map(Arc::new) }, signal)
 }
 
 /// Runs one backup off the main thread.
@@ -290,4 +340,131 @@ pub fn select_files(src: String, rules: BindingRules) -> Result<Vec<BindingChang
   let r = Rules::compile(&rules.into_spec()?).map_err(to_napi)?;
   let res = axiomatic_core::scan::scan(std::path::Path::new(&src), &r, &Progress::new(), Default::default()).map_err(to_napi)?;
   Ok(res.entries.into_iter().map(|e| BindingChange { path: e.rel.into(), role: role_name(e.role), change: String::new() }).collect())
+}
+
+/// `backup list`: JSON of `explore::Listing`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn list_increments(dst: String, detailed: bool) -> AsyncTask<JsonTask> {
+  json_task(move |_| json(explore::list(Path::new(&dst), detailed)?), None, None)
+}
+
+/// Search filters, already parsed and normalized by `js/explore`.
+#[napi(object)]
+pub struct BindingSearchFilter {
+  pub masks: Vec<String>,
+  pub ignore_case: bool,
+  pub size_min: Option<f64>,
+  pub size_max: Option<f64>,
+  pub mtime_min_ms: Option<f64>,
+  pub mtime_max_ms: Option<f64>,
+  pub path_prefixes: Vec<String>,
+  pub path_globs: Vec<String>,
+  pub last: Option<u32>,
+}
+
+/// `backup search`: JSON of `explore::Found`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn search_backup(dst: String, filter: BindingSearchFilter) -> AsyncTask<JsonTask> {
+  let f = SearchFilter {
+    masks: filter.masks,
+    ignore_case: filter.ignore_case,
+    size_min: filter.size_min.map(|v| v as u64),
+    size_max: filter.size_max.map(|v| v as u64),
+    mtime_min_ns: filter.mtime_min_ms.map(|v| (v * 1e6) as i64),
+    mtime_max_ns: filter.mtime_max_ms.map(|v| (v * 1e6) as i64),
+    path_prefixes: filter.path_prefixes,
+    path_globs: filter.path_globs,
+    last: filter.last.map(|n| n as usize),
+  };
+  json_task(move |_| json(explore::search(Path::new(&dst), f)?), None, None)
+}
+
+/// `backup history PATH`: JSON of `explore::History`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn file_history(dst: String, path: String) -> AsyncTask<JsonTask> {
+  json_task(move |_| json(explore::history(Path::new(&dst), &path)?), None, None)
+}
+
+#[napi(object)]
+pub struct BindingRestoreOptions {
+  pub dst: String,
+  pub to: String,
+  pub paths: Vec<String>,
+  /// An increment name; absent = the latest state.
+  pub at: Option<String>,
+  pub overwrite: bool,
+  pub dry_run: bool,
+  pub workers: u32,
+}
+
+/// `backup restore`: JSON of `restore::RestoreReport`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn restore_backup(
+  options: BindingRestoreOptions,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
+) -> AsyncTask<JsonTask> {
+  let o = RestoreOptions {
+    dst: PathBuf::from(options.dst),
+    to: PathBuf::from(options.to),
+    paths: options.paths,
+    at: options.at,
+    overwrite: options.overwrite,
+    dry_run: options.dry_run,
+    workers: options.workers.max(1) as usize,
+  };
+  json_task(move |p| json(restore::restore(&o, p)?), on_progress, signal)
+}
+
+/// `backup recreate`: JSON of `maintain::RecreateReport`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn recreate_metadata(
+  dst: String,
+  only: Option<String>,
+  force: bool,
+  workers: u32,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+) -> AsyncTask<JsonTask> {
+  json_task(
+    move |p| json(maintain::recreate(Path::new(&dst), only.as_deref(), force, workers.max(1) as usize, p)?),
+    on_progress,
+    None,
+  )
+}
+
+/// `backup delete NAME --mask M`: JSON of `maintain::DeleteReport`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn delete_from_increment(dst: String, name: String, masks: Vec<String>, ignore_case: bool, dry_run: bool) -> AsyncTask<JsonTask> {
+  json_task(move |_| json(maintain::delete(Path::new(&dst), &name, masks, ignore_case, dry_run)?), None, None)
+}
+
+/// `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn prune_increments(
+  dst: String,
+  remove: Vec<String>,
+  dry_run: bool,
+  workers: u32,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+) -> AsyncTask<JsonTask> {
+  json_task(move |p| json(maintain::prune(Path::new(&dst), &remove, dry_run, workers.max(1) as usize, p)?), on_progress, None)
+}
+
+/// Finishes what a killed `delete` or `prune` left; returns what it did.
+#[napi]
+pub fn finish_pending(dst: String, workers: u32) -> Result<Vec<String>> {
+  maintain::finish_pending(Path::new(&dst), workers.max(1) as usize).map_err(to_napi)
+}
+
+/// `backup status`: JSON `{ state: maintain::StateCheck, leftovers: maintain::Leftovers }`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn backup_status(dst: String) -> AsyncTask<JsonTask> {
+  json_task(
+    move |_| {
+      let d = Path::new(&dst);
+      json(serde_json::json!({ "state": maintain::check_state(d), "leftovers": maintain::leftovers(d) }))
+    },
+    None,
+    None,
+  )
 }

@@ -1,0 +1,294 @@
+//! Finding the committed increments of a backup folder and reading their
+//! catalogs without materializing them: a catalog of a million entries is
+//! parsed in place (keys and strings borrowed from the file's bytes) and
+//! handed to a callback one entry at a time.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::Error;
+use crate::meta::{CatalogEntry, Summary};
+use crate::scan::Kind;
+
+/// A committed increment folder `dst/backup_YYYYMMDD_HHMMSS[_N]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Increment {
+  pub name: String,
+  #[serde(skip)]
+  pub dir: PathBuf,
+  /// Seconds since the epoch, from the name (UTC).
+  pub name_time: i64,
+  #[serde(skip)]
+  seq: u32,
+}
+
+impl Increment {
+  pub fn meta_path(&self) -> PathBuf {
+    self.dir.join(format!("{}.json", self.name))
+  }
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+  let y = if m <= 2 { y - 1 } else { y };
+  let era = y.div_euclid(400);
+  let yoe = y.rem_euclid(400);
+  let mp = i64::from((m + 9) % 12);
+  let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+  let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  era * 146_097 + doe - 719_468
+}
+
+/// Parses `backup_YYYYMMDD_HHMMSS[_N]` into (seconds since the epoch, N).
+pub fn parse_name(name: &str) -> Option<(i64, u32)> {
+  let rest = name.strip_prefix("backup_")?;
+  let b = rest.as_bytes();
+  if b.len() < 15 || b[8] != b'_' || !b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit) {
+    return None;
+  }
+  let seq = match &rest[15..] {
+    "" => 0,
+    s => s.strip_prefix('_').filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))?.parse().ok()?,
+  };
+  let num = |r: std::ops::Range<usize>| rest[r].parse::<u32>().ok();
+  let (y, mo, d, h, mi, s) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
+  if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    return None;
+  }
+  Some((days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s), seq))
+}
+
+/// The committed increments of `dst`, oldest first. Folders under
+/// `.axiomatic/` (unfinished or being removed) are not increments.
+pub fn list(dst: &Path) -> Result<Vec<Increment>, Error> {
+  let rd = fs::read_dir(dst).map_err(|e| Error::io(dst, "cannot read the backup folder", &e))?;
+  let mut out = Vec::new();
+  for e in rd {
+    let e = e.map_err(|e| Error::io(dst, "cannot read the backup folder", &e))?;
+    let Ok(name) = e.file_name().into_string() else { continue };
+    let Some((t, seq)) = parse_name(&name) else { continue };
+    if !e.file_type().is_ok_and(|t| t.is_dir()) {
+      continue;
+    }
+    out.push(Increment { dir: e.path(), name, name_time: t, seq });
+  }
+  out.sort_by(|a, b| (a.name_time, a.seq).cmp(&(b.name_time, b.seq)));
+  Ok(out)
+}
+
+/// One catalog entry, borrowed from the metadata file's bytes.
+#[derive(Debug, Deserialize)]
+pub struct EntryRef<'a> {
+  pub size: u64,
+  #[serde(default)]
+  pub mtime: f64,
+  #[serde(borrow, default)]
+  pub mtime_ns: Option<Cow<'a, str>>,
+  #[serde(default)]
+  pub mode: u32,
+  #[serde(default = "default_kind")]
+  pub kind: Kind,
+  #[serde(borrow)]
+  pub category: Cow<'a, str>,
+  #[serde(borrow, default)]
+  pub op: Option<Cow<'a, str>>,
+  #[serde(borrow, default)]
+  pub sha256: Option<Cow<'a, str>>,
+  #[serde(borrow, default)]
+  pub stored_as: Option<Cow<'a, str>>,
+  #[serde(borrow, default)]
+  pub carried_from: Option<Cow<'a, str>>,
+}
+
+fn default_kind() -> Kind {
+  Kind::File
+}
+
+impl EntryRef<'_> {
+  /// The exact mtime: `mtime_ns` when present, else from the float seconds.
+  pub fn mtime_ns(&self) -> i64 {
+    self.mtime_ns.as_deref().and_then(|s| s.parse().ok()).unwrap_or((self.mtime * 1e9).round() as i64)
+  }
+  pub fn is_deleted(&self) -> bool {
+    self.category == "deleted"
+  }
+  pub fn to_owned(&self) -> CatalogEntry {
+    let op = self.op.as_deref().unwrap_or(if self.is_deleted() { "deleted" } else { "new" });
+    CatalogEntry {
+      size: self.size,
+      mtime: self.mtime,
+      mtime_ns: self.mtime_ns().to_string(),
+      mode: self.mode,
+      kind: self.kind,
+      category: self.category.to_string(),
+      op: op.to_string(),
+      sha256: self.sha256.as_deref().map(str::to_string),
+      stored_as: self.stored_as.as_deref().unwrap_or("hardlink").to_string(),
+      carried_from: self.carried_from.as_deref().map(str::to_string),
+    }
+  }
+}
+
+/// Everything of a metadata file but its catalog.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Head {
+  #[serde(default)]
+  pub version: u32,
+  #[serde(default)]
+  pub backup_name: String,
+  #[serde(default)]
+  pub timestamp: String,
+  #[serde(default)]
+  pub origin: String,
+  #[serde(default)]
+  pub summary: Summary,
+  #[serde(default)]
+  pub statistics: serde_json::Value,
+}
+
+struct CatalogSeed<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(&str, EntryRef<'de>)> DeserializeSeed<'de> for CatalogSeed<'_, F> {
+  type Value = ();
+  fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de, F: FnMut(&str, EntryRef<'de>)> Visitor<'de> for CatalogSeed<'_, F> {
+  type Value = ();
+  fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    f.write_str("a file catalog object")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+      let v: EntryRef<'de> = map.next_value()?;
+      (self.0)(&k, v);
+    }
+    Ok(())
+  }
+}
+
+struct MetaVisitor<'f, F> {
+  f: Option<&'f mut F>,
+}
+
+impl<'de, F: FnMut(&str, EntryRef<'de>)> Visitor<'de> for MetaVisitor<'_, F> {
+  type Value = Head;
+  fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    f.write_str("increment metadata")
+  }
+  fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Head, A::Error> {
+    let mut h = Head::default();
+    while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+      match &*k {
+        "file_catalog" => match self.f.as_mut() {
+          Some(f) => map.next_value_seed(CatalogSeed(&mut **f))?,
+          None => {
+            map.next_value::<IgnoredAny>()?;
+          }
+        },
+        "version" => h.version = map.next_value()?,
+        "backup_name" => h.backup_name = map.next_value()?,
+        "timestamp" => h.timestamp = map.next_value()?,
+        "origin" => h.origin = map.next_value()?,
+        "summary" => h.summary = map.next_value()?,
+        "statistics" => h.statistics = map.next_value()?,
+        _ => {
+          map.next_value::<IgnoredAny>()?;
+        }
+      }
+    }
+    Ok(h)
+  }
+}
+
+/// The raw bytes of an increment's metadata, or None if it has none.
+pub fn read_bytes(inc: &Increment) -> Result<Option<Vec<u8>>, Error> {
+  let p = inc.meta_path();
+  match fs::read(&p) {
+    Ok(b) => Ok(Some(b)),
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    Err(e) => Err(Error::io(&p, "cannot read", &e)),
+  }
+}
+
+/// Parses metadata bytes, calling `f` for every catalog entry in file order.
+pub fn parse<'de, F: FnMut(&str, EntryRef<'de>)>(path: &Path, bytes: &'de [u8], f: &mut F) -> Result<Head, Error> {
+  let mut de = serde_json::Deserializer::from_slice(bytes);
+  let h = de.deserialize_map(MetaVisitor { f: Some(f) }).and_then(|h| de.end().map(|()| h));
+  h.map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))
+}
+
+/// Reads only the head of a metadata file. Our writer puts the catalog
+/// last, so the head is parsed from the first bytes; other layouts fall
+/// back to a full (skipping) parse.
+pub fn read_head(inc: &Increment) -> Result<Option<Head>, Error> {
+  use std::io::Read;
+  let p = inc.meta_path();
+  let mut f = match fs::File::open(&p) {
+    Ok(f) => f,
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    Err(e) => return Err(Error::io(&p, "cannot read", &e)),
+  };
+  let mut buf = vec![0u8; 64 * 1024];
+  let mut n = 0;
+  while n < buf.len() {
+    match f.read(&mut buf[n..]) {
+      Ok(0) => break,
+      Ok(k) => n += k,
+      Err(e) => return Err(Error::io(&p, "cannot read", &e)),
+    }
+  }
+  const MARK: &[u8] = b",\n  \"file_catalog\": {";
+  if let Some(at) = buf[..n].windows(MARK.len()).position(|w| w == MARK) {
+    let mut head = buf[..at].to_vec();
+    head.extend_from_slice(b"\n}");
+    if let Ok(h) = serde_json::from_slice::<Head>(&head) {
+      return Ok(Some(h));
+    }
+  }
+  drop(f);
+  let bytes = fs::read(&p).map_err(|e| Error::io(&p, "cannot read", &e))?;
+  let mut de = serde_json::Deserializer::from_slice(&bytes);
+  let h = de
+    .deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { f: None })
+    .map_err(|e| Error::corrupt(&p, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))?;
+  Ok(Some(h))
+}
+
+/// Whether a path found in metadata is a plain relative path: not empty,
+/// not absolute, no empty, `.` or `..` component, no NUL. Everything read
+/// from metadata goes through this before it is joined to a folder.
+pub fn safe_rel(p: &str) -> bool {
+  !p.is_empty() && !p.starts_with('/') && !p.contains('\0') && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn names() {
+    assert_eq!(parse_name("backup_20240115_123045"), Some((1_705_321_845, 0)));
+    assert_eq!(parse_name("backup_20240115_123045_3"), Some((1_705_321_845, 3)));
+    assert_eq!(parse_name("backup_20240115_12304"), None);
+    assert_eq!(parse_name("backup_20241315_123045"), None);
+    assert_eq!(parse_name("backup_20240115_123045_"), None);
+    assert_eq!(parse_name("mirror"), None);
+  }
+
+  #[test]
+  fn rel_paths() {
+    for bad in ["", "/etc/passwd", "a/../../x", "..", "a//b", "./a", "a/.", "a\0b"] {
+      assert!(!safe_rel(bad), "{bad:?}");
+    }
+    for good in ["a", "a/b c/d", "..a", "a..", "-rf", "x\ny"] {
+      assert!(safe_rel(good), "{good:?}");
+    }
+  }
+}

@@ -1,0 +1,635 @@
+//! Changing a backup folder outside a run: rebuilding metadata and the
+//! mirror state (`recreate`), removing files from an increment (`delete`),
+//! removing whole increments without breaking point-in-time restore
+//! (`prune`), and the consistency check behind `status`.
+//!
+//! Every change is resumable: `delete` journals the files it will unlink
+//! (`.axiomatic/pending-removals.jsonl`) before it rewrites the metadata;
+//! `prune` journals the increments it removes (`.axiomatic/prune.json`),
+//! carries entries by hardlink before anything is removed, and hides a
+//! removed increment by renaming it into `.axiomatic/trash/` before the
+//! tree is deleted. `finish_pending` completes whatever a killed command left.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Layout;
+use crate::error::{Error, Warning};
+use crate::explore::{name_iso, Matcher, SearchFilter};
+use crate::fsutil::{self, fault_point};
+use crate::increments::{self, safe_rel, Increment};
+use crate::meta::{self, CatalogEntry, MetaHead};
+use crate::progress::{Phase, Progress};
+use crate::scan::Kind;
+use crate::state::{self, StateEntry};
+
+fn pending_path(l: &Layout) -> PathBuf {
+  l.meta.join("pending-removals.jsonl")
+}
+fn prune_journal(l: &Layout) -> PathBuf {
+  l.meta.join("prune.json")
+}
+fn trash(l: &Layout) -> PathBuf {
+  l.meta.join("trash")
+}
+
+/// Refuses a path whose folders under `root` are not all real folders.
+fn real_dirs(root: &Path, rel: &str) -> bool {
+  let mut cur = root.to_path_buf();
+  let comps: Vec<&str> = rel.split('/').collect();
+  comps[..comps.len() - 1].iter().all(|c| {
+    cur.push(c);
+    fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir())
+  })
+}
+
+/// Removes a tree with many threads: files in parallel, then folders
+/// deepest first. Faster than one `unlink` after another when the
+/// metadata of the file system, not the disk, is the limit.
+pub fn remove_tree_parallel(root: &Path) -> Result<u64, Error> {
+  let md = match fs::symlink_metadata(root) {
+    Ok(m) => m,
+    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+    Err(e) => return Err(Error::io(root, "cannot remove", &e)),
+  };
+  if !md.is_dir() {
+    fs::remove_file(root).map_err(|e| Error::io(root, "cannot remove", &e))?;
+    return Ok(1);
+  }
+  // Read folders level by level in parallel; unlink each folder's files as it is read.
+  let mut levels: Vec<Vec<PathBuf>> = vec![vec![root.to_path_buf()]];
+  let mut files = 0u64;
+  loop {
+    let cur = levels.last().unwrap();
+    let next: Vec<(Vec<PathBuf>, u64)> = cur
+      .par_iter()
+      .map(|d| {
+        let mut sub = Vec::new();
+        let mut n = 0;
+        if let Ok(rd) = fs::read_dir(d) {
+          for e in rd.flatten() {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
+              sub.push(e.path());
+            } else if fs::remove_file(e.path()).is_ok() {
+              n += 1;
+            }
+          }
+        }
+        (sub, n)
+      })
+      .collect();
+    let mut subs = Vec::new();
+    for (s, n) in next {
+      subs.extend(s);
+      files += n;
+    }
+    if subs.is_empty() {
+      break;
+    }
+    levels.push(subs);
+  }
+  for level in levels.iter().rev() {
+    level.par_iter().for_each(|d| {
+      let _ = fs::remove_dir(d);
+    });
+  }
+  // Anything left (a file that appeared meanwhile, a permission problem) is reported.
+  meta::remove_tree(root)?;
+  Ok(files)
+}
+
+#[derive(Serialize, Deserialize)]
+struct PruneJournal {
+  remove: Vec<String>,
+}
+
+/// Finishes what a killed `delete` or `prune` left: journaled unlinks, a
+/// prune in progress, trash. Returns what was finished, for the report.
+pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> {
+  let l = Layout::new(dst);
+  let mut done = Vec::new();
+  let pending = pending_path(&l);
+  if let Ok(f) = fs::File::open(&pending) {
+    let mut n = 0;
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+      let Ok(rel) = serde_json::from_str::<String>(&line) else { continue };
+      if safe_rel(&rel) && real_dirs(dst, &rel) {
+        match fs::remove_file(dst.join(&rel)) {
+          Ok(()) => n += 1,
+          Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+          Err(e) => return Err(Error::io(&dst.join(&rel), "cannot remove", &e)),
+        }
+      }
+    }
+    fs::remove_file(&pending).map_err(|e| Error::io(&pending, "cannot remove", &e))?;
+    done.push(format!("finished an interrupted delete ({n} files)"));
+  }
+  if let Ok(b) = fs::read(prune_journal(&l)) {
+    let j: PruneJournal = serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
+    let present: HashSet<String> = increments::list(dst)?.into_iter().map(|i| i.name).collect();
+    let remove: Vec<String> = j.remove.into_iter().filter(|n| present.contains(n)).collect();
+    let r = prune(dst, &remove, false, workers, &Progress::new())?;
+    done.push(format!("finished an interrupted prune ({} increments removed)", r.removed.len()));
+  }
+  let t = trash(&l);
+  if t.is_dir() {
+    remove_tree_parallel(&t)?;
+  }
+  Ok(done)
+}
+
+/// What `prune` did (or would do).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+  pub dry_run: bool,
+  pub removed: Vec<String>,
+  pub kept: Vec<String>,
+  /// Entries carried into the next kept increment, per kept increment.
+  pub carried: BTreeMap<String, u64>,
+  pub files_removed: u64,
+}
+
+/// Removes the increments `remove` (names). Entries of a removed increment
+/// that the next kept increment does not mention move into it, so every
+/// kept point in time restores exactly as before.
+pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progress: &Progress) -> Result<PruneReport, Error> {
+  let l = Layout::new(dst);
+  let incs = increments::list(dst)?;
+  let names: HashSet<&str> = incs.iter().map(|i| i.name.as_str()).collect();
+  let remove_set: HashSet<&str> = remove.iter().map(String::as_str).filter(|n| names.contains(n)).collect();
+  for n in remove {
+    if !names.contains(n.as_str()) {
+      return Err(Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())));
+    }
+  }
+  if let Some(newest) = incs.last() {
+    if remove_set.contains(newest.name.as_str()) {
+      return Err(Error::config(format!("{} is the newest increment: prune always keeps it", newest.name)));
+    }
+  }
+  for inc in incs.iter().filter(|i| remove_set.contains(i.name.as_str())) {
+    if !inc.meta_path().is_file() {
+      return Err(Error::corrupt(
+        &inc.meta_path(),
+        "this increment has no metadata, so its entries cannot be carried into the next kept increment; run `backup recreate` first",
+      ));
+    }
+  }
+  let mut report = PruneReport { dry_run, ..Default::default() };
+  report.removed = incs.iter().filter(|i| remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
+  report.kept = incs.iter().filter(|i| !remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  if !dry_run && !report.removed.is_empty() {
+    fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
+    let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
+    fsutil::write_atomic(&prune_journal(&l), |f| f.write_all(&j))?;
+    fault_point();
+  }
+  progress.set_phase(Phase::Apply);
+  progress.ops_total.store(report.removed.len() as u64, Relaxed);
+  // Walk oldest to newest; entries of removed increments wait in `carry`
+  // (newer ones win) until the next kept increment takes them.
+  let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
+  let mut group: Vec<&Increment> = Vec::new();
+  for (i, inc) in incs.iter().enumerate() {
+    if remove_set.contains(inc.name.as_str()) {
+      let m = meta::read_meta(&inc.meta_path())?;
+      for (p, e) in m.file_catalog {
+        if safe_rel(&p) {
+          carry.insert(p, (i, e));
+        }
+      }
+      group.push(inc);
+      continue;
+    }
+    if group.is_empty() {
+      continue;
+    }
+    let mut km = meta::read_meta(&inc.meta_path())?;
+    let mut moved = 0u64;
+    let taken: Vec<(String, usize, CatalogEntry)> =
+      std::mem::take(&mut carry).into_iter().filter(|(p, _)| !km.file_catalog.contains_key(p)).map(|(p, (i, e))| (p, i, e)).collect();
+    if !dry_run {
+      let errors: Vec<Error> = pool.install(|| {
+        taken.par_iter().filter_map(|(p, from, e)| carry_file(&incs[*from], inc, p, &e.category).err()).collect()
+      });
+      if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+      }
+    }
+    for (p, from, mut e) in taken {
+      if e.carried_from.is_none() {
+        e.carried_from = Some(incs[from].name.clone());
+      }
+      km.file_catalog.insert(p, e);
+      moved += 1;
+    }
+    report.carried.insert(inc.name.clone(), moved);
+    if !dry_run {
+      if moved > 0 {
+        let head = MetaHead {
+          version: km.version,
+          backup_name: km.backup_name.clone(),
+          timestamp: km.timestamp.clone(),
+          origin: km.origin.clone(),
+          summary: meta::summarize(&km.file_catalog),
+          statistics: km.statistics.clone(),
+        };
+        meta::write_meta(&inc.meta_path(), &head, km.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
+        fault_point();
+      }
+      // Hide the removed increments (atomic renames), then delete them.
+      let t = trash(&l);
+      fs::create_dir_all(&t).map_err(|e| Error::io(&t, "cannot create", &e))?;
+      for r in &group {
+        let to = t.join(&r.name);
+        meta::remove_tree(&to)?;
+        fs::rename(&r.dir, &to).map_err(|e| Error::io(&r.dir, "cannot move aside", &e))?;
+        fault_point();
+      }
+      fsutil::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
+      for r in &group {
+        report.files_removed += pool.install(|| remove_tree_parallel(&t.join(&r.name)))?;
+        progress.ops_done.fetch_add(1, Relaxed);
+      }
+    }
+    group.clear();
+  }
+  if !dry_run {
+    let _ = fs::remove_dir(trash(&l));
+    match fs::remove_file(prune_journal(&l)) {
+      Ok(()) => {}
+      Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+      Err(e) => return Err(Error::io(&prune_journal(&l), "cannot remove", &e)),
+    }
+  }
+  Ok(report)
+}
+
+/// Puts `from/<category>/<p>` into `to/<category>/<p>` as a hardlink
+/// (temp name + rename, so a half-done carry is harmless and can be
+/// redone); moves it where hardlinks are impossible.
+fn carry_file(from: &Increment, to: &Increment, p: &str, category: &str) -> Result<(), Error> {
+  let src_root = from.dir.join(category);
+  let dst_root = to.dir.join(category);
+  let src = src_root.join(p);
+  let target = dst_root.join(p);
+  if !real_dirs(&src_root, p) {
+    return Err(Error::corrupt(&src, "a folder on the way is a symlink; refusing to follow it"));
+  }
+  let md = match fs::symlink_metadata(&src) {
+    Ok(m) => m,
+    // Already moved by an interrupted prune (no-hardlink file systems).
+    Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&target).is_ok() => return Ok(()),
+    // The stored file is gone (deleted by hand): nothing to carry; the entry still documents the version.
+    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+    Err(e) => return Err(Error::io(&src, "cannot read", &e)),
+  };
+  let parent = target.parent().unwrap();
+  fs::create_dir_all(parent).map_err(|e| Error::io(parent, "cannot create", &e))?;
+  if !real_dirs(&dst_root, p) {
+    return Err(Error::corrupt(&target, "a folder on the way is a symlink; refusing to follow it"));
+  }
+  if let Ok(t) = fs::symlink_metadata(&target) {
+    if fsutil::same_file(&t, &md) {
+      return Ok(());
+    }
+  }
+  let tmp = fsutil::temp_path(&target);
+  let _ = fs::remove_file(&tmp);
+  match fs::hard_link(&src, &tmp) {
+    Ok(()) => fs::rename(&tmp, &target).map_err(|e| Error::io(&target, "cannot create", &e))?,
+    Err(_) => fs::rename(&src, &target).map_err(|e| Error::io(&target, "cannot move into", &e))?,
+  }
+  fault_point();
+  Ok(())
+}
+
+/// What `delete` removed (or would remove).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteReport {
+  pub increment: String,
+  pub dry_run: bool,
+  pub removed: Vec<Removed>,
+  pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+  pub path: String,
+  pub category: String,
+  pub size: u64,
+}
+
+/// `backup delete NAME --mask M…`: removes matching entries from one
+/// increment. The metadata is rewritten first (atomically), after the
+/// files to unlink are journaled, so no metadata ever lists a removed file.
+pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry_run: bool) -> Result<DeleteReport, Error> {
+  let l = Layout::new(dst);
+  let incs = increments::list(dst)?;
+  let Some(inc) = incs.iter().find(|i| i.name == name) else {
+    return Err(Error::config(format!("there is no increment {name:?} in {}; see `backup list`", dst.display())));
+  };
+  let mut m = meta::read_meta(&inc.meta_path())?;
+  let matcher = Matcher::new(SearchFilter { masks, ignore_case, ..Default::default() })?;
+  let hit: Vec<String> = m.file_catalog.keys().filter(|p| matcher.path_matches(p)).cloned().collect();
+  let mut report = DeleteReport { increment: name.to_string(), dry_run, ..Default::default() };
+  for p in &hit {
+    let e = &m.file_catalog[p];
+    report.bytes += e.size;
+    report.removed.push(Removed { path: p.clone(), category: e.category.clone(), size: e.size });
+  }
+  if dry_run || hit.is_empty() {
+    return Ok(report);
+  }
+  let rels: Vec<String> = report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
+  fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
+  fsutil::write_atomic(&pending_path(&l), |f| {
+    let mut w = io::BufWriter::new(f);
+    for r in &rels {
+      serde_json::to_writer(&mut w, r)?;
+      w.write_all(b"\n")?;
+    }
+    w.flush()
+  })?;
+  fault_point();
+  for p in &hit {
+    m.file_catalog.remove(p);
+  }
+  let head = MetaHead {
+    version: m.version,
+    backup_name: m.backup_name.clone(),
+    timestamp: m.timestamp.clone(),
+    origin: m.origin.clone(),
+    summary: meta::summarize(&m.file_catalog),
+    statistics: m.statistics.clone(),
+  };
+  meta::write_meta(&inc.meta_path(), &head, m.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
+  fault_point();
+  finish_pending(dst, 1)?;
+  // Folders left empty inside the increment go too.
+  for r in &rels {
+    let mut d = dst.join(r);
+    while d.pop() && d != inc.dir && d.starts_with(&inc.dir) {
+      if fs::remove_dir(&d).is_err() {
+        break;
+      }
+    }
+  }
+  Ok(report)
+}
+
+/// What `recreate` rebuilt.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecreateReport {
+  /// Increments whose metadata was rebuilt.
+  pub rebuilt: Vec<String>,
+  /// Increments whose metadata was fine and kept.
+  pub kept: Vec<String>,
+  pub state_rebuilt: bool,
+  /// Entries in the rebuilt state.
+  pub state_entries: u64,
+  pub warnings: Vec<Warning>,
+}
+
+/// Every file and symlink under `root` (relative, sorted), skipping our temp files.
+fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
+  fn go(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>, warnings: &mut Vec<Warning>) {
+    let rd = match fs::read_dir(dir) {
+      Ok(r) => r,
+      Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+      Err(e) => return warnings.push(Warning::from_io(dir.display().to_string(), "cannot read", &e)),
+    };
+    for e in rd.flatten() {
+      let Ok(name) = e.file_name().into_string() else {
+        warnings.push(Warning::new(e.path().display().to_string(), "non-utf8-name", "skipped: the name is not valid UTF-8"));
+        continue;
+      };
+      if name.starts_with(".axb-") && name.ends_with(".tmp") {
+        continue;
+      }
+      let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+      let Ok(md) = e.metadata() else { continue };
+      if md.is_dir() {
+        go(&e.path(), &r, out, warnings);
+      } else if md.is_file() || md.file_type().is_symlink() {
+        out.push((r, md));
+      }
+    }
+  }
+  let mut out = Vec::new();
+  go(root, "", &mut out, warnings);
+  out.sort_by(|a, b| a.0.cmp(&b.0));
+  out
+}
+
+fn kind_of(md: &fs::Metadata) -> Kind {
+  if md.file_type().is_symlink() {
+    Kind::Symlink
+  } else {
+    Kind::File
+  }
+}
+
+fn metadata_ok(inc: &Increment) -> bool {
+  increments::read_bytes(inc)
+    .ok()
+    .flatten()
+    .is_some_and(|b| increments::parse(&inc.meta_path(), &b, &mut |_: &str, _: increments::EntryRef| {}).is_ok())
+}
+
+/// `backup recreate [--backup NAME] [--force]`.
+pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, progress: &Progress) -> Result<RecreateReport, Error> {
+  let l = Layout::new(dst);
+  let incs = increments::list(dst)?;
+  if let Some(n) = only {
+    if !incs.iter().any(|i| i.name == n) {
+      return Err(Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())));
+    }
+  }
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let mut report = RecreateReport::default();
+  progress.set_phase(Phase::Apply);
+  // Whether each path's newest mention so far is a stored (live) version.
+  let mut live: HashMap<String, bool> = HashMap::new();
+  for inc in &incs {
+    let selected = only.map_or(true, |n| n == inc.name);
+    let rebuild = selected && (force || !metadata_ok(inc));
+    if !rebuild {
+      if let Some(b) = increments::read_bytes(inc)? {
+        let _ = increments::parse(&inc.meta_path(), &b, &mut |p: &str, e: increments::EntryRef| {
+          live.insert(p.to_string(), !e.is_deleted());
+        });
+      }
+      report.kept.push(inc.name.clone());
+      continue;
+    }
+    let mut files: Vec<(String, String, fs::Metadata)> = Vec::new();
+    for cat in ["track", "deleted"] {
+      for (p, md) in walk_files(&inc.dir.join(cat), &mut report.warnings) {
+        files.push((p, cat.to_string(), md));
+      }
+    }
+    let hashed: Vec<Option<[u8; 32]>> = pool.install(|| {
+      files
+        .par_iter()
+        .map(|(p, cat, md)| {
+          progress.bytes_done.fetch_add(md.len(), Relaxed);
+          fsutil::sha256_of(&inc.dir.join(cat).join(p)).ok()
+        })
+        .collect()
+    });
+    let mut catalog = BTreeMap::new();
+    for ((p, cat, md), sha) in files.into_iter().zip(hashed) {
+      if sha.is_none() {
+        report.warnings.push(Warning::new(format!("{}/{cat}/{p}", inc.name), "unreadable", "could not be hashed; recorded without sha256"));
+      }
+      let op = if cat == "deleted" {
+        "deleted"
+      } else if live.get(&p).copied().unwrap_or(false) {
+        "changed"
+      } else {
+        "new"
+      };
+      let e = meta::catalog_entry(md.len(), fsutil::mtime_ns(&md), md.mode() & 0o7777, kind_of(&md), op, sha, md.nlink() <= 1);
+      live.insert(p.clone(), cat != "deleted");
+      catalog.insert(p, e);
+    }
+    let head = MetaHead {
+      version: meta::METADATA_VERSION,
+      backup_name: inc.name.clone(),
+      timestamp: name_iso(inc),
+      origin: "recreated".into(),
+      summary: meta::summarize(&catalog),
+      statistics: serde_json::json!({ "recreated_from_files": true }),
+    };
+    meta::write_meta(&inc.meta_path(), &head, catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
+    report.rebuilt.push(inc.name.clone());
+  }
+  // The mirror state: rebuilt when missing, unreadable, or with force.
+  let state_ok = l.state.is_file() && state::read(&l.state).is_ok();
+  if (!state_ok || force) && only.is_none() && l.mirror.is_dir() {
+    let files = walk_files(&l.mirror, &mut report.warnings);
+    let entries: Vec<StateEntry> = pool.install(|| {
+      files
+        .par_iter()
+        .map(|(p, md)| {
+          let tracked = live.get(p).copied().unwrap_or(false);
+          let sha = if tracked { fsutil::sha256_of(&l.mirror.join(p)).ok().map(Box::new) } else { None };
+          StateEntry {
+            rel: p.as_str().into(),
+            kind: kind_of(md),
+            size: md.len(),
+            mtime_ns: fsutil::mtime_ns(md),
+            mode: md.mode() & 0o7777,
+            tracked,
+            sha256: sha,
+          }
+        })
+        .collect()
+    });
+    fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
+    state::write(&l.state, entries.len() as u64, entries.iter().map(StateEntry::line))?;
+    report.state_rebuilt = true;
+    report.state_entries = entries.len() as u64;
+  }
+  Ok(report)
+}
+
+/// How the mirror state compares with `dst/mirror` (size, mtime, kind).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateCheck {
+  pub state_present: bool,
+  pub state_error: Option<String>,
+  pub state_entries: u64,
+  pub mirror_files: u64,
+  /// In the state, not in the mirror.
+  pub missing: Vec<String>,
+  /// In the mirror, not in the state.
+  pub extra: Vec<String>,
+  /// Size, mtime or kind differ.
+  pub differing: Vec<String>,
+  pub agrees: bool,
+}
+
+/// The fast consistency check of `status` (no file is read, only stat'ed).
+pub fn check_state(dst: &Path) -> StateCheck {
+  let l = Layout::new(dst);
+  let mut c = StateCheck { state_present: l.state.is_file(), ..Default::default() };
+  let st = match state::read(&l.state) {
+    Ok(s) => s,
+    Err(e) => {
+      c.state_error = Some(e.message);
+      return c;
+    }
+  };
+  let mut warnings = Vec::new();
+  let files = walk_files(&l.mirror, &mut warnings);
+  c.state_entries = st.len() as u64;
+  c.mirror_files = files.len() as u64;
+  let (mut i, mut j) = (0, 0);
+  while i < st.len() || j < files.len() {
+    match (st.get(i), files.get(j)) {
+      (Some(s), Some((p, md))) if &*s.rel == p.as_str() => {
+        if s.size != md.len() || s.mtime_ns != fsutil::mtime_ns(md) || s.kind != kind_of(md) {
+          c.differing.push(p.clone());
+        }
+        i += 1;
+        j += 1;
+      }
+      (Some(s), Some((p, _))) if &*s.rel < p.as_str() => {
+        c.missing.push(s.rel.to_string());
+        i += 1;
+      }
+      (Some(s), None) => {
+        c.missing.push(s.rel.to_string());
+        i += 1;
+      }
+      (_, Some((p, _))) => {
+        c.extra.push(p.clone());
+        j += 1;
+      }
+      (None, None) => break,
+    }
+  }
+  c.agrees = c.state_present && c.missing.is_empty() && c.extra.is_empty() && c.differing.is_empty();
+  c
+}
+
+/// Leftovers of interrupted work, for `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leftovers {
+  /// The journal of an interrupted run: the increment it was building.
+  pub interrupted_run: Option<serde_json::Value>,
+  pub incomplete_increments: Vec<String>,
+  pub prune_pending: bool,
+  pub delete_pending: bool,
+}
+
+pub fn leftovers(dst: &Path) -> Leftovers {
+  let l = Layout::new(dst);
+  let mut lo = Leftovers::default();
+  if let Ok(Some((h, ops))) = meta::read_journal(&l.journal) {
+    lo.interrupted_run = Some(serde_json::json!({ "increment": h.increment, "started": h.started, "ops": ops.len() }));
+  }
+  if let Ok(rd) = fs::read_dir(&l.incomplete) {
+    lo.incomplete_increments = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+    lo.incomplete_increments.sort();
+  }
+  lo.prune_pending = prune_journal(&l).exists() || trash(&l).exists();
+  lo.delete_pending = pending_path(&l).exists();
+  lo
+}

@@ -1,0 +1,338 @@
+//! Point-in-time restore into a target folder.
+//!
+//! Safety rules: every path read from metadata or the mirror state must be
+//! a plain relative path (`increments::safe_rel`); every folder on the way
+//! to a target file is checked with `lstat` and must be a real folder (a
+//! symlink there is refused, never followed); files are written to a temp
+//! file beside the target and put in place by `link` (which fails if the
+//! name exists) or, with `overwrite`, by `rename`. Restored files are
+//! copies, never hardlinks into the backup.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::engine::Layout;
+use crate::error::{Error, Warning};
+use crate::explore::newest_mentions;
+use crate::fsutil::{self, CopyResult};
+use crate::increments::{self, safe_rel};
+use crate::progress::{Phase, Progress};
+use crate::rules::Role;
+use crate::scan::{Entry, Kind};
+use crate::state;
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+  pub dst: PathBuf,
+  pub to: PathBuf,
+  /// Files or folder prefixes relative to the backed-up `src`; empty = all.
+  pub paths: Vec<String>,
+  /// The increment that marks the point in time; None = the latest state (the mirror).
+  pub at: Option<String>,
+  pub overwrite: bool,
+  pub dry_run: bool,
+  pub workers: usize,
+}
+
+/// One file to restore.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+  pub path: String,
+  /// `mirror` or the increment the version comes from.
+  pub from: String,
+  /// Untracked: restored from the mirror; its history is not kept.
+  pub untracked: bool,
+  pub size: u64,
+  #[serde(skip)]
+  mtime_ns: i64,
+  #[serde(skip)]
+  mode: u32,
+  #[serde(skip)]
+  sha256: Option<String>,
+  /// The folder the stored file is under (`dst/mirror`, `dst/<inc>/track`).
+  #[serde(skip)]
+  root: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+  /// The increment of the point in time, or null for the latest state.
+  pub at: Option<String>,
+  pub dry_run: bool,
+  /// Files selected for restore.
+  pub files: u64,
+  pub bytes: u64,
+  /// Files written (0 in a dry run).
+  pub restored: u64,
+  /// Untracked files taken from the mirror (their current copy).
+  pub untracked: u64,
+  /// Paths that exist in the target and were left alone (no `overwrite`).
+  pub existing: u64,
+  /// Paths the point in time knows as deleted (not restored).
+  pub deleted_at_point: u64,
+  /// With `dry_run`: every file and where it would come from.
+  pub items: Vec<Item>,
+  /// Per-file problems: `exists`, `unsafe-path`, `symlink-in-target`,
+  /// `not-a-directory`, `missing-in-backup`, `checksum-mismatch`,
+  /// `not-found`, `changed-during-read`, I/O codes.
+  pub warnings: Vec<Warning>,
+}
+
+fn prefix_match(path: &str, prefix: &str) -> bool {
+  prefix.is_empty() || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Folders already checked (or created) as real folders.
+struct Dirs(Mutex<HashSet<PathBuf>>);
+
+impl Dirs {
+  /// Checks every folder between `root` and `root/rel`'s parent; creates
+  /// missing ones when `create`. A symlink or a non-folder on the way is an error.
+  fn ensure(&self, root: &Path, rel: &str, create: bool) -> Result<(), Warning> {
+    let mut cur = root.to_path_buf();
+    let comps: Vec<&str> = rel.split('/').collect();
+    for c in &comps[..comps.len() - 1] {
+      cur.push(c);
+      if self.0.lock().unwrap().contains(&cur) {
+        continue;
+      }
+      match fs::symlink_metadata(&cur) {
+        Ok(md) if md.file_type().is_symlink() => {
+          return Err(Warning::new(rel, "symlink-in-target", format!("{} is a symlink; refusing to follow it", cur.display())))
+        }
+        Ok(md) if !md.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display()))),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(&cur) {
+          Ok(()) => {}
+          Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let md = fs::symlink_metadata(&cur).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
+            if !md.is_dir() {
+              return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display())));
+            }
+          }
+          Err(e) => return Err(Warning::from_io(rel, &format!("cannot create {}", cur.display()), &e)),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Warning::from_io(rel, &format!("cannot check {}", cur.display()), &e)),
+      }
+      self.0.lock().unwrap().insert(cur.clone());
+    }
+    Ok(())
+  }
+}
+
+/// Works out what a restore copies: the newest mention of each path at
+/// or before `at` (deletions leave it out), untracked files from the
+/// mirror; without `at`, the mirror as the last run left it.
+fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Error> {
+  let l = Layout::new(&o.dst);
+  if !l.state.is_file() {
+    return Err(Error::corrupt(
+      &l.state,
+      "the mirror state is missing, so the backup's current files are unknown; rebuild it with `backup recreate`",
+    ));
+  }
+  let wanted: Vec<String> = o.paths.iter().map(|p| p.trim_start_matches("./").trim_end_matches('/').to_string()).collect();
+  let keep = |p: &str| wanted.is_empty() || wanted.iter().any(|w| prefix_match(p, w));
+  let mirror_state = state::read(&l.state)?;
+  let mut items = Vec::new();
+  let mut unsafe_paths = Vec::new();
+  let from_state = |s: &state::StateEntry, items: &mut Vec<Item>| {
+    items.push(Item {
+      path: s.rel.to_string(),
+      from: "mirror".into(),
+      untracked: !s.tracked,
+      size: s.size,
+      mtime_ns: s.mtime_ns,
+      mode: s.mode,
+      sha256: s.sha().map(hex::encode),
+      root: l.mirror.clone(),
+    });
+  };
+  match &o.at {
+    None => {
+      for s in mirror_state.iter().filter(|s| keep(&s.rel)) {
+        from_state(s, &mut items);
+      }
+    }
+    Some(name) => {
+      let incs = increments::list(&o.dst)?;
+      let Some(idx) = incs.iter().position(|i| &i.name == name) else {
+        return Err(Error::config(format!("there is no increment {name:?} in {}; see `backup list`", o.dst.display())));
+      };
+      let upto = &incs[..=idx];
+      let mentions = newest_mentions(upto, &keep)?;
+      for (p, (i, e)) in &mentions {
+        if e.category == "deleted" {
+          report.deleted_at_point += 1;
+          continue;
+        }
+        items.push(Item {
+          path: p.clone(),
+          from: upto[*i].name.clone(),
+          untracked: false,
+          size: e.size,
+          mtime_ns: e.mtime_ns.parse().unwrap_or((e.mtime * 1e9) as i64),
+          mode: e.mode,
+          sha256: e.sha256.clone(),
+          root: upto[*i].dir.join("track"),
+        });
+      }
+      for s in mirror_state.iter().filter(|s| !s.tracked && keep(&s.rel) && !mentions.contains_key(&*s.rel)) {
+        from_state(s, &mut items);
+      }
+    }
+  }
+  items.retain(|it| {
+    let ok = safe_rel(&it.path);
+    if !ok {
+      unsafe_paths.push(Warning::new(it.path.clone(), "unsafe-path", "a path in the backup's metadata is not a plain relative path; refused"));
+    }
+    ok
+  });
+  report.warnings.extend(unsafe_paths);
+  for w in &wanted {
+    if !w.is_empty() && !items.iter().any(|it| prefix_match(&it.path, w)) {
+      let what = if o.at.is_some() { "at that point in time" } else { "in the latest backup" };
+      report.warnings.push(Warning::new(w.clone(), "not-found", format!("nothing to restore under this path {what}")));
+    }
+  }
+  items.sort_by(|a, b| a.path.cmp(&b.path));
+  Ok(items)
+}
+
+enum Done {
+  Restored,
+  Exists,
+}
+
+fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, progress: &Progress) -> Result<Done, Warning> {
+  let rel = it.path.as_str();
+  // The source must not lead out of the backup through a symlinked folder.
+  dirs_src.ensure(&it.root, rel, false).map_err(|w| Warning::new(rel, "unsafe-path", format!("in the backup: {}", w.message)))?;
+  let source = it.root.join(rel);
+  let md = fs::symlink_metadata(&source).map_err(|e| {
+    if e.kind() == io::ErrorKind::NotFound {
+      Warning::new(rel, "missing-in-backup", format!("{} is missing", source.display()))
+    } else {
+      Warning::from_io(rel, "cannot read the stored version", &e)
+    }
+  })?;
+  let Some(mut entry) = Entry::from_metadata(rel, &md, Role::Tracked) else {
+    return Err(Warning::new(rel, "missing-in-backup", format!("{} is not a file", source.display())));
+  };
+  entry.mode = it.mode;
+  dirs_dst.ensure(&o.to, rel, true)?;
+  let target = o.to.join(rel);
+  match fs::symlink_metadata(&target) {
+    Ok(t) if t.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))),
+    Ok(_) if !o.overwrite => return Ok(Done::Exists),
+    _ => {}
+  }
+  let tmp = fsutil::temp_path(&target);
+  let copied = match fsutil::copy_entry(&source, &tmp, &entry, it.sha256.is_some(), progress) {
+    Ok(CopyResult::Done(c)) => c,
+    Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
+    Err(e) => {
+      let _ = fs::remove_file(&tmp);
+      return Err(Warning::from_io(rel, "cannot restore", &e));
+    }
+  };
+  if entry.mtime_ns != it.mtime_ns {
+    let mt = filetime::FileTime::from_unix_time(it.mtime_ns.div_euclid(1_000_000_000), it.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    let r = if entry.kind == Kind::Symlink { filetime::set_symlink_file_times(&tmp, mt, mt) } else { filetime::set_file_mtime(&tmp, mt) };
+    r.map_err(|e| Warning::from_io(rel, "cannot set the mtime", &e))?;
+  }
+  let put = if o.overwrite {
+    fs::rename(&tmp, &target).map(|()| Done::Restored)
+  } else {
+    match fs::hard_link(&tmp, &target) {
+      Ok(()) => fs::remove_file(&tmp).map(|()| Done::Restored),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::remove_file(&tmp).map(|()| Done::Exists),
+      // No hardlinks here (FAT): check, then rename.
+      Err(_) if fs::symlink_metadata(&target).is_err() => fs::rename(&tmp, &target).map(|()| Done::Restored),
+      Err(_) => fs::remove_file(&tmp).map(|()| Done::Exists),
+    }
+  };
+  let done = put.map_err(|e| {
+    let _ = fs::remove_file(&tmp);
+    Warning::from_io(rel, "cannot restore", &e)
+  })?;
+  if let (Some(want), Some(got)) = (&it.sha256, copied.sha256) {
+    if *want != hex::encode(got) {
+      return Err(Warning::new(
+        rel,
+        "checksum-mismatch",
+        format!("restored, but its SHA-256 {} differs from the recorded {want}: the stored copy is damaged", hex::encode(got)),
+      ));
+    }
+  }
+  Ok(done)
+}
+
+/// `backup restore`.
+pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport, Error> {
+  progress.set_phase(Phase::Plan);
+  let mut report = RestoreReport { at: o.at.clone(), dry_run: o.dry_run, ..Default::default() };
+  let items = plan(o, &mut report)?;
+  report.files = items.len() as u64;
+  report.bytes = items.iter().map(|i| i.size).sum();
+  report.untracked = items.iter().filter(|i| i.untracked).count() as u64;
+  if o.dry_run {
+    report.existing = items.iter().filter(|i| fs::symlink_metadata(o.to.join(&i.path)).is_ok()).count() as u64;
+    report.items = items;
+    return Ok(report);
+  }
+  fs::create_dir_all(&o.to).map_err(|e| Error::io(&o.to, "cannot create the restore target", &e))?;
+  progress.ops_total.store(report.files, Relaxed);
+  progress.bytes_total.store(report.bytes, Relaxed);
+  progress.set_phase(Phase::Apply);
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(o.workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let dirs_src = Dirs(Mutex::new(HashSet::new()));
+  let dirs_dst = Dirs(Mutex::new(HashSet::new()));
+  let results: Vec<Result<Done, Warning>> = pool.install(|| {
+    items
+      .par_iter()
+      .map(|it| {
+        if progress.is_aborted() {
+          return Err(Warning::new(it.path.clone(), "aborted", "not restored: the restore was aborted"));
+        }
+        let r = restore_one(o, it, &dirs_src, &dirs_dst, progress);
+        progress.ops_done.fetch_add(1, Relaxed);
+        r
+      })
+      .collect()
+  });
+  if progress.is_aborted() {
+    return Err(Error::aborted());
+  }
+  for r in results {
+    match r {
+      Ok(Done::Restored) => report.restored += 1,
+      Ok(Done::Exists) => report.existing += 1,
+      Err(w) => {
+        if w.code == "checksum-mismatch" {
+          report.restored += 1;
+        }
+        report.warnings.push(w);
+      }
+    }
+  }
+  if report.existing > 0 {
+    report.warnings.push(Warning::new(
+      "",
+      "exists",
+      format!("{} files exist in the target and were left alone; pass --overwrite to replace them", report.existing),
+    ));
+  }
+  Ok(report)
+}
