@@ -6,6 +6,7 @@ import { BackupError, ConfigError, ExitCode } from './errors'
 import { loadConfig, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingProgress } from './native'
+import { writeLastRun, type LastRun } from './explore'
 
 /** A per-file problem that did not stop the run. */
 export interface Warning {
@@ -78,7 +79,18 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
     throw e
   }
   const release = opts.dryRun ? () => {} : acquireLock(cfg.dst)
+  const started = new Date().toISOString()
+  const record = (r: Omit<LastRun, 'started' | 'finished'>) => {
+    if (opts.dryRun) return
+    try {
+      writeLastRun(cfg.dst, { started, finished: new Date().toISOString(), ...r })
+    } catch {
+      // The record is informational (`backup status`); never fail a run for it.
+    }
+  }
   try {
+    // A killed `delete`/`prune` is finished before the mirror changes.
+    if (!opts.dryRun) native().finishPending(cfg.dst, cfg.maxWorkers)
     const r = await native().runBackup(
       {
         src: cfg.src,
@@ -113,9 +125,19 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       hints: r.hints,
     }
     if (opts.listChanges) stats.changes = r.changes as PathChange[]
+    record({
+      result: stats.warnings.length ? 'partial' : 'ok',
+      increment: stats.increment,
+      warnings: stats.warnings.length,
+      warningSample: stats.warnings.slice(0, 20),
+      error: null,
+    })
     return stats
   } catch (e) {
-    throw fromNative(e)
+    const err = fromNative(e)
+    const code = err instanceof BackupError ? err.code : 'EIO'
+    record({ result: 'failed', increment: null, warnings: 0, warningSample: [], error: { code, message: err.message } })
+    throw err
   } finally {
     release()
   }

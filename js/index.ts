@@ -14,3 +14,38 @@ export { compileRules, normalizePattern } from './patterns'
 export type { RuleLists, RuleKey, DirectoryPriority } from './patterns'
 export { BackupError, ConfigError, ExitCode } from './errors'
 export { acquireLock, readLock } from './lock'
+export {
+  listIncrements,
+  search,
+  history,
+  restore,
+  resolveAt,
+  recreate,
+  deleteFiles,
+  prune,
+  removeIncrements,
+  status,
+  requireBackupDir,
+} from './explore'
+export type {
+  IncrementInfo,
+  Listing,
+  CatalogEntry,
+  SearchHit,
+  SearchOptions,
+  SearchResult,
+  FileHistory,
+  RestoreOptions,
+  RestoreResult,
+  RecreateResult,
+  DeleteResult,
+  PruneResult,
+  PruneOptions,
+  RetentionPolicy,
+  Decision,
+  BackupStatus,
+  LastRun,
+} from './explore'
+export { applyPolicy } from './explore/retention'
+export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'
+export { restoreScript, shQuote } from './explore/script'

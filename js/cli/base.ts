@@ -1,5 +1,10 @@
 /** The shared base of every command: --config, --json, --quiet, errors to exit codes. */
+import fs from 'node:fs'
+
 import { Command, Option, UsageError } from 'clipanion'
+
+import { loadConfig } from '../config'
+import { colors, type Colors } from './format'
 
 import { BackupError, ExitCode } from '../errors'
 
@@ -33,5 +38,27 @@ export abstract class BaseCommand extends Command {
 
   protected print(obj: unknown): void {
     this.context.stdout.write(JSON.stringify(obj, null, 2) + '\n')
+  }
+}
+
+/** Commands that work on a backup folder: `--dst DIR`, or the `dst` of `--config FILE`. */
+export abstract class DstCommand extends BaseCommand {
+  dst = Option.String('--dst,-d', { description: 'The backup folder (holds mirror/ and the increments); default: dst of --config' })
+
+  protected backupDir(): string {
+    if (this.dst) return this.dst
+    if (!fs.existsSync(this.config)) {
+      throw new UsageError(`which backup? pass the backup folder with --dst DIR, or a config file with --config FILE (${this.config} does not exist)`)
+    }
+    return loadConfig(this.config).dst
+  }
+
+  /** Colours for human output: only on a terminal and without NO_COLOR. */
+  protected get colors(): Colors {
+    return colors(!!(this.context.stdout as NodeJS.WriteStream).isTTY && !process.env.NO_COLOR)
+  }
+
+  protected get tty(): boolean {
+    return !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json
   }
 }

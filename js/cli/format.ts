@@ -45,3 +45,47 @@ export class ProgressLine {
     if (this.enabled && this.last) this.stream.write('\r\x1b[2K')
   }
 }
+
+export interface Colors {
+  green: (s: string) => string
+  red: (s: string) => string
+  yellow: (s: string) => string
+  dim: (s: string) => string
+  bold: (s: string) => string
+}
+
+export function colors(on: boolean): Colors {
+  const c = (code: number) => (s: string) => (on ? `\x1b[${code}m${s}\x1b[0m` : s)
+  return { green: c(32), red: c(31), yellow: c(33), dim: c(2), bold: c(1) }
+}
+
+/** A path for human output: control characters (a newline in a name) shown escaped. */
+export function shown(p: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : p
+}
+
+/** Local date and time, `YYYY-MM-DD HH:MM` (`:SS` with seconds). */
+export function localTime(ms: number, seconds = false): string {
+  const d = new Date(ms)
+  const p = (n: number) => String(n).padStart(2, '0')
+  const t = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`
+  return seconds ? `${t}:${p(d.getSeconds())}` : t
+}
+
+/** Left-aligned columns. */
+export function table(rows: string[][], rightAligned: number[] = []): string {
+  // eslint-disable-next-line no-control-regex
+  const width = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => width(r[i] ?? ''))))
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => {
+          const pad = ' '.repeat(w[i] - width(cell))
+          return rightAligned.includes(i) ? pad + cell : i === r.length - 1 ? cell : cell + pad
+        })
+        .join('  '),
+    )
+    .join('\n')
+}

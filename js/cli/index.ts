@@ -5,8 +5,16 @@ import path from 'node:path'
 import { Builtins, Cli } from 'clipanion'
 
 import { ExitCode } from '../errors'
+import DeleteCommand from './commands/delete'
 import ExplainCommand from './commands/explain'
+import HistoryCommand from './commands/history'
+import ListCommand from './commands/list'
+import PruneCommand from './commands/prune'
+import RecreateCommand from './commands/recreate'
+import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
+import SearchCommand from './commands/search'
+import StatusCommand from './commands/status'
 
 function packageVersion(): string {
   let dir = __dirname
@@ -27,6 +35,14 @@ export function makeCli(colored = false): Cli {
   const cli = new Cli({ binaryLabel: 'axiomatic-backup', binaryName: 'backup', binaryVersion: version, enableColors: colored })
   cli.register(RunCommand)
   cli.register(ExplainCommand)
+  cli.register(DeleteCommand)
+  cli.register(HistoryCommand)
+  cli.register(ListCommand)
+  cli.register(PruneCommand)
+  cli.register(RecreateCommand)
+  cli.register(RestoreCommand)
+  cli.register(SearchCommand)
+  cli.register(StatusCommand)
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   return cli

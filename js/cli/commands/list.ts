@@ -1,0 +1,63 @@
+import { Command, Option } from 'clipanion'
+
+import { listIncrements } from '../../explore'
+import { DstCommand } from '../base'
+import { bytes, localTime, table } from '../format'
+
+export default class ListCommand extends DstCommand {
+  static paths = [['list']]
+  static usage = Command.Usage({
+    description: 'List every increment, oldest first',
+    details: `
+      For each increment: its name, time (local), how many files it added, changed and recorded as deleted,
+      entries carried in by \`prune\`, and the bytes of the versions it holds. Increments without metadata are
+      listed as such (rebuild it with \`backup recreate\`).
+
+      \`--detailed\` also walks the folders and counts each inode once across the mirror and all increments:
+      EXCLUSIVE is what deleting that increment would free, DISK what its files take on disk in total.
+
+      \`--json\`: \`{ increments: [{ name, timestamp, origin, hasMetadata, metadataError, new, changed, deleted,
+      carried, files, bytes, exclusiveBytes, diskBytes }], totalDiskBytes, mirrorDiskBytes }\`. Exit codes: 0, 2 (unreadable folder), 64.
+    `,
+    examples: [
+      ['List the increments of the USB profile', '$0 list --config usb.json'],
+      ['Show what deleting each increment would free', '$0 list --detailed --dst /media/usb/backup'],
+    ],
+  })
+
+  detailed = Option.Boolean('--detailed', false, { description: 'Also the space each increment really holds (walks every file)' })
+
+  async run(): Promise<number> {
+    const l = await listIncrements(this.backupDir(), { detailed: this.detailed })
+    if (this.json) {
+      this.print(l)
+      return 0
+    }
+    const c = this.colors
+    const out = this.context.stdout
+    if (l.increments.length === 0) {
+      out.write('no increments yet\n')
+      return 0
+    }
+    const head = ['NAME', 'TIME', 'NEW', 'CHANGED', 'DELETED', 'CARRIED', 'FILES', 'SIZE']
+    if (this.detailed) head.push('EXCLUSIVE', 'DISK')
+    const rows = [head.map((h) => c.bold(h))]
+    for (const i of l.increments) {
+      const time = localTime(Date.parse(i.timestamp), true)
+      if (!i.hasMetadata || i.metadataError) {
+        const why = i.metadataError ? `metadata unreadable: ${i.metadataError}` : 'no metadata: run `backup recreate`'
+        rows.push([i.name, time, c.yellow(why), '', '', '', '', '', ...(this.detailed ? [bytes(i.exclusiveBytes ?? 0), bytes(i.diskBytes ?? 0)] : [])])
+        continue
+      }
+      const origin = i.origin && i.origin !== 'run' ? c.dim(` (${i.origin})`) : ''
+      const row = [i.name + origin, time, String(i.new), String(i.changed), String(i.deleted), String(i.carried), String(i.files), bytes(i.bytes)]
+      if (this.detailed) row.push(bytes(i.exclusiveBytes ?? 0), bytes(i.diskBytes ?? 0))
+      rows.push(row)
+    }
+    out.write(table(rows, [2, 3, 4, 5, 6, 7, 8, 9]) + '\n')
+    if (this.detailed) {
+      out.write(`\n${l.increments.length} increments · mirror ${bytes(l.mirrorDiskBytes ?? 0)} on disk · backup folder ${bytes(l.totalDiskBytes ?? 0)} on disk (each inode once)\n`)
+    }
+    return 0
+  }
+}

@@ -1,0 +1,72 @@
+import { Command } from 'clipanion'
+
+import { status } from '../../explore'
+import { DstCommand } from '../base'
+import { localTime, shown } from '../format'
+
+export default class StatusCommand extends DstCommand {
+  static paths = [['status']]
+  static usage = Command.Usage({
+    description: 'The last run, work in progress or interrupted, and a fast consistency check',
+    details: `
+      Shows the last run (time, result, warnings), a run or maintenance holding the lock (and whether its process
+      is alive), leftovers of an interrupted run (journal, unfinished increment: the next run finishes it) or of
+      an interrupted prune/delete, and whether the mirror state agrees with \`mirror/\` (a fast check of names,
+      sizes and mtimes; no file is read).
+
+      \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
+      lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
+      prunePending, deletePending }, state: { statePresent, stateError, stateEntries, mirrorFiles, missing, extra,
+      differing, agrees }, increments, newest }\`.
+      Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees); 2; 64.
+    `,
+    examples: [['Check a backup', '$0 status --config usb.json']],
+  })
+
+  async run(): Promise<number> {
+    const s = await status(this.backupDir())
+    const lo = s.leftovers
+    const attention =
+      s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees
+    const code = attention ? 1 : 0
+    if (this.json) {
+      this.print(s)
+      return code
+    }
+    const c = this.colors
+    const out = this.context.stdout
+    out.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
+    const lr = s.lastRun
+    if (!lr) out.write('last run: none recorded\n')
+    else {
+      const res = lr.result === 'ok' ? c.green('ok') : lr.result === 'partial' ? c.yellow('partial') : c.red('failed')
+      out.write(`last run: ${res} at ${localTime(Date.parse(lr.finished), true)}${lr.increment ? ` → ${lr.increment}` : ''}`)
+      out.write(lr.warnings ? `, ${lr.warnings} warnings\n` : '\n')
+      for (const w of lr.warningSample) out.write(`  ${shown(w.path)}: ${w.code}: ${w.message}\n`)
+      if (lr.error) out.write(`  ${c.red(lr.error.code)}: ${lr.error.message}\n`)
+    }
+    if (s.lock) {
+      const alive = s.lock.alive === null ? 'on another host' : s.lock.alive ? 'running' : c.yellow('not running (stale; the next command takes it over)')
+      out.write(`lock: ${s.lock.command} by pid ${s.lock.pid}@${s.lock.host} since ${s.lock.started}, ${alive}\n`)
+    }
+    if (lo.interruptedRun) {
+      out.write(c.yellow(`interrupted run: ${lo.interruptedRun.increment ?? 'no increment'} started ${lo.interruptedRun.started}; the next run finishes it\n`))
+    }
+    if (lo.incompleteIncrements.length) out.write(c.yellow(`unfinished increments (not shown as complete): ${lo.incompleteIncrements.join(', ')}\n`))
+    if (lo.prunePending) out.write(c.yellow('an interrupted prune is pending; the next prune/delete/recreate/run finishes it\n'))
+    if (lo.deletePending) out.write(c.yellow('an interrupted delete is pending; the next prune/delete/recreate/run finishes it\n'))
+    const st = s.state
+    if (!st.statePresent) out.write(c.yellow('mirror state: missing (rebuild it with `backup recreate`)\n'))
+    else if (st.stateError) out.write(c.red(`mirror state: unreadable: ${st.stateError}\n`))
+    else if (st.agrees) out.write(`mirror state: agrees with mirror/ (${st.mirrorFiles} files)\n`)
+    else {
+      out.write(c.yellow(`mirror state: disagrees with mirror/: ${st.missing.length} missing, ${st.extra.length} extra, ${st.differing.length} differing\n`))
+      const show = (what: string, l: string[]) => l.slice(0, 10).forEach((p) => out.write(`  ${what} ${shown(p)}\n`))
+      show('missing  ', st.missing)
+      show('extra    ', st.extra)
+      show('differing', st.differing)
+      out.write('  the next run brings the mirror back in line; `backup recreate --force` rebuilds the state\n')
+    }
+    return code
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * Exploring and changing a backup folder: list, search, history, restore,
+ * recreate, delete, prune, status. Filters and policies are parsed here;
+ * the per-file work (reading catalogs, copying, hashing, removing) is done
+ * by the native core. Writing commands take the backup folder's lock and
+ * first finish whatever a killed `delete`/`prune` left.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+import { ConfigError } from '../errors'
+import { acquireLock, isAlive, readLock, type LockInfo } from '../lock'
+import { fromNative, native, type BindingProgress } from '../native'
+import type { Warning } from '../backup'
+import { normalizeMask, parsePathFilter, parseSize, parseTime, parseWhen } from './filters'
+import { applyPolicy, type Decision, type RetentionPolicy } from './retention'
+
+export type { RetentionPolicy, Decision } from './retention'
+
+/** Checks that `dst` is a backup folder (so a typo never creates one). */
+export function requireBackupDir(dst: string): string {
+  const abs = path.resolve(dst)
+  let st: fs.Stats
+  try {
+    st = fs.statSync(abs)
+  } catch {
+    throw new ConfigError(`backup folder ${abs} does not exist; pass the folder that holds mirror/ with --dst, or a config with --config`)
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${abs} is not a folder; --dst must be the backup folder that holds mirror/`)
+  const names = fs.readdirSync(abs)
+  if (!names.some((n) => n === 'mirror' || n === '.axiomatic' || /^backup_\d{8}_\d{6}/.test(n))) {
+    throw new ConfigError(`${abs} is not a backup folder (no mirror/, no .axiomatic/, no backup_* increments); check --dst`)
+  }
+  return abs
+}
+
+async function call<T>(p: Promise<string>): Promise<T> {
+  try {
+    return JSON.parse(await p) as T
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+function workers(): number {
+  return os.availableParallelism()
+}
+
+/** Runs `fn` holding the lock, after finishing interrupted maintenance. */
+async function locked<T>(dst: string, command: string, fn: (finished: string[]) => Promise<T>): Promise<T> {
+  const release = acquireLock(dst, command)
+  try {
+    let finished: string[]
+    try {
+      finished = native().finishPending(dst, workers())
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return await fn(finished)
+  } finally {
+    release()
+  }
+}
+
+// ---------------------------------------------------------------- list
+
+export interface IncrementInfo {
+  name: string
+  /** ISO 8601 UTC. */
+  timestamp: string
+  /** `run`, `recovered`, `recreated`; null without metadata. */
+  origin: string | null
+  hasMetadata: boolean
+  metadataError: string | null
+  new: number
+  changed: number
+  deleted: number
+  /** Entries carried in by `prune`. */
+  carried: number
+  files: number
+  bytes: number
+  /** `detailed` only: bytes only this increment holds (freed by deleting it). */
+  exclusiveBytes: number | null
+  /** `detailed` only: bytes on disk of everything it links to. */
+  diskBytes: number | null
+}
+
+export interface Listing {
+  increments: IncrementInfo[]
+  totalDiskBytes: number | null
+  mirrorDiskBytes: number | null
+}
+
+/** `backup list`: every increment, oldest first. */
+export async function listIncrements(dst: string, opts: { detailed?: boolean } = {}): Promise<Listing> {
+  return call<Listing>(native().listIncrements(requireBackupDir(dst), !!opts.detailed))
+}
+
+// ---------------------------------------------------------------- search
+
+export interface CatalogEntry {
+  size: number
+  mtime: number
+  /** Exact mtime, ns since the epoch, as a decimal string. */
+  mtime_ns: string
+  mode: number
+  kind: 'file' | 'symlink'
+  /** `track` (a stored version) or `deleted` (the version that was deleted). */
+  category: 'track' | 'deleted'
+  op: 'new' | 'changed' | 'deleted'
+  sha256: string | null
+  stored_as: 'hardlink' | 'copy'
+  carried_from?: string
+}
+
+export interface SearchHit extends CatalogEntry {
+  increment: string
+  path: string
+}
+
+export interface SearchOptions {
+  /** Globs or plain text (plain text means `*text*`); matched against the name or the relative path. */
+  masks?: string[]
+  ignoreCase?: boolean
+  /** `500K`, `>100M`, `<1G`, `10K-100K`. */
+  size?: string
+  /** `2024-01-15`, `>2024-01-01`, `<2024-01-31`, `2024-01-01..2024-01-15` (local dates). */
+  time?: string
+  /** Folder prefixes or globs of the relative path. */
+  paths?: string[]
+  /** Only the N newest increments. */
+  lastBackups?: number
+}
+
+export interface SearchResult {
+  incrementsSearched: number
+  /** Increments without readable metadata (not searched: run `backup recreate`). */
+  skipped: string[]
+  hits: SearchHit[]
+  totals: { increments: number; files: number; bytes: number; tracked: number; deleted: number }
+}
+
+/** `backup search`. Bad filters throw a ConfigError before anything is read. */
+export async function search(dst: string, opts: SearchOptions = {}): Promise<SearchResult> {
+  const size = opts.size !== undefined ? parseSize(opts.size) : {}
+  const time = opts.time !== undefined ? parseTime(opts.time) : {}
+  const paths = (opts.paths ?? []).map(parsePathFilter)
+  if (opts.lastBackups !== undefined && (!Number.isInteger(opts.lastBackups) || opts.lastBackups < 1)) {
+    throw new ConfigError(`--last-backups: expected a whole number ≥ 1, got ${opts.lastBackups}`)
+  }
+  const filter = {
+    masks: (opts.masks ?? []).map(normalizeMask),
+    ignoreCase: !!opts.ignoreCase,
+    sizeMin: size.min,
+    sizeMax: size.max,
+    mtimeMinMs: time.minMs,
+    mtimeMaxMs: time.maxMs,
+    pathPrefixes: paths.flatMap((p) => (p.prefix !== undefined ? [p.prefix] : [])),
+    pathGlobs: paths.flatMap((p) => (p.glob !== undefined ? [p.glob] : [])),
+    last: opts.lastBackups,
+  }
+  const dir = requireBackupDir(dst)
+  const r = await call<Omit<SearchResult, 'totals'>>(native().searchBackup(dir, filter))
+  const incs = new Set(r.hits.map((h) => h.increment))
+  return {
+    ...r,
+    totals: {
+      increments: incs.size,
+      files: r.hits.length,
+      bytes: r.hits.reduce((s, h) => s + h.size, 0),
+      tracked: r.hits.filter((h) => h.category === 'track').length,
+      deleted: r.hits.filter((h) => h.category === 'deleted').length,
+    },
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+export interface FileHistory {
+  path: string
+  versions: (CatalogEntry & { increment: string; timestamp: string; present: boolean })[]
+  /** The mirror's copy (from the mirror state), or null. */
+  mirror: { size: number; mtimeNs: string; mode: number; kind: string; tracked: boolean; sha256: string | null; present: boolean } | null
+  skipped: string[]
+}
+
+/** `backup history PATH`: every stored version of one file. */
+export async function history(dst: string, file: string): Promise<FileHistory> {
+  if (!file || file.startsWith('/') || file.split('/').includes('..')) {
+    throw new ConfigError(`history: ${JSON.stringify(file)}: give the file's path relative to the backed-up folder, e.g. docs/report.pdf`)
+  }
+  return call<FileHistory>(native().fileHistory(requireBackupDir(dst), file))
+}
+
+// ---------------------------------------------------------------- restore
+
+export interface RestoreOptions {
+  /** Files or folders relative to the backed-up folder; none = everything. */
+  paths?: string[]
+  /** Target folder. */
+  to: string
+  /** Increment name or ISO date/date-time; absent = the latest state. */
+  at?: string
+  overwrite?: boolean
+  dryRun?: boolean
+  onProgress?: (p: BindingProgress) => void
+  signal?: AbortSignal
+}
+
+export interface RestoreResult {
+  /** The increment of the point in time; null = latest state. */
+  at: string | null
+  dryRun: boolean
+  files: number
+  bytes: number
+  restored: number
+  /** Untracked files, restored from the mirror's current copy (no history is kept for them). */
+  untracked: number
+  existing: number
+  deletedAtPoint: number
+  /** Dry run only: every file and where it comes from. */
+  items: { path: string; from: string; untracked: boolean; size: number }[]
+  warnings: Warning[]
+}
+
+/** Resolves `--at` to the newest increment at or before it. */
+export async function resolveAt(dst: string, when: string): Promise<string> {
+  const w = parseWhen(when)
+  const { increments } = await listIncrements(dst)
+  if ('name' in w) {
+    if (!increments.some((i) => i.name === w.name)) {
+      throw new ConfigError(`--at ${w.name}: there is no such increment in ${dst}; see \`backup list\``)
+    }
+    return w.name
+  }
+  const before = increments.filter((i) => Date.parse(i.timestamp) <= w.ms)
+  if (before.length === 0) {
+    const first = increments[0]
+    throw new ConfigError(
+      `--at ${when}: there is no increment at or before that time` + (first ? ` (the oldest is ${first.name}, ${first.timestamp})` : ''),
+    )
+  }
+  return before[before.length - 1].name
+}
+
+/** `backup restore`: copies the state as of `at` into `to`. */
+export async function restore(dst: string, opts: RestoreOptions): Promise<RestoreResult> {
+  const dir = requireBackupDir(dst)
+  if (!opts.to) throw new ConfigError('restore needs --to DIR: the folder to restore into')
+  const to = path.resolve(opts.to)
+  const rel = path.relative(dir, to)
+  if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+    throw new ConfigError(`--to ${to} is inside the backup folder ${dir}; restore somewhere else`)
+  }
+  for (const p of opts.paths ?? []) {
+    if (p.startsWith('/') || p.split('/').includes('..')) {
+      throw new ConfigError(`restore: ${JSON.stringify(p)}: give paths relative to the backed-up folder (no leading "/", no "..")`)
+    }
+  }
+  const at = opts.at !== undefined ? await resolveAt(dir, opts.at) : undefined
+  return call<RestoreResult>(
+    native().restoreBackup(
+      { dst: dir, to, paths: opts.paths ?? [], at, overwrite: !!opts.overwrite, dryRun: !!opts.dryRun, workers: workers() },
+      opts.onProgress,
+      opts.signal,
+    ),
+  )
+}
+
+// ---------------------------------------------------------------- recreate, delete, prune
+
+export interface RecreateResult {
+  rebuilt: string[]
+  kept: string[]
+  stateRebuilt: boolean
+  stateEntries: number
+  warnings: Warning[]
+  /** Interrupted maintenance that was finished first. */
+  finished: string[]
+}
+
+/** `backup recreate`: rebuilds missing (or, with force, all) metadata and a missing mirror state. */
+export async function recreate(
+  dst: string,
+  opts: { backup?: string; force?: boolean; onProgress?: (p: BindingProgress) => void } = {},
+): Promise<RecreateResult> {
+  const dir = requireBackupDir(dst)
+  return locked(dir, 'recreate', async (finished) => ({
+    ...(await call<Omit<RecreateResult, 'finished'>>(
+      native().recreateMetadata(dir, opts.backup, !!opts.force, workers(), opts.onProgress),
+    )),
+    finished,
+  }))
+}
+
+export interface DeleteResult {
+  increment: string
+  dryRun: boolean
+  removed: { path: string; category: string; size: number }[]
+  bytes: number
+}
+
+/** `backup delete NAME --mask M`: removes matching files from one increment and its metadata. */
+export async function deleteFiles(
+  dst: string,
+  name: string,
+  opts: { masks: string[]; ignoreCase?: boolean; dryRun?: boolean },
+): Promise<DeleteResult> {
+  const dir = requireBackupDir(dst)
+  if (!opts.masks?.length) throw new ConfigError('delete needs at least one --mask (e.g. --mask "*.iso"); it never empties an increment by default')
+  const masks = opts.masks.map(normalizeMask)
+  const run = () => call<DeleteResult>(native().deleteFromIncrement(dir, name, masks, !!opts.ignoreCase, !!opts.dryRun))
+  return opts.dryRun ? run() : locked(dir, 'delete', run)
+}
+
+export interface PruneResult {
+  dryRun: boolean
+  decisions: Decision[]
+  removed: string[]
+  kept: string[]
+  /** Entries carried into each kept increment. */
+  carried: Record<string, number>
+  filesRemoved: number
+  finished: string[]
+}
+
+/** `backup prune`: removes increments by retention policy, carrying what kept points in time need. */
+export async function prune(dst: string, policy: RetentionPolicy, opts: PruneOptions = {}): Promise<PruneResult> {
+  return pruneBy(dst, (incs) => applyPolicy(incs, policy), opts)
+}
+
+export interface PruneOptions {
+  dryRun?: boolean
+  onProgress?: (p: BindingProgress) => void
+}
+
+/** Removes exactly the named increments, as `prune` does (the newest one cannot be removed). */
+export async function removeIncrements(dst: string, names: string[], opts: PruneOptions = {}): Promise<PruneResult> {
+  return pruneBy(
+    dst,
+    (incs) => {
+      for (const n of names) {
+        if (!incs.some((i) => i.name === n)) throw new ConfigError(`there is no increment ${JSON.stringify(n)} in ${dst}; see \`backup list\``)
+      }
+      return incs.map((i) => ({ name: i.name, keep: !names.includes(i.name), reasons: names.includes(i.name) ? [] : ['not named'] }))
+    },
+    opts,
+  )
+}
+
+async function pruneBy(dst: string, decide: (incs: { name: string; timeMs: number }[]) => Decision[], opts: PruneOptions): Promise<PruneResult> {
+  const dir = requireBackupDir(dst)
+  const run = async (finished: string[]) => {
+    const { increments } = await listIncrements(dir)
+    const decisions = decide(increments.map((i) => ({ name: i.name, timeMs: Date.parse(i.timestamp) })))
+    const remove = decisions.filter((d) => !d.keep).map((d) => d.name)
+    const r = await call<Omit<PruneResult, 'decisions' | 'finished'>>(
+      native().pruneIncrements(dir, remove, !!opts.dryRun, workers(), opts.onProgress),
+    )
+    return { ...r, decisions, finished }
+  }
+  return opts.dryRun ? run([]) : locked(dir, 'prune', run)
+}
+
+// ---------------------------------------------------------------- status
+
+export interface LastRun {
+  started: string
+  finished: string
+  /** `ok`, `partial` (files skipped, see warnings) or `failed`. */
+  result: 'ok' | 'partial' | 'failed'
+  increment: string | null
+  warnings: number
+  /** The first warnings (at most 20). */
+  warningSample: Warning[]
+  error: { code: string; message: string } | null
+}
+
+export interface BackupStatus {
+  dst: string
+  lastRun: LastRun | null
+  /** A process holding the lock (a run or maintenance in progress), and whether it is alive. */
+  lock: (LockInfo & { alive: boolean | null }) | null
+  leftovers: {
+    interruptedRun: { increment: string | null; started: string; ops: number } | null
+    incompleteIncrements: string[]
+    prunePending: boolean
+    deletePending: boolean
+  }
+  /** Fast check (size, mtime) of the mirror state against dst/mirror. */
+  state: {
+    statePresent: boolean
+    stateError: string | null
+    stateEntries: number
+    mirrorFiles: number
+    missing: string[]
+    extra: string[]
+    differing: string[]
+    agrees: boolean
+  }
+  increments: number
+  newest: string | null
+}
+
+export function lastRunPath(dst: string): string {
+  return path.join(dst, '.axiomatic', 'last-run.json')
+}
+
+/** Records the outcome of a run (written by `backup()`). */
+export function writeLastRun(dst: string, r: LastRun): void {
+  const file = lastRunPath(dst)
+  const tmp = `${file}.tmp-${process.pid}`
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(tmp, JSON.stringify(r, null, 2) + '\n')
+  fs.renameSync(tmp, file)
+}
+
+/** `backup status`. */
+export async function status(dst: string): Promise<BackupStatus> {
+  const dir = requireBackupDir(dst)
+  let lastRun: LastRun | null = null
+  try {
+    lastRun = JSON.parse(fs.readFileSync(lastRunPath(dir), 'utf8')) as LastRun
+  } catch {
+    lastRun = null
+  }
+  const lock = readLock(dir)
+  const s = await call<{ state: BackupStatus['state']; leftovers: BackupStatus['leftovers'] }>(native().backupStatus(dir))
+  const { increments } = await listIncrements(dir)
+  return {
+    dst: dir,
+    lastRun,
+    lock: lock ? { ...lock, alive: lock.host === os.hostname() ? isAlive(lock.pid) : null } : null,
+    leftovers: s.leftovers,
+    state: s.state,
+    increments: increments.length,
+    newest: increments.at(-1)?.name ?? null,
+  }
+}
+
