@@ -39,6 +39,19 @@ export function expectIncrementsMatchMetadata(dst: string): void {
   }
 }
 
+/** Weaker than the above, for the instant after a kill: every file a catalog lists is there, intact. */
+export function expectMetadataFilesPresent(dst: string): void {
+  for (const name of increments(dst)) {
+    const meta = readMeta(dst, name)
+    const files = listTree(path.join(dst, name))
+    for (const [p, e] of Object.entries(meta.file_catalog)) {
+      const f = files.get(`${e.category}/${p}`)
+      expect({ name, p, present: !!f }).toEqual({ name, p, present: true })
+      if (e.sha256) expect({ name, p, sha: f!.sha }).toEqual({ name, p, sha: e.sha256 })
+    }
+  }
+}
+
 /** A snapshot of every increment file (content and inode), to prove history never changes. */
 export function snapshotHistory(dst: string): Map<string, FileInfo> {
   const out = new Map<string, FileInfo>()

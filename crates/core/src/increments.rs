@@ -28,6 +28,12 @@ pub struct Increment {
 }
 
 impl Increment {
+  /// The increment `name` of `dst`, if the name is an increment name.
+  pub fn at(dst: &Path, name: &str) -> Option<Self> {
+    let (t, seq) = parse_name(name)?;
+    Some(Self { name: name.to_string(), dir: dst.join(name), name_time: t, seq })
+  }
+
   pub fn meta_path(&self) -> PathBuf {
     self.dir.join(format!("{}.json", self.name))
   }

@@ -116,21 +116,44 @@ struct PruneJournal {
 pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> {
   let l = Layout::new(dst);
   let mut done = Vec::new();
+  // Temp files of metadata writes that were killed before their rename.
+  fsutil::clean_atomic_leftovers(&l.meta);
+  for inc in increments::list(dst)? {
+    fsutil::clean_atomic_leftovers(&inc.dir);
+  }
   let pending = pending_path(&l);
   if let Ok(f) = fs::File::open(&pending) {
+    // Unlink only what the increment's metadata no longer lists: if the
+    // delete was killed before its metadata was rewritten, nothing goes.
+    let mut listed: HashMap<String, Option<HashSet<String>>> = HashMap::new();
     let mut n = 0;
     for line in BufReader::new(f).lines().map_while(Result::ok) {
       let Ok(rel) = serde_json::from_str::<String>(&line) else { continue };
-      if safe_rel(&rel) && real_dirs(dst, &rel) {
-        match fs::remove_file(dst.join(&rel)) {
-          Ok(()) => n += 1,
-          Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-          Err(e) => return Err(Error::io(&dst.join(&rel), "cannot remove", &e)),
-        }
+      let Some((inc, inner)) = rel.split_once('/') else { continue };
+      let cat = listed.entry(inc.to_string()).or_insert_with(|| {
+        let inc = Increment::at(dst, inc)?;
+        let bytes = increments::read_bytes(&inc).ok()??;
+        let mut keys = HashSet::new();
+        increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
+          keys.insert(format!("{}/{p}", e.category));
+        })
+        .ok()?;
+        Some(keys)
+      });
+      let Some(cat) = cat else { continue };
+      if cat.contains(inner) || !safe_rel(&rel) || !real_dirs(dst, &rel) {
+        continue;
+      }
+      match fs::remove_file(dst.join(&rel)) {
+        Ok(()) => n += 1,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&dst.join(&rel), "cannot remove", &e)),
       }
     }
     fs::remove_file(&pending).map_err(|e| Error::io(&pending, "cannot remove", &e))?;
-    done.push(format!("finished an interrupted delete ({n} files)"));
+    if n > 0 {
+      done.push(format!("finished an interrupted delete ({n} files)"));
+    }
   }
   if let Ok(b) = fs::read(prune_journal(&l)) {
     let j: PruneJournal = serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
