@@ -5,6 +5,7 @@
 //   npm run bench                 full size (100k mixed files ~2 GB; 1M tiny files)
 //   npm run bench -- --quick      a tenth of that, for a quick look
 //   npm run bench -- --reps 5     more repetitions
+//   npm run bench -- --only mixed|tiny|explore   one part (explore: search, list, prune; bench/explore.js)
 //
 // Writes the table to stdout and, with --write, into BENCHMARKS.md.
 'use strict'
@@ -183,4 +184,10 @@ if (args.includes('--write')) {
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }
   fs.writeFileSync(f, text)
+}
+
+// The explore/maintenance benchmarks (search, list, prune) live in their own file.
+if (!only || only === 'explore') {
+  const fwd = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only')
+  execFileSync(process.execPath, [path.join(__dirname, 'explore.js'), ...fwd], { stdio: 'inherit' })
 }

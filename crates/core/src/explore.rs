@@ -284,18 +284,17 @@ impl Matcher {
 /// Reads the catalogs of `incs` in parallel; `each` gets the index of the
 /// increment and its entries. Returns the names of increments without
 /// readable metadata.
-fn for_each_catalog<T: Send>(
-  incs: &[Increment],
-  each: impl Fn(usize, &Increment, &mut dyn FnMut(&mut dyn FnMut(&str, EntryRef))) -> T + Sync,
-) -> Vec<Result<Option<T>, Error>> {
+type Reader<'r> = dyn FnMut(&dyn Fn(&str) -> bool, &mut dyn FnMut(&str, EntryRef)) + 'r;
+
+fn for_each_catalog<T: Send>(incs: &[Increment], each: impl Fn(usize, &Increment, &mut Reader) -> T + Sync) -> Vec<Result<Option<T>, Error>> {
   incs
     .par_iter()
     .enumerate()
     .map(|(i, inc)| {
       let Some(bytes) = increments::read_bytes(inc)? else { return Ok(None) };
       let mut err = None;
-      let out = each(i, inc, &mut |f| {
-        if let Err(e) = increments::parse(&inc.meta_path(), &bytes, &mut |p, e| f(p, e)) {
+      let out = each(i, inc, &mut |want, f| {
+        if let Err(e) = increments::parse_filtered(&inc.meta_path(), &bytes, want, &mut |p, e| f(p, e)) {
           err = Some(e);
         }
       });
@@ -317,7 +316,7 @@ pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
   let m = Matcher::new(filter)?;
   let results = for_each_catalog(&incs, |_, inc, read| {
     let mut hits = Vec::new();
-    read(&mut |p, e| {
+    read(&|p| m.path_matches(p), &mut |p, e| {
       if m.matches(p, &e) {
         hits.push(Hit { increment: inc.name.clone(), path: p.to_string(), entry: e.to_owned() });
       }
@@ -382,7 +381,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
   let incs = increments::list(dst)?;
   let results = for_each_catalog(&incs, |_, inc, read| {
     let mut v: Option<CatalogEntry> = None;
-    read(&mut |p, e| {
+    read(&|p| p == rel, &mut |p, e| {
       if p == rel {
         v = Some(e.to_owned());
       }
@@ -424,7 +423,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
 pub fn newest_mentions(incs: &[Increment], keep: &(dyn Fn(&str) -> bool + Sync)) -> Result<HashMap<String, (usize, CatalogEntry)>, Error> {
   let results = for_each_catalog(incs, |i, _, read| {
     let mut v = Vec::new();
-    read(&mut |p, e| {
+    read(keep, &mut |p, e| {
       if keep(p) {
         v.push((p.to_string(), e.to_owned()));
       }

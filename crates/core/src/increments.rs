@@ -156,7 +156,11 @@ pub struct Head {
   pub statistics: serde_json::Value,
 }
 
-struct CatalogSeed<'f, F>(&'f mut F);
+/// Keys for which `want` is false are skipped without parsing their value.
+struct CatalogSeed<'f, F> {
+  want: &'f dyn Fn(&str) -> bool,
+  f: &'f mut F,
+}
 
 impl<'de, F: FnMut(&str, EntryRef<'de>)> DeserializeSeed<'de> for CatalogSeed<'_, F> {
   type Value = ();
@@ -172,14 +176,19 @@ impl<'de, F: FnMut(&str, EntryRef<'de>)> Visitor<'de> for CatalogSeed<'_, F> {
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
     while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-      let v: EntryRef<'de> = map.next_value()?;
-      (self.0)(&k, v);
+      if (self.want)(&k) {
+        let v: EntryRef<'de> = map.next_value()?;
+        (self.f)(&k, v);
+      } else {
+        map.next_value::<IgnoredAny>()?;
+      }
     }
     Ok(())
   }
 }
 
 struct MetaVisitor<'f, F> {
+  want: &'f dyn Fn(&str) -> bool,
   f: Option<&'f mut F>,
 }
 
@@ -193,7 +202,7 @@ impl<'de, F: FnMut(&str, EntryRef<'de>)> Visitor<'de> for MetaVisitor<'_, F> {
     while let Some(k) = map.next_key::<Cow<'de, str>>()? {
       match &*k {
         "file_catalog" => match self.f.as_mut() {
-          Some(f) => map.next_value_seed(CatalogSeed(&mut **f))?,
+          Some(f) => map.next_value_seed(CatalogSeed { want: self.want, f: &mut **f })?,
           None => {
             map.next_value::<IgnoredAny>()?;
           }
@@ -225,8 +234,19 @@ pub fn read_bytes(inc: &Increment) -> Result<Option<Vec<u8>>, Error> {
 
 /// Parses metadata bytes, calling `f` for every catalog entry in file order.
 pub fn parse<'de, F: FnMut(&str, EntryRef<'de>)>(path: &Path, bytes: &'de [u8], f: &mut F) -> Result<Head, Error> {
+  parse_filtered(path, bytes, &|_| true, f)
+}
+
+/// As [`parse`], but entries whose path `want` refuses are skipped
+/// unparsed (much cheaper when most are not wanted).
+pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
+  path: &Path,
+  bytes: &'de [u8],
+  want: &dyn Fn(&str) -> bool,
+  f: &mut F,
+) -> Result<Head, Error> {
   let mut de = serde_json::Deserializer::from_slice(bytes);
-  let h = de.deserialize_map(MetaVisitor { f: Some(f) }).and_then(|h| de.end().map(|()| h));
+  let h = de.deserialize_map(MetaVisitor { want, f: Some(f) }).and_then(|h| de.end().map(|()| h));
   h.map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))
 }
 
@@ -262,7 +282,7 @@ pub fn read_head(inc: &Increment) -> Result<Option<Head>, Error> {
   let bytes = fs::read(&p).map_err(|e| Error::io(&p, "cannot read", &e))?;
   let mut de = serde_json::Deserializer::from_slice(&bytes);
   let h = de
-    .deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { f: None })
+    .deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { want: &|_| false, f: None })
     .map_err(|e| Error::corrupt(&p, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))?;
   Ok(Some(h))
 }
