@@ -107,8 +107,18 @@ fn list_item(inc: &Increment) -> ListItem {
   item
 }
 
-/// (dev, ino) → (size on disk, links, owner index, links seen).
-struct Inodes(HashMap<(u64, u64), (u64, u64, usize, u64, bool)>);
+/// How the folders of a backup use one inode.
+struct InodeUse {
+  /// Size on disk.
+  bytes: u64,
+  nlink: u64,
+  /// The first folder seen linking it (0 = mirror, i + 1 = i-th increment).
+  owner: usize,
+  /// Links seen in the walk.
+  seen: u64,
+  /// Linked from more than one folder.
+  shared: bool,
+}
 
 fn walk_inodes(root: &Path, out: &mut Vec<(u64, u64, u64, u64)>) {
   let Ok(rd) = fs::read_dir(root) else { return };
@@ -139,13 +149,13 @@ pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
         v
       })
       .collect();
-    let mut inodes = Inodes(HashMap::new());
+    let mut inodes: HashMap<(u64, u64), InodeUse> = HashMap::new();
     for (owner, files) in walked.iter().enumerate() {
       for &(dev, ino, bytes, nlink) in files {
-        let e = inodes.0.entry((dev, ino)).or_insert((bytes, nlink, owner, 0, false));
-        e.3 += 1;
-        if e.2 != owner {
-          e.4 = true;
+        let e = inodes.entry((dev, ino)).or_insert(InodeUse { bytes, nlink, owner, seen: 0, shared: false });
+        e.seen += 1;
+        if e.owner != owner {
+          e.shared = true;
         }
       }
     }
@@ -160,11 +170,11 @@ pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
       }
     }
     let mut total = 0;
-    for &(bytes, nlink, owner, seen, shared) in inodes.0.values() {
-      total += bytes;
+    for u in inodes.values() {
+      total += u.bytes;
       // Exclusive: every link of the inode is inside this one folder.
-      if !shared && seen >= nlink {
-        excl[owner] += bytes;
+      if !u.shared && u.seen >= u.nlink {
+        excl[u.owner] += u.bytes;
       }
     }
     listing.total_disk_bytes = Some(total);
@@ -286,7 +296,10 @@ impl Matcher {
 /// readable metadata.
 type Reader<'r> = dyn FnMut(&dyn Fn(&str) -> bool, &mut dyn FnMut(&str, EntryRef)) + 'r;
 
-fn for_each_catalog<T: Send>(incs: &[Increment], each: impl Fn(usize, &Increment, &mut Reader) -> T + Sync) -> Vec<Result<Option<T>, Error>> {
+fn for_each_catalog<T: Send>(
+  incs: &[Increment],
+  each: impl Fn(usize, &Increment, &mut Reader) -> T + Sync,
+) -> Vec<Result<Option<T>, Error>> {
   incs
     .par_iter()
     .enumerate()

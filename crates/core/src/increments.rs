@@ -82,7 +82,7 @@ pub fn list(dst: &Path) -> Result<Vec<Increment>, Error> {
     }
     out.push(Increment { dir: e.path(), name, name_time: t, seq });
   }
-  out.sort_by(|a, b| (a.name_time, a.seq).cmp(&(b.name_time, b.seq)));
+  out.sort_by_key(|a| (a.name_time, a.seq));
   Ok(out)
 }
 

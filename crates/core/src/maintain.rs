@@ -123,6 +123,9 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
   Ok(files)
 }
 
+/// A metadata file's bytes and the paths its catalog mentions.
+type KeyScan = Result<(Vec<u8>, HashSet<String>), Error>;
+
 #[derive(Serialize, Deserialize)]
 struct PruneJournal {
   remove: Vec<String>,
@@ -173,7 +176,8 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
     }
   }
   if let Ok(b) = fs::read(prune_journal(&l)) {
-    let j: PruneJournal = serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
+    let j: PruneJournal =
+      serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
     let present: HashSet<String> = increments::list(dst)?.into_iter().map(|i| i.name).collect();
     let remove: Vec<String> = j.remove.into_iter().filter(|n| present.contains(n)).collect();
     let r = prune(dst, &remove, false, workers, &Progress::new())?;
@@ -249,7 +253,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       continue;
     }
     // The paths each metadata file mentions, all read in parallel (keys only).
-    let keys_of = |i: &Increment| -> Result<(Vec<u8>, HashSet<String>), Error> {
+    let keys_of = |i: &Increment| -> KeyScan {
       let b = increments::read_bytes(i)?.ok_or_else(|| Error::corrupt(&i.meta_path(), "missing metadata; run `backup recreate` first"))?;
       let keys = std::cell::RefCell::new(HashSet::new());
       let record = |p: &str| {
@@ -259,7 +263,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       increments::parse_filtered(&i.meta_path(), &b, &record, &mut |_: &str, _: increments::EntryRef| {})?;
       Ok((b, keys.into_inner()))
     };
-    let mut scans: Vec<Result<(Vec<u8>, HashSet<String>), Error>> =
+    let mut scans: Vec<KeyScan> =
       pool.install(|| std::iter::once(inc).chain(group.iter().copied()).collect::<Vec<_>>().par_iter().map(|i| keys_of(i)).collect());
     let mentioned = scans.remove(0)?.1;
     let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
@@ -269,9 +273,14 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
         continue;
       }
       let r = group[gi];
-      increments::parse_filtered(&r.meta_path(), &rb, &|p| !mentioned.contains(p) && safe_rel(p), &mut |p: &str, e: increments::EntryRef| {
-        carry.insert(p.to_string(), (gi, e.to_owned()));
-      })?;
+      increments::parse_filtered(
+        &r.meta_path(),
+        &rb,
+        &|p| !mentioned.contains(p) && safe_rel(p),
+        &mut |p: &str, e: increments::EntryRef| {
+          carry.insert(p.to_string(), (gi, e.to_owned()));
+        },
+      )?;
     }
     let moved = carry.len() as u64;
     report.carried.insert(inc.name.clone(), moved);
@@ -414,7 +423,8 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   if dry_run || hit.is_empty() {
     return Ok(report);
   }
-  let rels: Vec<String> = report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
+  let rels: Vec<String> =
+    report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
   fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
   fsutil::write_atomic(&pending_path(&l), |f| {
     let mut w = io::BufWriter::new(f);
@@ -526,7 +536,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
   // Whether each path's newest mention so far is a stored (live) version.
   let mut live: HashMap<String, bool> = HashMap::new();
   for inc in &incs {
-    let selected = only.map_or(true, |n| n == inc.name);
+    let selected = only.is_none() || only == Some(inc.name.as_str());
     let rebuild = selected && (force || !metadata_ok(inc));
     if !rebuild {
       if let Some(b) = increments::read_bytes(inc)? {

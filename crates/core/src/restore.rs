@@ -195,7 +195,11 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   items.retain(|it| {
     let ok = safe_rel(&it.path);
     if !ok {
-      unsafe_paths.push(Warning::new(it.path.clone(), "unsafe-path", "a path in the backup's metadata is not a plain relative path; refused"));
+      unsafe_paths.push(Warning::new(
+        it.path.clone(),
+        "unsafe-path",
+        "a path in the backup's metadata is not a plain relative path; refused",
+      ));
     }
     ok
   });

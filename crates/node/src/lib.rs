@@ -11,8 +11,8 @@ use std::time::Duration;
 use axiomatic_core::engine::{self, Options, Report};
 use axiomatic_core::explore::{self, SearchFilter};
 use axiomatic_core::maintain;
-use axiomatic_core::restore::{self, RestoreOptions};
 use axiomatic_core::progress::{Phase, Progress};
+use axiomatic_core::restore::{self, RestoreOptions};
 use axiomatic_core::rules::{DirPriority, Pattern, RuleSpec, Rules};
 use axiomatic_core::{Error as CoreError, ErrorKind};
 use napi::bindgen_prelude::*;
@@ -425,11 +425,7 @@ pub fn recreate_metadata(
   workers: u32,
   #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
 ) -> AsyncTask<JsonTask> {
-  json_task(
-    move |p| json(maintain::recreate(Path::new(&dst), only.as_deref(), force, workers.max(1) as usize, p)?),
-    on_progress,
-    None,
-  )
+  json_task(move |p| json(maintain::recreate(Path::new(&dst), only.as_deref(), force, workers.max(1) as usize, p)?), on_progress, None)
 }
 
 /// `backup delete NAME --mask M`: JSON of `maintain::DeleteReport`.
