@@ -18,6 +18,11 @@ export interface BindingChange {
   change: string
 }
 
+export interface BindingCompareInput {
+  server: string
+  path: string
+}
+
 export interface BindingExplanation {
   selected: boolean
   role?: string
@@ -118,6 +123,17 @@ export interface BindingStep {
   effect: string
 }
 
+export interface BindingVerifyOptions {
+  report: string
+  /** Default: the report's `root_data`. */
+  root?: string
+  incremental: boolean
+  threads: number
+  algo?: string
+  /** A raw 32-byte Ed25519 public key: the report must carry a valid `signature_ed25519`. */
+  publicKey?: Buffer
+}
+
 export interface BindingWarning {
   path: string
   code: string
@@ -126,6 +142,16 @@ export interface BindingWarning {
 
 /** Compiles the rules once to check them; throws `ECONFIG: <key>: …` if a pattern cannot compile. */
 export declare function checkRules(rules: BindingRules): void
+
+/**
+ * `backup checksum` for one folder: walks, hashes and streams the report
+ * to `tmp` (unfinished: `finishReport` adds optional fields and renames
+ * it). JSON `{ digest, files, errors, bytes, workTime }`.
+ */
+export declare function checksumFolder(root: string, algos: Array<string>, threads: number, group: string, startTimestamp: number, format: string, tmp: string, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>
+
+/** `backup compare`: JSON of `compare::CompareResult`. */
+export declare function compareReports(inputs: Array<BindingCompareInput>): Promise<string>
 
 /** `backup delete NAME --mask M`: JSON of `maintain::DeleteReport`. */
 export declare function deleteFromIncrement(dst: string, name: string, masks: Array<string>, ignoreCase: boolean, dryRun: boolean): Promise<string>
@@ -139,11 +165,21 @@ export declare function fileHistory(dst: string, path: string): Promise<string>
 /** Finishes what a killed `delete` or `prune` left; returns what it did. */
 export declare function finishPending(dst: string, workers: number): Array<string>
 
+/**
+ * Finishes a report written by `checksumFolder`: appends `extra` (JSON
+ * fields, e.g. `,"signature_ed25519":"…"`) and the closing brace, fsyncs,
+ * renames `tmp` to `path`.
+ */
+export declare function finishReport(tmp: string, path: string, extra: string, jsonFormat: boolean): void
+
 /** `backup list`: JSON of `explore::Listing`. */
 export declare function listIncrements(dst: string, detailed: boolean): Promise<string>
 
 /** `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`. */
 export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+
+/** Reads a report's head (digest checked): JSON `{ group, root_data, start_timestamp, work_time, algorithms, digest, signature_ed25519 }`. */
+export declare function readReportInfo(path: string): Promise<string>
 
 /** `backup recreate`: JSON of `maintain::RecreateReport`. */
 export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
@@ -159,3 +195,12 @@ export declare function searchBackup(dst: string, filter: BindingSearchFilter): 
 
 /** Lists the files the rules select under `src` (sorted), for tests and `--dry-run`. */
 export declare function selectFiles(src: string, rules: BindingRules): Array<BindingChange>
+
+/** `backup verify --backup DST [--repair]`: JSON of `verify::BackupVerifyResult`. */
+export declare function verifyBackup(dst: string, source: string | undefined | null, threads: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+
+/**
+ * `backup verify REPORT`: checks the report (digest, and the Ed25519
+ * signature when a key is given) before reading any file. JSON of `verify::VerifyResult`.
+ */
+export declare function verifyReport(options: BindingVerifyOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>

@@ -49,3 +49,31 @@ export type {
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'
 export { restoreScript, shQuote } from './explore/script'
+export {
+  checksumFolder,
+  checksumGroups,
+  loadChecksumConfig,
+  verify,
+  verifyBackup,
+  compare,
+  writeCompareFiles,
+  keygen,
+  rawPublicKey,
+  parseAlgos,
+  localReports,
+  ALGORITHMS,
+} from './integrity'
+export type {
+  Algorithm,
+  ReportFormat,
+  ChecksumConfig,
+  ChecksumGroup,
+  ChecksumOptions,
+  ChecksumResult,
+  VerifyOptions,
+  VerifyResult,
+  VerifyStatus,
+  BackupVerifyResult,
+  CompareResult,
+  SshOptions,
+} from './integrity'

@@ -12,7 +12,7 @@ export function bytes(n: number): string {
 }
 
 export function duration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`
+  if (ms < 1000) return `${Math.round(ms)} ms`
   const s = Math.round(ms / 1000)
   if (s < 60) return `${(ms / 1000).toFixed(1)} s`
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`

@@ -5,9 +5,12 @@ import path from 'node:path'
 import { Builtins, Cli } from 'clipanion'
 
 import { ExitCode } from '../errors'
+import ChecksumCommand from './commands/checksum'
+import CompareCommand from './commands/compare'
 import DeleteCommand from './commands/delete'
 import ExplainCommand from './commands/explain'
 import HistoryCommand from './commands/history'
+import KeygenCommand from './commands/keygen'
 import ListCommand from './commands/list'
 import PruneCommand from './commands/prune'
 import RecreateCommand from './commands/recreate'
@@ -15,6 +18,7 @@ import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
 import SearchCommand from './commands/search'
 import StatusCommand from './commands/status'
+import VerifyCommand from './commands/verify'
 
 function packageVersion(): string {
   let dir = __dirname
@@ -43,6 +47,10 @@ export function makeCli(colored = false): Cli {
   cli.register(RestoreCommand)
   cli.register(SearchCommand)
   cli.register(StatusCommand)
+  cli.register(ChecksumCommand)
+  cli.register(VerifyCommand)
+  cli.register(CompareCommand)
+  cli.register(KeygenCommand)
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   return cli

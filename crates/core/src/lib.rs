@@ -4,7 +4,9 @@
 //! ([`scan`]), the mirror state ([`state`]), increment metadata and the run
 //! journal ([`meta`]), and the run itself ([`engine`]); reading increments
 //! ([`increments`], [`explore`]), point-in-time restore ([`restore`]) and
-//! changing a backup outside a run ([`maintain`]: recreate, delete, prune).
+//! changing a backup outside a run ([`maintain`]: recreate, delete, prune);
+//! checksum reports ([`checksum`]), verification ([`verify`]) and comparing
+//! reports of several servers ([`compare`]).
 //! The napi binding in `crates/node` only converts types, errors and progress.
 //!
 //! ```no_run
@@ -23,6 +25,8 @@
 //! println!("{} files would be copied", report.new + report.changed);
 //! ```
 
+pub mod checksum;
+pub mod compare;
 pub mod engine;
 pub mod error;
 pub mod explore;
@@ -35,5 +39,6 @@ pub mod restore;
 pub mod rules;
 pub mod scan;
 pub mod state;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Warning};

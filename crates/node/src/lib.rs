@@ -14,6 +14,7 @@ use axiomatic_core::maintain;
 use axiomatic_core::progress::{Phase, Progress};
 use axiomatic_core::restore::{self, RestoreOptions};
 use axiomatic_core::rules::{DirPriority, Pattern, RuleSpec, Rules};
+use axiomatic_core::{checksum, compare, verify};
 use axiomatic_core::{Error as CoreError, ErrorKind};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -463,4 +464,132 @@ pub fn backup_status(dst: String) -> AsyncTask<JsonTask> {
     None,
     None,
   )
+}
+
+/// `backup checksum` for one folder: walks, hashes and streams the report
+/// to `tmp` (unfinished: `finishReport` adds optional fields and renames
+/// it). JSON `{ digest, files, errors, bytes, workTime }`.
+#[napi(ts_return_type = "Promise<string>")]
+#[allow(clippy::too_many_arguments)]
+pub fn checksum_folder(
+  root: String,
+  algos: Vec<String>,
+  threads: u32,
+  group: String,
+  start_timestamp: f64,
+  format: String,
+  tmp: String,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
+) -> Result<AsyncTask<JsonTask>> {
+  let algos = algos.iter().map(|a| checksum::Algo::parse(a)).collect::<std::result::Result<Vec<_>, _>>().map_err(to_napi)?;
+  let format = match format.as_str() {
+    "json" => checksum::Format::Json,
+    "sha256sum" => checksum::Format::Sha256sum,
+    "b3sum" => checksum::Format::B3sum,
+    other => return Err(Error::new(Status::InvalidArg, format!("ECONFIG: --format {other:?}: use json, sha256sum or b3sum"))),
+  };
+  Ok(json_task(
+    move |p| {
+      let run = checksum::run(Path::new(&root), &algos, threads.max(1) as usize, p)?;
+      let digest = checksum::write_report(Path::new(&tmp), &run, &group, start_timestamp, format)?;
+      json(serde_json::json!({
+        "digest": digest,
+        "files": run.sums.len(),
+        "errors": run.errors.iter().map(|(p, e)| serde_json::json!({ "path": p, "error": e })).collect::<Vec<_>>(),
+        "bytes": run.sums.iter().filter(|s| s.f.link.is_none()).map(|s| s.f.size).sum::<u64>(),
+        "workTime": run.work_time,
+      }))
+    },
+    on_progress,
+    signal,
+  ))
+}
+
+/// Finishes a report written by `checksumFolder`: appends `extra` (JSON
+/// fields, e.g. `,"signature_ed25519":"…"`) and the closing brace, fsyncs,
+/// renames `tmp` to `path`.
+#[napi]
+pub fn finish_report(tmp: String, path: String, extra: String, json_format: bool) -> Result<()> {
+  checksum::finish_report(Path::new(&tmp), Path::new(&path), &extra, json_format).map_err(to_napi)
+}
+
+#[napi(object)]
+pub struct BindingVerifyOptions {
+  pub report: String,
+  /// Default: the report's `root_data`.
+  pub root: Option<String>,
+  pub incremental: bool,
+  pub threads: u32,
+  pub algo: Option<String>,
+  /// A raw 32-byte Ed25519 public key: the report must carry a valid `signature_ed25519`.
+  pub public_key: Option<Buffer>,
+}
+
+/// `backup verify REPORT`: checks the report (digest, and the Ed25519
+/// signature when a key is given) before reading any file. JSON of `verify::VerifyResult`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn verify_report(
+  options: BindingVerifyOptions,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
+) -> AsyncTask<JsonTask> {
+  let key = options.public_key.map(|b| b.to_vec());
+  json_task(
+    move |p| {
+      let path = Path::new(&options.report);
+      let rep = verify::load(path, options.algo.as_deref())?;
+      if let Some(key) = key {
+        let bad =
+          |m: &str| CoreError { kind: ErrorKind::Corrupt, path: Some(path.to_path_buf()), message: format!("{}: {m}", path.display()) };
+        let sig = rep
+          .signature_ed25519
+          .as_deref()
+          .ok_or_else(|| bad("the report has no Ed25519 signature (made without --sign-key?); refusing it"))?;
+        let sig = hex::decode(sig).map_err(|_| bad("the report's Ed25519 signature is not hex"))?;
+        let digest = hex::decode(rep.digest.as_deref().unwrap_or("")).map_err(|_| bad("the report has no digest"))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key)
+          .verify(&digest, &sig)
+          .map_err(|_| bad("the Ed25519 signature does not match this public key: the report was not signed by it, or was altered"))?;
+      }
+      let root = options.root.clone().unwrap_or_else(|| rep.root_data.clone());
+      json(verify::verify(&rep, Path::new(&root), options.incremental, options.threads.max(1) as usize, p)?)
+    },
+    on_progress,
+    signal,
+  )
+}
+
+/// `backup verify --backup DST [--repair]`: JSON of `verify::BackupVerifyResult`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn verify_backup(
+  dst: String,
+  source: Option<String>,
+  threads: u32,
+  #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+) -> AsyncTask<JsonTask> {
+  json_task(
+    move |p| json(verify::verify_backup(Path::new(&dst), source.as_deref().map(Path::new), threads.max(1) as usize, p)?),
+    on_progress,
+    None,
+  )
+}
+
+#[napi(object)]
+pub struct BindingCompareInput {
+  pub server: String,
+  pub path: String,
+}
+
+/// `backup compare`: JSON of `compare::CompareResult`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn compare_reports(inputs: Vec<BindingCompareInput>) -> AsyncTask<JsonTask> {
+  let inputs: Vec<compare::Input> = inputs.into_iter().map(|i| compare::Input { server: i.server, path: PathBuf::from(i.path) }).collect();
+  json_task(move |_| json(compare::compare(&inputs)?), None, None)
+}
+
+/// Reads a report's head (digest checked): JSON `{ group, root_data, start_timestamp, work_time, algorithms, digest, signature_ed25519 }`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn read_report_info(path: String) -> AsyncTask<JsonTask> {
+  json_task(move |_| json(checksum::read_report(Path::new(&path), None)?), None, None)
 }

@@ -1,0 +1,673 @@
+//! Checksum reports: a parallel walk of a folder, every file hashed with
+//! several algorithms in one read, and the report streamed to disk in the
+//! original service's envelope `{"data": "<report JSON>", "signature":
+//! "<SHA3-512 hex of data>"}`, or as `sha256sum`/`b3sum` check lines.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha3::Digest;
+
+use crate::error::Error;
+use crate::fsutil::{self, fault_point};
+use crate::progress::{Phase, Progress};
+
+/// A hash algorithm of the reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algo {
+  Sha256,
+  Md5,
+  Blake3,
+  Sha512,
+  Sha3_512,
+  Xxh3,
+}
+
+impl Algo {
+  pub const ALL: [Algo; 6] = [Algo::Sha256, Algo::Md5, Algo::Blake3, Algo::Sha512, Algo::Sha3_512, Algo::Xxh3];
+
+  pub fn name(self) -> &'static str {
+    match self {
+      Algo::Sha256 => "sha256",
+      Algo::Md5 => "md5",
+      Algo::Blake3 => "blake3",
+      Algo::Sha512 => "sha512",
+      Algo::Sha3_512 => "sha3-512",
+      Algo::Xxh3 => "xxh3",
+    }
+  }
+
+  pub fn parse(s: &str) -> Result<Algo, Error> {
+    Algo::ALL.into_iter().find(|a| a.name() == s.trim().to_ascii_lowercase()).ok_or_else(|| {
+      Error::config(format!("unknown algorithm {s:?}; use one or more of {} (comma-separated)", Algo::ALL.map(Algo::name).join(", ")))
+    })
+  }
+
+  /// Hex length of a digest.
+  pub fn hex_len(self) -> usize {
+    match self {
+      Algo::Sha256 | Algo::Blake3 => 64,
+      Algo::Md5 => 32,
+      Algo::Sha512 | Algo::Sha3_512 => 128,
+      Algo::Xxh3 => 16,
+    }
+  }
+}
+
+enum State {
+  Sha256(ring::digest::Context),
+  Sha512(ring::digest::Context),
+  Md5(md5::Md5),
+  Blake3(Box<blake3::Hasher>),
+  Sha3(sha3::Sha3_512),
+  Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+}
+
+/// Several hashes fed by one read.
+pub struct Multi(Vec<State>);
+
+impl Multi {
+  pub fn new(algos: &[Algo]) -> Self {
+    Multi(
+      algos
+        .iter()
+        .map(|a| match a {
+          Algo::Sha256 => State::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
+          Algo::Sha512 => State::Sha512(ring::digest::Context::new(&ring::digest::SHA512)),
+          Algo::Md5 => State::Md5(md5::Md5::new()),
+          Algo::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
+          Algo::Sha3_512 => State::Sha3(sha3::Sha3_512::new()),
+          Algo::Xxh3 => State::Xxh3(Box::new(xxhash_rust::xxh3::Xxh3::new())),
+        })
+        .collect(),
+    )
+  }
+  pub fn update(&mut self, b: &[u8]) {
+    for s in &mut self.0 {
+      match s {
+        State::Sha256(c) | State::Sha512(c) => c.update(b),
+        State::Md5(h) => h.update(b),
+        State::Blake3(h) => {
+          h.update(b);
+        }
+        State::Sha3(h) => h.update(b),
+        State::Xxh3(h) => h.update(b),
+      }
+    }
+  }
+  pub fn finish(self) -> Vec<String> {
+    self
+      .0
+      .into_iter()
+      .map(|s| match s {
+        State::Sha256(c) | State::Sha512(c) => hex::encode(c.finish()),
+        State::Md5(h) => hex::encode(h.finalize()),
+        State::Blake3(h) => h.finalize().to_hex().to_string(),
+        State::Sha3(h) => hex::encode(h.finalize()),
+        State::Xxh3(h) => format!("{:016x}", h.digest()),
+      })
+      .collect()
+  }
+}
+
+/// One walked entry.
+#[derive(Debug, Clone)]
+pub struct Found {
+  pub rel: String,
+  pub size: u64,
+  pub mtime_ns: i64,
+  pub ctime_ns: i64,
+  pub ino: u64,
+  /// A symlink's target (recorded, never followed).
+  pub link: Option<String>,
+}
+
+/// Walks `root` in parallel: files and symlinks (relative paths), and the
+/// errors of what could not be read.
+pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
+  let found = Mutex::new(Vec::new());
+  let errors = Mutex::new(Vec::new());
+  fn go(dir: &Path, rel: &str, found: &Mutex<Vec<Found>>, errors: &Mutex<Vec<(String, String)>>, progress: &Progress) {
+    let rd = match fs::read_dir(dir) {
+      Ok(r) => r,
+      Err(e) => return errors.lock().unwrap().push((if rel.is_empty() { ".".into() } else { rel.to_string() }, e.to_string())),
+    };
+    let mut subdirs = Vec::new();
+    let mut mine = Vec::new();
+    for e in rd.flatten() {
+      let name = match e.file_name().into_string() {
+        Ok(n) => n,
+        Err(n) => {
+          errors.lock().unwrap().push((format!("{rel}/{}", n.to_string_lossy()), "the name is not valid UTF-8; skipped".into()));
+          continue;
+        }
+      };
+      let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+      let md = match e.metadata() {
+        Ok(m) => m,
+        Err(err) => {
+          errors.lock().unwrap().push((r, err.to_string()));
+          continue;
+        }
+      };
+      let ft = md.file_type();
+      if ft.is_dir() {
+        subdirs.push((e.path(), r));
+      } else if ft.is_file() || ft.is_symlink() {
+        let link = if ft.is_symlink() { fs::read_link(e.path()).ok().map(|t| t.to_string_lossy().into_owned()) } else { None };
+        progress.files_scanned.fetch_add(1, Relaxed);
+        progress.bytes_scanned.fetch_add(if link.is_some() { 0 } else { md.len() }, Relaxed);
+        mine.push(Found {
+          rel: r,
+          size: md.len(),
+          mtime_ns: fsutil::mtime_ns(&md),
+          ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+          ino: md.ino(),
+          link,
+        });
+      }
+    }
+    found.lock().unwrap().extend(mine);
+    subdirs.par_iter().for_each(|(p, r)| go(p, r, found, errors, progress));
+  }
+  go(root, "", &found, &errors, progress);
+  (found.into_inner().unwrap(), errors.into_inner().unwrap())
+}
+
+/// Hashes one file with every algorithm in one read; fails if the file
+/// changed while it was read.
+pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Vec<String>, fs::Metadata)> {
+  let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+  let before = f.metadata()?;
+  let mut h = Multi::new(algos);
+  let mut buf = vec![0u8; 256 * 1024];
+  loop {
+    let n = match f.read(&mut buf) {
+      Ok(0) => break,
+      Ok(n) => n,
+      Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+      Err(e) => return Err(e),
+    };
+    h.update(&buf[..n]);
+    progress.bytes_done.fetch_add(n as u64, Relaxed);
+  }
+  let after = f.metadata()?;
+  if after.len() != before.len() || fsutil::mtime_ns(&after) != fsutil::mtime_ns(&before) {
+    return Err(io::Error::other("the file changed while it was read"));
+  }
+  Ok((h.finish(), before))
+}
+
+/// Digests of symlinks: of the target text (as `sha256sum` of the link
+/// would not; recorded so a changed target is seen).
+fn hash_bytes(b: &[u8], algos: &[Algo]) -> Vec<String> {
+  let mut h = Multi::new(algos);
+  h.update(b);
+  h.finish()
+}
+
+/// One hashed file of a report.
+#[derive(Debug, Clone)]
+pub struct Sum {
+  pub f: Found,
+  pub sums: Vec<String>,
+}
+
+/// The result of a checksum run, before it is written.
+pub struct Run {
+  pub algos: Vec<Algo>,
+  pub root: PathBuf,
+  pub sums: Vec<Sum>,
+  pub errors: Vec<(String, String)>,
+  pub work_time: f64,
+}
+
+/// Walks and hashes `root`. Files are hashed largest first (the long ones
+/// start early, so the threads finish together); with one thread in inode
+/// order, which on most file systems follows the on-disk layout (fewer
+/// seeks on spinning disks).
+pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> Result<Run, Error> {
+  let started = Instant::now();
+  let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read", &e))?;
+  if !md.is_dir() {
+    return Err(Error::config(format!("{} is not a folder", root.display())));
+  }
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  progress.set_phase(Phase::Scan);
+  let (mut found, mut errors) = pool.install(|| walk(root, progress));
+  if threads <= 1 {
+    found.sort_by_key(|f| f.ino);
+  } else {
+    found.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel)));
+  }
+  progress.set_phase(Phase::Apply);
+  progress.ops_total.store(found.len() as u64, Relaxed);
+  progress.bytes_total.store(found.iter().filter(|f| f.link.is_none()).map(|f| f.size).sum(), Relaxed);
+  let results: Vec<Result<Sum, (String, String)>> = pool.install(|| {
+    found
+      .into_par_iter()
+      .map(|f| {
+        let r = match &f.link {
+          Some(t) => Ok(Sum { sums: hash_bytes(t.as_bytes(), algos), f }),
+          None => match hash_file(&root.join(&f.rel), algos, progress) {
+            Ok((sums, _)) => Ok(Sum { sums, f }),
+            Err(e) => Err((f.rel.clone(), e.to_string())),
+          },
+        };
+        progress.ops_done.fetch_add(1, Relaxed);
+        r
+      })
+      .collect()
+  });
+  if progress.is_aborted() {
+    return Err(Error::aborted());
+  }
+  let mut sums = Vec::with_capacity(results.len());
+  for r in results {
+    match r {
+      Ok(s) => sums.push(s),
+      Err(e) => errors.push(e),
+    }
+  }
+  if threads <= 1 {
+    sums.sort_by(|a, b| b.f.size.cmp(&a.f.size).then_with(|| a.f.rel.cmp(&b.f.rel)));
+  }
+  errors.sort();
+  Ok(Run { algos: algos.to_vec(), root: root.to_path_buf(), sums, errors, work_time: started.elapsed().as_secs_f64() })
+}
+
+/// Writes JSON text as the contents of a JSON string (escaping it) while
+/// hashing the unescaped text with SHA3-512: the envelope is streamed.
+struct DataWriter<W: Write> {
+  out: W,
+  digest: sha3::Sha3_512,
+}
+
+impl<W: Write> Write for DataWriter<W> {
+  fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+    self.digest.update(b);
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+      let esc: Option<&[u8]> = match c {
+        b'"' => Some(b"\\\""),
+        b'\\' => Some(b"\\\\"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        b'\t' => Some(b"\\t"),
+        0..=0x1f => None,
+        _ => continue,
+      };
+      self.out.write_all(&b[start..i])?;
+      match esc {
+        Some(e) => self.out.write_all(e)?,
+        None => write!(self.out, "\\u{c:04x}")?,
+      }
+      start = i + 1;
+    }
+    self.out.write_all(&b[start..])?;
+    Ok(b.len())
+  }
+  fn flush(&mut self) -> io::Result<()> {
+    self.out.flush()
+  }
+}
+
+fn json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+  serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
+}
+
+/// Writes the report data JSON (the seed's keys plus `algorithms`, `stat`, `symlinks`).
+fn write_data(w: &mut impl Write, run: &Run, group: &str, start_timestamp: f64) -> io::Result<()> {
+  w.write_all(b"{\"group\":")?;
+  json_str(w, group)?;
+  w.write_all(b",\"root_data\":")?;
+  json_str(w, &run.root.to_string_lossy())?;
+  write!(w, ",\"start_timestamp\":{start_timestamp},\"work_time\":{},\"algorithms\":[", run.work_time)?;
+  for (i, a) in run.algos.iter().enumerate() {
+    write!(w, "{}\"{}\"", if i > 0 { "," } else { "" }, a.name())?;
+  }
+  w.write_all(b"],\"files\":[")?;
+  for (i, s) in run.sums.iter().enumerate() {
+    if i > 0 {
+      w.write_all(b",")?;
+    }
+    json_str(w, &s.f.rel)?;
+  }
+  w.write_all(b"],\"checksums\":{")?;
+  for (i, s) in run.sums.iter().enumerate() {
+    if i > 0 {
+      w.write_all(b",")?;
+    }
+    json_str(w, &s.f.rel)?;
+    w.write_all(b":{")?;
+    for (j, (a, h)) in run.algos.iter().zip(&s.sums).enumerate() {
+      write!(w, "{}\"{}\":\"{h}\"", if j > 0 { "," } else { "" }, a.name())?;
+    }
+    w.write_all(b"}")?;
+  }
+  let map = |w: &mut dyn Write, key: &str, f: &dyn Fn(&Sum) -> String| -> io::Result<()> {
+    write!(w, "}},\"{key}\":{{")?;
+    for (i, s) in run.sums.iter().enumerate() {
+      if i > 0 {
+        w.write_all(b",")?;
+      }
+      serde_json::to_writer(&mut *w, &s.f.rel).map_err(io::Error::other)?;
+      write!(w, ":{}", f(s))?;
+    }
+    Ok(())
+  };
+  map(w, "sizes", &|s| s.f.size.to_string())?;
+  map(w, "mtimes", &|s| format!("{:.9}", s.f.mtime_ns as f64 / 1e9))?;
+  map(w, "stat", &|s| format!("[{},{},{}]", s.f.mtime_ns, s.f.ctime_ns, s.f.ino))?;
+  w.write_all(b"},\"symlinks\":{")?;
+  let mut first = true;
+  for s in run.sums.iter().filter(|s| s.f.link.is_some()) {
+    if !first {
+      w.write_all(b",")?;
+    }
+    first = false;
+    json_str(w, &s.f.rel)?;
+    w.write_all(b":")?;
+    json_str(w, s.f.link.as_deref().unwrap())?;
+  }
+  w.write_all(b"},\"errors\":{")?;
+  for (i, (p, e)) in run.errors.iter().enumerate() {
+    if i > 0 {
+      w.write_all(b",")?;
+    }
+    json_str(w, p)?;
+    w.write_all(b":{\"error\":")?;
+    json_str(w, e)?;
+    w.write_all(b"}")?;
+  }
+  w.write_all(b"}}")
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+  /// The envelope with the report JSON.
+  Json,
+  /// `sha256sum -c` lines (first algorithm).
+  Sha256sum,
+  /// `b3sum --check` lines.
+  B3sum,
+}
+
+/// `sha256sum`'s escaping: a name with `\` or a newline gets a leading `\`
+/// on the line and those characters escaped.
+pub fn sum_line(hex: &str, name: &str) -> String {
+  if name.contains(['\\', '\n', '\r']) {
+    let esc = name.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+    format!("\\{hex}  {esc}\n")
+  } else {
+    format!("{hex}  {name}\n")
+  }
+}
+
+/// Writes the report to `tmp` (not yet renamed): the envelope without its
+/// closing brace, so the caller can add fields (an Ed25519 signature)
+/// before it finishes the file with [`finish_report`]. Returns the
+/// SHA3-512 hex of the data (JSON format) or None.
+pub fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, format: Format) -> Result<Option<String>, Error> {
+  let f = File::create(tmp).map_err(|e| Error::io(tmp, "cannot write", &e))?;
+  let mut w = BufWriter::with_capacity(1 << 20, f);
+  let r = (|| -> io::Result<Option<String>> {
+    match format {
+      Format::Json => {
+        w.write_all(b"{\"data\":\"")?;
+        let mut dw = DataWriter { out: &mut w, digest: sha3::Sha3_512::new() };
+        {
+          let mut bw = BufWriter::with_capacity(1 << 20, &mut dw);
+          write_data(&mut bw, run, group, start_timestamp)?;
+          bw.flush()?;
+        }
+        let digest = hex::encode(dw.digest.finalize());
+        write!(w, "\",\"signature\":\"{digest}\"")?;
+        w.flush()?;
+        Ok(Some(digest))
+      }
+      Format::Sha256sum | Format::B3sum => {
+        let idx = if format == Format::B3sum {
+          run.algos.iter().position(|a| *a == Algo::Blake3)
+        } else {
+          run.algos.iter().position(|a| *a == Algo::Sha256)
+        }
+        .ok_or_else(|| io::Error::other("the format needs its algorithm in --algo"))?;
+        for s in run.sums.iter().filter(|s| s.f.link.is_none()) {
+          w.write_all(sum_line(&s.sums[idx], &s.f.rel).as_bytes())?;
+        }
+        w.flush()?;
+        Ok(None)
+      }
+    }
+  })();
+  r.map_err(|e| Error::io(tmp, "cannot write", &e))
+}
+
+/// Adds `extra` (e.g. `,"signature_ed25519":"…"`) and the closing brace
+/// for the JSON format, fsyncs, and renames `tmp` to `path`.
+pub fn finish_report(tmp: &Path, path: &Path, extra: &str, json: bool) -> Result<(), Error> {
+  let r = (|| -> io::Result<()> {
+    let mut f = OpenOptions::new().append(true).open(tmp)?;
+    if json {
+      f.write_all(extra.as_bytes())?;
+      f.write_all(b"}\n")?;
+    }
+    f.sync_all()?;
+    drop(f);
+    fault_point();
+    fs::rename(tmp, path)?;
+    fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))
+  })();
+  r.map_err(|e| {
+    let _ = fs::remove_file(tmp);
+    Error::io(path, "cannot write the report", &e)
+  })
+}
+
+/// A report as read back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+  pub group: String,
+  pub root_data: String,
+  pub start_timestamp: f64,
+  pub work_time: f64,
+  pub algorithms: Vec<String>,
+  #[serde(skip)]
+  pub files: Vec<ReportFile>,
+  #[serde(skip)]
+  pub errors: Vec<(String, String)>,
+  /// SHA3-512 hex of the data (JSON reports).
+  pub digest: Option<String>,
+  /// The envelope's extra fields (`signature_ed25519`, `public_key`), for JS to check.
+  pub signature_ed25519: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReportFile {
+  pub rel: String,
+  /// Hex digests in the order of `algorithms`; None where absent.
+  pub sums: Vec<Option<String>>,
+  pub size: Option<u64>,
+  /// (mtime_ns, ctime_ns, ino)
+  pub stat: Option<(i64, i64, u64)>,
+  pub mtime: Option<f64>,
+  pub link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+  data: String,
+  signature: String,
+  #[serde(default)]
+  signature_ed25519: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+  #[serde(default)]
+  group: String,
+  #[serde(default)]
+  root_data: String,
+  #[serde(default)]
+  start_timestamp: f64,
+  #[serde(default)]
+  work_time: f64,
+  #[serde(default)]
+  algorithms: Vec<String>,
+  #[serde(default)]
+  files: Vec<String>,
+  #[serde(default)]
+  checksums: HashMap<String, HashMap<String, String>>,
+  #[serde(default)]
+  sizes: HashMap<String, u64>,
+  #[serde(default)]
+  mtimes: HashMap<String, f64>,
+  #[serde(default)]
+  stat: HashMap<String, (i64, i64, u64)>,
+  #[serde(default)]
+  symlinks: HashMap<String, String>,
+  #[serde(default)]
+  errors: HashMap<String, serde_json::Value>,
+}
+
+/// Unescapes a `sha256sum` line's name (after a leading `\`).
+fn unescape_sum(name: &str) -> String {
+  let mut out = String::with_capacity(name.len());
+  let mut it = name.chars();
+  while let Some(c) = it.next() {
+    if c == '\\' {
+      match it.next() {
+        Some('n') => out.push('\n'),
+        Some('r') => out.push('\r'),
+        Some('\\') => out.push('\\'),
+        Some(o) => {
+          out.push('\\');
+          out.push(o);
+        }
+        None => out.push('\\'),
+      }
+    } else {
+      out.push(c);
+    }
+  }
+  out
+}
+
+/// Reads a report: the JSON envelope (the digest is checked first; a
+/// mismatch is an error before anything else happens) or check lines
+/// (`sha256sum`, `b3sum`, `md5sum`…; `algo_hint` names the algorithm when
+/// the digest length is ambiguous).
+pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error> {
+  let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
+  let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+  if first == Some(b'{') {
+    let env: Envelope = serde_json::from_slice(&bytes)
+      .map_err(|e| Error::corrupt(path, format!("not a checksum report (expected {{\"data\": \"…\", \"signature\": \"…\"}}): {e}")))?;
+    drop(bytes);
+    let digest = hex::encode(sha3::Sha3_512::digest(env.data.as_bytes()));
+    if !digest.eq_ignore_ascii_case(env.signature.trim()) {
+      return Err(Error::corrupt(
+        path,
+        "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it",
+      ));
+    }
+    let d: Data = serde_json::from_str(&env.data).map_err(|e| Error::corrupt(path, format!("the report's data is not valid: {e}")))?;
+    let algorithms = if d.algorithms.is_empty() {
+      let mut a: Vec<String> = d.checksums.values().next().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+      a.sort();
+      a
+    } else {
+      d.algorithms.clone()
+    };
+    let mut files = Vec::with_capacity(d.files.len());
+    let mut names: Vec<&String> = d.files.iter().collect();
+    for k in d.checksums.keys() {
+      if !d.files.is_empty() {
+        break;
+      }
+      names.push(k);
+    }
+    for rel in names {
+      let cs = d.checksums.get(rel);
+      files.push(ReportFile {
+        rel: rel.clone(),
+        sums: algorithms.iter().map(|a| cs.and_then(|m| m.get(a)).map(|h| h.to_ascii_lowercase())).collect(),
+        size: d.sizes.get(rel).copied(),
+        stat: d.stat.get(rel).copied(),
+        mtime: d.mtimes.get(rel).copied(),
+        link: d.symlinks.get(rel).cloned(),
+      });
+    }
+    let mut errors: Vec<(String, String)> = d
+      .errors
+      .into_iter()
+      .map(|(p, v)| (p, v.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| v.to_string())))
+      .collect();
+    errors.sort();
+    return Ok(Report {
+      group: d.group,
+      root_data: d.root_data,
+      start_timestamp: d.start_timestamp,
+      work_time: d.work_time,
+      algorithms,
+      files,
+      errors,
+      digest: Some(digest),
+      signature_ed25519: env.signature_ed25519,
+    });
+  }
+  let text = String::from_utf8(bytes).map_err(|_| Error::corrupt(path, "not a JSON report and not UTF-8 check lines"))?;
+  let mut files = Vec::new();
+  let mut algo: Option<Algo> = None;
+  for (n, line) in text.lines().enumerate() {
+    if line.trim().is_empty() {
+      continue;
+    }
+    let (escaped, line) = match line.strip_prefix('\\') {
+      Some(rest) => (true, rest),
+      None => (false, line),
+    };
+    let Some((hex, name)) = line.split_once("  ").or_else(|| line.split_once(" *")) else {
+      return Err(Error::corrupt(path, format!("line {}: expected \"<hex digest>  <name>\"", n + 1)));
+    };
+    if hex.is_empty() || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+      return Err(Error::corrupt(path, format!("line {}: {hex:?} is not a hex digest", n + 1)));
+    }
+    let a = match (algo_hint, hex.len()) {
+      (Some(a), l) if a.hex_len() == l => a,
+      (None, 64) => Algo::Sha256,
+      (None, 32) => Algo::Md5,
+      (None, 128) => Algo::Sha512,
+      (None, 16) => Algo::Xxh3,
+      _ => {
+        return Err(Error::corrupt(path, format!("line {}: a {}-digit digest does not fit the algorithm; pass --algo", n + 1, hex.len())))
+      }
+    };
+    if algo.is_some_and(|x| x != a) {
+      return Err(Error::corrupt(path, format!("line {}: mixed digest lengths", n + 1)));
+    }
+    algo = Some(a);
+    let name = if escaped { unescape_sum(name) } else { name.to_string() };
+    files.push(ReportFile {
+      rel: name.trim_start_matches("./").to_string(),
+      sums: vec![Some(hex.to_ascii_lowercase())],
+      ..Default::default()
+    });
+  }
+  Ok(Report {
+    algorithms: vec![algo.unwrap_or(Algo::Sha256).name().to_string()],
+    files,
+    root_data: path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+    ..Default::default()
+  })
+}

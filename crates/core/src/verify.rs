@@ -1,0 +1,363 @@
+//! Verifying files against a checksum report, and a backup folder against
+//! the SHA-256 its increments and mirror state record.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::checksum::{self, Algo, Report};
+use crate::engine::Layout;
+use crate::error::Error;
+use crate::fsutil;
+use crate::increments::{self, safe_rel};
+use crate::progress::{Phase, Progress};
+use crate::state;
+
+/// The verdict on one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+  Ok,
+  /// Content differs (and size or mtime changed too: an edit).
+  Failed,
+  /// Content differs while size and mtime are unchanged: bit rot.
+  Corrupt,
+  Missing,
+  /// Present, not in the report.
+  New,
+  /// Unreadable.
+  Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+  pub path: String,
+  pub status: Status,
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResult {
+  pub root: String,
+  pub algorithms: Vec<String>,
+  pub incremental: bool,
+  pub digest: Option<String>,
+  pub signature_ed25519: Option<String>,
+  pub files: u64,
+  /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
+  pub trusted: u64,
+  pub bytes_read: u64,
+  pub counts: HashMap<String, u64>,
+  /// Every path with its verdict, sorted by path.
+  pub results: Vec<Verdict>,
+}
+
+/// Reads and checks a report: the digest first (refused on mismatch).
+pub fn load(report: &Path, algo_hint: Option<&str>) -> Result<Report, Error> {
+  let hint = algo_hint.map(Algo::parse).transpose()?;
+  checksum::read_report(report, hint)
+}
+
+/// `backup verify REPORT [--root DIR] [--incremental]`.
+pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, progress: &Progress) -> Result<VerifyResult, Error> {
+  let algos: Vec<Option<Algo>> = rep.algorithms.iter().map(|a| Algo::parse(a).ok()).collect();
+  if algos.iter().all(Option::is_none) {
+    return Err(Error::corrupt(Path::new(&rep.root_data), format!("the report uses no known algorithm ({:?})", rep.algorithms)));
+  }
+  let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read the folder to verify", &e))?;
+  if !md.is_dir() {
+    return Err(Error::config(format!("{} is not a folder", root.display())));
+  }
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  progress.set_phase(Phase::Scan);
+  let (found, walk_errors) = pool.install(|| checksum::walk(root, progress));
+  let mut on_disk: HashMap<&str, &checksum::Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
+  let known: HashSet<&str> = rep.files.iter().map(|f| f.rel.as_str()).collect();
+  let used: Vec<Algo> = algos.iter().flatten().copied().collect();
+  progress.set_phase(Phase::Apply);
+  progress.ops_total.store(rep.files.len() as u64, Relaxed);
+  let trusted = std::sync::atomic::AtomicU64::new(0);
+  let read = std::sync::atomic::AtomicU64::new(0);
+  let mut order: Vec<(usize, Option<&checksum::Found>)> =
+    rep.files.iter().enumerate().map(|(i, f)| (i, on_disk.get(f.rel.as_str()).copied())).collect();
+  // Largest first, as checksum does.
+  order.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| f.size)));
+  let mut verdicts: Vec<Verdict> = pool.install(|| {
+    order
+      .par_iter()
+      .map(|&(i, cur)| {
+        let want = &rep.files[i];
+        let v = |status, detail: Option<String>| Verdict { path: want.rel.clone(), status, detail };
+        let out = match cur {
+          None => v(Status::Missing, None),
+          Some(cur) => {
+            let same_meta = want.size.is_none_or(|s| s == cur.size) && want.stat.is_none_or(|(m, _, _)| m == cur.mtime_ns);
+            if incremental && want.stat == Some((cur.mtime_ns, cur.ctime_ns, cur.ino)) && want.size == Some(cur.size) {
+              trusted.fetch_add(1, Relaxed);
+              v(Status::Ok, None)
+            } else {
+              let got = match (&cur.link, &want.link) {
+                (Some(t), _) => {
+                  let mut h = checksum::Multi::new(&used);
+                  h.update(t.as_bytes());
+                  Ok(h.finish())
+                }
+                (None, _) => checksum::hash_file(&root.join(&cur.rel), &used, progress).map(|(s, _)| s),
+              };
+              match got {
+                Err(e) => v(Status::Error, Some(e.to_string())),
+                Ok(sums) => {
+                  if cur.link.is_none() {
+                    read.fetch_add(cur.size, Relaxed);
+                  }
+                  let mut k = 0;
+                  let mut differs = false;
+                  for (a, want_hex) in algos.iter().zip(&want.sums) {
+                    if a.is_none() {
+                      continue;
+                    }
+                    if let Some(w) = want_hex {
+                      if *w != sums[k] {
+                        differs = true;
+                      }
+                    }
+                    k += 1;
+                  }
+                  if !differs {
+                    v(Status::Ok, None)
+                  } else if same_meta && want.stat.is_some() {
+                    v(Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
+                  } else {
+                    v(Status::Failed, None)
+                  }
+                }
+              }
+            }
+          }
+        };
+        progress.ops_done.fetch_add(1, Relaxed);
+        out
+      })
+      .collect()
+  });
+  // Check-line reports cannot list symlinks: those are not NEW.
+  let lines_report = rep.digest.is_none();
+  on_disk.retain(|p, f| !known.contains(p) && !(lines_report && f.link.is_some()));
+  verdicts.extend(on_disk.keys().map(|p| Verdict { path: p.to_string(), status: Status::New, detail: None }));
+  for (p, e) in walk_errors {
+    verdicts.push(Verdict { path: p, status: Status::Error, detail: Some(e) });
+  }
+  verdicts.sort_by(|a, b| a.path.cmp(&b.path));
+  let mut counts = HashMap::new();
+  for v in &verdicts {
+    *counts.entry(serde_json::to_value(v.status).unwrap().as_str().unwrap().to_string()).or_insert(0u64) += 1;
+  }
+  Ok(VerifyResult {
+    root: root.to_string_lossy().into_owned(),
+    algorithms: rep.algorithms.clone(),
+    incremental,
+    digest: rep.digest.clone(),
+    signature_ed25519: rep.signature_ed25519.clone(),
+    files: rep.files.len() as u64,
+    trusted: trusted.into_inner(),
+    bytes_read: read.into_inner(),
+    counts,
+    results: verdicts,
+  })
+}
+
+/// One problem found in a backup folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupProblem {
+  /// `mirror` or the increment name.
+  pub location: String,
+  pub path: String,
+  /// `CORRUPT`, `MISSING`, `ERROR`.
+  pub status: Status,
+  pub detail: Option<String>,
+  /// With repair: `repaired`, or why not.
+  pub repair: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVerifyResult {
+  pub increments: u64,
+  pub files_checked: u64,
+  /// Distinct inodes hashed (hardlinked versions are read once).
+  pub inodes_read: u64,
+  pub bytes_read: u64,
+  /// Untracked mirror files: no hash is recorded for them.
+  pub unverifiable: u64,
+  pub problems: Vec<BackupProblem>,
+  pub repaired: u64,
+}
+
+struct Check {
+  location: String,
+  rel: String,
+  path: PathBuf,
+  sha: String,
+}
+
+/// `backup verify --backup DST [--repair --source SRC]`: every stored
+/// version and tracked mirror file against its recorded SHA-256. Each inode
+/// is read once. With `source`, a corrupt mirror file is replaced (temp +
+/// rename) from the source when the source still has the recorded hash,
+/// and increment versions of that same content that were corrupt are
+/// relinked to the repaired copy.
+pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress: &Progress) -> Result<BackupVerifyResult, Error> {
+  let l = Layout::new(dst);
+  let incs = increments::list(dst)?;
+  let mut checks = Vec::new();
+  let mut res = BackupVerifyResult { increments: incs.len() as u64, ..Default::default() };
+  for inc in &incs {
+    let Some(bytes) = increments::read_bytes(inc)? else {
+      res.problems.push(BackupProblem {
+        location: inc.name.clone(),
+        path: String::new(),
+        status: Status::Missing,
+        detail: Some("no metadata: run `backup recreate`".into()),
+        repair: None,
+      });
+      continue;
+    };
+    increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
+      if let (Some(sha), true) = (e.sha256.as_deref(), safe_rel(p)) {
+        checks.push(Check {
+          location: inc.name.clone(),
+          rel: p.to_string(),
+          path: inc.dir.join(&*e.category).join(p),
+          sha: sha.to_string(),
+        });
+      }
+    })?;
+  }
+  for s in state::read(&l.state)? {
+    match s.sha() {
+      Some(h) if safe_rel(&s.rel) => {
+        checks.push(Check { location: "mirror".into(), rel: s.rel.to_string(), path: l.mirror.join(&*s.rel), sha: hex::encode(h) })
+      }
+      _ => res.unverifiable += 1,
+    }
+  }
+  res.files_checked = checks.len() as u64;
+  progress.ops_total.store(checks.len() as u64, Relaxed);
+  progress.set_phase(Phase::Apply);
+  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  // (dev, ino) → sha, so hardlinks are read once.
+  let seen: Mutex<HashMap<(u64, u64), String>> = Mutex::new(HashMap::new());
+  let bytes = std::sync::atomic::AtomicU64::new(0);
+  let outcomes: Vec<Option<(Status, String)>> = pool.install(|| {
+    checks
+      .par_iter()
+      .map(|c| {
+        progress.ops_done.fetch_add(1, Relaxed);
+        let md = match fs::symlink_metadata(&c.path) {
+          Ok(m) => m,
+          Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
+          Err(e) => return Some((Status::Error, e.to_string())),
+        };
+        let key = (md.dev(), md.ino());
+        let cached = seen.lock().unwrap().get(&key).cloned();
+        let got = match cached {
+          Some(h) => h,
+          None => match fsutil::sha256_of(&c.path) {
+            Ok(h) => {
+              bytes.fetch_add(md.len(), Relaxed);
+              progress.bytes_done.fetch_add(md.len(), Relaxed);
+              let h = hex::encode(h);
+              seen.lock().unwrap().insert(key, h.clone());
+              h
+            }
+            Err(e) => return Some((Status::Error, e.to_string())),
+          },
+        };
+        (got != c.sha).then(|| (Status::Corrupt, format!("SHA-256 is {got}, recorded {}", c.sha)))
+      })
+      .collect()
+  });
+  res.inodes_read = seen.lock().unwrap().len() as u64;
+  res.bytes_read = bytes.into_inner();
+  let mut repaired_inodes: HashMap<String, PathBuf> = HashMap::new();
+  // Mirror first, so increment versions can be relinked to a repaired copy.
+  let mut idx: Vec<usize> = (0..checks.len()).filter(|&i| outcomes[i].is_some()).collect();
+  idx.sort_by_key(|&i| checks[i].location != "mirror");
+  for i in idx {
+    let c = &checks[i];
+    let (status, detail) = outcomes[i].clone().unwrap();
+    let mut repair = None;
+    if let Some(src) = source {
+      repair = Some(if c.location == "mirror" {
+        match repair_mirror(&l, src, &c.rel, &c.sha) {
+          Ok(()) => {
+            res.repaired += 1;
+            repaired_inodes.insert(format!("{}\0{}", c.rel, c.sha), c.path.clone());
+            "repaired from the source".to_string()
+          }
+          Err(why) => why,
+        }
+      } else if status == Status::Corrupt || status == Status::Missing {
+        match repaired_inodes.get(&format!("{}\0{}", c.rel, c.sha)) {
+          Some(good) => match relink(good, &c.path) {
+            Ok(()) => {
+              res.repaired += 1;
+              "relinked to the repaired mirror copy".to_string()
+            }
+            Err(e) => format!("cannot relink: {e}"),
+          },
+          None => "cannot be repaired: no intact copy of this version (the source and the mirror hold other content)".to_string(),
+        }
+      } else {
+        "cannot be repaired".to_string()
+      });
+    }
+    res.problems.push(BackupProblem { location: c.location.clone(), path: c.rel.clone(), status, detail: Some(detail), repair });
+  }
+  res.problems.sort_by(|a, b| (a.location.as_str(), a.path.as_str()).cmp(&(b.location.as_str(), b.path.as_str())));
+  Ok(res)
+}
+
+/// Replaces `mirror/<rel>` from `src/<rel>` if the source has `sha` (temp + rename).
+fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), String> {
+  let from = src.join(rel);
+  let md = fs::symlink_metadata(&from).map_err(|e| format!("cannot be repaired: the source copy is unavailable ({e})"))?;
+  let Some(entry) = crate::scan::Entry::from_metadata(rel, &md, crate::rules::Role::Tracked) else {
+    return Err("cannot be repaired: the source is not a file".into());
+  };
+  let target = l.mirror.join(rel);
+  let tmp = fsutil::temp_path(&target);
+  match fsutil::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
+    Ok(fsutil::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
+      fs::rename(&tmp, &target).map_err(|e| format!("cannot replace the mirror copy: {e}"))
+    }
+    Ok(fsutil::CopyResult::Done(_)) => {
+      let _ = fs::remove_file(&tmp);
+      Err("cannot be repaired: the source now holds different content".into())
+    }
+    Ok(fsutil::CopyResult::Changed(m)) => Err(format!("cannot be repaired now: {m}")),
+    Err(e) => {
+      let _ = fs::remove_file(&tmp);
+      Err(format!("cannot be repaired: {e}"))
+    }
+  }
+}
+
+/// Points `path` at the inode of `good` (link to a temp name, rename over).
+fn relink(good: &Path, path: &Path) -> std::io::Result<()> {
+  let tmp = fsutil::temp_path(path);
+  let _ = fs::remove_file(&tmp);
+  match fs::hard_link(good, &tmp) {
+    Ok(()) => {}
+    Err(_) => fsutil::copy_plain(good, &tmp)?,
+  }
+  fs::rename(&tmp, path)
+}
