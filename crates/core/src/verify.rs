@@ -150,7 +150,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
   });
   // Check-line reports cannot list symlinks: those are not NEW.
   let lines_report = rep.digest.is_none();
-  on_disk.retain(|p, f| !known.contains(p) && !(lines_report && f.link.is_some()));
+  on_disk.retain(|p, f| !(known.contains(p) || (lines_report && f.link.is_some())));
   verdicts.extend(on_disk.keys().map(|p| Verdict { path: p.to_string(), status: Status::New, detail: None }));
   for (p, e) in walk_errors {
     verdicts.push(Verdict { path: p, status: Status::Error, detail: Some(e) });
