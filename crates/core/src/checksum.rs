@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha3::Digest;
 
 use crate::error::Error;
@@ -103,31 +104,56 @@ impl Multi {
       }
     }
   }
+  /// The digests, concatenated (each `hex_len / 2` bytes, in order).
+  pub fn finish_raw(self) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(self.0.len() * 32);
+    for s in self.0 {
+      match s {
+        State::Sha256(c) | State::Sha512(c) => out.extend_from_slice(c.finish().as_ref()),
+        State::Md5(h) => out.extend_from_slice(&h.finalize()),
+        State::Blake3(h) => out.extend_from_slice(h.finalize().as_bytes()),
+        State::Sha3(h) => out.extend_from_slice(&h.finalize()),
+        State::Xxh3(h) => out.extend_from_slice(&h.digest().to_be_bytes()),
+      }
+    }
+    out.into_boxed_slice()
+  }
+  /// The digests as hex strings.
   pub fn finish(self) -> Vec<String> {
-    self
-      .0
+    let lens: Vec<usize> = self.0.iter().map(State::len).collect();
+    let raw = self.finish_raw();
+    let mut at = 0;
+    lens
       .into_iter()
-      .map(|s| match s {
-        State::Sha256(c) | State::Sha512(c) => hex::encode(c.finish()),
-        State::Md5(h) => hex::encode(h.finalize()),
-        State::Blake3(h) => h.finalize().to_hex().to_string(),
-        State::Sha3(h) => hex::encode(h.finalize()),
-        State::Xxh3(h) => format!("{:016x}", h.digest()),
+      .map(|n| {
+        at += n;
+        hex::encode(&raw[at - n..at])
       })
       .collect()
+  }
+}
+
+impl State {
+  fn len(&self) -> usize {
+    match self {
+      State::Sha256(_) | State::Blake3(_) => 32,
+      State::Md5(_) => 16,
+      State::Sha512(_) | State::Sha3(_) => 64,
+      State::Xxh3(_) => 8,
+    }
   }
 }
 
 /// One walked entry.
 #[derive(Debug, Clone)]
 pub struct Found {
-  pub rel: String,
+  pub rel: Box<str>,
   pub size: u64,
   pub mtime_ns: i64,
   pub ctime_ns: i64,
   pub ino: u64,
   /// A symlink's target (recorded, never followed).
-  pub link: Option<String>,
+  pub link: Option<Box<str>>,
 }
 
 /// Walks `root` in parallel: files and symlinks (relative paths), and the
@@ -162,11 +188,11 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
       if ft.is_dir() {
         subdirs.push((e.path(), r));
       } else if ft.is_file() || ft.is_symlink() {
-        let link = if ft.is_symlink() { fs::read_link(e.path()).ok().map(|t| t.to_string_lossy().into_owned()) } else { None };
+        let link = if ft.is_symlink() { fs::read_link(e.path()).ok().map(|t| t.to_string_lossy().into()) } else { None };
         progress.files_scanned.fetch_add(1, Relaxed);
         progress.bytes_scanned.fetch_add(if link.is_some() { 0 } else { md.len() }, Relaxed);
         mine.push(Found {
-          rel: r,
+          rel: r.into(),
           size: md.len(),
           mtime_ns: fsutil::mtime_ns(&md),
           ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
@@ -184,7 +210,7 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
 
 /// Hashes one file with every algorithm in one read; fails if the file
 /// changed while it was read.
-pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Vec<String>, fs::Metadata)> {
+pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Box<[u8]>, fs::Metadata)> {
   let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
   let before = f.metadata()?;
   let mut h = Multi::new(algos);
@@ -203,22 +229,32 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
   if after.len() != before.len() || fsutil::mtime_ns(&after) != fsutil::mtime_ns(&before) {
     return Err(io::Error::other("the file changed while it was read"));
   }
-  Ok((h.finish(), before))
+  Ok((h.finish_raw(), before))
 }
 
 /// Digests of symlinks: of the target text (as `sha256sum` of the link
 /// would not; recorded so a changed target is seen).
-fn hash_bytes(b: &[u8], algos: &[Algo]) -> Vec<String> {
+fn hash_bytes(b: &[u8], algos: &[Algo]) -> Box<[u8]> {
   let mut h = Multi::new(algos);
   h.update(b);
-  h.finish()
+  h.finish_raw()
 }
 
-/// One hashed file of a report.
+/// One hashed file of a report: its digests as raw bytes, concatenated in
+/// the order of the run's algorithms (kept small: a million of these are
+/// held until the report is written).
 #[derive(Debug, Clone)]
 pub struct Sum {
   pub f: Found,
-  pub sums: Vec<String>,
+  pub digest: Box<[u8]>,
+}
+
+impl Sum {
+  /// Hex of the digest of the `i`-th algorithm.
+  pub fn hex(&self, algos: &[Algo], i: usize) -> String {
+    let start: usize = algos[..i].iter().map(|a| a.hex_len() / 2).sum();
+    hex::encode(&self.digest[start..start + algos[i].hex_len() / 2])
+  }
 }
 
 /// The result of a checksum run, before it is written.
@@ -251,32 +287,31 @@ pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> 
   progress.set_phase(Phase::Apply);
   progress.ops_total.store(found.len() as u64, Relaxed);
   progress.bytes_total.store(found.iter().filter(|f| f.link.is_none()).map(|f| f.size).sum(), Relaxed);
-  let results: Vec<Result<Sum, (String, String)>> = pool.install(|| {
+  let failed = Mutex::new(Vec::new());
+  let mut sums: Vec<Sum> = pool.install(|| {
     found
       .into_par_iter()
       .map(|f| {
-        let r = match &f.link {
-          Some(t) => Ok(Sum { sums: hash_bytes(t.as_bytes(), algos), f }),
-          None => match hash_file(&root.join(&f.rel), algos, progress) {
-            Ok((sums, _)) => Ok(Sum { sums, f }),
-            Err(e) => Err((f.rel.clone(), e.to_string())),
+        let digest = match &f.link {
+          Some(t) => hash_bytes(t.as_bytes(), algos),
+          None => match hash_file(&root.join(&*f.rel), algos, progress) {
+            Ok((d, _)) => d,
+            Err(e) => {
+              failed.lock().unwrap().push((f.rel.to_string(), e.to_string()));
+              Box::default()
+            }
           },
         };
         progress.ops_done.fetch_add(1, Relaxed);
-        r
+        Sum { f, digest }
       })
       .collect()
   });
   if progress.is_aborted() {
     return Err(Error::aborted());
   }
-  let mut sums = Vec::with_capacity(results.len());
-  for r in results {
-    match r {
-      Ok(s) => sums.push(s),
-      Err(e) => errors.push(e),
-    }
-  }
+  sums.retain(|s| !s.digest.is_empty());
+  errors.extend(failed.into_inner().unwrap());
   if threads <= 1 {
     sums.sort_by(|a, b| b.f.size.cmp(&a.f.size).then_with(|| a.f.rel.cmp(&b.f.rel)));
   }
@@ -348,8 +383,8 @@ fn write_data(w: &mut impl Write, run: &Run, group: &str, start_timestamp: f64) 
     }
     json_str(w, &s.f.rel)?;
     w.write_all(b":{")?;
-    for (j, (a, h)) in run.algos.iter().zip(&s.sums).enumerate() {
-      write!(w, "{}\"{}\":\"{h}\"", if j > 0 { "," } else { "" }, a.name())?;
+    for (j, a) in run.algos.iter().enumerate() {
+      write!(w, "{}\"{}\":\"{}\"", if j > 0 { "," } else { "" }, a.name(), s.hex(&run.algos, j))?;
     }
     w.write_all(b"}")?;
   }
@@ -443,7 +478,7 @@ pub fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, fo
         }
         .ok_or_else(|| io::Error::other("the format needs its algorithm in --algo"))?;
         for s in run.sums.iter().filter(|s| s.f.link.is_none()) {
-          w.write_all(sum_line(&s.sums[idx], &s.f.rel).as_bytes())?;
+          w.write_all(sum_line(&s.hex(&run.algos, idx), &s.f.rel).as_bytes())?;
         }
         w.flush()?;
         Ok(None)
@@ -492,52 +527,323 @@ pub struct Report {
   pub signature_ed25519: Option<String>,
 }
 
+/// One file of a report, kept compact (a million are held while verifying).
 #[derive(Debug, Clone, Default)]
 pub struct ReportFile {
-  pub rel: String,
-  /// Hex digests in the order of `algorithms`; None where absent.
-  pub sums: Vec<Option<String>>,
+  pub rel: Box<str>,
+  /// Per algorithm of the report, in order: a length byte, then that many
+  /// digest bytes (length 0: absent).
+  digest: Box<[u8]>,
   pub size: Option<u64>,
   /// (mtime_ns, ctime_ns, ino)
   pub stat: Option<(i64, i64, u64)>,
   pub mtime: Option<f64>,
-  pub link: Option<String>,
+  pub link: Option<Box<str>>,
 }
 
+impl ReportFile {
+  /// Hex digest of the `i`-th algorithm of the report, if recorded.
+  pub fn sum(&self, i: usize) -> Option<String> {
+    let mut at = 0;
+    for k in 0..=i {
+      let n = *self.digest.get(at)? as usize;
+      if k == i {
+        return (n > 0).then(|| hex::encode(&self.digest[at + 1..at + 1 + n]));
+      }
+      at += 1 + n;
+    }
+    None
+  }
+
+  fn set_sum(&mut self, i: usize, hexd: &str, algos: usize) {
+    let Ok(raw) = hex::decode(hexd) else { return };
+    let mut parts: Vec<Vec<u8>> = (0..algos).map(|k| self.sum(k).and_then(|h| hex::decode(h).ok()).unwrap_or_default()).collect();
+    if i < parts.len() {
+      parts[i] = raw;
+    }
+    let mut d = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+      d.push(p.len() as u8);
+      d.extend_from_slice(&p);
+    }
+    self.digest = d.into_boxed_slice();
+  }
+}
+
+/// The envelope's `data` string, unescaped on the fly (the report JSON is
+/// parsed straight from it, never held whole) and hashed with SHA3-512.
+struct DataReader<R: Read> {
+  inner: R,
+  digest: sha3::Sha3_512,
+  done: bool,
+  pending: Vec<u8>,
+}
+
+impl<R: Read> DataReader<R> {
+  fn byte(&mut self) -> io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    match self.inner.read(&mut b)? {
+      0 => Ok(None),
+      _ => Ok(Some(b[0])),
+    }
+  }
+  fn hex4(&mut self) -> io::Result<u32> {
+    let mut v = 0;
+    for _ in 0..4 {
+      let c = self.byte()?.ok_or_else(|| io::Error::other("truncated \\u escape"))?;
+      v = v * 16 + (c as char).to_digit(16).ok_or_else(|| io::Error::other("bad \\u escape"))?;
+    }
+    Ok(v)
+  }
+}
+
+impl<R: Read> Read for DataReader<R> {
+  fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < out.len() {
+      if let Some(&b) = self.pending.first() {
+        out[n] = b;
+        self.pending.remove(0);
+        n += 1;
+        continue;
+      }
+      if self.done {
+        break;
+      }
+      let Some(c) = self.byte()? else { return Err(io::Error::other("the report ends inside its data")) };
+      match c {
+        b'"' => self.done = true,
+        b'\\' => {
+          let e = self.byte()?.ok_or_else(|| io::Error::other("truncated escape"))?;
+          let ch = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'u' => {
+              let mut v = self.hex4()?;
+              if (0xd800..0xdc00).contains(&v) {
+                if self.byte()? != Some(b'\\') || self.byte()? != Some(b'u') {
+                  return Err(io::Error::other("lone surrogate"));
+                }
+                let lo = self.hex4()?;
+                v = 0x10000 + ((v - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
+              }
+              char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
+            }
+            _ => return Err(io::Error::other("bad escape")),
+          };
+          let mut buf = [0u8; 4];
+          self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        }
+        _ => {
+          out[n] = c;
+          n += 1;
+        }
+      }
+    }
+    self.digest.update(&out[..n]);
+    Ok(n)
+  }
+}
+
+/// Builds the compact report while the data JSON streams by.
+struct Builder {
+  head: Report,
+  files: Vec<ReportFile>,
+  /// xxh3 of a path → indexes of the files with that hash.
+  index: HashMap<u64, Vec<u32>>,
+}
+
+impl Builder {
+  fn slot(&mut self, rel: &str) -> &mut ReportFile {
+    let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
+    let ids = self.index.entry(h).or_default();
+    let found = ids.iter().copied().find(|&i| &*self.files[i as usize].rel == rel);
+    let i = match found {
+      Some(i) => i,
+      None => {
+        let i = self.files.len() as u32;
+        ids.push(i);
+        self.files.push(ReportFile { rel: rel.into(), ..Default::default() });
+        i
+      }
+    };
+    &mut self.files[i as usize]
+  }
+}
+
+struct MapSeed<'b, F> {
+  b: &'b mut Builder,
+  f: F,
+}
+
+impl<'de, 'b, F: FnMut(&mut Builder, &str, &mut dyn FnMut() -> Result<serde_json::Value, String>)> DeserializeSeed<'de> for MapSeed<'b, F> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de, 'b, F: FnMut(&mut Builder, &str, &mut dyn FnMut() -> Result<serde_json::Value, String>)> Visitor<'de> for MapSeed<'b, F> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of paths")
+  }
+  fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      let v: serde_json::Value = map.next_value()?;
+      let mut v = Some(v);
+      (self.f)(self.b, &k, &mut || v.take().ok_or_else(|| "used twice".to_string()));
+    }
+    Ok(())
+  }
+}
+
+struct FilesSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for FilesSeed<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_seq(self)
+  }
+}
+
+impl<'de> Visitor<'de> for FilesSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a list of paths")
+  }
+  fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+      self.0.slot(&p);
+    }
+    Ok(())
+  }
+}
+
+struct DataVisitor<'b>(&'b mut Builder);
+
+impl<'de> Visitor<'de> for DataVisitor<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("report data")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let b = self.0;
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      match &*k {
+        "group" => b.head.group = map.next_value()?,
+        "root_data" => b.head.root_data = map.next_value()?,
+        "start_timestamp" => b.head.start_timestamp = map.next_value()?,
+        "work_time" => b.head.work_time = map.next_value()?,
+        "algorithms" => b.head.algorithms = map.next_value()?,
+        "files" => map.next_value_seed(FilesSeed(b))?,
+        "checksums" => map.next_value_seed(MapSeed {
+          b,
+          f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
+            let Ok(serde_json::Value::Object(m)) = v() else { return };
+            if b.head.algorithms.is_empty() {
+              let mut names: Vec<String> = m.keys().cloned().collect();
+              names.sort();
+              b.head.algorithms = names;
+            }
+            let algos = b.head.algorithms.clone();
+            let slot = b.slot(p);
+            for (i, a) in algos.iter().enumerate() {
+              if let Some(h) = m.get(a).and_then(|h| h.as_str()) {
+                slot.set_sum(i, h, algos.len());
+              }
+            }
+          },
+        })?,
+        "sizes" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
+          b.slot(p).size = v().ok().and_then(|v| v.as_u64());
+        } })?,
+        "mtimes" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
+          b.slot(p).mtime = v().ok().and_then(|v| v.as_f64());
+        } })?,
+        "stat" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
+          b.slot(p).stat = v().ok().and_then(|v| serde_json::from_value(v).ok());
+        } })?,
+        "symlinks" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
+          b.slot(p).link = v().ok().and_then(|v| v.as_str().map(Into::into));
+        } })?,
+        "errors" => {
+          let errs: HashMap<String, serde_json::Value> = map.next_value()?;
+          b.head.errors = errs
+            .into_iter()
+            .map(|(p, v)| (p, v.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect();
+          b.head.errors.sort();
+        }
+        _ => {
+          map.next_value::<serde::de::IgnoredAny>()?;
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+/// Reads the rest of the envelope after `data`: `"signature"` and `"signature_ed25519"`.
 #[derive(Deserialize)]
-struct Envelope {
-  data: String,
-  signature: String,
+struct Tail {
+  signature: Option<String>,
   #[serde(default)]
   signature_ed25519: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Data {
-  #[serde(default)]
-  group: String,
-  #[serde(default)]
-  root_data: String,
-  #[serde(default)]
-  start_timestamp: f64,
-  #[serde(default)]
-  work_time: f64,
-  #[serde(default)]
-  algorithms: Vec<String>,
-  #[serde(default)]
-  files: Vec<String>,
-  #[serde(default)]
-  checksums: HashMap<String, HashMap<String, String>>,
-  #[serde(default)]
-  sizes: HashMap<String, u64>,
-  #[serde(default)]
-  mtimes: HashMap<String, f64>,
-  #[serde(default)]
-  stat: HashMap<String, (i64, i64, u64)>,
-  #[serde(default)]
-  symlinks: HashMap<String, String>,
-  #[serde(default)]
-  errors: HashMap<String, serde_json::Value>,
+fn read_json_report(path: &Path) -> Result<Report, Error> {
+  let bad = |m: String| Error::corrupt(path, m);
+  let f = File::open(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
+  let mut r = io::BufReader::with_capacity(1 << 20, f);
+  // The envelope must start with its data: `{ "data" : "`.
+  let mut prefix = Vec::new();
+  let mut quotes = 0;
+  while quotes < 3 {
+    let mut b = [0u8; 1];
+    if r.read(&mut b).map_err(|e| Error::io(path, "cannot read the report", &e))? == 0 {
+      return Err(bad("not a checksum report (expected {\"data\": \"…\", \"signature\": \"…\"})".into()));
+    }
+    prefix.push(b[0]);
+    if b[0] == b'"' {
+      quotes += 1;
+    }
+    if prefix.len() > 64 {
+      break;
+    }
+  }
+  let compact: String = String::from_utf8_lossy(&prefix).chars().filter(|c| !c.is_whitespace()).collect();
+  if compact != "{\"data\":\"" {
+    return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
+  }
+  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new() };
+  let mut dr = DataReader { inner: &mut r, digest: sha3::Sha3_512::new(), done: false, pending: Vec::new() };
+  {
+    let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
+    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
+  }
+  // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
+  io::copy(&mut dr, &mut io::sink()).map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
+  let digest = hex::encode(dr.digest.finalize());
+  let mut rest = String::new();
+  r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
+  let tail: Tail = serde_json::from_str(&format!("{{{}", rest.trim_start().trim_start_matches(',')))
+    .map_err(|e| bad(format!("the end of the report is not valid: {e}")))?;
+  let Some(sig) = tail.signature else { return Err(bad("the report has no signature".into())) };
+  if !digest.eq_ignore_ascii_case(sig.trim()) {
+    return Err(bad("the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into()));
+  }
+  let mut rep = b.head;
+  rep.files = b.files;
+  rep.digest = Some(digest);
+  rep.signature_ed25519 = tail.signature_ed25519;
+  Ok(rep)
 }
 
 /// Unescapes a `sha256sum` line's name (after a leading `\`).
@@ -571,60 +877,8 @@ pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error
   let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
   let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
   if first == Some(b'{') {
-    let env: Envelope = serde_json::from_slice(&bytes)
-      .map_err(|e| Error::corrupt(path, format!("not a checksum report (expected {{\"data\": \"…\", \"signature\": \"…\"}}): {e}")))?;
     drop(bytes);
-    let digest = hex::encode(sha3::Sha3_512::digest(env.data.as_bytes()));
-    if !digest.eq_ignore_ascii_case(env.signature.trim()) {
-      return Err(Error::corrupt(
-        path,
-        "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it",
-      ));
-    }
-    let d: Data = serde_json::from_str(&env.data).map_err(|e| Error::corrupt(path, format!("the report's data is not valid: {e}")))?;
-    let algorithms = if d.algorithms.is_empty() {
-      let mut a: Vec<String> = d.checksums.values().next().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-      a.sort();
-      a
-    } else {
-      d.algorithms.clone()
-    };
-    let mut files = Vec::with_capacity(d.files.len());
-    let mut names: Vec<&String> = d.files.iter().collect();
-    for k in d.checksums.keys() {
-      if !d.files.is_empty() {
-        break;
-      }
-      names.push(k);
-    }
-    for rel in names {
-      let cs = d.checksums.get(rel);
-      files.push(ReportFile {
-        rel: rel.clone(),
-        sums: algorithms.iter().map(|a| cs.and_then(|m| m.get(a)).map(|h| h.to_ascii_lowercase())).collect(),
-        size: d.sizes.get(rel).copied(),
-        stat: d.stat.get(rel).copied(),
-        mtime: d.mtimes.get(rel).copied(),
-        link: d.symlinks.get(rel).cloned(),
-      });
-    }
-    let mut errors: Vec<(String, String)> = d
-      .errors
-      .into_iter()
-      .map(|(p, v)| (p, v.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| v.to_string())))
-      .collect();
-    errors.sort();
-    return Ok(Report {
-      group: d.group,
-      root_data: d.root_data,
-      start_timestamp: d.start_timestamp,
-      work_time: d.work_time,
-      algorithms,
-      files,
-      errors,
-      digest: Some(digest),
-      signature_ed25519: env.signature_ed25519,
-    });
+    return read_json_report(path);
   }
   let text = String::from_utf8(bytes).map_err(|_| Error::corrupt(path, "not a JSON report and not UTF-8 check lines"))?;
   let mut files = Vec::new();
@@ -658,11 +912,9 @@ pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error
     }
     algo = Some(a);
     let name = if escaped { unescape_sum(name) } else { name.to_string() };
-    files.push(ReportFile {
-      rel: name.trim_start_matches("./").to_string(),
-      sums: vec![Some(hex.to_ascii_lowercase())],
-      ..Default::default()
-    });
+    let mut f = ReportFile { rel: name.trim_start_matches("./").into(), ..Default::default() };
+    f.set_sum(0, hex, 1);
+    files.push(f);
   }
   Ok(Report {
     algorithms: vec![algo.unwrap_or(Algo::Sha256).name().to_string()],

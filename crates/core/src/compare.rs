@@ -83,13 +83,12 @@ pub fn compare(inputs: &[Input]) -> Result<CompareResult, Error> {
       })
       .collect();
     // path (NFC) → per report: algorithm → digest
-    let mut all: BTreeMap<String, Vec<Option<HashMap<&str, &str>>>> = BTreeMap::new();
+    let mut all: BTreeMap<String, Vec<Option<HashMap<&str, String>>>> = BTreeMap::new();
     for (k, (_, r)) in reps.iter().enumerate() {
       for f in &r.files {
         let key: String = f.rel.nfc().collect();
         let slot = all.entry(key).or_insert_with(|| vec![None; reps.len()]);
-        let sums: HashMap<&str, &str> =
-          r.algorithms.iter().zip(&f.sums).filter_map(|(a, s)| s.as_deref().map(|s| (a.as_str(), s))).collect();
+        let sums: HashMap<&str, String> = r.algorithms.iter().enumerate().filter_map(|(i, a)| f.sum(i).map(|s| (a.as_str(), s))).collect();
         slot[k] = Some(sums);
       }
     }
@@ -105,7 +104,7 @@ pub fn compare(inputs: &[Input]) -> Result<CompareResult, Error> {
         let algos: BTreeSet<&str> = slots.iter().flatten().flat_map(|m| m.keys().copied()).collect();
         for a in algos {
           let vals: Vec<(String, &str)> =
-            slots.iter().zip(&reps).filter_map(|(s, (i, _))| s.as_ref().and_then(|m| m.get(a)).map(|v| (i.server.clone(), *v))).collect();
+            slots.iter().zip(&reps).filter_map(|(s, (i, _))| s.as_ref().and_then(|m| m.get(a)).map(|v| (i.server.clone(), v.as_str()))).collect();
           if vals.len() > 1 && vals.iter().any(|(_, v)| *v != vals[0].1) {
             mismatched.push(Mismatch {
               path: path.clone(),

@@ -79,15 +79,15 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
   let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
   progress.set_phase(Phase::Scan);
   let (found, walk_errors) = pool.install(|| checksum::walk(root, progress));
-  let mut on_disk: HashMap<&str, &checksum::Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
-  let known: HashSet<&str> = rep.files.iter().map(|f| f.rel.as_str()).collect();
+  let mut on_disk: HashMap<&str, &checksum::Found> = found.iter().map(|f| (&*f.rel, f)).collect();
+  let known: HashSet<&str> = rep.files.iter().map(|f| &*f.rel).collect();
   let used: Vec<Algo> = algos.iter().flatten().copied().collect();
   progress.set_phase(Phase::Apply);
   progress.ops_total.store(rep.files.len() as u64, Relaxed);
   let trusted = std::sync::atomic::AtomicU64::new(0);
   let read = std::sync::atomic::AtomicU64::new(0);
   let mut order: Vec<(usize, Option<&checksum::Found>)> =
-    rep.files.iter().enumerate().map(|(i, f)| (i, on_disk.get(f.rel.as_str()).copied())).collect();
+    rep.files.iter().enumerate().map(|(i, f)| (i, on_disk.get(&*f.rel).copied())).collect();
   // Largest first, as checksum does.
   order.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| f.size)));
   let mut verdicts: Vec<Verdict> = pool.install(|| {
@@ -95,7 +95,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
       .par_iter()
       .map(|&(i, cur)| {
         let want = &rep.files[i];
-        let v = |status, detail: Option<String>| Verdict { path: want.rel.clone(), status, detail };
+        let v = |status, detail: Option<String>| Verdict { path: want.rel.to_string(), status, detail };
         let out = match cur {
           None => v(Status::Missing, None),
           Some(cur) => {
@@ -110,7 +110,16 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
                   h.update(t.as_bytes());
                   Ok(h.finish())
                 }
-                (None, _) => checksum::hash_file(&root.join(&cur.rel), &used, progress).map(|(s, _)| s),
+                (None, _) => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| {
+                  let mut at = 0;
+                  used
+                    .iter()
+                    .map(|a| {
+                      at += a.hex_len() / 2;
+                      hex::encode(&d[at - a.hex_len() / 2..at])
+                    })
+                    .collect::<Vec<_>>()
+                }),
               };
               match got {
                 Err(e) => v(Status::Error, Some(e.to_string())),
@@ -120,14 +129,12 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
                   }
                   let mut k = 0;
                   let mut differs = false;
-                  for (a, want_hex) in algos.iter().zip(&want.sums) {
+                  for (i, a) in algos.iter().enumerate() {
                     if a.is_none() {
                       continue;
                     }
-                    if let Some(w) = want_hex {
-                      if *w != sums[k] {
-                        differs = true;
-                      }
+                    if want.sum(i).is_some_and(|w| w != sums[k]) {
+                      differs = true;
                     }
                     k += 1;
                   }

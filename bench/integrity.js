@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+// Benchmarks of `backup checksum` and `backup verify` (issue 4), each beside
+// its peers on the same generated trees as the engine's benchmark, in one
+// run, medians of several repetitions, reported as ratios:
+//
+//   checksum --algo sha256      vs the fastest of rhash --sha256 -r, hashdeep -c sha256 -r,
+//                                  find | xargs -P2 sha256sum; and vs the CPU limit
+//                                  (bytes / (openssl's single-core SHA-256 speed × cores))
+//   checksum --algo blake3      vs find | xargs -P2 b3sum
+//   checksum (sha256,md5)       vs find | xargs -P2 sha256sum, then the same with md5sum
+//   verify --incremental        vs find -printf '%s %T@' (nothing changed)
+//   peak RSS of checksum and verify
+//
+//   node bench/integrity.js [--quick] [--reps N] [--only mixed|tiny] [--write]
+'use strict'
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const reps = Number(args[args.indexOf('--reps') + 1]) || 3
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null
+const root = path.join(__dirname, '..')
+const work = process.env.BENCH_DIR || path.join(os.tmpdir(), 'axiomatic-bench')
+const cores = os.availableParallelism()
+
+for (const cmd of ['rhash', 'hashdeep', 'b3sum', 'sha256sum', 'md5sum', 'openssl']) {
+  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) {
+    console.error(`bench: ${cmd} is missing (apt-get install rhash hashdeep b3sum coreutils openssl)`)
+    process.exit(2)
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+function time(cmd, argv, opts = {}) {
+  const t = process.hrtime.bigint()
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 30, ...opts })
+  const ms = Number(process.hrtime.bigint() - t) / 1e6
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr}`)
+  return { ms, out: r.stdout }
+}
+const sh = (script) => time('sh', ['-c', script])
+const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
+
+/** Our command through the library in a fresh node process that reports its peak RSS. */
+function ours(expr) {
+  const script = `const lib=require(${JSON.stringify(path.join(root, 'dist'))});(async()=>{const r=await ${expr};process.stdout.write(JSON.stringify({r,rss:process.resourceUsage().maxRSS}))})()`
+  const r = time(process.execPath, ['-e', script])
+  const j = JSON.parse(r.out)
+  return { ms: r.ms, rss: j.rss * 1024, r: j.r }
+}
+
+function opensslSha256() {
+  const r = spawnSync('openssl', ['speed', '-evp', 'sha256', '-seconds', '2', '-bytes', '1048576'], { encoding: 'utf8' })
+  const line = r.stdout.split('\n').find((l) => /^sha256/i.test(l.trim()))
+  const k = Number(line.trim().split(/\s+/).pop().replace(/k$/, ''))
+  return k * 1000 // bytes per second, one core
+}
+
+const results = []
+function record(tree, what, oursMs, peer, peerMs, rss, note = '') {
+  const row = { tree, what, ours: oursMs, peer, peerMs, ratio: oursMs / peerMs, rss, note }
+  results.push(row)
+  console.log(`${tree.padEnd(14)} ${what.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  ${peer} ${(peerMs / 1000).toFixed(2)} s  ratio ${row.ratio.toFixed(2)}  RSS ${rss ? (rss / 1048576).toFixed(0) + ' MiB' : '-'} ${note}`)
+}
+
+function treeBytes(src) {
+  const r = sh(`find ${q(src)} -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'`)
+  return Number(r.out.trim())
+}
+
+function bench(name, src) {
+  if (!fs.existsSync(src)) {
+    console.error(`bench: ${src} is missing: run \`npm run bench -- --only ${name.split('-')[0]}\` first (it generates the tree)`)
+    return
+  }
+  const bytes = treeBytes(src)
+  const out = path.join(work, 'integrity-out')
+  fs.mkdirSync(out, { recursive: true })
+  const report = path.join(out, `${name}.json`)
+  const xargs = (tool) => `find ${q(src)} -type f -print0 | xargs -0 -P${cores} -n 500 ${tool} > /dev/null`
+  console.error(`${name}: warming the page cache (${(bytes / 1e9).toFixed(2)} GB)…`)
+  sh(`find ${q(src)} -type f -print0 | xargs -0 -n 500 cat > /dev/null`)
+
+  // sha256
+  const o = []
+  const peers = { 'rhash --sha256 -r': [], 'hashdeep -c sha256 -r': [], [`xargs -P${cores} sha256sum`]: [] }
+  let rss = 0
+  for (let k = 0; k < reps; k++) {
+    const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['sha256'] })`)
+    o.push(x.ms)
+    rss = Math.max(rss, x.rss)
+    peers['rhash --sha256 -r'].push(sh(`rhash --sha256 -r ${q(src)} > /dev/null`).ms)
+    peers['hashdeep -c sha256 -r'].push(sh(`hashdeep -c sha256 -r ${q(src)} > /dev/null`).ms)
+    peers[`xargs -P${cores} sha256sum`].push(sh(xargs('sha256sum')).ms)
+  }
+  const best = Object.entries(peers).map(([k, v]) => [k, median(v)]).sort((a, b) => a[1] - b[1])
+  for (const [k, v] of best) console.log(`  peer ${k}: ${(v / 1000).toFixed(2)} s`)
+  record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')})`)
+  const limitMs = (bytes / (opensslSha256() * cores)) * 1000
+  record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0)
+
+  // blake3
+  const ob = []
+  const pb = []
+  rss = 0
+  for (let k = 0; k < reps; k++) {
+    const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['blake3'] })`)
+    ob.push(x.ms)
+    rss = Math.max(rss, x.rss)
+    pb.push(sh(xargs('b3sum')).ms)
+  }
+  record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss)
+
+  // the original service's pair
+  const od = []
+  const pd = []
+  rss = 0
+  for (let k = 0; k < reps; k++) {
+    const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['sha256', 'md5'] })`)
+    od.push(x.ms)
+    rss = Math.max(rss, x.rss)
+    pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
+  }
+  record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss)
+
+  // verify --incremental, nothing changed (the report from the last run)
+  const ov = []
+  const pv = []
+  rss = 0
+  for (let k = 0; k < reps; k++) {
+    const x = ours(`lib.verify(${JSON.stringify(report)}, { incremental: true }).then(v => ({ counts: v.counts, trusted: v.trusted, results: v.results.length }))`)
+    if (x.r.trusted !== x.r.results) throw new Error(`verify --incremental re-read files: ${JSON.stringify(x.r)}`)
+    ov.push(x.ms)
+    rss = Math.max(rss, x.rss)
+    pv.push(sh(`find ${q(src)} -printf '%s %T@\\n' > /dev/null`).ms)
+  }
+  record(name, 'verify --incremental (no change)', median(ov), "find -printf '%s %T@'", median(pv), rss)
+  // full verify, for the RSS figure and a time
+  const full = ours(`lib.verify(${JSON.stringify(report)}).then(v => v.counts)`)
+  record(name, 'verify (full read)', full.ms, 'checksum sha256,md5', median(od), full.rss)
+}
+
+if (!only || only === 'mixed') bench(quick ? 'mixed-10000' : 'mixed-100000', path.join(work, quick ? 'mixed-10000' : 'mixed-100000', 'src'))
+if (!only || only === 'tiny') bench(quick ? 'tiny-100000' : 'tiny-1000000', path.join(work, quick ? 'tiny-100000' : 'tiny-1000000', 'src'))
+
+const header = '| tree | operation | ours (s) | peer | peer (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---|---:|---:|---:|\n'
+const rows = (rs) =>
+  rs.map((r) => `| ${r.tree} | ${r.what} | ${(r.ours / 1000).toFixed(2)} | ${r.peer} | ${(r.peerMs / 1000).toFixed(2)} | **${r.ratio.toFixed(2)}** | ${r.rss ? (r.rss / 1048576).toFixed(0) : '–'} |`).join('\n')
+console.log('\n' + header + rows(results))
+if (args.includes('--write') && results.length) {
+  const f = path.join(root, 'BENCHMARKS.md')
+  let text = fs.readFileSync(f, 'utf8')
+  for (const tree of [...new Set(results.map((r) => r.tree))]) {
+    const marker = `<!-- bench:integrity:${tree} -->`
+    const peersNote = results.filter((r) => r.tree === tree && r.note).map((r) => `${r.what} ${r.note}`).join('; ')
+    const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
+    text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+  }
+  fs.writeFileSync(f, text)
+}
