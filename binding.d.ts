@@ -132,6 +132,8 @@ export interface BindingVerifyOptions {
   algo?: string
   /** A raw 32-byte Ed25519 public key: the report must carry a valid `signature_ed25519`. */
   publicKey?: Buffer
+  /** List every path in `results` (else only the problems). */
+  all: boolean
 }
 
 export interface BindingWarning {

@@ -147,7 +147,7 @@ describe('verify', () => {
     fs.writeFileSync(path.join(dir, 'sub/b.txt'), 'BETA!') // an edit
     fs.rmSync(path.join(dir, 'sub/deeper/c.txt'))
     fs.writeFileSync(path.join(dir, 'added.txt'), 'new')
-    const v = await verify(report)
+    const v = await verify(report, { all: true })
     const by = Object.fromEntries(v.results.map((x) => [x.path, x.status]))
     expect(by).toMatchObject({ 'big.bin': 'CORRUPT', 'sub/b.txt': 'FAILED', 'sub/deeper/c.txt': 'MISSING', 'added.txt': 'NEW', 'a.txt': 'OK', link: 'OK' })
     expect(v.counts).toEqual({ OK: 7, CORRUPT: 1, FAILED: 1, MISSING: 1, NEW: 1 })
@@ -168,6 +168,7 @@ describe('verify', () => {
     const v2 = await verify(report, { incremental: true })
     expect(v2.trusted).toBe(9)
     expect(v2.results.find((x) => x.path === 'a.txt')!.status).not.toBe('OK')
+    expect(v.results).toEqual([]) // only problems without `all`
   })
 
   it('refuses a tampered report before reading any file (exit 2), and checks Ed25519 signatures', async () => {

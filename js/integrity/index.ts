@@ -225,6 +225,8 @@ export interface VerifyOptions {
   threads?: number
   /** For check-line reports whose digest length is ambiguous (64 hex: sha256 or blake3). */
   algo?: Algorithm
+  /** List every path in `results` (default: only the problems; `counts` always covers all). */
+  all?: boolean
   onProgress?: (p: BindingProgress) => void
   signal?: AbortSignal
 }
@@ -242,6 +244,7 @@ export async function verify(report: string, opts: VerifyOptions = {}): Promise<
         threads: opts.threads ?? os.availableParallelism(),
         algo: opts.algo,
         publicKey,
+        all: !!opts.all,
       },
       opts.onProgress,
       opts.signal,

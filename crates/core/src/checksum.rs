@@ -571,82 +571,111 @@ impl ReportFile {
 }
 
 /// The envelope's `data` string, unescaped on the fly (the report JSON is
-/// parsed straight from it, never held whole) and hashed with SHA3-512.
-struct DataReader<R: Read> {
+/// parsed straight from it, never held whole). The unescaped bytes go in
+/// chunks to a thread that computes their SHA-3-512 meanwhile.
+struct DataReader<R: io::BufRead> {
   inner: R,
-  digest: sha3::Sha3_512,
   done: bool,
   pending: Vec<u8>,
+  chunk: Vec<u8>,
+  to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
-impl<R: Read> DataReader<R> {
-  fn byte(&mut self) -> io::Result<Option<u8>> {
-    let mut b = [0u8; 1];
-    match self.inner.read(&mut b)? {
-      0 => Ok(None),
-      _ => Ok(Some(b[0])),
-    }
+impl<R: io::BufRead> DataReader<R> {
+  fn byte(&mut self) -> io::Result<u8> {
+    let buf = self.inner.fill_buf()?;
+    let Some(&b) = buf.first() else { return Err(io::Error::other("the report ends inside its data")) };
+    self.inner.consume(1);
+    Ok(b)
   }
   fn hex4(&mut self) -> io::Result<u32> {
     let mut v = 0;
     for _ in 0..4 {
-      let c = self.byte()?.ok_or_else(|| io::Error::other("truncated \\u escape"))?;
+      let c = self.byte()?;
       v = v * 16 + (c as char).to_digit(16).ok_or_else(|| io::Error::other("bad \\u escape"))?;
     }
     Ok(v)
   }
+  fn escape(&mut self) -> io::Result<()> {
+    let e = self.byte()?;
+    let ch = match e {
+      b'"' => '"',
+      b'\\' => '\\',
+      b'/' => '/',
+      b'n' => '\n',
+      b'r' => '\r',
+      b't' => '\t',
+      b'b' => '\u{8}',
+      b'f' => '\u{c}',
+      b'u' => {
+        let mut v = self.hex4()?;
+        if (0xd800..0xdc00).contains(&v) {
+          if self.byte()? != b'\\' || self.byte()? != b'u' {
+            return Err(io::Error::other("lone surrogate"));
+          }
+          let lo = self.hex4()?;
+          v = 0x10000 + ((v - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
+        }
+        char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
+      }
+      _ => return Err(io::Error::other("bad escape")),
+    };
+    let mut buf = [0u8; 4];
+    self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    Ok(())
+  }
+  fn flush_hasher(&mut self) {
+    if !self.chunk.is_empty() {
+      let _ = self.to_hasher.send(std::mem::take(&mut self.chunk));
+    }
+  }
 }
 
-impl<R: Read> Read for DataReader<R> {
+impl<R: io::BufRead> Read for DataReader<R> {
   fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < out.len() {
-      if let Some(&b) = self.pending.first() {
-        out[n] = b;
-        self.pending.remove(0);
-        n += 1;
+      if !self.pending.is_empty() {
+        let k = self.pending.len().min(out.len() - n);
+        out[n..n + k].copy_from_slice(&self.pending[..k]);
+        self.pending.drain(..k);
+        n += k;
         continue;
       }
       if self.done {
         break;
       }
-      let Some(c) = self.byte()? else { return Err(io::Error::other("the report ends inside its data")) };
-      match c {
-        b'"' => self.done = true,
-        b'\\' => {
-          let e = self.byte()?.ok_or_else(|| io::Error::other("truncated escape"))?;
-          let ch = match e {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'u' => {
-              let mut v = self.hex4()?;
-              if (0xd800..0xdc00).contains(&v) {
-                if self.byte()? != Some(b'\\') || self.byte()? != Some(b'u') {
-                  return Err(io::Error::other("lone surrogate"));
-                }
-                let lo = self.hex4()?;
-                v = 0x10000 + ((v - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
-              }
-              char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
-            }
-            _ => return Err(io::Error::other("bad escape")),
-          };
-          let mut buf = [0u8; 4];
-          self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+      let buf = self.inner.fill_buf()?;
+      if buf.is_empty() {
+        return Err(io::Error::other("the report ends inside its data"));
+      }
+      let room = (out.len() - n).min(buf.len());
+      match buf[..room].iter().position(|&c| c == b'"' || c == b'\\') {
+        None => {
+          out[n..n + room].copy_from_slice(&buf[..room]);
+          self.inner.consume(room);
+          n += room;
         }
-        _ => {
-          out[n] = c;
-          n += 1;
+        Some(0) => {
+          let c = buf[0];
+          self.inner.consume(1);
+          if c == b'"' {
+            self.done = true;
+          } else {
+            self.escape()?;
+          }
+        }
+        Some(p) => {
+          out[n..n + p].copy_from_slice(&buf[..p]);
+          self.inner.consume(p);
+          n += p;
         }
       }
     }
-    self.digest.update(&out[..n]);
+    self.chunk.extend_from_slice(&out[..n]);
+    if self.chunk.len() >= 1 << 20 {
+      let _ = self.to_hasher.send(std::mem::take(&mut self.chunk));
+    }
     Ok(n)
   }
 }
@@ -655,50 +684,150 @@ impl<R: Read> Read for DataReader<R> {
 struct Builder {
   head: Report,
   files: Vec<ReportFile>,
-  /// xxh3 of a path → indexes of the files with that hash.
-  index: HashMap<u64, Vec<u32>>,
+  /// xxh3 of a path → index of the first file with that hash; the rare
+  /// second path with the same hash goes to `collisions`.
+  index: HashMap<u64, u32>,
+  collisions: HashMap<Box<str>, u32>,
+  /// Digest lengths of the report's algorithms (when known), for the layout.
+  lens: Vec<usize>,
 }
 
 impl Builder {
   fn slot(&mut self, rel: &str) -> &mut ReportFile {
     let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
-    let ids = self.index.entry(h).or_default();
-    let found = ids.iter().copied().find(|&i| &*self.files[i as usize].rel == rel);
-    let i = match found {
-      Some(i) => i,
+    let i = match self.index.get(&h).copied() {
+      Some(i) if &*self.files[i as usize].rel == rel => i,
+      Some(_) => match self.collisions.get(rel).copied() {
+        Some(i) => i,
+        None => {
+          let i = self.push(rel);
+          self.collisions.insert(rel.into(), i);
+          i
+        }
+      },
       None => {
-        let i = self.files.len() as u32;
-        ids.push(i);
-        self.files.push(ReportFile { rel: rel.into(), ..Default::default() });
+        let i = self.push(rel);
+        self.index.insert(h, i);
         i
       }
     };
     &mut self.files[i as usize]
   }
+  fn push(&mut self, rel: &str) -> u32 {
+    let mut d = Vec::with_capacity(self.lens.iter().map(|n| n + 1).sum());
+    for &n in &self.lens {
+      d.push(0);
+      d.extend(std::iter::repeat_n(0u8, n));
+    }
+    self.files.push(ReportFile { rel: rel.into(), digest: d.into_boxed_slice(), ..Default::default() });
+    (self.files.len() - 1) as u32
+  }
 }
 
-struct MapSeed<'b, F> {
+impl ReportFile {
+  /// Writes a digest in place when the file has the layout of `lens` (the
+  /// usual case: every file has every algorithm of the report).
+  fn put_sum(&mut self, i: usize, hexd: &str, lens: &[usize], algos: usize) {
+    let want = hexd.len() / 2;
+    let layout: usize = lens.iter().map(|n| n + 1).sum();
+    if lens.len() == algos && lens.get(i) == Some(&want) && self.digest.len() == layout && hexd.len() & 1 == 0 {
+      let at: usize = lens[..i].iter().map(|n| n + 1).sum();
+      if hex::decode_to_slice(hexd, &mut self.digest[at + 1..at + 1 + want]).is_ok() {
+        self.digest[at] = want as u8;
+      }
+      return;
+    }
+    self.set_sum(i, hexd, algos);
+  }
+}
+
+struct SumsSeed<'b> {
   b: &'b mut Builder,
-  f: F,
+  rel: std::borrow::Cow<'b, str>,
 }
 
-impl<'de, 'b, F: FnMut(&mut Builder, &str, &mut dyn FnMut() -> Result<serde_json::Value, String>)> DeserializeSeed<'de> for MapSeed<'b, F> {
+impl<'de> DeserializeSeed<'de> for SumsSeed<'_> {
   type Value = ();
   fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
     d.deserialize_map(self)
   }
 }
 
-impl<'de, 'b, F: FnMut(&mut Builder, &str, &mut dyn FnMut() -> Result<serde_json::Value, String>)> Visitor<'de> for MapSeed<'b, F> {
+impl<'de> Visitor<'de> for SumsSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of algorithm to hex digest")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let mut pairs: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> = Vec::with_capacity(4);
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      pairs.push((k, map.next_value()?));
+    }
+    let b = self.b;
+    if b.head.algorithms.is_empty() {
+      let mut names: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
+      names.sort();
+      b.head.algorithms = names;
+    }
+    let algos = b.head.algorithms.len();
+    let idx: Vec<Option<usize>> = pairs.iter().map(|(k, _)| b.head.algorithms.iter().position(|a| a == k)).collect();
+    let lens = b.lens.clone();
+    let slot = b.slot(&self.rel);
+    for ((_, h), i) in pairs.iter().zip(idx) {
+      if let Some(i) = i {
+        slot.put_sum(i, h, &lens, algos);
+      }
+    }
+    Ok(())
+  }
+}
+
+/// A map of path → value, each value handed to `f` as it is parsed.
+struct PathMap<'b, T, F> {
+  b: &'b mut Builder,
+  f: F,
+  _t: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> DeserializeSeed<'de> for PathMap<'_, T, F> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for PathMap<'_, T, F> {
   type Value = ();
   fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
     f.write_str("a map of paths")
   }
   fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
     while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-      let v: serde_json::Value = map.next_value()?;
-      let mut v = Some(v);
-      (self.f)(self.b, &k, &mut || v.take().ok_or_else(|| "used twice".to_string()));
+      let v: T = map.next_value()?;
+      (self.f)(self.b.slot(&k), v);
+    }
+    Ok(())
+  }
+}
+
+/// `checksums`: path → {algo: hex}.
+struct ChecksumsSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for ChecksumsSeed<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de> Visitor<'de> for ChecksumsSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of paths to checksums")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      map.next_value_seed(SumsSeed { b: &mut *self.0, rel: std::borrow::Cow::Owned(k.into_owned()) })?;
     }
     Ok(())
   }
@@ -741,38 +870,21 @@ impl<'de> Visitor<'de> for DataVisitor<'_> {
         "root_data" => b.head.root_data = map.next_value()?,
         "start_timestamp" => b.head.start_timestamp = map.next_value()?,
         "work_time" => b.head.work_time = map.next_value()?,
-        "algorithms" => b.head.algorithms = map.next_value()?,
+        "algorithms" => {
+          b.head.algorithms = map.next_value()?;
+          // Lay each file's digests out for these algorithms.
+          b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
+        }
         "files" => map.next_value_seed(FilesSeed(b))?,
-        "checksums" => map.next_value_seed(MapSeed {
-          b,
-          f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
-            let Ok(serde_json::Value::Object(m)) = v() else { return };
-            if b.head.algorithms.is_empty() {
-              let mut names: Vec<String> = m.keys().cloned().collect();
-              names.sort();
-              b.head.algorithms = names;
-            }
-            let algos = b.head.algorithms.clone();
-            let slot = b.slot(p);
-            for (i, a) in algos.iter().enumerate() {
-              if let Some(h) = m.get(a).and_then(|h| h.as_str()) {
-                slot.set_sum(i, h, algos.len());
-              }
-            }
-          },
-        })?,
-        "sizes" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
-          b.slot(p).size = v().ok().and_then(|v| v.as_u64());
-        } })?,
-        "mtimes" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
-          b.slot(p).mtime = v().ok().and_then(|v| v.as_f64());
-        } })?,
-        "stat" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
-          b.slot(p).stat = v().ok().and_then(|v| serde_json::from_value(v).ok());
-        } })?,
-        "symlinks" => map.next_value_seed(MapSeed { b, f: |b: &mut Builder, p: &str, v: &mut dyn FnMut() -> Result<serde_json::Value, String>| {
-          b.slot(p).link = v().ok().and_then(|v| v.as_str().map(Into::into));
-        } })?,
+        "checksums" => map.next_value_seed(ChecksumsSeed(b))?,
+        "sizes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: u64| f.size = Some(v), _t: std::marker::PhantomData })?,
+        "mtimes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: f64| f.mtime = Some(v), _t: std::marker::PhantomData })?,
+        "stat" => {
+          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: (i64, i64, u64)| f.stat = Some(v), _t: std::marker::PhantomData })?
+        }
+        "symlinks" => {
+          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: String| f.link = Some(v.into()), _t: std::marker::PhantomData })?
+        }
         "errors" => {
           let errs: HashMap<String, serde_json::Value> = map.next_value()?;
           b.head.errors = errs
@@ -822,22 +934,37 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
   if compact != "{\"data\":\"" {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
-  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new() };
-  let mut dr = DataReader { inner: &mut r, digest: sha3::Sha3_512::new(), done: false, pending: Vec::new() };
-  {
+  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
+  let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+  let hasher = std::thread::spawn(move || {
+    let mut d = sha3::Sha3_512::new();
+    for chunk in rx {
+      d.update(&chunk);
+    }
+    hex::encode(d.finalize())
+  });
+  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), chunk: Vec::with_capacity(1 << 20), to_hasher: tx };
+  let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
-    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
-  }
-  // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
-  io::copy(&mut dr, &mut io::sink()).map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
-  let digest = hex::encode(dr.digest.finalize());
+    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| e.to_string())?;
+    drop(de);
+    // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
+    io::copy(&mut dr, &mut io::sink()).map_err(|e| e.to_string())?;
+    dr.flush_hasher();
+    Ok(())
+  })();
+  drop(dr);
+  let digest = hasher.join().map_err(|_| bad("the digest thread failed".into()))?;
+  parsed.map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
   let mut rest = String::new();
   r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
   let tail: Tail = serde_json::from_str(&format!("{{{}", rest.trim_start().trim_start_matches(',')))
     .map_err(|e| bad(format!("the end of the report is not valid: {e}")))?;
   let Some(sig) = tail.signature else { return Err(bad("the report has no signature".into())) };
   if !digest.eq_ignore_ascii_case(sig.trim()) {
-    return Err(bad("the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into()));
+    return Err(bad(
+      "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into(),
+    ));
   }
   let mut rep = b.head;
   rep.files = b.files;

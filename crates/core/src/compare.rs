@@ -103,8 +103,11 @@ pub fn compare(inputs: &[Input]) -> Result<CompareResult, Error> {
         }
         let algos: BTreeSet<&str> = slots.iter().flatten().flat_map(|m| m.keys().copied()).collect();
         for a in algos {
-          let vals: Vec<(String, &str)> =
-            slots.iter().zip(&reps).filter_map(|(s, (i, _))| s.as_ref().and_then(|m| m.get(a)).map(|v| (i.server.clone(), v.as_str()))).collect();
+          let vals: Vec<(String, &str)> = slots
+            .iter()
+            .zip(&reps)
+            .filter_map(|(s, (i, _))| s.as_ref().and_then(|m| m.get(a)).map(|v| (i.server.clone(), v.as_str())))
+            .collect();
           if vals.len() > 1 && vals.iter().any(|(_, v)| *v != vals[0].1) {
             mismatched.push(Mismatch {
               path: path.clone(),

@@ -1,7 +1,7 @@
 //! Verifying files against a checksum report, and a backup folder against
 //! the SHA-256 its increments and mirror state record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -66,8 +66,10 @@ pub fn load(report: &Path, algo_hint: Option<&str>) -> Result<Report, Error> {
   checksum::read_report(report, hint)
 }
 
-/// `backup verify REPORT [--root DIR] [--incremental]`.
-pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, progress: &Progress) -> Result<VerifyResult, Error> {
+/// `backup verify REPORT [--root DIR] [--incremental]`. `results` lists
+/// every path with `all`, else only the problems (a million `OK` lines
+/// are what `sha256sum -c` prints, but rarely what a caller wants).
+pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: usize, progress: &Progress) -> Result<VerifyResult, Error> {
   let algos: Vec<Option<Algo>> = rep.algorithms.iter().map(|a| Algo::parse(a).ok()).collect();
   if algos.iter().all(Option::is_none) {
     return Err(Error::corrupt(Path::new(&rep.root_data), format!("the report uses no known algorithm ({:?})", rep.algorithms)));
@@ -78,39 +80,71 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
   }
   let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
   progress.set_phase(Phase::Scan);
-  let (found, walk_errors) = pool.install(|| checksum::walk(root, progress));
-  let mut on_disk: HashMap<&str, &checksum::Found> = found.iter().map(|f| (&*f.rel, f)).collect();
-  let known: HashSet<&str> = rep.files.iter().map(|f| &*f.rel).collect();
+  let (mut found, walk_errors) = pool.install(|| checksum::walk(root, progress));
+  // Both sides sorted by path and merged (no hash maps of a million paths).
+  let mut ri: Vec<u32> = (0..rep.files.len() as u32).collect();
+  pool.install(|| {
+    found.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    ri.par_sort_unstable_by(|&a, &b| rep.files[a as usize].rel.cmp(&rep.files[b as usize].rel));
+  });
+  let lines_report = rep.digest.is_none();
+  let mut pairs: Vec<(u32, Option<u32>)> = Vec::with_capacity(ri.len());
+  let mut new_files: Vec<u32> = Vec::new();
+  let (mut i, mut j) = (0, 0);
+  while i < ri.len() || j < found.len() {
+    let want = ri.get(i).map(|&k| &*rep.files[k as usize].rel);
+    let have = found.get(j).map(|f| &*f.rel);
+    match (want, have) {
+      (Some(w), Some(h)) if w == h => {
+        pairs.push((ri[i], Some(j as u32)));
+        i += 1;
+        j += 1;
+      }
+      (Some(w), Some(h)) if w < h => {
+        pairs.push((ri[i], None));
+        i += 1;
+      }
+      (Some(_), None) => {
+        pairs.push((ri[i], None));
+        i += 1;
+      }
+      _ => {
+        // Check-line reports cannot list symlinks: those are not NEW.
+        if !(lines_report && found[j].link.is_some()) {
+          new_files.push(j as u32);
+        }
+        j += 1;
+      }
+    }
+  }
+  drop(ri);
   let used: Vec<Algo> = algos.iter().flatten().copied().collect();
   progress.set_phase(Phase::Apply);
   progress.ops_total.store(rep.files.len() as u64, Relaxed);
   let trusted = std::sync::atomic::AtomicU64::new(0);
   let read = std::sync::atomic::AtomicU64::new(0);
-  let mut order: Vec<(usize, Option<&checksum::Found>)> =
-    rep.files.iter().enumerate().map(|(i, f)| (i, on_disk.get(&*f.rel).copied())).collect();
   // Largest first, as checksum does.
-  order.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| f.size)));
-  let mut verdicts: Vec<Verdict> = pool.install(|| {
-    order
+  pairs.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| found[f as usize].size)));
+  let outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
+    pairs
       .par_iter()
-      .map(|&(i, cur)| {
-        let want = &rep.files[i];
-        let v = |status, detail: Option<String>| Verdict { path: want.rel.to_string(), status, detail };
-        let out = match cur {
-          None => v(Status::Missing, None),
+      .map(|&(wi, cur)| {
+        let want = &rep.files[wi as usize];
+        let out = match cur.map(|c| &found[c as usize]) {
+          None => (Status::Missing, None),
           Some(cur) => {
             let same_meta = want.size.is_none_or(|s| s == cur.size) && want.stat.is_none_or(|(m, _, _)| m == cur.mtime_ns);
             if incremental && want.stat == Some((cur.mtime_ns, cur.ctime_ns, cur.ino)) && want.size == Some(cur.size) {
               trusted.fetch_add(1, Relaxed);
-              v(Status::Ok, None)
+              (Status::Ok, None)
             } else {
-              let got = match (&cur.link, &want.link) {
-                (Some(t), _) => {
+              let got = match &cur.link {
+                Some(t) => {
                   let mut h = checksum::Multi::new(&used);
                   h.update(t.as_bytes());
                   Ok(h.finish())
                 }
-                (None, _) => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| {
+                None => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| {
                   let mut at = 0;
                   used
                     .iter()
@@ -122,7 +156,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
                 }),
               };
               match got {
-                Err(e) => v(Status::Error, Some(e.to_string())),
+                Err(e) => (Status::Error, Some(e.to_string())),
                 Ok(sums) => {
                   if cur.link.is_none() {
                     read.fetch_add(cur.size, Relaxed);
@@ -139,11 +173,11 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
                     k += 1;
                   }
                   if !differs {
-                    v(Status::Ok, None)
+                    (Status::Ok, None)
                   } else if same_meta && want.stat.is_some() {
-                    v(Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
+                    (Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
                   } else {
-                    v(Status::Failed, None)
+                    (Status::Failed, None)
                   }
                 }
               }
@@ -151,22 +185,29 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, threads: usize, prog
           }
         };
         progress.ops_done.fetch_add(1, Relaxed);
-        out
+        (wi, out.0, out.1)
       })
       .collect()
   });
-  // Check-line reports cannot list symlinks: those are not NEW.
-  let lines_report = rep.digest.is_none();
-  on_disk.retain(|p, f| !(known.contains(p) || (lines_report && f.link.is_some())));
-  verdicts.extend(on_disk.keys().map(|p| Verdict { path: p.to_string(), status: Status::New, detail: None }));
+  drop(pairs);
+  let mut counts: HashMap<String, u64> = HashMap::new();
+  let name = |s: Status| serde_json::to_value(s).unwrap().as_str().unwrap().to_string();
+  let mut verdicts: Vec<Verdict> = Vec::new();
+  for (wi, status, detail) in outcomes {
+    *counts.entry(name(status)).or_insert(0) += 1;
+    if all || status != Status::Ok {
+      verdicts.push(Verdict { path: rep.files[wi as usize].rel.to_string(), status, detail });
+    }
+  }
+  for j in new_files {
+    *counts.entry(name(Status::New)).or_insert(0) += 1;
+    verdicts.push(Verdict { path: found[j as usize].rel.to_string(), status: Status::New, detail: None });
+  }
   for (p, e) in walk_errors {
+    *counts.entry(name(Status::Error)).or_insert(0) += 1;
     verdicts.push(Verdict { path: p, status: Status::Error, detail: Some(e) });
   }
   verdicts.sort_by(|a, b| a.path.cmp(&b.path));
-  let mut counts = HashMap::new();
-  for v in &verdicts {
-    *counts.entry(serde_json::to_value(v.status).unwrap().as_str().unwrap().to_string()).or_insert(0u64) += 1;
-  }
   Ok(VerifyResult {
     root: root.to_string_lossy().into_owned(),
     algorithms: rep.algorithms.clone(),

@@ -524,6 +524,8 @@ pub struct BindingVerifyOptions {
   pub algo: Option<String>,
   /// A raw 32-byte Ed25519 public key: the report must carry a valid `signature_ed25519`.
   pub public_key: Option<Buffer>,
+  /// List every path in `results` (else only the problems).
+  pub all: bool,
 }
 
 /// `backup verify REPORT`: checks the report (digest, and the Ed25519
@@ -553,7 +555,7 @@ pub fn verify_report(
           .map_err(|_| bad("the Ed25519 signature does not match this public key: the report was not signed by it, or was altered"))?;
       }
       let root = options.root.clone().unwrap_or_else(|| rep.root_data.clone());
-      json(verify::verify(&rep, Path::new(&root), options.incremental, options.threads.max(1) as usize, p)?)
+      json(verify::verify(&rep, Path::new(&root), options.incremental, options.all, options.threads.max(1) as usize, p)?)
     },
     on_progress,
     signal,

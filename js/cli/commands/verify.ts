@@ -28,7 +28,7 @@ export default class VerifyCommand extends BaseCommand {
       the repaired copy, and says which versions cannot be repaired.
 
       \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, files, trusted, bytesRead, counts,
-      results: [{ path, status, detail? }] }\`, or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
+      results: [{ path, status, detail? }] }\` (with \`--quiet\`, results lists only the problems), or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
       unverifiable, repaired, problems: [{ location, path, status, detail, repair }] }\`.
       Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW; 2 report unusable, or only I/O errors; 64.
     `,
@@ -99,6 +99,7 @@ export default class VerifyCommand extends BaseCommand {
         incremental: this.incremental,
         threads: this.threadCount(),
         algo: this.algo ? parseAlgos(this.algo)[0] : undefined,
+        all: !this.quiet,
         onProgress: tty ? line.update : undefined,
       })
     } finally {
