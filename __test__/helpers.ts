@@ -112,17 +112,8 @@ export function naturalIncrementOrder(a: string, b: string): number {
   return ta < tb ? -1 : ta > tb ? 1 : sa - sb
 }
 
-export interface CatalogEntry {
-  size: number
-  mtime: number
-  mtime_ns: string
-  mode: number
-  kind: 'file' | 'symlink'
-  category: 'track' | 'deleted'
-  op: 'new' | 'changed' | 'deleted'
-  sha256: string | null
-  stored_as: string
-}
+import type { CatalogEntry } from '../js'
+export type { CatalogEntry }
 
 export interface IncrementMeta {
   version: number

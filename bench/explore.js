@@ -10,7 +10,7 @@
 //
 //   node bench/explore.js [--quick] [--reps N] [--write]
 'use strict'
-const { spawnSync, execFileSync } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -26,19 +26,7 @@ const INCS = 10
 const PER_INC = Math.round(100_000 * scale)
 const PRUNE_FILES = Math.round(100_000 * scale)
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-
-function time(cmd, argv, opts = {}) {
-  const t = process.hrtime.bigint()
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 30, ...opts })
-  const ms = Number(process.hrtime.bigint() - t) / 1e6
-  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr}`)
-  return { ms, out: r.stdout }
-}
-
-function sh(cmd) {
-  return time('sh', ['-c', cmd])
-}
+const { median, time } = require('./common')
 
 const name = (i) => `backup_20240101_${String(1_000_000 + i).slice(1)}`
 const pad = (n) => String(n).padStart(2, '0')

@@ -33,15 +33,7 @@ for (const cmd of ['rhash', 'hashdeep', 'b3sum', 'sha256sum', 'md5sum', 'openssl
   }
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-
-function time(cmd, argv, opts = {}) {
-  const t = process.hrtime.bigint()
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 30, ...opts })
-  const ms = Number(process.hrtime.bigint() - t) / 1e6
-  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr}`)
-  return { ms, out: r.stdout }
-}
+const { median, time } = require('./common')
 const sh = (script) => time('sh', ['-c', script])
 const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
 
@@ -132,8 +124,8 @@ function bench(name, src) {
   const pv = []
   rss = 0
   for (let k = 0; k < reps; k++) {
-    const x = ours(`lib.verify(${JSON.stringify(report)}, { incremental: true }).then(v => ({ counts: v.counts, trusted: v.trusted, results: v.results.length }))`)
-    if (x.r.trusted !== x.r.results) throw new Error(`verify --incremental re-read files: ${JSON.stringify(x.r)}`)
+    const x = ours(`lib.verify(${JSON.stringify(report)}, { incremental: true }).then(v => ({ counts: v.counts, trusted: v.trusted, files: v.files }))`)
+    if (x.r.trusted !== x.r.files || x.r.counts.OK !== x.r.files) throw new Error(`verify --incremental re-read files: ${JSON.stringify(x.r)}`)
     ov.push(x.ms)
     rss = Math.max(rss, x.rss)
     pv.push(sh(`find ${q(src)} -printf '%s %T@\\n' > /dev/null`).ms)

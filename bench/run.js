@@ -5,7 +5,8 @@
 //   npm run bench                 full size (100k mixed files ~2 GB; 1M tiny files)
 //   npm run bench -- --quick      a tenth of that, for a quick look
 //   npm run bench -- --reps 5     more repetitions
-//   npm run bench -- --only mixed|tiny|explore   one part (explore: search, list, prune; bench/explore.js)
+//   npm run bench -- --only mixed|tiny|explore|integrity   one part (explore: search, list, prune in
+//                                 bench/explore.js; integrity: checksum, verify in bench/integrity.js)
 //
 // Writes the table to stdout and, with --write, into BENCHMARKS.md.
 'use strict'
@@ -50,15 +51,7 @@ function genTree(dir, files, sizeOf) {
   fs.writeFileSync(path.join(dir, '.done'), '')
 }
 
-function time(cmd, argv, opts = {}) {
-  const t = process.hrtime.bigint()
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 28, ...opts })
-  const ms = Number(process.hrtime.bigint() - t) / 1e6
-  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr}`)
-  return { ms, out: r.stdout }
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const { median, time } = require('./common')
 
 /** Our run, in a node process that reports its peak RSS. */
 function ours(config) {
@@ -186,8 +179,8 @@ if (args.includes('--write')) {
   fs.writeFileSync(f, text)
 }
 
-// The explore/maintenance benchmarks (search, list, prune) live in their own file.
-if (!only || only === 'explore') {
-  const fwd = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only')
-  execFileSync(process.execPath, [path.join(__dirname, 'explore.js'), ...fwd], { stdio: 'inherit' })
-}
+// The explore/maintenance (search, list, prune) and integrity (checksum, verify)
+// benchmarks live in their own files; the integrity one uses the trees above.
+const fwd = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only')
+if (!only || only === 'explore') execFileSync(process.execPath, [path.join(__dirname, 'explore.js'), ...fwd], { stdio: 'inherit' })
+if (!only || only === 'integrity') execFileSync(process.execPath, [path.join(__dirname, 'integrity.js'), ...fwd], { stdio: 'inherit' })

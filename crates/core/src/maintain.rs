@@ -298,15 +298,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
           }
           km.file_catalog.insert(p, e);
         }
-        let head = MetaHead {
-          version: km.version,
-          backup_name: km.backup_name.clone(),
-          timestamp: km.timestamp.clone(),
-          origin: km.origin.clone(),
-          summary: meta::summarize(&km.file_catalog),
-          statistics: km.statistics.clone(),
-        };
-        meta::write_meta(&inc.meta_path(), &head, km.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
+        meta::rewrite_meta(&inc.meta_path(), &km)?;
         fault_point();
       }
       // Hide the removed increments (atomic renames), then delete them.
@@ -438,15 +430,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   for p in &hit {
     m.file_catalog.remove(p);
   }
-  let head = MetaHead {
-    version: m.version,
-    backup_name: m.backup_name.clone(),
-    timestamp: m.timestamp.clone(),
-    origin: m.origin.clone(),
-    summary: meta::summarize(&m.file_catalog),
-    statistics: m.statistics.clone(),
-  };
-  meta::write_meta(&inc.meta_path(), &head, m.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
+  meta::rewrite_meta(&inc.meta_path(), &m)?;
   fault_point();
   finish_pending(dst, 1)?;
   // Folders left empty inside the increment go too.

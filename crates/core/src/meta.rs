@@ -138,6 +138,19 @@ pub fn write_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item 
   })
 }
 
+/// Writes changed metadata back (atomically), with its summary recomputed.
+pub fn rewrite_meta(path: &Path, m: &IncrementMeta) -> Result<(), Error> {
+  let head = MetaHead {
+    version: m.version,
+    backup_name: m.backup_name.clone(),
+    timestamp: m.timestamp.clone(),
+    origin: m.origin.clone(),
+    summary: summarize(&m.file_catalog),
+    statistics: m.statistics.clone(),
+  };
+  write_meta(path, &head, m.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))
+}
+
 pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
   let f = File::open(path).map_err(|e| Error::io(path, "cannot read", &e))?;
   serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))
