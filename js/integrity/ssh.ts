@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
-import { Client, type ConnectConfig, type SFTPWrapper } from 'ssh2'
+import type { Client, ConnectConfig, SFTPWrapper } from 'ssh2'
 
 import { BackupError, ConfigError, ExitCode } from '../errors'
 
@@ -120,7 +120,14 @@ function identityKey(opts: SshOptions): Buffer | undefined {
   return undefined
 }
 
-function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableStream): Promise<Client> {
+/** `ssh2` is loaded on first use: commands that never connect do not pay for it. */
+async function ssh2Client(): Promise<Client> {
+  const { Client } = await import('ssh2')
+  return new Client()
+}
+
+async function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableStream): Promise<Client> {
+  const c = await ssh2Client()
   const knownHosts = opts.knownHosts ?? path.join(os.homedir(), '.ssh', 'known_hosts')
   let refusal: HostKeyError | undefined
   const cfg: ConnectConfig = {
@@ -157,7 +164,6 @@ function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableStream)
   }
   if (sock) cfg.sock = sock as ConnectConfig['sock']
   return new Promise((resolve, reject) => {
-    const c = new Client()
     c.on('ready', () => resolve(c))
     c.on('error', (e: Error & { level?: string }) => {
       if (refusal) return reject(refusal)
