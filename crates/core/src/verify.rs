@@ -125,10 +125,12 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
   let read = std::sync::atomic::AtomicU64::new(0);
   // Largest first, as checksum does.
   pairs.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| found[f as usize].size)));
+  let oks = std::sync::atomic::AtomicU64::new(0);
+  // Only problems are kept (unless `all`): a million OKs are a count.
   let outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
     pairs
       .par_iter()
-      .map(|&(wi, cur)| {
+      .filter_map(|&(wi, cur)| {
         let want = &rep.files[wi as usize];
         let out = match cur.map(|c| &found[c as usize]) {
           None => (Status::Missing, None),
@@ -185,19 +187,25 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
           }
         };
         progress.ops_done.fetch_add(1, Relaxed);
-        (wi, out.0, out.1)
+        if out.0 == Status::Ok && !all {
+          oks.fetch_add(1, Relaxed);
+          return None;
+        }
+        Some((wi, out.0, out.1))
       })
       .collect()
   });
   drop(pairs);
   let mut counts: HashMap<String, u64> = HashMap::new();
+  let oks = oks.into_inner();
   let name = |s: Status| serde_json::to_value(s).unwrap().as_str().unwrap().to_string();
   let mut verdicts: Vec<Verdict> = Vec::new();
+  if oks > 0 {
+    counts.insert(name(Status::Ok), oks);
+  }
   for (wi, status, detail) in outcomes {
     *counts.entry(name(status)).or_insert(0) += 1;
-    if all || status != Status::Ok {
-      verdicts.push(Verdict { path: rep.files[wi as usize].rel.to_string(), status, detail });
-    }
+    verdicts.push(Verdict { path: rep.files[wi as usize].rel.to_string(), status, detail });
   }
   for j in new_files {
     *counts.entry(name(Status::New)).or_insert(0) += 1;
