@@ -214,17 +214,19 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
   let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
   let before = f.metadata()?;
   let mut h = Multi::new(algos);
-  let mut buf = vec![0u8; 256 * 1024];
-  loop {
-    let n = match f.read(&mut buf) {
-      Ok(0) => break,
-      Ok(n) => n,
-      Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-      Err(e) => return Err(e),
-    };
-    h.update(&buf[..n]);
-    progress.bytes_done.fetch_add(n as u64, Relaxed);
-  }
+  fsutil::with_buf(|buf| -> io::Result<()> {
+    loop {
+      let n = match f.read(buf) {
+        Ok(0) => break,
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        Err(e) => return Err(e),
+      };
+      h.update(&buf[..n]);
+      progress.bytes_done.fetch_add(n as u64, Relaxed);
+    }
+    Ok(())
+  })?;
   let after = f.metadata()?;
   if after.len() != before.len() || fsutil::mtime_ns(&after) != fsutil::mtime_ns(&before) {
     return Err(io::Error::other("the file changed while it was read"));

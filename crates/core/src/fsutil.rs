@@ -16,6 +16,15 @@ use crate::scan::{Entry, Kind};
 
 const BUF: usize = 256 * 1024;
 
+thread_local!(static IO_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; BUF]));
+
+/// Runs `f` with this thread's I/O buffer (256 KiB). A fresh buffer per
+/// file would be an mmap/munmap pair each time, which dominates on
+/// millions of tiny files. Not reentrant: `f` must not call `with_buf`.
+pub fn with_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+  IO_BUF.with(|b| f(&mut b.borrow_mut()))
+}
+
 /// Writes `path` atomically: a temp file beside it, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), Error> {
   let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
@@ -254,30 +263,32 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     Err(err) => return Err(err),
   };
   let mut hasher = hash.then(Hasher::new);
-  let mut buf = vec![0u8; BUF];
   let mut total: u64 = 0;
   let mut pending_hole = false;
-  loop {
-    let n = match input.read(&mut buf) {
-      Ok(0) => break,
-      Ok(n) => n,
-      Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-      Err(err) => return Err(err),
-    };
-    let chunk = &buf[..n];
-    if let Some(h) = hasher.as_mut() {
-      h.update(chunk);
+  with_buf(|buf| -> io::Result<()> {
+    loop {
+      let n = match input.read(buf) {
+        Ok(0) => break,
+        Ok(n) => n,
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+        Err(err) => return Err(err),
+      };
+      let chunk = &buf[..n];
+      if let Some(h) = hasher.as_mut() {
+        h.update(chunk);
+      }
+      if n == BUF && is_zero(chunk) {
+        out.seek(SeekFrom::Current(n as i64))?;
+        pending_hole = true;
+      } else {
+        out.write_all(chunk)?;
+        pending_hole = false;
+      }
+      total += n as u64;
+      progress.bytes_done.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    if n == BUF && is_zero(chunk) {
-      out.seek(SeekFrom::Current(n as i64))?;
-      pending_hole = true;
-    } else {
-      out.write_all(chunk)?;
-      pending_hole = false;
-    }
-    total += n as u64;
-    progress.bytes_done.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-  }
+    Ok(())
+  })?;
   if pending_hole {
     out.set_len(total)?;
   }
@@ -318,14 +329,16 @@ pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
   }
   let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
   let mut h = Hasher::new();
-  let mut buf = vec![0u8; BUF];
-  loop {
-    let n = f.read(&mut buf)?;
-    if n == 0 {
-      break;
+  with_buf(|buf| -> io::Result<()> {
+    loop {
+      let n = f.read(buf)?;
+      if n == 0 {
+        break;
+      }
+      h.update(&buf[..n]);
     }
-    h.update(&buf[..n]);
-  }
+    Ok(())
+  })?;
   Ok(h.finish())
 }
 
