@@ -325,7 +325,45 @@ pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> 
 /// hashing the unescaped text with SHA3-512: the envelope is streamed.
 struct DataWriter<W: Write> {
   out: W,
-  digest: sha3::Sha3_512,
+  /// Unescaped bytes on their way to the SHA3-512 thread (the digest is
+  /// sequential and slower than writing: it runs beside the writing).
+  digest: Digester,
+}
+
+/// A SHA3-512 computed on its own thread from chunks sent to it.
+struct Digester {
+  chunk: Vec<u8>,
+  tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+  thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Digester {
+  fn new() -> Self {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let thread = std::thread::spawn(move || {
+      let mut d = sha3::Sha3_512::new();
+      for c in rx {
+        d.update(&c);
+      }
+      hex::encode(d.finalize())
+    });
+    Digester { chunk: Vec::with_capacity(1 << 20), tx: Some(tx), thread: Some(thread) }
+  }
+  fn update(&mut self, b: &[u8]) {
+    self.chunk.extend_from_slice(b);
+    if self.chunk.len() >= 1 << 20 {
+      if let Some(tx) = &self.tx {
+        let _ = tx.send(std::mem::replace(&mut self.chunk, Vec::with_capacity(1 << 20)));
+      }
+    }
+  }
+  /// The hex digest of everything given.
+  fn finish(mut self) -> String {
+    if let Some(tx) = self.tx.take() {
+      let _ = tx.send(std::mem::take(&mut self.chunk));
+    }
+    self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default()
+  }
 }
 
 impl<W: Write> Write for DataWriter<W> {
@@ -461,13 +499,13 @@ pub fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, fo
     match format {
       Format::Json => {
         w.write_all(b"{\"data\":\"")?;
-        let mut dw = DataWriter { out: &mut w, digest: sha3::Sha3_512::new() };
+        let mut dw = DataWriter { out: &mut w, digest: Digester::new() };
         {
           let mut bw = BufWriter::with_capacity(1 << 20, &mut dw);
           write_data(&mut bw, run, group, start_timestamp)?;
           bw.flush()?;
         }
-        let digest = hex::encode(dw.digest.finalize());
+        let digest = dw.digest.finish();
         write!(w, "\",\"signature\":\"{digest}\"")?;
         w.flush()?;
         Ok(Some(digest))
@@ -579,8 +617,7 @@ struct DataReader<R: io::BufRead> {
   inner: R,
   done: bool,
   pending: Vec<u8>,
-  chunk: Vec<u8>,
-  to_hasher: std::sync::mpsc::SyncSender<Vec<u8>>,
+  digest: Digester,
 }
 
 impl<R: io::BufRead> DataReader<R> {
@@ -626,11 +663,6 @@ impl<R: io::BufRead> DataReader<R> {
     self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
     Ok(())
   }
-  fn flush_hasher(&mut self) {
-    if !self.chunk.is_empty() {
-      let _ = self.to_hasher.send(std::mem::take(&mut self.chunk));
-    }
-  }
 }
 
 impl<R: io::BufRead> Read for DataReader<R> {
@@ -674,10 +706,7 @@ impl<R: io::BufRead> Read for DataReader<R> {
         }
       }
     }
-    self.chunk.extend_from_slice(&out[..n]);
-    if self.chunk.len() >= 1 << 20 {
-      let _ = self.to_hasher.send(std::mem::take(&mut self.chunk));
-    }
+    self.digest.update(&out[..n]);
     Ok(n)
   }
 }
@@ -937,26 +966,16 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
   let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
-  let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-  let hasher = std::thread::spawn(move || {
-    let mut d = sha3::Sha3_512::new();
-    for chunk in rx {
-      d.update(&chunk);
-    }
-    hex::encode(d.finalize())
-  });
-  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), chunk: Vec::with_capacity(1 << 20), to_hasher: tx };
+  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
   let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
     de.deserialize_map(DataVisitor(&mut b)).map_err(|e| e.to_string())?;
     drop(de);
     // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
     io::copy(&mut dr, &mut io::sink()).map_err(|e| e.to_string())?;
-    dr.flush_hasher();
     Ok(())
   })();
-  drop(dr);
-  let digest = hasher.join().map_err(|_| bad("the digest thread failed".into()))?;
+  let digest = dr.digest.finish();
   parsed.map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
   let mut rest = String::new();
   r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
