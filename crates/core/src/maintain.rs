@@ -537,12 +537,16 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
         files.push((p, cat.to_string(), md));
       }
     }
+    progress.ops_total.fetch_add(files.len() as u64, Relaxed);
+    progress.bytes_total.fetch_add(files.iter().map(|(_, _, md)| md.len()).sum(), Relaxed);
     let hashed: Vec<Option<[u8; 32]>> = pool.install(|| {
       files
         .par_iter()
         .map(|(p, cat, md)| {
+          let h = fsutil::sha256_of(&inc.dir.join(cat).join(p)).ok();
           progress.bytes_done.fetch_add(md.len(), Relaxed);
-          fsutil::sha256_of(&inc.dir.join(cat).join(p)).ok()
+          progress.ops_done.fetch_add(1, Relaxed);
+          h
         })
         .collect()
     });

@@ -3,7 +3,7 @@ import { Command, Option } from 'clipanion'
 import { recreate } from '../../explore'
 import { ExitCode } from '../../errors'
 import { DstCommand } from '../base'
-import { shown } from '../format'
+import { ProgressLine, shown } from '../format'
 
 export default class RecreateCommand extends DstCommand {
   static paths = [['recreate']]
@@ -31,7 +31,13 @@ export default class RecreateCommand extends DstCommand {
   force = Option.Boolean('--force', false, { description: 'Also rebuild metadata (and the state) that reads fine' })
 
   async run(): Promise<number> {
-    const r = await recreate(this.backupDir(), { backup: this.backup, force: this.force })
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty)
+    let r
+    try {
+      r = await recreate(this.backupDir(), { backup: this.backup, force: this.force, onProgress: this.tty ? line.update : undefined })
+    } finally {
+      line.done()
+    }
     const code = r.warnings.length ? ExitCode.Partial : ExitCode.Ok
     if (this.json) {
       this.print(r)
