@@ -180,9 +180,6 @@ export declare function listIncrements(dst: string, detailed: boolean): Promise<
 /** `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`. */
 export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
 
-/** Reads a report's head (digest checked): JSON `{ group, root_data, start_timestamp, work_time, algorithms, digest, signature_ed25519 }`. */
-export declare function readReportInfo(path: string): Promise<string>
-
 /** `backup recreate`: JSON of `maintain::RecreateReport`. */
 export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
 

@@ -846,7 +846,6 @@ module.exports.finishPending = nativeBinding.finishPending
 module.exports.finishReport = nativeBinding.finishReport
 module.exports.listIncrements = nativeBinding.listIncrements
 module.exports.pruneIncrements = nativeBinding.pruneIncrements
-module.exports.readReportInfo = nativeBinding.readReportInfo
 module.exports.recreateMetadata = nativeBinding.recreateMetadata
 module.exports.restoreBackup = nativeBinding.restoreBackup
 module.exports.runBackup = nativeBinding.runBackup

@@ -161,18 +161,7 @@ export async function search(dst: string, opts: SearchOptions = {}): Promise<Sea
     last: opts.lastBackups,
   }
   const dir = requireBackupDir(dst)
-  const r = await call<Omit<SearchResult, 'totals'>>(native().searchBackup(dir, filter))
-  const incs = new Set(r.hits.map((h) => h.increment))
-  return {
-    ...r,
-    totals: {
-      increments: incs.size,
-      files: r.hits.length,
-      bytes: r.hits.reduce((s, h) => s + h.size, 0),
-      tracked: r.hits.filter((h) => h.category === 'track').length,
-      deleted: r.hits.filter((h) => h.category === 'deleted').length,
-    },
-  }
+  return call<SearchResult>(native().searchBackup(dir, filter))
 }
 
 // ---------------------------------------------------------------- history

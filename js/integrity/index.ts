@@ -12,6 +12,7 @@ import path from 'node:path'
 
 import { ConfigError } from '../errors'
 import { fromNative, native, type BindingProgress } from '../native'
+import { latestReport } from './reports'
 import { fetchLatestReports, parseSshUrl } from './ssh'
 import type { SshOptions } from './ssh'
 
@@ -283,13 +284,10 @@ export interface CompareResult {
   }[]
 }
 
-const REPORT_NAME = /^all_(\d+)\.json$/
-
 /** The newest `all_<ts>.json` of a folder, if any. */
 function latestIn(dir: string): string | undefined {
-  const names = fs.readdirSync(dir).filter((n) => REPORT_NAME.test(n))
-  names.sort((a, b) => Number(REPORT_NAME.exec(a)![1]) - Number(REPORT_NAME.exec(b)![1]))
-  return names.length ? path.join(dir, names[names.length - 1]) : undefined
+  const name = latestReport(fs.readdirSync(dir))
+  return name ? path.join(dir, name) : undefined
 }
 
 /** A report file, a group folder (latest report), or an output folder (latest report of each group). */

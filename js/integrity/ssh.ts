@@ -13,6 +13,7 @@ import path from 'node:path'
 import type { Client, ConnectConfig, SFTPWrapper } from 'ssh2'
 
 import { BackupError, ConfigError, ExitCode } from '../errors'
+import { latestReport } from './reports'
 
 export interface SshOptions {
   /** Private key file (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else the SSH agent). */
@@ -220,13 +221,6 @@ function download(s: SFTPWrapper, remote: string, local: string): Promise<void> 
   return new Promise((resolve, reject) => s.fastGet(remote, local, (err) => (err ? reject(new BackupError('ESSH', `sftp: cannot read ${remote}: ${err.message}`)) : resolve())))
 }
 
-const REPORT_NAME = /^all_(\d+)\.json$/
-
-function latest(names: string[]): string | undefined {
-  const r = names.filter((n) => REPORT_NAME.test(n)).sort((a, b) => Number(REPORT_NAME.exec(a)![1]) - Number(REPORT_NAME.exec(b)![1]))
-  return r.at(-1)
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout
   return Promise.race([
@@ -251,11 +245,11 @@ export async function fetchLatestReports(url: SshUrl, localDir: string, opts: Ss
       const timeout = (opts.timeoutMs ?? 15000) * 4
       const entries = await withTimeout(readdir(sftp, url.path), timeout, url.label)
       const remote: string[] = []
-      const own = latest(entries.map((e) => e.name))
+      const own = latestReport(entries.map((e) => e.name))
       if (own) remote.push(path.posix.join(url.path, own))
       else {
         for (const e of entries.filter((x) => x.isDir)) {
-          const l = latest((await withTimeout(readdir(sftp, path.posix.join(url.path, e.name)), timeout, url.label)).map((x) => x.name))
+          const l = latestReport((await withTimeout(readdir(sftp, path.posix.join(url.path, e.name)), timeout, url.label)).map((x) => x.name))
           if (l) remote.push(path.posix.join(url.path, e.name, l))
         }
       }

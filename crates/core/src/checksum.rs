@@ -73,7 +73,21 @@ enum State {
 }
 
 /// Several hashes fed by one read.
-pub struct Multi(Vec<State>);
+pub struct Multi(Vec<State>, Vec<Algo>);
+
+/// Splits digests concatenated in the order of `algos` (as
+/// [`Multi::finish_raw`] returns them) into hex strings.
+pub fn digests_hex(algos: &[Algo], raw: &[u8]) -> Vec<String> {
+  let mut at = 0;
+  algos
+    .iter()
+    .map(|a| {
+      let n = a.hex_len() / 2;
+      at += n;
+      hex::encode(&raw[at - n..at])
+    })
+    .collect()
+}
 
 impl Multi {
   pub fn new(algos: &[Algo]) -> Self {
@@ -89,6 +103,7 @@ impl Multi {
           Algo::Xxh3 => State::Xxh3(Box::new(xxhash_rust::xxh3::Xxh3::new())),
         })
         .collect(),
+      algos.to_vec(),
     )
   }
   pub fn update(&mut self, b: &[u8]) {
@@ -120,27 +135,8 @@ impl Multi {
   }
   /// The digests as hex strings.
   pub fn finish(self) -> Vec<String> {
-    let lens: Vec<usize> = self.0.iter().map(State::len).collect();
-    let raw = self.finish_raw();
-    let mut at = 0;
-    lens
-      .into_iter()
-      .map(|n| {
-        at += n;
-        hex::encode(&raw[at - n..at])
-      })
-      .collect()
-  }
-}
-
-impl State {
-  fn len(&self) -> usize {
-    match self {
-      State::Sha256(_) | State::Blake3(_) => 32,
-      State::Md5(_) => 16,
-      State::Sha512(_) | State::Sha3(_) => 64,
-      State::Xxh3(_) => 8,
-    }
+    let algos = self.1.clone();
+    digests_hex(&algos, &self.finish_raw())
   }
 }
 
@@ -278,7 +274,7 @@ pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> 
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(threads)?;
   progress.set_phase(Phase::Scan);
   let (mut found, mut errors) = pool.install(|| walk(root, progress));
   if threads <= 1 {

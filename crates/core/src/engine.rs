@@ -190,7 +190,7 @@ fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
   e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
 }
 
-fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
+pub(crate) fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
   rayon::ThreadPoolBuilder::new()
     .num_threads(workers.max(1))
     .thread_name(|i| format!("axiomatic-{i}"))

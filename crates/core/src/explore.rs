@@ -225,6 +225,19 @@ pub struct Found {
   /// Increments whose metadata is missing or unreadable (not searched).
   pub skipped: Vec<String>,
   pub hits: Vec<Hit>,
+  pub totals: Totals,
+}
+
+/// What a search found, in numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+  /// Increments with at least one hit.
+  pub increments: usize,
+  pub files: usize,
+  pub bytes: u64,
+  /// Stored versions (`track`) and deletions among the hits.
+  pub tracked: usize,
+  pub deleted: usize,
 }
 
 fn glob_set(globs: &[String], literal_separator: bool, ignore_case: bool) -> Result<Option<GlobSet>, Error> {
@@ -244,8 +257,11 @@ fn glob_set(globs: &[String], literal_separator: bool, ignore_case: bool) -> Res
   b.build().map(Some).map_err(|e| Error::config(format!("invalid patterns: {e}")))
 }
 
-fn prefix_match(path: &str, prefix: &str) -> bool {
-  path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+/// Whether `path` is `prefix` or lies under it (a folder prefix, not a
+/// string prefix: `docs` matches `docs/a`, not `docs2/a`). An empty prefix
+/// matches everything.
+pub(crate) fn prefix_match(path: &str, prefix: &str) -> bool {
+  prefix.is_empty() || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// A compiled search filter.
@@ -337,11 +353,17 @@ pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
     hits.sort_by(|a, b| a.path.cmp(&b.path));
     hits
   });
-  let mut found = Found { increments_searched: 0, skipped: Vec::new(), hits: Vec::new() };
+  let mut found = Found { increments_searched: 0, skipped: Vec::new(), hits: Vec::new(), totals: Totals::default() };
   for (inc, r) in incs.iter().zip(results) {
     match r {
       Ok(Some(h)) => {
         found.increments_searched += 1;
+        let t = &mut found.totals;
+        t.increments += usize::from(!h.is_empty());
+        t.files += h.len();
+        t.bytes += h.iter().map(|x| x.entry.size).sum::<u64>();
+        t.deleted += h.iter().filter(|x| x.entry.category == "deleted").count();
+        t.tracked = t.files - t.deleted;
         found.hits.extend(h);
       }
       Ok(None) | Err(_) => found.skipped.push(inc.name.clone()),

@@ -96,7 +96,7 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
     fs::remove_file(root).map_err(|e| Error::io(root, "cannot remove", &e))?;
     return Ok(1);
   }
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(threads)?;
   let mut levels: Vec<Vec<PathBuf>> = vec![vec![root.to_path_buf()]];
   let mut files = 0u64;
   pool.install(|| {
@@ -231,7 +231,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut report = PruneReport { dry_run, ..Default::default() };
   report.removed = incs.iter().filter(|i| remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
   report.kept = incs.iter().filter(|i| !remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(workers)?;
   if !dry_run && !report.removed.is_empty() {
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
@@ -514,7 +514,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       return Err(Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())));
     }
   }
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(workers)?;
   let mut report = RecreateReport::default();
   progress.set_phase(Phase::Apply);
   // Whether each path's newest mention so far is a stored (live) version.

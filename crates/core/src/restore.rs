@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::engine::Layout;
 use crate::error::{Error, Warning};
-use crate::explore::newest_mentions;
+use crate::explore::{newest_mentions, prefix_match};
 use crate::fsutil::{self, CopyResult};
 use crate::increments::{self, safe_rel};
 use crate::progress::{Phase, Progress};
@@ -85,10 +85,6 @@ pub struct RestoreReport {
   /// `not-a-directory`, `missing-in-backup`, `checksum-mismatch`,
   /// `not-found`, `changed-during-read`, I/O codes.
   pub warnings: Vec<Warning>,
-}
-
-fn prefix_match(path: &str, prefix: &str) -> bool {
-  prefix.is_empty() || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Folders already checked (or created) as real folders.
@@ -300,7 +296,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   progress.ops_total.store(report.files, Relaxed);
   progress.bytes_total.store(report.bytes, Relaxed);
   progress.set_phase(Phase::Apply);
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(o.workers.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(o.workers)?;
   let dirs_src = Dirs(Mutex::new(HashSet::new()));
   let dirs_dst = Dirs(Mutex::new(HashSet::new()));
   let results: Vec<Result<Done, Warning>> = pool.install(|| {

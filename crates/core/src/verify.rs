@@ -78,7 +78,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(threads)?;
   progress.set_phase(Phase::Scan);
   let (mut found, walk_errors) = pool.install(|| checksum::walk(root, progress));
   // Both sides sorted by path and merged (no hash maps of a million paths).
@@ -146,16 +146,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
                   h.update(t.as_bytes());
                   Ok(h.finish())
                 }
-                None => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| {
-                  let mut at = 0;
-                  used
-                    .iter()
-                    .map(|a| {
-                      at += a.hex_len() / 2;
-                      hex::encode(&d[at - a.hex_len() / 2..at])
-                    })
-                    .collect::<Vec<_>>()
-                }),
+                None => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| checksum::digests_hex(&used, &d)),
               };
               match got {
                 Err(e) => (Status::Error, Some(e.to_string())),
@@ -308,7 +299,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   res.files_checked = checks.len() as u64;
   progress.ops_total.store(checks.len() as u64, Relaxed);
   progress.set_phase(Phase::Apply);
-  let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| Error::config(e.to_string()))?;
+  let pool = crate::engine::build_pool(threads)?;
   // (dev, ino) → sha, so hardlinks are read once.
   let seen: Mutex<HashMap<(u64, u64), String>> = Mutex::new(HashMap::new());
   let bytes = std::sync::atomic::AtomicU64::new(0);

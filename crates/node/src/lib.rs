@@ -589,9 +589,3 @@ pub fn compare_reports(inputs: Vec<BindingCompareInput>) -> AsyncTask<JsonTask> 
   let inputs: Vec<compare::Input> = inputs.into_iter().map(|i| compare::Input { server: i.server, path: PathBuf::from(i.path) }).collect();
   json_task(move |_| json(compare::compare(&inputs)?), None, None)
 }
-
-/// Reads a report's head (digest checked): JSON `{ group, root_data, start_timestamp, work_time, algorithms, digest, signature_ed25519 }`.
-#[napi(ts_return_type = "Promise<string>")]
-pub fn read_report_info(path: String) -> AsyncTask<JsonTask> {
-  json_task(move |_| json(checksum::read_report(Path::new(&path), None)?), None, None)
-}

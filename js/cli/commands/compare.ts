@@ -64,9 +64,10 @@ export default class CompareCommand extends BaseCommand {
       out.write(`${c.bold(g.group)}\n`)
       out.write(table([['SERVER', 'FILES', 'ERRORS', 'WORK TIME'].map(c.bold), ...g.servers.map((s) => [s.server, String(s.files), String(s.errors), duration(s.workTime * 1000)])], [1, 2]) + '\n')
       if (g.servers.length < 2) out.write(c.dim('  only one server has this group: nothing to compare\n'))
-      if (!this.quiet || files === undefined) {
-        for (const l of g.lostFiles.slice(0, files ? 0 : 1000)) out.write(`  ${c.red('lost')}      ${shown(l.path)}  missing on ${l.missingOn.join(', ')}\n`)
-        for (const m of g.mismatched.slice(0, files ? 0 : 1000)) {
+      // With --out the lists go to the files; the table shows at most 1000 of each.
+      if (!files) {
+        for (const l of g.lostFiles.slice(0, 1000)) out.write(`  ${c.red('lost')}      ${shown(l.path)}  missing on ${l.missingOn.join(', ')}\n`)
+        for (const m of g.mismatched.slice(0, 1000)) {
           out.write(`  ${c.red('mismatch')}  ${shown(m.path)}  ${m.algorithm}: ${Object.entries(m.sums).map(([s, h]) => `${s}=${h.slice(0, 12)}…`).join(' ')}\n`)
         }
       }
