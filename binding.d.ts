@@ -9,6 +9,22 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * An attempt at the run lock of a backup folder. When `held`, the lock is
+ * kept until `release()` (or until the process ends: the OS releases it
+ * however the process dies); otherwise `holder` is the information the
+ * holder wrote into the lock file (may be empty while it starts).
+ */
+export declare class RunLock {
+  get held(): boolean
+  get holder(): string | null
+  /** Releases the lock (idempotent). */
+  release(): void
+}
+
+/** Tries to take the lock file `path` (its folder must exist), writing `info` into it. */
+export declare function acquireRunLock(path: string, info: string): RunLock
+
 /** `backup status`: JSON `{ state: maintain::StateCheck, leftovers: maintain::Leftovers }`. */
 export declare function backupStatus(dst: string): Promise<string>
 
@@ -27,6 +43,13 @@ export interface BindingExplanation {
   selected: boolean
   role?: string
   steps: Array<BindingStep>
+}
+
+/** Whether the lock file `path` is held right now (`null` without a lock file). */
+export interface BindingLockProbe {
+  held: boolean
+  /** The information in the file (a stale one's when not held). */
+  info: string
 }
 
 /** One normalized pattern (see `js/patterns`). */
@@ -176,6 +199,8 @@ export declare function finishReport(tmp: string, path: string, extra: string, j
 
 /** `backup list`: JSON of `explore::Listing`. */
 export declare function listIncrements(dst: string, detailed: boolean): Promise<string>
+
+export declare function probeRunLock(path: string): BindingLockProbe | null
 
 /** `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`. */
 export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>

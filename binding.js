@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.RunLock = nativeBinding.RunLock
+module.exports.acquireRunLock = nativeBinding.acquireRunLock
 module.exports.backupStatus = nativeBinding.backupStatus
 module.exports.checkRules = nativeBinding.checkRules
 module.exports.checksumFolder = nativeBinding.checksumFolder
@@ -845,6 +847,7 @@ module.exports.fileHistory = nativeBinding.fileHistory
 module.exports.finishPending = nativeBinding.finishPending
 module.exports.finishReport = nativeBinding.finishReport
 module.exports.listIncrements = nativeBinding.listIncrements
+module.exports.probeRunLock = nativeBinding.probeRunLock
 module.exports.pruneIncrements = nativeBinding.pruneIncrements
 module.exports.recreateMetadata = nativeBinding.recreateMetadata
 module.exports.restoreBackup = nativeBinding.restoreBackup

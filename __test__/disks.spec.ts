@@ -9,7 +9,7 @@ import path from 'node:path'
 
 import { afterAll, describe, expect, it } from 'vitest'
 
-import { backup, loadConfig } from '../js'
+import { acquireLock, backup, loadConfig } from '../js'
 import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
 import { expectHistoryUnchanged, expectIncrementsMatchMetadata, sha, snapshotHistory } from './invariants'
 
@@ -143,21 +143,26 @@ describe('real disks', () => {
     expect(loadConfig(w.config).dst).toBe(w.dst)
   }, 60_000)
 
-  it('the lock: a second run refuses while the first holds it; a stale lock is taken over', () => {
+  it('the lock: a second run refuses while the first holds it; a leftover lock file is not a lock', () => {
     const w = workspace({ 'proj/a.txt': 'a' }, { track_dirs: ['proj'] })
-    fs.mkdirSync(path.join(w.dst, '.axiomatic'), { recursive: true })
-    // A live holder: this test process.
-    fs.writeFileSync(path.join(w.dst, '.axiomatic/lock'), JSON.stringify({ pid: process.pid, host: require('node:os').hostname(), started: 'now', command: 'run' }))
+    // A live holder: this test process holds the OS lock.
+    const release = acquireLock(w.dst, 'test')
     const r = cli(['run', '-c', w.config])
     expect(r.status).toBe(2)
     expect(r.stderr).toContain(`locked by pid ${process.pid}`)
     expect(fs.existsSync(path.join(w.dst, 'mirror'))).toBe(false)
-    // A dead holder: taken over.
+    release()
+    // The file a dead holder left (even one naming a live pid): not a lock.
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
     fs.writeFileSync(path.join(w.dst, '.axiomatic/lock'), JSON.stringify({ pid: Number(dead.stdout), host: require('node:os').hostname(), started: 'then', command: 'run' }))
     const r2 = cli(['run', '-c', w.config])
     expect(r2.status, r2.stderr).toBe(0)
     expect(fs.existsSync(path.join(w.dst, '.axiomatic/lock'))).toBe(false)
+    fs.writeFileSync(path.join(w.dst, '.axiomatic/lock'), JSON.stringify({ pid: process.pid, host: require('node:os').hostname(), started: 'then', command: 'run' }))
+    fs.writeFileSync(path.join(w.src, 'proj/a.txt'), 'a2')
+    bump(path.join(w.src, 'proj/a.txt'))
+    const r3 = cli(['run', '-c', w.config])
+    expect(r3.status, r3.stderr).toBe(0)
   })
 
   it('files that vanish between the scan and the copy are reported (exit 1) and the run goes on', async () => {

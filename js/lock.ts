@@ -1,13 +1,16 @@
 /**
- * The run lock: `dst/.axiomatic/lock`, created exclusively, holding the
- * holder's pid and host. A lock whose pid is dead on this host is stale and
- * taken over; a lock from another host is never broken automatically.
+ * The run lock: an OS lock (`flock`) on `dst/.axiomatic/lock`, taken by the
+ * native core and held for the whole command. The kernel releases it when
+ * the holder dies, however it dies, so a lock is never "stale" and never
+ * taken over: two commands can never both hold it. The file's content (pid,
+ * host, start, command) is information only, for messages and `status`.
  */
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
 import { BackupError, ExitCode } from './errors'
+import { fromNative, native } from './native'
 
 export interface LockInfo {
   pid: number
@@ -20,13 +23,29 @@ export function lockPath(dst: string): string {
   return path.join(dst, '.axiomatic', 'lock')
 }
 
-/** Reads the lock of `dst`, if any. */
-export function readLock(dst: string): LockInfo | undefined {
+function parseInfo(text: string): LockInfo | undefined {
   try {
-    return JSON.parse(fs.readFileSync(lockPath(dst), 'utf8')) as LockInfo
+    return JSON.parse(text) as LockInfo
   } catch {
     return undefined
   }
+}
+
+/**
+ * The lock of `dst`, if a lock file is there: its information and whether a
+ * process holds the lock right now (`held: false` is the leftover of a
+ * process that died; the next command simply takes the lock).
+ */
+export function readLock(dst: string): (LockInfo & { held: boolean }) | undefined {
+  let probe
+  try {
+    probe = native().probeRunLock(lockPath(dst))
+  } catch (e) {
+    throw fromNative(e)
+  }
+  if (!probe) return undefined
+  const info = parseInfo(probe.info) ?? { pid: 0, host: '', started: '', command: '' }
+  return { ...info, held: probe.held }
 }
 
 /** Whether a process with this pid runs on this host. */
@@ -39,43 +58,27 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Takes the lock of `dst`; returns its release function. */
+/** Takes the lock of `dst`; returns its release function. Refuses (exit 2) while another command holds it. */
 export function acquireLock(dst: string, command = 'run'): () => void {
   const file = lockPath(dst)
   fs.mkdirSync(path.dirname(file), { recursive: true })
   const me: LockInfo = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command }
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = fs.openSync(file, 'wx')
-      fs.writeSync(fd, JSON.stringify(me) + '\n')
-      fs.fsyncSync(fd)
-      fs.closeSync(fd)
-      return () => {
-        const cur = readLock(dst)
-        if (cur && cur.pid === me.pid && cur.host === me.host) fs.rmSync(file, { force: true })
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-      const holder = readLock(dst)
-      if (holder && holder.host === me.host && !isAlive(holder.pid)) {
-        fs.rmSync(file, { force: true }) // stale: its process is gone
-        continue
-      }
-      if (!holder) {
-        // Unreadable (a writer died between create and write): stale if old enough.
-        const age = Date.now() - fs.statSync(file).mtimeMs
-        if (age > 10_000) {
-          fs.rmSync(file, { force: true })
-          continue
-        }
-      }
-      const who = holder ? `pid ${holder.pid} on ${holder.host}, since ${holder.started} (${holder.command})` : 'a process that is starting'
-      throw new BackupError(
-        'ELOCKED',
-        `${dst} is locked by ${who}. Wait for it to finish. If that process is gone (e.g. the lock comes from another host), remove ${file}.`,
-        ExitCode.Failed,
-      )
-    }
+  let lock
+  try {
+    lock = native().acquireRunLock(file, JSON.stringify(me))
+  } catch (e) {
+    throw fromNative(e)
   }
-  throw new BackupError('ELOCKED', `cannot take the lock ${file}`, ExitCode.Failed)
+  if (!lock.held) {
+    const holder = parseInfo(lock.holder ?? '')
+    const who = holder
+      ? `pid ${holder.pid} on ${holder.host}, since ${holder.started} (${holder.command})`
+      : 'a process that is starting'
+    throw new BackupError(
+      'ELOCKED',
+      `${dst} is locked by ${who}. Wait for it to finish; the lock is released as soon as that process ends, however it ends.`,
+      ExitCode.Failed,
+    )
+  }
+  return () => lock.release()
 }

@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { ConfigError } from '../errors'
-import { acquireLock, isAlive, readLock, type LockInfo } from '../lock'
+import { acquireLock, readLock, type LockInfo } from '../lock'
 import { fromNative, native, type BindingProgress } from '../native'
 import type { Warning } from '../backup'
 import { normalizeMask, parsePathFilter, parseSize, parseTime, parseWhen } from './filters'
@@ -369,8 +369,12 @@ export interface LastRun {
 export interface BackupStatus {
   dst: string
   lastRun: LastRun | null
-  /** A process holding the lock (a run or maintenance in progress), and whether it is alive. */
-  lock: (LockInfo & { alive: boolean | null }) | null
+  /**
+   * The lock file, if any: who wrote it and whether that process holds the lock now (`alive`; the OS
+   * lock answers, so this is exact even for another host on a network file system). A lock file that
+   * is not held is the leftover of a process that died; the next command takes the lock.
+   */
+  lock: (LockInfo & { alive: boolean }) | null
   leftovers: {
     interruptedRun: { increment: string | null; started: string; ops: number } | null
     incompleteIncrements: string[]
@@ -420,7 +424,7 @@ export async function status(dst: string): Promise<BackupStatus> {
   return {
     dst: dir,
     lastRun,
-    lock: lock ? { ...lock, alive: lock.host === os.hostname() ? isAlive(lock.pid) : null } : null,
+    lock: lock ? { pid: lock.pid, host: lock.host, started: lock.started, command: lock.command, alive: lock.held } : null,
     leftovers: s.leftovers,
     state: s.state,
     increments: increments.length,

@@ -1,6 +1,6 @@
 //! The per-file engine of axiomatic-backup.
 //!
-//! Pure Rust, no Node-API: selection rules ([`rules`]), the parallel scan
+//! Pure Rust, no Node-API: the run lock ([`lock`]), selection rules ([`rules`]), the parallel scan
 //! ([`scan`]), the mirror state ([`state`]), increment metadata and the run
 //! journal ([`meta`]), and the run itself ([`engine`]); reading increments
 //! ([`increments`], [`explore`]), point-in-time restore ([`restore`]) and
@@ -32,6 +32,7 @@ pub mod error;
 pub mod explore;
 pub mod fsutil;
 pub mod increments;
+pub mod lock;
 pub mod maintain;
 pub mod meta;
 pub mod progress;

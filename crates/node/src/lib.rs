@@ -589,3 +589,59 @@ pub fn compare_reports(inputs: Vec<BindingCompareInput>) -> AsyncTask<JsonTask> 
   let inputs: Vec<compare::Input> = inputs.into_iter().map(|i| compare::Input { server: i.server, path: PathBuf::from(i.path) }).collect();
   json_task(move |_| json(compare::compare(&inputs)?), None, None)
 }
+
+/// An attempt at the run lock of a backup folder. When `held`, the lock is
+/// kept until `release()` (or until the process ends: the OS releases it
+/// however the process dies); otherwise `holder` is the information the
+/// holder wrote into the lock file (may be empty while it starts).
+#[napi]
+pub struct RunLock {
+  inner: Option<axiomatic_core::lock::RunLock>,
+  holder: Option<String>,
+}
+
+#[napi]
+impl RunLock {
+  #[napi(getter)]
+  pub fn held(&self) -> bool {
+    self.inner.is_some()
+  }
+
+  #[napi(getter)]
+  pub fn holder(&self) -> Option<String> {
+    self.holder.clone()
+  }
+
+  /// Releases the lock (idempotent).
+  #[napi]
+  pub fn release(&mut self) {
+    if let Some(mut l) = self.inner.take() {
+      l.release();
+    }
+  }
+}
+
+/// Tries to take the lock file `path` (its folder must exist), writing `info` into it.
+#[napi]
+pub fn acquire_run_lock(path: String, info: String) -> Result<RunLock> {
+  match axiomatic_core::lock::acquire(Path::new(&path), &info) {
+    Ok(axiomatic_core::lock::Acquire::Held(l)) => Ok(RunLock { inner: Some(l), holder: None }),
+    Ok(axiomatic_core::lock::Acquire::Busy(h)) => Ok(RunLock { inner: None, holder: Some(h) }),
+    Err(e) => Err(Error::from_reason(format!("EIO: cannot take the lock {path}: {e}"))),
+  }
+}
+
+/// Whether the lock file `path` is held right now (`null` without a lock file).
+#[napi(object)]
+pub struct BindingLockProbe {
+  pub held: bool,
+  /// The information in the file (a stale one's when not held).
+  pub info: String,
+}
+
+#[napi]
+pub fn probe_run_lock(path: String) -> Result<Option<BindingLockProbe>> {
+  axiomatic_core::lock::probe(Path::new(&path))
+    .map(|o| o.map(|(held, info)| BindingLockProbe { held, info }))
+    .map_err(|e| Error::from_reason(format!("EIO: cannot read the lock {path}: {e}")))
+}

@@ -46,7 +46,7 @@ export default class StatusCommand extends DstCommand {
       if (lr.error) out.write(`  ${c.red(lr.error.code)}: ${lr.error.message}\n`)
     }
     if (s.lock) {
-      const alive = s.lock.alive === null ? 'on another host' : s.lock.alive ? 'running' : c.yellow('not running (stale; the next command takes it over)')
+      const alive = s.lock.alive ? 'running' : c.yellow('not running (its process ended; the next command takes the lock)')
       out.write(`lock: ${s.lock.command} by pid ${s.lock.pid}@${s.lock.host} since ${s.lock.started}, ${alive}\n`)
     }
     if (lo.interruptedRun) {
