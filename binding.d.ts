@@ -124,6 +124,8 @@ export interface BindingRunOptions {
   preservedDirs: Array<string>
   dryRun: boolean
   listChanges: boolean
+  /** Skip files that keep changing while read instead of storing them marked inconsistent. */
+  skipInconsistent?: boolean
 }
 
 /** Search filters, already parsed and normalized by `js/explore`. */

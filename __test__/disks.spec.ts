@@ -120,7 +120,7 @@ describe('real disks', () => {
     expect(JSON.parse(r2.stdout).new).toBe(2)
   })
 
-  it('a file that keeps changing while it is copied is retried, then reported and not recorded', async () => {
+  it('a file that keeps changing while it is copied: after the retries, what was read is stored and marked inconsistent', async () => {
     const w = workspace({ 'proj/stable.txt': 'stable' }, { track_dirs: ['proj'] })
     const hot = path.join(w.src, 'proj/hot.bin')
     fs.writeFileSync(hot, Buffer.alloc(64 * 1024 * 1024, 1))
@@ -130,10 +130,35 @@ describe('real disks', () => {
     await new Promise((r) => setTimeout(r, 300))
     const s = await backup(w.config)
     toucher.kill('SIGKILL')
-    expect(s.warnings.map((x) => [x.path, x.code])).toEqual([['proj/hot.bin', 'changed-during-read']])
-    expect(s.new).toBe(1)
+    expect(s.warnings.map((x) => [x.path, x.code])).toEqual([['proj/hot.bin', 'inconsistent-copy']])
+    expect(s.new).toBe(2)
     const meta = readMeta(w.dst, s.increment!)
-    expect(Object.keys(meta.file_catalog)).toEqual(['proj/stable.txt'])
+    expect(Object.keys(meta.file_catalog).sort()).toEqual(['proj/hot.bin', 'proj/stable.txt'])
+    expect(meta.file_catalog['proj/hot.bin']).toMatchObject({ inconsistent: true, size: 64 * 1024 * 1024 })
+    expect(fs.readFileSync(path.join(w.dst, 'mirror/proj/hot.bin')).equals(fs.readFileSync(hot))).toBe(true)
+    expectIncrementsMatchMetadata(w.dst)
+    // Quiet again: the next run stores a consistent version, although size and mtime may look unchanged.
+    const s2 = await backup(w.config)
+    expect(s2).toMatchObject({ changed: 1, warnings: [] })
+    expect(readMeta(w.dst, s2.increment!).file_catalog['proj/hot.bin'].inconsistent).toBeUndefined()
+    const s3 = await backup(w.config)
+    expect(s3).toMatchObject({ increment: null, changed: 0, new: 0 })
+  }, 60_000)
+
+  it('--skip-inconsistent: a file that keeps changing is reported and not recorded', async () => {
+    const w = workspace({ 'proj/stable.txt': 'stable' }, { track_dirs: ['proj'] })
+    const hot = path.join(w.src, 'proj/hot.bin')
+    fs.writeFileSync(hot, Buffer.alloc(64 * 1024 * 1024, 1))
+    const toucher = spawn(process.execPath, ['-e', `const fs=require('fs');let t=1e9;for(;;){t+=1;try{fs.utimesSync(${JSON.stringify(hot)},t,t)}catch{}}`], { stdio: 'ignore' })
+    cleanups.push(() => toucher.kill('SIGKILL'))
+    await new Promise((r) => setTimeout(r, 300))
+    const r = cli(['run', '-c', w.config, '--json', '--skip-inconsistent'])
+    toucher.kill('SIGKILL')
+    expect(r.status, r.stderr).toBe(1)
+    const s = JSON.parse(r.stdout)
+    expect(s.warnings.map((x: { path: string; code: string }) => [x.path, x.code])).toEqual([['proj/hot.bin', 'changed-during-read']])
+    expect(s.new).toBe(1)
+    expect(Object.keys(readMeta(w.dst, s.increment!).file_catalog)).toEqual(['proj/stable.txt'])
     expect(fs.existsSync(path.join(w.dst, 'mirror/proj/hot.bin'))).toBe(false)
     // Quiet again: the next run records it.
     bump(hot)
@@ -142,6 +167,28 @@ describe('real disks', () => {
     expect(readMeta(w.dst, s2.increment!).file_catalog['proj/hot.bin'].size).toBe(64 * 1024 * 1024)
     expect(loadConfig(w.config).dst).toBe(w.dst)
   }, 60_000)
+
+  it('a log appended every few milliseconds is backed up on every run (never "no copy at all")', async () => {
+    const w = workspace({ 'logs/keep.txt': 'k' }, { track_dirs: ['logs'] })
+    const log = path.join(w.src, 'logs/app.log')
+    fs.writeFileSync(log, 'x'.repeat(8 * 1024 * 1024))
+    const writer = spawn(process.execPath, ['-e', `const fs=require('fs');setInterval(()=>fs.appendFileSync(${JSON.stringify(log)}, 'line '.repeat(20)+'\\n'),2)`], { stdio: 'ignore' })
+    cleanups.push(() => writer.kill('SIGKILL'))
+    await new Promise((r) => setTimeout(r, 200))
+    const stored: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const s = await backup(w.config)
+      expect(s.warnings.every((x) => x.code === 'inconsistent-copy' && x.path === 'logs/app.log'), JSON.stringify(s.warnings)).toBe(true)
+      expect(s.increment).not.toBeNull()
+      const e = readMeta(w.dst, s.increment!).file_catalog['logs/app.log']
+      expect(e).toBeDefined()
+      stored.push(e.size)
+      // What the increment holds is exactly what the metadata says (size and SHA-256).
+      expectIncrementsMatchMetadata(w.dst)
+    }
+    writer.kill('SIGKILL')
+    expect(stored.every((n) => n >= 8 * 1024 * 1024)).toBe(true)
+  }, 120_000)
 
   it('the lock: a second run refuses while the first holds it; a leftover lock file is not a lock', () => {
     const w = workspace({ 'proj/a.txt': 'a' }, { track_dirs: ['proj'] })

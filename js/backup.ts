@@ -12,7 +12,11 @@ import { writeLastRun, type LastRun } from './explore'
 export interface Warning {
   /** Path relative to `src`. */
   path: string
-  /** Stable code: `permission-denied`, `vanished`, `changed-during-read`, `io-error`, `non-utf8-name`, `mirror-missing`. */
+  /**
+   * Stable code: `permission-denied`, `vanished`, `changed-during-read` (skipped: it kept changing, with
+   * `skipInconsistent`), `inconsistent-copy` (stored as read while it kept changing, marked inconsistent),
+   * `io-error`, `non-utf8-name`, `mirror-missing`.
+   */
   code: string
   message: string
 }
@@ -59,6 +63,8 @@ export interface BackupOptions {
   dryRun?: boolean
   /** With dryRun: list every selected path and its change. */
   listChanges?: boolean
+  /** Skip files that keep changing while read (overrides the config's `skip_inconsistent`). */
+  skipInconsistent?: boolean
   onProgress?: (p: Progress) => void
   signal?: AbortSignal
 }
@@ -101,6 +107,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
         preservedDirs: cfg.preservedDirs,
         dryRun: !!opts.dryRun,
         listChanges: !!opts.listChanges,
+        skipInconsistent: opts.skipInconsistent ?? cfg.skipInconsistent,
       },
       opts.onProgress,
       opts.signal,

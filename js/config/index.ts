@@ -34,6 +34,8 @@ export interface Config {
   max_workers?: number
   /** mtime differences up to this many seconds are not changes (default: 0, or 2 on FAT/exFAT). */
   mtime_tolerance_s?: number
+  /** Skip a file that keeps changing while it is read, instead of storing what was read marked `inconsistent` (default false). */
+  skip_inconsistent?: boolean
 }
 
 /** A validated config with absolute paths and compiled rules. */
@@ -47,11 +49,12 @@ export interface ResolvedConfig {
   maxWorkers: number
   /** `undefined` = automatic. */
   mtimeToleranceS?: number
+  skipInconsistent: boolean
   raw: Config
 }
 
 const LIST_KEYS = [...RULE_KEYS, 'preserved_dirs'] as const
-const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s'] as const
+const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s', 'skip_inconsistent'] as const
 
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
@@ -119,6 +122,8 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     fail(`"max_workers" must be a whole number from 1 to 1024, got ${JSON.stringify(c.max_workers)}`)
   if (c.mtime_tolerance_s !== undefined && !(typeof c.mtime_tolerance_s === 'number' && c.mtime_tolerance_s >= 0 && c.mtime_tolerance_s <= 86400))
     fail(`"mtime_tolerance_s" must be a number of seconds from 0 to 86400, got ${JSON.stringify(c.mtime_tolerance_s)}`)
+  if (c.skip_inconsistent !== undefined && typeof c.skip_inconsistent !== 'boolean')
+    fail(`"skip_inconsistent" must be true or false, got ${JSON.stringify(c.skip_inconsistent)}`)
   if (c.src === undefined) fail('"src" is missing: the folder to back up, e.g. "src": "~/Documents"')
   if (c.dst !== undefined && c.dist !== undefined && c.dst !== c.dist)
     fail(`"dst" and its alias "dist" are both set and differ (${JSON.stringify(c.dst)} vs ${JSON.stringify(c.dist)}); keep one`)
@@ -165,6 +170,7 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     preservedDirs: (config.preserved_dirs ?? []).map((p) => p.replace(/^\/+|\/+$/g, '')),
     maxWorkers: config.max_workers ?? os.availableParallelism(),
     mtimeToleranceS: config.mtime_tolerance_s,
+    skipInconsistent: config.skip_inconsistent ?? false,
     raw: config,
   }
 }

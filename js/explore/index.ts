@@ -112,6 +112,8 @@ export interface CatalogEntry {
   sha256: string | null
   stored_as: 'hardlink' | 'copy'
   carried_from?: string
+  /** Present when the file kept changing while it was read: the copy may mix old and new content. */
+  inconsistent?: true
 }
 
 export interface SearchHit extends CatalogEntry {

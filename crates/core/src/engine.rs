@@ -54,7 +54,15 @@ pub struct Options {
   pub dry_run: bool,
   /// Return every selected path with its change (for `--dry-run --verbose`).
   pub list_changes: bool,
+  /// Refuse copies of files that keep changing while they are read (they
+  /// are then skipped with a warning) instead of storing what was read,
+  /// marked inconsistent.
+  pub skip_inconsistent: bool,
 }
+
+/// Reads of a file that keeps changing before its copy is kept as read
+/// (inconsistent) or, with `skip_inconsistent`, skipped.
+pub const COPY_ATTEMPTS: usize = 3;
 
 /// The fixed layout of a backup folder.
 #[derive(Debug, Clone)]
@@ -178,16 +186,21 @@ impl<'a> Op<'a> {
 
 enum Outcome {
   /// Done; for copies/links the new state entry's hash and whether the
-  /// increment holds a copy instead of a hardlink.
-  Done { sha: Option<Box<[u8; 32]>>, fallback: bool },
+  /// increment holds a copy instead of a hardlink; `stored` when the mirror
+  /// holds another version than the scan saw (the file changed before it
+  /// was copied); `inconsistent` when it changed while it was read.
+  Done { sha: Option<Box<[u8; 32]>>, fallback: bool, stored: Option<Box<Entry>>, inconsistent: bool },
   /// Not done; the old state entry stays.
   Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
   DoneMissing(Box<Warning>),
 }
 
+/// Whether the source entry differs from what the mirror holds. An
+/// inconsistent copy always differs: it is copied again until a read sees
+/// the file hold still.
 fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
-  e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
+  o.inconsistent || e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
 }
 
 pub(crate) fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
@@ -339,6 +352,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     inc: inc_dir.as_deref(),
     progress,
     no_links,
+    skip_inconsistent: opts.skip_inconsistent,
     fatal: &fatal,
     stop: &stop,
     fallbacks: &fallbacks,
@@ -381,10 +395,20 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         count(&mut report, op);
         catalog_len += u64::from(op.kind == OpKind::Delete);
       }
-      Outcome::Done { .. } => {
+      Outcome::Done { stored, inconsistent, .. } => {
         count(&mut report, op);
         if op.kind == OpKind::Copy {
-          report.bytes_copied += op.entry.unwrap().size;
+          report.bytes_copied += stored.as_deref().or(op.entry).unwrap().size;
+        }
+        if *inconsistent {
+          report.warnings.push(Warning::new(
+            op.rel(),
+            "inconsistent-copy",
+            format!(
+              "the file kept changing while it was read ({COPY_ATTEMPTS} attempts); the stored copy may mix old and new \
+               content and is marked inconsistent in the metadata; the next run copies it again"
+            ),
+          ));
         }
         catalog_len += u64::from(op.tracked);
       }
@@ -491,9 +515,9 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
       Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha(), fallback))
     }
-    (Outcome::Done { sha, fallback }, OpKind::Copy | OpKind::Link) if op.tracked => {
-      let e = op.entry.unwrap();
-      Some(meta::catalog_entry(
+    (Outcome::Done { sha, fallback, stored, inconsistent }, OpKind::Copy | OpKind::Link) if op.tracked => {
+      let e = stored.as_deref().or(op.entry).unwrap();
+      let mut c = meta::catalog_entry(
         e.size,
         e.mtime_ns,
         e.mode,
@@ -501,7 +525,9 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
         if op.changed { "changed" } else { "new" },
         sha.as_deref().copied(),
         *fallback,
-      ))
+      );
+      c.inconsistent = inconsistent.then_some(true);
+      Some(c)
     }
     _ => None,
   }
@@ -511,15 +537,16 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 enum StateRef<'a> {
   /// Unchanged (or an op that was not done): the old entry, with the current role.
   Old(&'a StateEntry, bool),
-  /// Copied or linked this run, with the hash of what the mirror now holds.
-  New(&'a Entry, Option<&'a [u8; 32]>),
+  /// Copied or linked this run, with the hash of what the mirror now holds
+  /// and whether that copy is inconsistent.
+  New(&'a Entry, Option<&'a [u8; 32]>, bool),
 }
 
 impl<'a> StateRef<'a> {
   fn tracked(&self) -> bool {
     match self {
       StateRef::Old(_, t) => *t,
-      StateRef::New(e, _) => e.role == Role::Tracked,
+      StateRef::New(e, _, _) => e.role == Role::Tracked,
     }
   }
   fn line(&self) -> state::StateLine<'a> {
@@ -532,8 +559,9 @@ impl<'a> StateRef<'a> {
         mode: o.mode,
         tracked: t,
         sha256: if t { o.sha() } else { None },
+        inconsistent: o.inconsistent,
       },
-      StateRef::New(e, sha) => state::StateLine {
+      StateRef::New(e, sha, inconsistent) => state::StateLine {
         rel: &e.rel,
         kind: e.kind,
         size: e.size,
@@ -541,6 +569,7 @@ impl<'a> StateRef<'a> {
         mode: e.mode,
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.copied() } else { None },
+        inconsistent,
       },
     }
   }
@@ -565,7 +594,9 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
     }
     if k < ops.len() && ops[k].rel() == &*e.rel {
       match (&outcomes[k], ops[k].old) {
-        (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, sha.as_deref())),
+        (Some(Outcome::Done { sha, stored, inconsistent, .. }), _) => {
+          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), *inconsistent))
+        }
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
         _ => {}
       }
@@ -626,6 +657,7 @@ struct ApplyCtx<'a> {
   inc: Option<&'a Path>,
   progress: &'a Progress,
   no_links: bool,
+  skip_inconsistent: bool,
   fatal: &'a Mutex<Option<Error>>,
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
@@ -714,12 +746,15 @@ impl ApplyCtx<'_> {
     if let Err(err) = self.safe_parents(op.rel()) {
       return Err(("cannot prepare the mirror folder for", err));
     }
+    // A file that changes under us is retried with its new metadata; the
+    // last attempt keeps what it read (marked inconsistent) unless the user
+    // refuses such copies: a file that is always being written still gets
+    // a copy.
     let mut copied = None;
     let mut last = String::new();
-    for attempt in 0..2 {
+    for attempt in 0..COPY_ATTEMPTS {
       let mut cur = e.clone();
       if attempt > 0 {
-        // Retry once with the file as it is now.
         match fs::symlink_metadata(&src) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
             Some(n) => cur = n,
@@ -728,16 +763,13 @@ impl ApplyCtx<'_> {
           Err(err) => return Err(("cannot read", err)),
         }
       }
-      match fsutil::copy_entry(&src, &tmp, &cur, op.tracked, self.progress) {
-        Ok(CopyResult::Done(c)) if cur == *e => {
-          copied = Some(c);
+      let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
+      match fsutil::copy_entry(&src, &tmp, &cur, op.tracked, accept_torn, self.progress) {
+        Ok(CopyResult::Done(mut c)) => {
+          // What the mirror now holds, when it is not what the scan saw.
+          let stored = c.stored.take().or_else(|| (cur != *e).then_some(cur));
+          copied = Some((c, stored));
           break;
-        }
-        Ok(CopyResult::Done(_)) => {
-          // A consistent copy, but of a newer version than the scan saw: the
-          // state must describe what the mirror holds, so take it next run.
-          let _ = fs::remove_file(&tmp);
-          last = "the file changed after the scan".into();
         }
         Ok(CopyResult::Changed(m)) => last = m,
         Err(err) => {
@@ -746,12 +778,12 @@ impl ApplyCtx<'_> {
         }
       }
     }
-    let Some(c) = copied else {
+    let Some((c, stored)) = copied else {
       let _ = fs::remove_file(&tmp);
       return Ok(Outcome::Skipped(Box::new(Warning::new(
         op.rel(),
         "changed-during-read",
-        format!("{last}; not recorded, the next run takes it"),
+        format!("{last}; not recorded (--skip-inconsistent), the next run takes it"),
       ))));
     };
     fault_point();
@@ -771,7 +803,7 @@ impl ApplyCtx<'_> {
     }
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
-    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback })
+    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback, stored: stored.map(Box::new), inconsistent: c.torn })
   }
 
   /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
@@ -805,7 +837,7 @@ impl ApplyCtx<'_> {
     match fsutil::sha256_of(&dst) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
-        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback })
+        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback, stored: None, inconsistent: false })
       }
       Err(err) if err.kind() == io::ErrorKind::NotFound => self.copy(&Op { kind: OpKind::Copy, ..*op }),
       Err(err) => Err(("cannot read the mirror copy of", err)),
@@ -828,7 +860,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback })
+    Ok(Outcome::Done { sha: None, fallback, stored: None, inconsistent: false })
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
@@ -839,7 +871,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback: false })
+    Ok(Outcome::Done { sha: None, fallback: false, stored: None, inconsistent: false })
   }
 }
 
@@ -885,7 +917,10 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     _ => None,
   };
 
-  let done: Vec<(usize, Option<[u8; 32]>, bool)> = ops
+  // (op index, sha256, stored as a copy, the stored version when it is not
+  // the journaled one)
+  type Done = (usize, Option<[u8; 32]>, bool, Option<(u64, i64, u32)>);
+  let done: Vec<Done> = ops
     .par_iter()
     .enumerate()
     .filter_map(|(k, op)| {
@@ -896,9 +931,11 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
         ("copy" | "link", true) => {
           let f = inc_dir.as_ref()?.join("track").join(&op.p);
           let md = fs::symlink_metadata(&f).ok()?;
-          if md.len() != op.s || fsutil::mtime_ns(&md) != op.m {
-            return None;
-          }
+          // A file that changed before or while it was copied is stored as
+          // read, not as journaled: kept, with what the file itself says,
+          // and marked inconsistent (this run cannot know whether it was).
+          let other = (md.len() != op.s || fsutil::mtime_ns(&md) != op.m)
+            .then(|| (md.len(), fsutil::mtime_ns(&md), std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777));
           let known = existing_meta.as_ref().and_then(|m| m.file_catalog.get(&op.p)).and_then(|c| c.sha256.clone());
           let sha = match known {
             Some(h) => {
@@ -909,7 +946,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             None => fsutil::sha256_of(&f).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
-          Some((k, Some(sha), !linked))
+          Some((k, Some(sha), !linked, other))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(&op.p);
@@ -919,41 +956,45 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               let _ = fs::remove_file(&mirror);
             }
           }
-          Some((k, None, false))
+          Some((k, None, false, None))
         }
         ("copy", false) => {
           let m = mmd?;
           let same = m.len() == op.s
             && fsutil::mtime_ns(&m) == op.m
             && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
-          same.then_some((k, None, false))
+          same.then_some((k, None, false, None))
         }
-        ("remove", _) => mmd.is_none().then_some((k, None, false)),
+        ("remove", _) => mmd.is_none().then_some((k, None, false, None)),
         _ => None,
       }
     })
     .collect();
 
   let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-  for &(k, sha, copied) in &done {
+  for &(k, sha, copied, other) in &done {
     let op = &ops[k];
     match op.op.as_str() {
       "copy" | "link" => {
+        let (size, mtime_ns, mode) = other.unwrap_or((op.s, op.m, op.mode));
         state.insert(
           op.p.clone(),
           StateEntry {
             rel: op.p.clone().into(),
             kind: op.k,
-            size: op.s,
-            mtime_ns: op.m,
-            mode: op.mode,
+            size,
+            mtime_ns,
+            mode,
             tracked: op.t,
             sha256: if op.t { sha.map(Box::new) } else { None },
+            inconsistent: other.is_some(),
           },
         );
         if op.t {
           let what = op.change.as_deref().unwrap_or("new");
-          catalog.insert(op.p.clone(), meta::catalog_entry(op.s, op.m, op.mode, op.k, what, sha, copied));
+          let mut c = meta::catalog_entry(size, mtime_ns, mode, op.k, what, sha, copied);
+          c.inconsistent = other.map(|_| true);
+          catalog.insert(op.p.clone(), c);
         }
       }
       _ => {

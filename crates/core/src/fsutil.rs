@@ -198,12 +198,20 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub struct Copied {
   pub sha256: Option<[u8; 32]>,
   pub bytes: u64,
+  /// Set when what was copied is not the entry asked for (only with
+  /// `accept_torn`): the source's metadata when the read began, with the
+  /// size actually read.
+  pub stored: Option<Entry>,
+  /// Only with `accept_torn`: the source changed while it was read, so the
+  /// copy may mix old and new content.
+  pub torn: bool,
 }
 
 /// Outcome of copying one entry into a temp file.
 pub enum CopyResult {
   Done(Copied),
-  /// The source changed (size, mtime or kind) while it was read.
+  /// The source changed (size, mtime or kind) while it was read; nothing
+  /// is left in the temp file.
   Changed(String),
 }
 
@@ -232,7 +240,13 @@ fn set_owner(path: &Path, uid: u32, gid: u32, nofollow: bool) {
 /// Copies the entry `e` found at `src` into the new file `tmp` (which must
 /// not be shared with anything), with its mode, owner (as root) and mtime;
 /// hashes the bytes read when `hash` is set. Zero blocks become holes.
-pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Progress) -> io::Result<CopyResult> {
+///
+/// With `accept_torn` (the last attempt of a file that keeps changing),
+/// the copy never gives up on a change: a file that differs from `e` when
+/// opened is copied as it is then, and one that changes during the read is
+/// kept as read (`Torn`), so a file that is always being written still gets
+/// a copy.
+pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, accept_torn: bool, progress: &Progress) -> io::Result<CopyResult> {
   if e.kind == Kind::Symlink {
     let _ = fs::remove_file(tmp);
     let md = fs::symlink_metadata(src)?;
@@ -245,13 +259,24 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     filetime::set_symlink_file_times(tmp, mt, mt)?;
     set_owner(tmp, e.uid, e.gid, true);
     let sha = hash.then(|| sha256(target.as_os_str().as_bytes()));
-    return Ok(CopyResult::Done(Copied { sha256: sha, bytes: 0 }));
+    return Ok(CopyResult::Done(Copied { sha256: sha, bytes: 0, stored: None, torn: false }));
   }
   let mut input = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src)?;
   let before = input.metadata()?;
-  if !before.is_file() || before.len() != e.size || mtime_ns(&before) != e.mtime_ns {
+  if !before.is_file() {
     return Ok(CopyResult::Changed("the file changed between the scan and the copy".into()));
   }
+  let opened;
+  let replaced = before.len() != e.size || mtime_ns(&before) != e.mtime_ns;
+  let e = if replaced {
+    if !accept_torn {
+      return Ok(CopyResult::Changed("the file changed between the scan and the copy".into()));
+    }
+    opened = Entry::from_metadata(e.rel.clone(), &before, e.role).expect("a regular file");
+    &opened
+  } else {
+    e
+  };
   let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp);
   let mut out = match create() {
     Ok(f) => f,
@@ -293,7 +318,8 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     out.set_len(total)?;
   }
   let after = input.metadata()?;
-  if total != e.size || after.len() != e.size || mtime_ns(&after) != e.mtime_ns {
+  let torn = total != e.size || after.len() != e.size || mtime_ns(&after) != e.mtime_ns;
+  if torn && !accept_torn {
     drop(out);
     let _ = fs::remove_file(tmp);
     return Ok(CopyResult::Changed("the file changed while it was copied".into()));
@@ -303,7 +329,8 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
   set_owner(tmp, e.uid, e.gid, false);
   let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
   filetime::set_file_handle_times(&out, Some(mt), Some(mt))?;
-  Ok(CopyResult::Done(Copied { sha256: hasher.map(Hasher::finish), bytes: total }))
+  let stored = (torn || replaced).then(|| Entry { size: total, ..e.clone() });
+  Ok(CopyResult::Done(Copied { sha256: hasher.map(Hasher::finish), bytes: total, stored, torn }))
 }
 
 /// Starts writing a copied file to the disk now, without waiting, so the

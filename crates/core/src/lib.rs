@@ -20,6 +20,7 @@
 //!   preserved_dirs: vec![],
 //!   dry_run: true,
 //!   list_changes: false,
+//!   skip_inconsistent: false,
 //! };
 //! let report = engine::run(&opts, &Progress::new()).unwrap();
 //! println!("{} files would be copied", report.new + report.changed);

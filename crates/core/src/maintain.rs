@@ -595,6 +595,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
             mode: md.mode() & 0o7777,
             tracked,
             sha256: sha,
+            inconsistent: false,
           }
         })
         .collect()

@@ -35,6 +35,10 @@ pub struct CatalogEntry {
   /// Set when `prune` moved this entry here from a removed increment.
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub carried_from: Option<String>,
+  /// `true` when the file kept changing while it was read: the stored copy
+  /// may mix old and new content (absent otherwise).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub inconsistent: Option<bool>,
 }
 
 /// Counts of one increment.
@@ -86,6 +90,7 @@ pub fn catalog_entry(size: u64, mtime_ns: i64, mode: u32, kind: Kind, op: &str, 
     sha256: sha.map(hex::encode),
     stored_as: if copied { "copy".into() } else { "hardlink".into() },
     carried_from: None,
+    inconsistent: None,
   }
 }
 

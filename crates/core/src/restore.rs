@@ -239,7 +239,7 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
     _ => {}
   }
   let tmp = fsutil::temp_path(&target);
-  let copied = match fsutil::copy_entry(&source, &tmp, &entry, it.sha256.is_some(), progress) {
+  let copied = match fsutil::copy_entry(&source, &tmp, &entry, it.sha256.is_some(), false, progress) {
     Ok(CopyResult::Done(c)) => c,
     Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
     Err(e) => {

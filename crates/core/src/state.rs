@@ -36,6 +36,10 @@ pub struct StateEntry {
   pub tracked: bool,
   #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize_boxed")]
   pub sha256: Option<Box<[u8; 32]>>,
+  /// The mirror holds a copy read while the file kept changing: the next
+  /// run copies it again whatever its size and mtime say.
+  #[serde(rename = "i", default)]
+  pub inconsistent: bool,
 }
 
 mod sha_hex {
@@ -140,6 +144,8 @@ pub struct StateLine<'a> {
   pub tracked: bool,
   #[serde(rename = "h", skip_serializing_if = "Option::is_none", with = "sha_hex")]
   pub sha256: Option<[u8; 32]>,
+  #[serde(rename = "i", skip_serializing_if = "std::ops::Not::not")]
+  pub inconsistent: bool,
 }
 
 impl StateEntry {
@@ -157,6 +163,7 @@ impl StateEntry {
       mode: self.mode,
       tracked: self.tracked,
       sha256: self.sha(),
+      inconsistent: self.inconsistent,
     }
   }
 }

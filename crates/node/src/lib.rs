@@ -76,6 +76,8 @@ pub struct BindingRunOptions {
   pub preserved_dirs: Vec<String>,
   pub dry_run: bool,
   pub list_changes: bool,
+  /// Skip files that keep changing while read instead of storing them marked inconsistent.
+  pub skip_inconsistent: Option<bool>,
 }
 
 #[napi(object)]
@@ -283,6 +285,7 @@ pub fn run_backup(
     preserved_dirs: options.preserved_dirs,
     dry_run: options.dry_run,
     list_changes: options.list_changes,
+    skip_inconsistent: options.skip_inconsistent.unwrap_or(false),
   };
   let progress = Arc::new(Progress::new());
   if let Some(sig) = &signal {

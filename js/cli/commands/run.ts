@@ -16,7 +16,11 @@ export default class RunCommand extends BaseCommand {
       \`track/\` and \`deleted/\`, metadata in \`backup_YYYYMMDD_HHMMSS.json\`). A run that was interrupted
       (killed, power loss, disk full) is finished by the next run.
 
-      Exit codes: 0 done; 1 done, but some files were skipped (listed as warnings); 2 failed, nothing new
+      A file that keeps changing while it is read (a log being written) is read up to 3 times; then what was
+      read is stored, marked \`inconsistent\` in the metadata, with an \`inconsistent-copy\` warning, and the
+      next run copies it again. \`--skip-inconsistent\` (config \`skip_inconsistent\`) skips such files instead.
+
+      Exit codes: 0 done; 1 done, with warnings (files skipped or stored inconsistent); 2 failed, nothing new
       committed; 64 bad usage or config (nothing written).
 
       \`--json\` prints one object: \`increment\`, \`recovered\`, \`dryRun\`, \`mirrorFiles\`, \`trackedFiles\`, \`new\`,
@@ -35,6 +39,9 @@ export default class RunCommand extends BaseCommand {
 
   dryRun = Option.Boolean('--dry-run,-n', false, { description: 'Plan only; write nothing' })
   verbose = Option.Boolean('--verbose,-v', false, { description: 'With --dry-run: list every selected path with its role and change' })
+  skipInconsistent = Option.Boolean('--skip-inconsistent', false, {
+    description: 'Skip a file that keeps changing while it is read (default: store what was read, marked inconsistent)',
+  })
   configArg = Option.String({ name: 'CONFIG', required: false })
 
   async run(): Promise<number> {
@@ -50,6 +57,7 @@ export default class RunCommand extends BaseCommand {
       stats = await backup(cfg, {
         dryRun: this.dryRun,
         listChanges: this.dryRun && this.verbose,
+        skipInconsistent: this.skipInconsistent || undefined,
         onProgress: tty ? line.update : undefined,
         signal: controller.signal,
       })
@@ -83,7 +91,7 @@ export default class RunCommand extends BaseCommand {
     )
     if (stats.linkFallbacks) out.write(`${stats.linkFallbacks} increment files stored as copies (no hardlinks on this file system)\n`)
     if (stats.specialSkipped) out.write(`${stats.specialSkipped} sockets/FIFOs/devices skipped\n`)
-    if (stats.warnings.length) out.write(`${stats.warnings.length} files skipped (see warnings above); exit code 1\n`)
+    if (stats.warnings.length) out.write(`${stats.warnings.length} warnings (see above); exit code 1\n`)
     return code
   }
 }
