@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 import { acquireLock, backup, loadConfig } from '../js'
 import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { needs } from './tools'
 import { expectHistoryUnchanged, expectIncrementsMatchMetadata, sha, snapshotHistory } from './invariants'
 
 const cleanups: (() => void)[] = []
@@ -35,7 +36,7 @@ function mountExfat(): string {
 }
 
 describe('real disks', () => {
-  it('exFAT target: no hardlinks (increments hold copies), coarse mtimes tolerated, history intact', async () => {
+  it.skipIf(needs('exFAT target', ['mkfs.exfat', 'mount.exfat-fuse', 'losetup'], { root: true }))('exFAT target: no hardlinks (increments hold copies), coarse mtimes tolerated, history intact', async () => {
     const mnt = mountExfat()
     const dir = tmpdir()
     const src = path.join(dir, 'src')
@@ -84,7 +85,7 @@ describe('real disks', () => {
     fs.rmSync(extra, { recursive: true })
   }, 120_000)
 
-  it('unreadable files and folders (as a non-root user): the run goes on, lists the paths, exits 1', () => {
+  it.skipIf(needs('permission tests as a non-root user', ['setpriv'], { root: true }))('unreadable files and folders (as a non-root user): the run goes on, lists the paths, exits 1', () => {
     const w = workspace({ 'proj/ok.txt': 'ok', 'proj/secret.txt': 'secret', 'proj/closed/inner.txt': 'inner' }, { track_dirs: ['proj'] })
     fs.chmodSync(w.dir, 0o755)
     execFileSync('chown', ['-R', 'nobody:nogroup', w.dir])
@@ -241,7 +242,7 @@ describe('real disks', () => {
     expect(listTree(path.join(w.dst, 'mirror')).size).toBe(0)
   }, 120_000)
 
-  it('shows a progress line on a TTY and nothing when piped', () => {
+  it.skipIf(needs('progress on a TTY', ['script']))('shows a progress line on a TTY and nothing when piped', () => {
     const tree: Record<string, string> = {}
     const blob = 'p'.repeat(2 * 1024 * 1024)
     for (let i = 0; i < 300; i++) tree[`proj/f${i}.bin`] = blob + i
