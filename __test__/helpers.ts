@@ -45,15 +45,17 @@ export interface FileInfo {
 /** Every file and symlink below `root`, with content hash, mtime and mode. */
 export function listTree(root: string, opts: { skip?: (rel: string) => boolean } = {}): Map<string, FileInfo> {
   const out = new Map<string, FileInfo>()
-  const walk = (dir: string, pre: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const rel = pre + e.name
+  // Names are read as bytes and keyed as the metadata holds them (names that are not UTF-8 escaped).
+  const walk = (dir: Buffer, pre: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
+      const raw = e.name as unknown as Buffer
+      const rel = pre + bytesName(raw)
       if (opts.skip?.(rel)) continue
-      const p = path.join(dir, e.name)
+      const p = Buffer.concat([dir, Buffer.from('/'), raw])
       if (e.isDirectory()) walk(p, rel + '/')
       else {
         const st = fs.lstatSync(p, { bigint: false })
-        const data = e.isSymbolicLink() ? Buffer.from(fs.readlinkSync(p)) : fs.readFileSync(p)
+        const data = e.isSymbolicLink() ? (fs.readlinkSync(p, { encoding: 'buffer' }) as Buffer) : fs.readFileSync(p)
         out.set(rel, {
           kind: e.isSymbolicLink() ? 'symlink' : 'file',
           size: st.size,
@@ -65,7 +67,7 @@ export function listTree(root: string, opts: { skip?: (rel: string) => boolean }
       }
     }
   }
-  if (fs.existsSync(root)) walk(root, '')
+  if (fs.existsSync(root)) walk(Buffer.from(root), '')
   return out
 }
 
@@ -113,6 +115,7 @@ export function naturalIncrementOrder(a: string, b: string): number {
 }
 
 import type { CatalogEntry } from '../js'
+import { bytesName } from '../js/names'
 export type { CatalogEntry }
 
 export interface IncrementMeta {
@@ -130,7 +133,7 @@ export function readMeta(dst: string, name: string): IncrementMeta {
 
 /** Sets a file's mtime to a distinct second, so size-equal rewrites are seen as changes. */
 let clock = 1_700_000_000
-export function bump(p: string): void {
+export function bump(p: fs.PathLike): void {
   clock += 10
   fs.utimesSync(p, clock, clock)
 }

@@ -15,7 +15,7 @@ export interface Warning {
   /**
    * Stable code: `permission-denied`, `vanished`, `changed-during-read` (skipped: it kept changing, with
    * `skipInconsistent`), `inconsistent-copy` (stored as read while it kept changing, marked inconsistent),
-   * `io-error`, `non-utf8-name`, `mirror-missing`.
+   * `io-error`, `mirror-missing`.
    */
   code: string
   message: string

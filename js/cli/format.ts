@@ -1,4 +1,5 @@
 /** Human output helpers: sizes, durations, the live progress line. */
+import { displayName } from '../names'
 import type { Progress } from '../backup'
 
 export function bytes(n: number): string {
@@ -62,7 +63,9 @@ export function colors(on: boolean): Colors {
 /** A path for human output: control characters (a newline in a name) shown escaped. */
 export function shown(p: string): string {
   // eslint-disable-next-line no-control-regex
-  return /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : p
+  const s = /[\x00-\x1f\x7f]/.test(p) ? JSON.stringify(p) : p
+  // Bytes of a name that is not valid UTF-8: `\xNN` (as `history`, `restore` and `search` accept them).
+  return displayName(s)
 }
 
 /** Local date and time, `YYYY-MM-DD HH:MM` (`:SS` with seconds). */

@@ -8,11 +8,32 @@
 import fs from 'node:fs'
 import path from 'node:path'
 
+import { bytesName, hasEscapes, nameBytes } from '../names'
 import type { SearchHit } from './index'
 
 /** Quotes a string for POSIX sh. */
 export function shQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`
+}
+
+/**
+ * Quotes a name for POSIX sh, with the raw bytes of a name that is not valid
+ * UTF-8 written by `printf` with octal escapes (never a newline, so the
+ * command substitution keeps them exactly).
+ */
+export function shQuoteName(rel: string): string {
+  if (!hasEscapes(rel)) return shQuote(rel)
+  let out = ''
+  let lit = ''
+  for (const ch of rel) {
+    const b = nameBytes(ch)
+    if (hasEscapes(ch)) {
+      if (lit) out += shQuote(lit)
+      lit = ''
+      out += `"$(printf '\\${b[0].toString(8)}')"`
+    } else lit += ch
+  }
+  return lit ? out + shQuote(lit) : out
 }
 
 /**
@@ -51,14 +72,14 @@ export function restoreScript(dst: string, hits: SearchHit[], command: string): 
     if (h.kind === 'symlink') {
       let target: string
       try {
-        target = fs.readlinkSync(path.join(dst, stored))
+        target = bytesName(fs.readlinkSync(Buffer.concat([Buffer.from(path.resolve(dst) + '/'), nameBytes(stored)]), { encoding: 'buffer' }))
       } catch {
         lines.push(`echo ${shQuote(`missing in the backup: ${h.path}`)} >&2; fail=1`)
         continue
       }
-      lines.push(`l ${shQuote(target)} ${shQuote(dir)} ${shQuote(h.path)}`)
+      lines.push(`l ${shQuoteName(target)} ${shQuoteName(dir)} ${shQuoteName(h.path)}`)
     } else {
-      lines.push(`f ${shQuote(stored)} ${shQuote(dir)} ${shQuote(h.path)}`)
+      lines.push(`f ${shQuoteName(stored)} ${shQuoteName(dir)} ${shQuoteName(h.path)}`)
     }
   }
   lines.push('exit $fail', '')

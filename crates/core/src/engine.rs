@@ -33,6 +33,7 @@ use serde::Serialize;
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
 use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
+use crate::names;
 use crate::progress::{Phase, Progress};
 use crate::rules::{Role, RuleSpec, Rules};
 use crate::scan::{self, Entry, Kind};
@@ -88,7 +89,7 @@ impl Layout {
     }
   }
   fn mirror_path(&self, rel: &str) -> PathBuf {
-    self.mirror.join(rel)
+    self.mirror.join(names::to_path(rel))
   }
 }
 
@@ -709,7 +710,7 @@ impl ApplyCtx<'_> {
   /// Hardlinks the mirror file into the increment, or copies it where links are impossible.
   fn store(&self, mirror: &Path, sub: &str, rel: &str) -> Result<bool, (&'static str, io::Error)> {
     let inc = self.inc.expect("tracked ops have an increment");
-    let target = inc.join(sub).join(rel);
+    let target = inc.join(sub).join(names::to_path(rel));
     ensure_parent(&target).map_err(|e| ("cannot create the increment folder for", e))?;
     if !self.no_links {
       match fs::hard_link(mirror, &target) {
@@ -737,7 +738,7 @@ impl ApplyCtx<'_> {
 
   fn copy(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let e = op.entry.unwrap();
-    let src = self.src.join(op.rel());
+    let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
     let tmp = fsutil::temp_path(&dst);
     if let Err(err) = ensure_parent(&dst) {
@@ -891,7 +892,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
   let keep = |d: &str| preserved.iter().any(|p| p.trim_matches('/') == d || p.trim_matches('/').starts_with(&format!("{d}/")));
   for d in dirs {
     if !keep(d) {
-      let _ = fs::remove_dir(l.mirror.join(d));
+      let _ = fs::remove_dir(l.mirror.join(names::to_path(d)));
     }
   }
 }
@@ -929,7 +930,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
       let mmd = fs::symlink_metadata(&mirror).ok();
       match (op.op.as_str(), op.t) {
         ("copy" | "link", true) => {
-          let f = inc_dir.as_ref()?.join("track").join(&op.p);
+          let f = inc_dir.as_ref()?.join("track").join(names::to_path(&op.p));
           let md = fs::symlink_metadata(&f).ok()?;
           // A file that changed before or while it was copied is stored as
           // read, not as journaled: kept, with what the file itself says,
@@ -949,7 +950,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
           Some((k, Some(sha), !linked, other))
         }
         ("delete", _) => {
-          let f = inc_dir.as_ref()?.join("deleted").join(&op.p);
+          let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
           let md = fs::symlink_metadata(&f).ok()?;
           if let Some(m) = &mmd {
             if fsutil::same_file(m, &md) || fsutil::mtime_ns(m) == op.m && m.len() == op.s {

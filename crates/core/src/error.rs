@@ -66,7 +66,7 @@ pub struct Warning {
   /// Path relative to `src` (or to `dst` for backup-side problems).
   pub path: String,
   /// Stable machine-readable code: `permission-denied`, `vanished`,
-  /// `changed-during-read`, `unreadable`, `non-utf8-name`, `special-file`,
+  /// `changed-during-read`, `inconsistent-copy`, `unreadable`, `special-file`,
   /// `mirror-missing`, `link-fallback`…
   pub code: String,
   pub message: String,

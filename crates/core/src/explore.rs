@@ -422,7 +422,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       }
     });
     v.map(|e| {
-      let present = increments::safe_rel(rel) && inc.dir.join(&e.category).join(rel).symlink_metadata().is_ok();
+      let present = increments::safe_rel(rel) && inc.dir.join(&e.category).join(crate::names::to_path(rel)).symlink_metadata().is_ok();
       (e, present)
     })
   });
@@ -446,7 +446,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       kind: s.kind,
       tracked: s.tracked,
       sha256: s.sha().map(hex::encode),
-      present: increments::safe_rel(rel) && l.mirror.join(rel).symlink_metadata().is_ok(),
+      present: increments::safe_rel(rel) && l.mirror.join(crate::names::to_path(rel)).symlink_metadata().is_ok(),
     });
   }
   Ok(h)

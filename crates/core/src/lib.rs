@@ -36,6 +36,7 @@ pub mod increments;
 pub mod lock;
 pub mod maintain;
 pub mod meta;
+pub mod names;
 pub mod progress;
 pub mod restore;
 pub mod rules;

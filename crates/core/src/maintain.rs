@@ -45,7 +45,7 @@ fn real_dirs(root: &Path, rel: &str) -> bool {
   let mut cur = root.to_path_buf();
   let comps: Vec<&str> = rel.split('/').collect();
   comps[..comps.len() - 1].iter().all(|c| {
-    cur.push(c);
+    cur.push(crate::names::to_path(c));
     fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir())
   })
 }
@@ -164,10 +164,10 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
       if cat.contains(inner) || !safe_rel(&rel) || !real_dirs(dst, &rel) {
         continue;
       }
-      match fs::remove_file(dst.join(&rel)) {
+      match fs::remove_file(dst.join(crate::names::to_path(&rel))) {
         Ok(()) => n += 1,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&dst.join(&rel), "cannot remove", &e)),
+        Err(e) => return Err(Error::io(&dst.join(crate::names::to_path(&rel)), "cannot remove", &e)),
       }
     }
     fs::remove_file(&pending).map_err(|e| Error::io(&pending, "cannot remove", &e))?;
@@ -335,8 +335,8 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
 fn carry_file(from: &Increment, to: &Increment, p: &str, category: &str) -> Result<(), Error> {
   let src_root = from.dir.join(category);
   let dst_root = to.dir.join(category);
-  let src = src_root.join(p);
-  let target = dst_root.join(p);
+  let src = src_root.join(crate::names::to_path(p));
+  let target = dst_root.join(crate::names::to_path(p));
   if !real_dirs(&src_root, p) {
     return Err(Error::corrupt(&src, "a folder on the way is a symlink; refusing to follow it"));
   }
@@ -435,7 +435,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   finish_pending(dst, 1)?;
   // Folders left empty inside the increment go too.
   for r in &rels {
-    let mut d = dst.join(r);
+    let mut d = dst.join(crate::names::to_path(r));
     while d.pop() && d != inc.dir && d.starts_with(&inc.dir) {
       if fs::remove_dir(&d).is_err() {
         break;
@@ -468,10 +468,7 @@ fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Meta
       Err(e) => return warnings.push(Warning::from_io(dir.display().to_string(), "cannot read", &e)),
     };
     for e in rd.flatten() {
-      let Ok(name) = e.file_name().into_string() else {
-        warnings.push(Warning::new(e.path().display().to_string(), "non-utf8-name", "skipped: the name is not valid UTF-8"));
-        continue;
-      };
+      let name = crate::names::encode(&e.file_name()).into_owned();
       if name.starts_with(".axb-") && name.ends_with(".tmp") {
         continue;
       }
@@ -543,7 +540,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       files
         .par_iter()
         .map(|(p, cat, md)| {
-          let h = fsutil::sha256_of(&inc.dir.join(cat).join(p)).ok();
+          let h = fsutil::sha256_of(&inc.dir.join(cat).join(crate::names::to_path(p))).ok();
           progress.bytes_done.fetch_add(md.len(), Relaxed);
           progress.ops_done.fetch_add(1, Relaxed);
           h
@@ -586,7 +583,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
         .par_iter()
         .map(|(p, md)| {
           let tracked = live.get(p).copied().unwrap_or(false);
-          let sha = if tracked { fsutil::sha256_of(&l.mirror.join(p)).ok().map(Box::new) } else { None };
+          let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
           StateEntry {
             rel: p.as_str().into(),
             kind: kind_of(md),

@@ -97,7 +97,7 @@ impl Dirs {
     let mut cur = root.to_path_buf();
     let comps: Vec<&str> = rel.split('/').collect();
     for c in &comps[..comps.len() - 1] {
-      cur.push(c);
+      cur.push(crate::names::to_path(c));
       if self.0.lock().unwrap().contains(&cur) {
         continue;
       }
@@ -219,7 +219,7 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   let rel = it.path.as_str();
   // The source must not lead out of the backup through a symlinked folder.
   dirs_src.ensure(&it.root, rel, false).map_err(|w| Warning::new(rel, "unsafe-path", format!("in the backup: {}", w.message)))?;
-  let source = it.root.join(rel);
+  let source = it.root.join(crate::names::to_path(rel));
   let md = fs::symlink_metadata(&source).map_err(|e| {
     if e.kind() == io::ErrorKind::NotFound {
       Warning::new(rel, "missing-in-backup", format!("{} is missing", source.display()))
@@ -232,7 +232,7 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   };
   entry.mode = it.mode;
   dirs_dst.ensure(&o.to, rel, true)?;
-  let target = o.to.join(rel);
+  let target = o.to.join(crate::names::to_path(rel));
   match fs::symlink_metadata(&target) {
     Ok(t) if t.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))),
     Ok(_) if !o.overwrite => return Ok(Done::Exists),
@@ -288,7 +288,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   report.bytes = items.iter().map(|i| i.size).sum();
   report.untracked = items.iter().filter(|i| i.untracked).count() as u64;
   if o.dry_run {
-    report.existing = items.iter().filter(|i| fs::symlink_metadata(o.to.join(&i.path)).is_ok()).count() as u64;
+    report.existing = items.iter().filter(|i| fs::symlink_metadata(o.to.join(crate::names::to_path(&i.path))).is_ok()).count() as u64;
     report.items = items;
     return Ok(report);
   }

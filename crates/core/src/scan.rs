@@ -143,16 +143,9 @@ impl Walker<'_> {
           break;
         }
       };
-      let name = de.file_name();
-      let Some(name) = name.to_str() else {
-        out.warnings.push(Warning::new(
-          join(rel, &name.to_string_lossy()),
-          "non-utf8-name",
-          "the name is not valid UTF-8 and cannot be recorded in the JSON metadata; rename it to back it up",
-        ));
-        continue;
-      };
-      let child = join(rel, name);
+      // A name that is not valid UTF-8 is kept, escaped losslessly (`names`).
+      let os_name = de.file_name();
+      let child = join(rel, &crate::names::encode(&os_name));
       let ft = match de.file_type() {
         Ok(ft) => ft,
         Err(e) => {

@@ -282,7 +282,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
         checks.push(Check {
           location: inc.name.clone(),
           rel: p.to_string(),
-          path: inc.dir.join(&*e.category).join(p),
+          path: inc.dir.join(&*e.category).join(crate::names::to_path(p)),
           sha: sha.to_string(),
         });
       }
@@ -290,9 +290,12 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   }
   for s in state::read(&l.state)? {
     match s.sha() {
-      Some(h) if safe_rel(&s.rel) => {
-        checks.push(Check { location: "mirror".into(), rel: s.rel.to_string(), path: l.mirror.join(&*s.rel), sha: hex::encode(h) })
-      }
+      Some(h) if safe_rel(&s.rel) => checks.push(Check {
+        location: "mirror".into(),
+        rel: s.rel.to_string(),
+        path: l.mirror.join(crate::names::to_path(&s.rel)),
+        sha: hex::encode(h),
+      }),
       _ => res.unverifiable += 1,
     }
   }
@@ -375,12 +378,12 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
 
 /// Replaces `mirror/<rel>` from `src/<rel>` if the source has `sha` (temp + rename).
 fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), String> {
-  let from = src.join(rel);
+  let from = src.join(crate::names::to_path(rel));
   let md = fs::symlink_metadata(&from).map_err(|e| format!("cannot be repaired: the source copy is unavailable ({e})"))?;
   let Some(entry) = crate::scan::Entry::from_metadata(rel, &md, crate::rules::Role::Tracked) else {
     return Err("cannot be repaired: the source is not a file".into());
   };
-  let target = l.mirror.join(rel);
+  let target = l.mirror.join(crate::names::to_path(rel));
   let tmp = fsutil::temp_path(&target);
   match fsutil::copy_entry(&from, &tmp, &entry, true, false, &Progress::new()) {
     Ok(fsutil::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {

@@ -3,6 +3,7 @@ import { Command, Option } from 'clipanion'
 import { history } from '../../explore'
 import { DstCommand } from '../base'
 import { bytes, localTime, shown, table } from '../format'
+import { parseName } from '../../names'
 
 export default class HistoryCommand extends DstCommand {
   static paths = [['history']]
@@ -23,7 +24,7 @@ export default class HistoryCommand extends DstCommand {
   file = Option.String({ name: 'PATH' })
 
   async run(): Promise<number> {
-    const h = await history(this.backupDir(), this.file)
+    const h = await history(this.backupDir(), parseName(this.file))
     const found = h.versions.length > 0 || h.mirror !== null
     if (this.json) {
       this.print(h)

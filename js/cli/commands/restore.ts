@@ -4,6 +4,7 @@ import { restore } from '../../explore'
 import { ExitCode } from '../../errors'
 import { DstCommand } from '../base'
 import { ProgressLine, bytes, shown } from '../format'
+import { parseName } from '../../names'
 
 export default class RestoreCommand extends DstCommand {
   static paths = [['restore']]
@@ -50,7 +51,7 @@ export default class RestoreCommand extends DstCommand {
     let r
     try {
       r = await restore(this.backupDir(), {
-        paths: this.targets,
+        paths: this.targets.map(parseName),
         to: this.to,
         at: this.at,
         overwrite: this.overwrite,

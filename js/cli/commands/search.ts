@@ -8,6 +8,7 @@ import { restoreScript } from '../../explore/script'
 import { ConfigError } from '../../errors'
 import { DstCommand } from '../base'
 import { bytes, localTime, shown } from '../format'
+import { parseName } from '../../names'
 
 export default class SearchCommand extends DstCommand {
   static paths = [['search']]
@@ -54,7 +55,7 @@ export default class SearchCommand extends DstCommand {
       if (!/^\d+$/.test(this.lastBackups) || last < 1) throw new ConfigError(`--last-backups: expected a whole number ≥ 1, got ${JSON.stringify(this.lastBackups)}`)
     }
     const dst = this.backupDir()
-    const r = await search(dst, { masks: this.masks, ignoreCase: this.ignoreCase, size: this.size, time: this.time, paths: this.pathFilters, lastBackups: last })
+    const r = await search(dst, { masks: this.masks.map(parseName), ignoreCase: this.ignoreCase, size: this.size, time: this.time, paths: this.pathFilters, lastBackups: last })
     if (this.script) {
       const text = restoreScript(dst, r.hits, ['backup', ...process.argv.slice(2)].join(' '))
       fs.writeFileSync(this.script, text, { mode: 0o755 })
