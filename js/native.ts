@@ -20,6 +20,14 @@ function platformTriple(): string {
 }
 
 function load(): typeof Binding {
+  if (process.platform === 'win32') {
+    throw new BackupError(
+      'ENATIVE',
+      'axiomatic-backup does not support Windows yet: its core relies on Unix file-system calls (hardlinks, modes, ' +
+        'owners, flock). Use it on Linux (tested) or macOS (built, not tested), e.g. inside WSL.',
+      ExitCode.Failed,
+    )
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('../binding.js') as typeof Binding

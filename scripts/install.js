@@ -28,6 +28,11 @@ function loads() {
   }
 }
 
+if (process.platform === 'win32') {
+  console.error('axiomatic-backup: Windows is not supported yet (the core uses Unix file-system calls); use Linux or macOS, e.g. inside WSL.')
+  process.exit(1)
+}
+
 if (process.env.AXIOMATIC_SKIP_NATIVE_BUILD !== '1' && !loads()) {
   const cargo = spawnSync('cargo', ['--version'], { stdio: 'ignore', shell: process.platform === 'win32' })
   if (cargo.status !== 0) {
