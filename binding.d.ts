@@ -65,6 +65,8 @@ export interface BindingReport {
   warnings: Array<BindingWarning>
   hints: Array<string>
   changes: Array<BindingChange>
+  /** Dry run only: why the real run would be refused. */
+  refused?: string
 }
 
 export interface BindingRestoreOptions {
@@ -101,6 +103,12 @@ export interface BindingRunOptions {
   preservedDirs: Array<string>
   dryRun: boolean
   listChanges: boolean
+  /** Take `src` as this backup's source even if another one is recorded. */
+  adoptSource?: boolean
+  /** Allow any number of removals (even all of the mirror). */
+  allowMassDelete?: boolean
+  /** `"N"` files or `"N%"` of the mirror; absent = the default rule. */
+  maxDelete?: string
 }
 
 /** Search filters, already parsed and normalized by `js/explore`. */

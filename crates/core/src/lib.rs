@@ -20,6 +20,7 @@
 //!   preserved_dirs: vec![],
 //!   dry_run: true,
 //!   list_changes: false,
+//!   safety: Default::default(),
 //! };
 //! let report = engine::run(&opts, &Progress::new()).unwrap();
 //! println!("{} files would be copied", report.new + report.changed);
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod error;
 pub mod explore;
 pub mod fsutil;
+pub mod guard;
 pub mod increments;
 pub mod maintain;
 pub mod meta;

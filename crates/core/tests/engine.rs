@@ -57,6 +57,7 @@ fn run_then_recover_is_idempotent() {
     preserved_dirs: vec![],
     dry_run: false,
     list_changes: false,
+    safety: Default::default(),
   };
   let r = engine::run(&opts, &Progress::new()).unwrap();
   assert_eq!((r.new, r.changed, r.deleted), (2, 0, 0));
