@@ -65,7 +65,8 @@ pub fn mass_delete(removals: u64, mirror: u64, s: &Safety) -> Option<String> {
   let how = "nothing was changed. If the source is right (check that its disk is mounted), run again with \
              --allow-mass-delete (library: allowMassDelete), or raise the limit with --max-delete N or \"max_delete\" in the config";
   if removals >= mirror {
-    return Some(format!("this run would remove every file of the mirror ({mirror} files; the source has none of them any more); {how}"));
+    let n = if mirror == 1 { "1 file".to_string() } else { format!("{mirror} files") };
+    return Some(format!("this run would remove every file of the mirror ({n}; the source has none of them any more); {how}"));
   }
   let over = match s.max_delete {
     Some(DeleteLimit::Count(n)) => (removals > n).then(|| format!("the limit max_delete = {n}")),
