@@ -3,7 +3,10 @@
 //! Write ordering (what makes a run safe to kill at any instant):
 //!
 //! 1. Finish an interrupted run first (`recover`), using its journal.
-//! 2. Scan `src`, read the mirror state, plan by merge-join.
+//! 2. Scan `src`, read the mirror state, plan by merge-join (unreadable
+//!    paths keep their state: no operation). A foreign source (checked
+//!    before step 1) or too many removals stop the run here (`guard`),
+//!    before anything is written.
 //! 3. Write the journal (`.axiomatic/journal.jsonl`: every planned
 //!    operation) and create the increment under
 //!    `.axiomatic/incomplete/backup_X/`.

@@ -70,9 +70,7 @@ pub fn mass_delete(removals: u64, mirror: u64, s: &Safety) -> Option<String> {
   }
   let over = match s.max_delete {
     Some(DeleteLimit::Count(n)) => (removals > n).then(|| format!("the limit max_delete = {n}")),
-    Some(DeleteLimit::Percent(p)) => {
-      (removals as f64 > mirror as f64 * p / 100.0).then(|| format!("the limit max_delete = \"{p}%\""))
-    }
+    Some(DeleteLimit::Percent(p)) => (removals as f64 > mirror as f64 * p / 100.0).then(|| format!("the limit max_delete = \"{p}%\"")),
     None => (mirror >= DEFAULT_LIMIT_MIN_FILES && removals * 2 > mirror)
       .then(|| format!("the default limit (half of a mirror of {DEFAULT_LIMIT_MIN_FILES} files or more)")),
   };
@@ -166,9 +164,10 @@ pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck,
   let id = SourceId::of(src)?;
   let rec_path = record_path(meta);
   let rec: Option<SourceId> = match fs::read(&rec_path) {
-    Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| {
-      Error::corrupt(&rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src"))
-    })?),
+    Ok(b) => Some(
+      serde_json::from_slice(&b)
+        .map_err(|e| Error::corrupt(&rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src")))?,
+    ),
     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
     Err(e) => return Err(Error::io(&rec_path, "cannot read", &e)),
   };
