@@ -125,6 +125,37 @@ describe('unreadable folders and files (as a non-root user)', () => {
   })
 })
 
+describe('unreadable folders beside real changes (as a non-root user)', () => {
+  it('the kept entries stay in the new state, in order, while the changes are recorded', () => {
+    const w = workspace({ 'a/x.txt': 'x', 'm/locked/1.txt': 'one', 'm/locked/2.txt': 'two', 'z/y.txt': 'y', 'z/gone.txt': 'gone' })
+    fs.chmodSync(w.dir, 0o755)
+    execFileSync('chown', ['-R', 'nobody:nogroup', w.dir])
+    expect(cliAsNobody(['run', '-c', w.config]).status).toBe(0)
+    const lockedBefore = [...listTree(path.join(w.dst, 'mirror'))].filter(([p]) => p.startsWith('m/'))
+    fs.chmodSync(path.join(w.src, 'm/locked'), 0o000)
+    fs.writeFileSync(path.join(w.src, 'a/x.txt'), 'x, longer now')
+    fs.rmSync(path.join(w.src, 'z/gone.txt'))
+    fs.writeFileSync(path.join(w.src, 'z/new.txt'), 'new')
+    const r = cliAsNobody(['run', '--json', '-c', w.config])
+    expect(r.status, r.stderr + r.stdout).toBe(1)
+    const j = JSON.parse(r.stdout)
+    expect(j).toMatchObject({ new: 1, changed: 1, deleted: 1, mirrorFiles: 5 })
+    expect(j.warnings.map((x: { path: string }) => x.path)).toEqual(['m/locked'])
+    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(w.dst, j.increment, `${j.increment}.json`), 'utf8')).file_catalog).sort()).toEqual([
+      'a/x.txt',
+      'z/gone.txt',
+      'z/new.txt',
+    ])
+    expect(state(w.dst).map((e) => e.p)).toEqual(['a/x.txt', 'm/locked/1.txt', 'm/locked/2.txt', 'z/new.txt', 'z/y.txt'])
+    expect([...listTree(path.join(w.dst, 'mirror'))].filter(([p]) => p.startsWith('m/'))).toEqual(lockedBefore)
+    // Readable again: the state read back is whole (its entry count checks), nothing is new.
+    fs.chmodSync(path.join(w.src, 'm/locked'), 0o755)
+    const r2 = cliAsNobody(['run', '--json', '-c', w.config])
+    expect(r2.status, r2.stderr + r2.stdout).toBe(0)
+    expect(JSON.parse(r2.stdout)).toMatchObject({ new: 0, changed: 0, deleted: 0, increment: null, mirrorFiles: 5 })
+  })
+})
+
 describe('empty source and mass deletion', () => {
   it('a source that became empty (an unmounted disk) is refused with exit 2 and nothing removed; --allow-mass-delete proceeds', async () => {
     const w = workspace({ 'd/a.txt': 'a', 'd/b/c.txt': 'c', 'd/d.txt': 'd' })

@@ -252,3 +252,22 @@ pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> R
   res.unreadable.sort_unstable();
   Ok(res)
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn unreadable_covers_the_path_and_everything_below() {
+    let set: std::collections::HashSet<&str> = ["a", "b/c.txt"].into_iter().collect();
+    assert!(is_unreadable(&set, "a"));
+    assert!(is_unreadable(&set, "a/x/y.txt"));
+    assert!(!is_unreadable(&set, "a-b/x.txt"));
+    assert!(!is_unreadable(&set, "ab"));
+    assert!(is_unreadable(&set, "b/c.txt"));
+    assert!(!is_unreadable(&set, "b/d.txt"));
+    let root: std::collections::HashSet<&str> = [""].into_iter().collect();
+    assert!(is_unreadable(&root, "any/thing"));
+    assert!(!is_unreadable(&Default::default(), "a"));
+  }
+}
