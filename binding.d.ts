@@ -88,6 +88,8 @@ export interface BindingReport {
   warnings: Array<BindingWarning>
   hints: Array<string>
   changes: Array<BindingChange>
+  /** Dry run only: why the real run would be refused. */
+  refused?: string
 }
 
 export interface BindingRestoreOptions {
@@ -126,6 +128,12 @@ export interface BindingRunOptions {
   listChanges: boolean
   /** Skip files that keep changing while read instead of storing them marked inconsistent. */
   skipInconsistent?: boolean
+  /** Take `src` as this backup's source even if another one is recorded. */
+  adoptSource?: boolean
+  /** Allow any number of removals (even all of the mirror). */
+  allowMassDelete?: boolean
+  /** `"N"` files or `"N%"` of the mirror; absent = the default rule. */
+  maxDelete?: string
 }
 
 /** Search filters, already parsed and normalized by `js/explore`. */

@@ -79,7 +79,7 @@ describe('config', () => {
     expect(r.status, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout)
     expect(Object.keys(j).sort()).toEqual(
-      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints'].sort(),
+      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints', 'refused'].sort(),
     )
     expect(j).toMatchObject({ new: 1, mirrorFiles: 1, trackedFiles: 1, bytesCopied: 1 })
     expect(j.increment).toMatch(/^backup_/)
@@ -89,7 +89,7 @@ describe('config', () => {
     expect(cli(['run', '--nope']).status).toBe(64)
     const h = cli(['run', '--help'])
     expect(h.status).toBe(0)
-    expect(h.stdout).toMatch(/Exit codes: 0 done; 1 done, but some files were skipped/)
+    expect(h.stdout).toMatch(/Exit codes: 0 done; 1 done, with warnings/)
     expect(h.stdout).not.toContain('\x1b[') // piped: no colours
   })
 

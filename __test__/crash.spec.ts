@@ -80,6 +80,9 @@ describe('crash safety', () => {
         const dir = tmpdir('crash-')
         fs.rmSync(dir, { recursive: true })
         copyTree(base.dir, dir)
+        // The copy's src has another path than the one the backup records: let it adopt it, as a
+        // backup made before source records would (the refusal itself is tested in safety.spec.ts).
+        fs.rmSync(path.join(dir, 'dst/.axiomatic/source.json'), { force: true })
         const before = snapshotHistory(path.join(dir, 'dst'))
         const killed = cli(['run', '-c', path.join(dir, 'config.json')], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
         const again = cli(['run', '--json', '-c', path.join(dir, 'config.json')])

@@ -237,7 +237,8 @@ describe('real disks', () => {
     const mirror = listTree(path.join(w.dst, 'mirror'))
     expect(mirror.size).toBe(s.new)
     for (const [p, f] of mirror) expect({ p, sha: f.sha }).toEqual({ p, sha: sha(tree[`proj/${p.slice('proj/'.length)}`]) })
-    const s2 = await backup(w.config)
+    // Every file is gone from the source: a mass deletion, allowed explicitly.
+    const s2 = await backup(w.config, { allowMassDelete: true })
     expect(s2).toMatchObject({ deleted: s.new, warnings: [] })
     expect(listTree(path.join(w.dst, 'mirror')).size).toBe(0)
   }, 120_000)

@@ -3,7 +3,7 @@
  * take the lock, hand the compiled rules to the native engine, return stats.
  */
 import { BackupError, ConfigError, ExitCode } from './errors'
-import { loadConfig, resolveConfig, type Config, type ResolvedConfig } from './config'
+import { loadConfig, parseMaxDelete, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingProgress } from './native'
 import { writeLastRun, type LastRun } from './explore'
@@ -16,6 +16,7 @@ export interface Warning {
    * Stable code: `permission-denied`, `vanished`, `changed-during-read` (skipped: it kept changing, with
    * `skipInconsistent`), `inconsistent-copy` (stored as read while it kept changing, marked inconsistent),
    * `io-error`, `mirror-missing`.
+   * A folder or file that could not be read (any code but `vanished`) keeps its earlier backup.
    */
   code: string
   message: string
@@ -55,6 +56,11 @@ export interface Stats {
   hints: string[]
   /** Only with `listChanges`. */
   changes?: PathChange[]
+  /**
+   * Dry run only: why the real run would be refused (a foreign source or a mass deletion), or null.
+   * A real run is refused with a `BackupError` of code `EREFUSED` instead.
+   */
+  refused: string | null
 }
 
 export type Progress = BindingProgress
@@ -67,6 +73,12 @@ export interface BackupOptions {
   skipInconsistent?: boolean
   onProgress?: (p: Progress) => void
   signal?: AbortSignal
+  /** Take the configured `src` as this backup's source even if the backup records another one. */
+  adoptSource?: boolean
+  /** Allow any number of removals from the mirror, even all of it. */
+  allowMassDelete?: boolean
+  /** Overrides the config's `max_delete`: a whole number of files or a percentage string such as `"20%"`. */
+  maxDelete?: number | string
 }
 
 function resolve(configOrPath: Config | ResolvedConfig | string): ResolvedConfig {
@@ -79,6 +91,9 @@ function resolve(configOrPath: Config | ResolvedConfig | string): ResolvedConfig
 export async function backup(configOrPath: Config | ResolvedConfig | string, opts: BackupOptions = {}): Promise<Stats> {
   const cfg = resolve(configOrPath)
   if (opts.listChanges && !opts.dryRun) throw new ConfigError('listChanges needs dryRun')
+  const maxDelete = opts.maxDelete === undefined ? cfg.maxDelete : parseMaxDelete(opts.maxDelete)
+  if (opts.maxDelete !== undefined && maxDelete === undefined)
+    throw new ConfigError(`maxDelete (--max-delete) must be a whole number of files or a percentage such as "20%", got ${JSON.stringify(opts.maxDelete)}`)
   if (opts.signal?.aborted) {
     const e = new BackupError('EABORTED', 'the run was aborted before it started; nothing was written', ExitCode.Failed)
     e.name = 'AbortError'
@@ -108,6 +123,9 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
         dryRun: !!opts.dryRun,
         listChanges: !!opts.listChanges,
         skipInconsistent: opts.skipInconsistent ?? cfg.skipInconsistent,
+        adoptSource: !!opts.adoptSource,
+        allowMassDelete: !!opts.allowMassDelete,
+        maxDelete,
       },
       opts.onProgress,
       opts.signal,
@@ -130,6 +148,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       durationMs: r.durationMs,
       warnings: r.warnings,
       hints: r.hints,
+      refused: r.refused ?? null,
     }
     if (opts.listChanges) stats.changes = r.changes as PathChange[]
     record({

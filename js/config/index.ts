@@ -36,6 +36,12 @@ export interface Config {
   mtime_tolerance_s?: number
   /** Skip a file that keeps changing while it is read, instead of storing what was read marked `inconsistent` (default false). */
   skip_inconsistent?: boolean
+  /**
+   * The most mirror files one run may remove: a whole number of files, or a share of the mirror as a
+   * string such as `"20%"`. Default: more than half of a mirror of 100 files or more is refused. A run
+   * that would remove every file of a non-empty mirror is refused whatever the limit.
+   */
+  max_delete?: number | string
 }
 
 /** A validated config with absolute paths and compiled rules. */
@@ -50,11 +56,13 @@ export interface ResolvedConfig {
   /** `undefined` = automatic. */
   mtimeToleranceS?: number
   skipInconsistent: boolean
+  /** `max_delete` as `"N"` or `"N%"`; `undefined` = the default rule. */
+  maxDelete?: string
   raw: Config
 }
 
 const LIST_KEYS = [...RULE_KEYS, 'preserved_dirs'] as const
-const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s', 'skip_inconsistent'] as const
+const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s', 'skip_inconsistent', 'max_delete'] as const
 
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
@@ -96,6 +104,42 @@ function inside(child: string, parent: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
 }
 
+/**
+ * Whether `child` (or its nearest existing ancestor) lies inside the folder `parent` by identity:
+ * some ancestor of `child` is the same (device, inode) as `parent`. This sees through bind mounts,
+ * which give one folder two paths that `inside()` cannot relate.
+ */
+function insideByIdentity(child: string, parent: string): boolean {
+  let p: fs.BigIntStats
+  try {
+    p = fs.statSync(parent, { bigint: true })
+  } catch {
+    return false
+  }
+  let cur = path.resolve(child)
+  for (;;) {
+    try {
+      const st = fs.statSync(cur, { bigint: true })
+      if (st.dev === p.dev && st.ino === p.ino) return true
+    } catch {
+      // Not there (yet): its ancestors decide.
+    }
+    const up = path.dirname(cur)
+    if (up === cur) return false
+    cur = up
+  }
+}
+
+/** A `max_delete` value (config key or `--max-delete`) as the engine takes it, or `undefined` if invalid. */
+export function parseMaxDelete(v: unknown): string | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? String(v) : undefined
+  if (typeof v !== 'string') return undefined
+  const t = v.trim()
+  if (/^\d+$/.test(t)) return t
+  const m = /^(\d+(?:\.\d+)?)\s*%$/.exec(t)
+  return m && Number(m[1]) <= 100 ? `${m[1]}%` : undefined
+}
+
 /** Validates a config object. `base` resolves relative paths (the config file's folder). */
 export function resolveConfig(raw: unknown, opts: { file?: string; base?: string } = {}): ResolvedConfig {
   const where = opts.file ? `${opts.file}: ` : ''
@@ -124,6 +168,8 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     fail(`"mtime_tolerance_s" must be a number of seconds from 0 to 86400, got ${JSON.stringify(c.mtime_tolerance_s)}`)
   if (c.skip_inconsistent !== undefined && typeof c.skip_inconsistent !== 'boolean')
     fail(`"skip_inconsistent" must be true or false, got ${JSON.stringify(c.skip_inconsistent)}`)
+  if (c.max_delete !== undefined && parseMaxDelete(c.max_delete) === undefined)
+    fail(`"max_delete" must be a whole number of files (e.g. 500) or a percentage of the mirror (e.g. "20%"), got ${JSON.stringify(c.max_delete)}`)
   if (c.src === undefined) fail('"src" is missing: the folder to back up, e.g. "src": "~/Documents"')
   if (c.dst !== undefined && c.dist !== undefined && c.dst !== c.dist)
     fail(`"dst" and its alias "dist" are both set and differ (${JSON.stringify(c.dst)} vs ${JSON.stringify(c.dist)}); keep one`)
@@ -144,6 +190,11 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
   const realDst = realish(dst)
   if (inside(realDst, realSrc)) fail(`"dst" ${dst} is inside "src" ${src}: the backup would back itself up; choose a folder outside src`)
   if (inside(realSrc, realDst)) fail(`"src" ${src} is inside "dst" ${dst}: choose a backup folder that does not contain the source`)
+  // The same through a bind mount (another path to the same folder): compare identities, not paths.
+  if (insideByIdentity(realDst, realSrc))
+    fail(`"dst" ${dst} is inside "src" ${src} (the same folder is reachable at both paths, e.g. through a bind mount): the backup would back itself up; choose a folder outside src`)
+  if (insideByIdentity(realSrc, realDst))
+    fail(`"src" ${src} is inside "dst" ${dst} (the same folder is reachable at both paths, e.g. through a bind mount): choose a backup folder that does not contain the source`)
   try {
     const dstSt = fs.statSync(dst)
     if (!dstSt.isDirectory()) fail(`"dst" ${dst} exists and is not a directory`)
@@ -171,6 +222,7 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     maxWorkers: config.max_workers ?? os.availableParallelism(),
     mtimeToleranceS: config.mtime_tolerance_s,
     skipInconsistent: config.skip_inconsistent ?? false,
+    maxDelete: config.max_delete === undefined ? undefined : parseMaxDelete(config.max_delete),
     raw: config,
   }
 }

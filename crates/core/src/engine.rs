@@ -3,7 +3,10 @@
 //! Write ordering (what makes a run safe to kill at any instant):
 //!
 //! 1. Finish an interrupted run first (`recover`), using its journal.
-//! 2. Scan `src`, read the mirror state, plan by merge-join.
+//! 2. Scan `src`, read the mirror state, plan by merge-join (unreadable
+//!    paths keep their state: no operation). A foreign source (checked
+//!    before step 1) or too many removals stop the run here (`guard`),
+//!    before anything is written.
 //! 3. Write the journal (`.axiomatic/journal.jsonl`: every planned
 //!    operation) and create the increment under
 //!    `.axiomatic/incomplete/backup_X/`.
@@ -32,6 +35,7 @@ use serde::Serialize;
 
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
+use crate::guard;
 use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
 use crate::names;
 use crate::progress::{Phase, Progress};
@@ -59,6 +63,9 @@ pub struct Options {
   /// are then skipped with a warning) instead of storing what was read,
   /// marked inconsistent.
   pub skip_inconsistent: bool,
+  /// What the caller allows beyond the refusals of a foreign source and of
+  /// mass deletions (see `guard`).
+  pub safety: guard::Safety,
 }
 
 /// Reads of a file that keeps changing before its copy is kept as read
@@ -127,6 +134,8 @@ pub struct Report {
   /// Advice about the rules (e.g. an anchored pattern that only matches deeper).
   pub hints: Vec<String>,
   pub changes: Vec<Change>,
+  /// Dry run only: why the real run would be refused (a real run fails instead).
+  pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +228,11 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let rules = Rules::compile(&opts.rules)?;
   let pool = build_pool(opts.workers)?;
   let l = Layout::new(&opts.dst);
+  // Whose backup is this? Decided before anything is written.
+  let source = guard::check_source(&l.meta, &opts.src, opts.safety.adopt_source)?;
+  if let (Some(why), false) = (&source.refused, opts.dry_run) {
+    return Err(Error::refused(why.clone()));
+  }
   let caps = if opts.dry_run {
     fsutil::FsCaps::from_fs_type(&opts.dst)
   } else {
@@ -245,7 +259,11 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
+  report.refused = source.refused;
   let entries = scanned.entries;
+  // Paths that could not be read keep their state entry and mirror copy.
+  let unreadable: std::collections::HashSet<&str> = scanned.unreadable.iter().map(|r| &**r).collect();
+  let mut kept: Vec<&StateEntry> = Vec::new();
 
   timing("scan", started);
   progress.set_phase(Phase::Plan);
@@ -267,8 +285,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       }
       std::cmp::Ordering::Greater => {
         let o = &old[j];
-        let kind = if o.tracked { OpKind::Delete } else { OpKind::Remove };
-        ops.push(Op { kind, entry: None, old: Some(o), tracked: o.tracked, changed: false });
+        if scan::is_unreadable(&unreadable, &o.rel) {
+          kept.push(o);
+        } else {
+          let kind = if o.tracked { OpKind::Delete } else { OpKind::Remove };
+          ops.push(Op { kind, entry: None, old: Some(o), tracked: o.tracked, changed: false });
+        }
         j += 1;
       }
       std::cmp::Ordering::Equal => {
@@ -288,10 +310,23 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   timing("plan", started);
+  // A foreign source or too many removals: refused before the journal, so
+  // nothing is written (a dry run reports it).
+  let removals = ops.iter().filter(|o| matches!(o.kind, OpKind::Delete | OpKind::Remove)).count() as u64;
+  if report.refused.is_none() {
+    report.refused = guard::mass_delete(removals, old.len() as u64, &opts.safety);
+  }
+  if let (Some(why), false) = (&report.refused, opts.dry_run) {
+    return Err(Error::refused(why.clone()));
+  }
   if opts.list_changes {
     let mut by_path: BTreeMap<&str, Change> = BTreeMap::new();
     for e in &entries {
       by_path.insert(&e.rel, Change { path: e.rel.to_string(), role: e.role, change: "unchanged".into() });
+    }
+    for o in &kept {
+      let role = if o.tracked { Role::Tracked } else { Role::Mirrored };
+      by_path.insert(&o.rel, Change { path: o.rel.to_string(), role, change: "unchanged".into() });
     }
     for op in &ops {
       let role = if op.tracked { Role::Tracked } else { Role::Mirrored };
@@ -315,15 +350,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     for op in &ops {
       count(&mut report, op);
     }
-    report.mirror_files = entries.len() as u64;
-    report.tracked_files = entries.iter().filter(|e| e.role == Role::Tracked).count() as u64;
+    report.mirror_files = (entries.len() + kept.len()) as u64;
+    report.tracked_files = (entries.iter().filter(|e| e.role == Role::Tracked).count() + kept.iter().filter(|o| o.tracked).count()) as u64;
     report.bytes_copied = progress.bytes_total.load(Ordering::Relaxed);
     report.duration_ms = started.elapsed().as_millis() as u64;
     progress.set_phase(Phase::Done);
     return Ok(report);
   }
 
-  // Nothing changed: the state stays as it is (a no-change run writes nothing).
+  if source.write {
+    guard::write_source(&l.meta, &source.id)?;
+  }
+  // Nothing changed: the state stays as it is (a no-change run writes nothing
+  // but a missing source record).
   if ops.is_empty() && !roles_changed {
     report.mirror_files = old.len() as u64;
     report.tracked_files = old.iter().filter(|o| o.tracked).count() as u64;
@@ -415,7 +454,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       }
     }
   }
-  let next = next_state(&entries, &old, &ops, &outcomes);
+  let next = next_state(&entries, &old, &ops, &outcomes, &kept);
   report.link_fallbacks = fallbacks.load(Ordering::Relaxed);
   report.mirror_files = next.len() as u64;
   report.tracked_files = next.iter().filter(|s| s.tracked()).count() as u64;
@@ -579,8 +618,14 @@ impl<'a> StateRef<'a> {
 /// The mirror state after this run, in path order: every op that was done
 /// gives its new entry; every op that was not done keeps the old entry (the
 /// mirror still holds it, the next run tries again); entries without an op
-/// keep theirs.
-fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], outcomes: &'a [Option<Outcome>]) -> Vec<StateRef<'a>> {
+/// keep theirs, and so do the `kept` ones (unreadable, not in the scan).
+fn next_state<'a>(
+  entries: &'a [Entry],
+  old: &'a [StateEntry],
+  ops: &[Op<'a>],
+  outcomes: &'a [Option<Outcome>],
+  kept: &[&'a StateEntry],
+) -> Vec<StateRef<'a>> {
   let mut out = Vec::with_capacity(entries.len());
   let (mut j, mut k) = (0, 0);
   for e in entries {
@@ -611,7 +656,20 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
       out.push(StateRef::Old(o, o.tracked));
     }
   }
-  out
+  if kept.is_empty() {
+    return out;
+  }
+  // Merge the kept entries in path order (their paths are in no op and no scan entry).
+  let mut merged = Vec::with_capacity(out.len() + kept.len());
+  let mut kept = kept.iter().peekable();
+  for r in out {
+    while let Some(o) = kept.next_if(|o| *o.rel < *r.line().rel) {
+      merged.push(StateRef::Old(o, o.tracked));
+    }
+    merged.push(r);
+  }
+  merged.extend(kept.map(|o| StateRef::Old(o, o.tracked)));
+  merged
 }
 
 fn count(r: &mut Report, op: &Op) {

@@ -19,6 +19,9 @@ pub enum ErrorKind {
   Aborted,
   /// On-disk state or metadata cannot be read.
   Corrupt,
+  /// The run would remove what it should not (a foreign source, a mass
+  /// deletion) and changed nothing (exit 2).
+  Refused,
 }
 
 /// A fatal error.
@@ -39,6 +42,9 @@ impl Error {
   pub fn corrupt(path: &Path, message: impl Into<String>) -> Self {
     Self { kind: ErrorKind::Corrupt, path: Some(path.to_path_buf()), message: format!("{}: {}", path.display(), message.into()) }
   }
+  pub fn refused(message: impl Into<String>) -> Self {
+    Self { kind: ErrorKind::Refused, path: None, message: message.into() }
+  }
   pub fn aborted() -> Self {
     Self { kind: ErrorKind::Aborted, path: None, message: "the run was aborted; nothing half-done was committed".into() }
   }
@@ -48,6 +54,7 @@ impl Error {
       ErrorKind::Io => "EIO",
       ErrorKind::Aborted => "EABORTED",
       ErrorKind::Corrupt => "ECORRUPT",
+      ErrorKind::Refused => "EREFUSED",
     }
   }
 }

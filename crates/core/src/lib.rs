@@ -21,6 +21,7 @@
 //!   dry_run: true,
 //!   list_changes: false,
 //!   skip_inconsistent: false,
+//!   safety: Default::default(),
 //! };
 //! let report = engine::run(&opts, &Progress::new()).unwrap();
 //! println!("{} files would be copied", report.new + report.changed);
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod explore;
 pub mod fsutil;
+pub mod guard;
 pub mod increments;
 pub mod lock;
 pub mod maintain;

@@ -6,8 +6,13 @@
 //! one `readdir` entry, not a walk. Entries are `lstat`ed only when selected.
 //! Symlinks are never followed. Results are gathered per directory and merged,
 //! then sorted by path so the plan can merge-join them with the mirror state.
+//!
+//! A folder or file that cannot be read for any reason other than "it is
+//! gone" is listed in `ScanResult::unreadable`: its absence from the scan is
+//! doubt, not a deletion, and the plan keeps its backup as it was.
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -76,6 +81,9 @@ pub struct ScanResult {
   pub special_skipped: u64,
   /// Directories read.
   pub dirs_read: u64,
+  /// Folders (their whole subtree) and files that could not be read for a
+  /// reason other than having vanished; sorted. Their previous backup stays.
+  pub unreadable: Vec<Box<str>>,
 }
 
 impl ScanResult {
@@ -87,7 +95,38 @@ impl ScanResult {
     self.warnings.extend(other.warnings);
     self.special_skipped += other.special_skipped;
     self.dirs_read += other.dirs_read;
+    self.unreadable.extend(other.unreadable);
     self
+  }
+
+  /// Records a read error for `rel`. An error other than "not found" makes
+  /// `rel` (and everything below it) unreadable: kept, not deleted.
+  fn failed(&mut self, rel: String, what: &str, err: &io::Error) {
+    let mut w = Warning::from_io(rel.clone(), what, err);
+    if err.kind() != io::ErrorKind::NotFound {
+      w.message.push_str("; its earlier backup is kept as it was (nothing is recorded as deleted)");
+      self.unreadable.push(rel.into());
+    }
+    self.warnings.push(w);
+  }
+}
+
+/// Whether `rel` is an unreadable path or lies below one (`unreadable` as
+/// built by the scan). Checks `rel` and each of its ancestors: O(depth).
+pub fn is_unreadable(unreadable: &std::collections::HashSet<&str>, rel: &str) -> bool {
+  if unreadable.is_empty() {
+    return false;
+  }
+  let mut r = rel;
+  loop {
+    if unreadable.contains(r) {
+      return true;
+    }
+    match r.rfind('/') {
+      Some(i) => r = &r[..i],
+      // A read error on `src` itself (rel "") covers everything.
+      None => return unreadable.contains(""),
+    }
   }
 }
 
@@ -130,7 +169,7 @@ impl Walker<'_> {
     let rd = match fs::read_dir(abs) {
       Ok(rd) => rd,
       Err(e) => {
-        out.warnings.push(Warning::from_io(rel, "cannot read directory", &e));
+        out.failed(rel.to_string(), "cannot read directory", &e);
         return out;
       }
     };
@@ -139,7 +178,7 @@ impl Walker<'_> {
       let de = match de {
         Ok(de) => de,
         Err(e) => {
-          out.warnings.push(Warning::from_io(rel, "cannot read directory", &e));
+          out.failed(rel.to_string(), "cannot read directory", &e);
           break;
         }
       };
@@ -149,7 +188,7 @@ impl Walker<'_> {
       let ft = match de.file_type() {
         Ok(ft) => ft,
         Err(e) => {
-          out.warnings.push(Warning::from_io(child, "cannot stat", &e));
+          out.failed(child, "cannot stat", &e);
           continue;
         }
       };
@@ -174,7 +213,7 @@ impl Walker<'_> {
           }
           None => out.special_skipped += 1,
         },
-        Err(e) => out.warnings.push(Warning::from_io(child, "cannot stat", &e)),
+        Err(e) => out.failed(child, "cannot stat", &e),
       }
     }
     if subdirs.is_empty() {
@@ -203,5 +242,25 @@ pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> R
   }
   res.entries.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
   res.warnings.sort_by(|a, b| a.path.cmp(&b.path));
+  res.unreadable.sort_unstable();
   Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn unreadable_covers_the_path_and_everything_below() {
+    let set: std::collections::HashSet<&str> = ["a", "b/c.txt"].into_iter().collect();
+    assert!(is_unreadable(&set, "a"));
+    assert!(is_unreadable(&set, "a/x/y.txt"));
+    assert!(!is_unreadable(&set, "a-b/x.txt"));
+    assert!(!is_unreadable(&set, "ab"));
+    assert!(is_unreadable(&set, "b/c.txt"));
+    assert!(!is_unreadable(&set, "b/d.txt"));
+    let root: std::collections::HashSet<&str> = [""].into_iter().collect();
+    assert!(is_unreadable(&root, "any/thing"));
+    assert!(!is_unreadable(&Default::default(), "a"));
+  }
 }

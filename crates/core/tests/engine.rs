@@ -58,6 +58,7 @@ fn run_then_recover_is_idempotent() {
     dry_run: false,
     list_changes: false,
     skip_inconsistent: false,
+    safety: Default::default(),
   };
   let r = engine::run(&opts, &Progress::new()).unwrap();
   assert_eq!((r.new, r.changed, r.deleted), (2, 0, 0));

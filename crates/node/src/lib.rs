@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axiomatic_core::engine::{self, Options, Report};
 use axiomatic_core::explore::{self, SearchFilter};
+use axiomatic_core::guard;
 use axiomatic_core::maintain;
 use axiomatic_core::progress::{Phase, Progress};
 use axiomatic_core::restore::{self, RestoreOptions};
@@ -78,6 +79,12 @@ pub struct BindingRunOptions {
   pub list_changes: bool,
   /// Skip files that keep changing while read instead of storing them marked inconsistent.
   pub skip_inconsistent: Option<bool>,
+  /// Take `src` as this backup's source even if another one is recorded.
+  pub adopt_source: Option<bool>,
+  /// Allow any number of removals (even all of the mirror).
+  pub allow_mass_delete: Option<bool>,
+  /// `"N"` files or `"N%"` of the mirror; absent = the default rule.
+  pub max_delete: Option<String>,
 }
 
 #[napi(object)]
@@ -113,6 +120,8 @@ pub struct BindingReport {
   pub warnings: Vec<BindingWarning>,
   pub hints: Vec<String>,
   pub changes: Vec<BindingChange>,
+  /// Dry run only: why the real run would be refused.
+  pub refused: Option<String>,
 }
 
 fn role_name(r: axiomatic_core::rules::Role) -> String {
@@ -142,6 +151,7 @@ impl From<Report> for BindingReport {
       warnings: r.warnings.into_iter().map(|w| BindingWarning { path: w.path, code: w.code, message: w.message }).collect(),
       hints: r.hints,
       changes: r.changes.into_iter().map(|c| BindingChange { path: c.path, role: role_name(c.role), change: c.change }).collect(),
+      refused: r.refused,
     }
   }
 }
@@ -276,6 +286,7 @@ pub fn run_backup(
   signal: Option<AbortSignal>,
 ) -> Result<AsyncTask<RunTask>> {
   let rules = options.rules.into_spec()?;
+  let max_delete = options.max_delete.as_deref().map(guard::DeleteLimit::parse).transpose().map_err(to_napi)?;
   let opts = Options {
     src: PathBuf::from(options.src),
     dst: PathBuf::from(options.dst),
@@ -286,6 +297,11 @@ pub fn run_backup(
     dry_run: options.dry_run,
     list_changes: options.list_changes,
     skip_inconsistent: options.skip_inconsistent.unwrap_or(false),
+    safety: guard::Safety {
+      adopt_source: options.adopt_source.unwrap_or(false),
+      allow_mass_delete: options.allow_mass_delete.unwrap_or(false),
+      max_delete,
+    },
   };
   let progress = Arc::new(Progress::new());
   if let Some(sig) = &signal {

@@ -20,12 +20,20 @@ export default class RunCommand extends BaseCommand {
       read is stored, marked \`inconsistent\` in the metadata, with an \`inconsistent-copy\` warning, and the
       next run copies it again. \`--skip-inconsistent\` (config \`skip_inconsistent\`) skips such files instead.
 
-      Exit codes: 0 done; 1 done, with warnings (files skipped or stored inconsistent); 2 failed, nothing new
-      committed; 64 bad usage or config (nothing written).
+      Nothing is removed on doubt: a folder or file that cannot be read keeps its earlier backup (a warning
+      names it, exit 1); a run from another source than the one the backup records (\`dst/.axiomatic/source.json\`:
+      another path, or the disk not mounted) is refused unless \`--adopt-source\`; a run that would remove every
+      file of the mirror, or more than \`max_delete\` (default: more than half of a mirror of 100 files or more),
+      is refused unless \`--allow-mass-delete\`. A refused run changes nothing (exit 2); a dry run reports it in
+      \`refused\` (exit 2).
+
+      Exit codes: 0 done; 1 done, with warnings (files skipped, kept or stored inconsistent); 2 failed or refused, nothing
+      new committed; 64 bad usage or config (nothing written).
 
       \`--json\` prints one object: \`increment\`, \`recovered\`, \`dryRun\`, \`mirrorFiles\`, \`trackedFiles\`, \`new\`,
       \`changed\`, \`deleted\`, \`removedFromMirror\`, \`mirrorUpdated\`, \`bytesCopied\`, \`linkFallbacks\`,
       \`specialSkipped\`, \`mtimeToleranceS\`, \`durationMs\`, \`warnings\` ([{path, code, message}]), \`hints\`,
+      \`refused\` (dry run: why the real run would be refused, else null),
       and with \`--dry-run --verbose\` \`changes\` ([{path, role, change}]).
     `,
     examples: [
@@ -41,6 +49,15 @@ export default class RunCommand extends BaseCommand {
   verbose = Option.Boolean('--verbose,-v', false, { description: 'With --dry-run: list every selected path with its role and change' })
   skipInconsistent = Option.Boolean('--skip-inconsistent', false, {
     description: 'Skip a file that keeps changing while it is read (default: store what was read, marked inconsistent)',
+  })
+  adoptSource = Option.Boolean('--adopt-source', false, {
+    description: 'Take the configured src as the source of this backup even if the backup records another one',
+  })
+  allowMassDelete = Option.Boolean('--allow-mass-delete', false, {
+    description: 'Allow this run to remove any number of mirror files, even all of them',
+  })
+  maxDelete = Option.String('--max-delete', {
+    description: 'The most mirror files this run may remove: N files or N% of the mirror (overrides max_delete)',
   })
   configArg = Option.String({ name: 'CONFIG', required: false })
 
@@ -60,13 +77,16 @@ export default class RunCommand extends BaseCommand {
         skipInconsistent: this.skipInconsistent || undefined,
         onProgress: tty ? line.update : undefined,
         signal: controller.signal,
+        adoptSource: this.adoptSource,
+        allowMassDelete: this.allowMassDelete,
+        maxDelete: this.maxDelete,
       })
     } finally {
       line.done()
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
     }
-    const code = stats.warnings.length > 0 ? ExitCode.Partial : ExitCode.Ok
+    const code = stats.refused ? ExitCode.Failed : stats.warnings.length > 0 ? ExitCode.Partial : ExitCode.Ok
     if (this.json) {
       this.print(stats)
       return code
@@ -78,6 +98,7 @@ export default class RunCommand extends BaseCommand {
     }
     for (const h of stats.hints) err.write(`hint: ${h}\n`)
     for (const w of stats.warnings) err.write(`warning: ${w.path}: ${w.code}: ${w.message}\n`)
+    if (stats.refused) err.write(`backup: dry run: the real run would be refused: ${stats.refused}\n`)
     if (this.quiet) return code
     if (stats.recovered) out.write(`finished the interrupted run as ${stats.recovered}\n`)
     const verb = stats.dryRun ? 'would be' : ''
