@@ -191,7 +191,8 @@ pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck,
 
 /// Writes the source record (atomically).
 pub fn write_source(meta: &Path, id: &SourceId) -> Result<(), Error> {
-  let text = serde_json::to_vec_pretty(id).expect("a source record serializes");
+  let mut text = serde_json::to_vec_pretty(id).expect("a source record serializes");
+  text.push(b'\n');
   fsutil::write_atomic(&record_path(meta), |f| io::Write::write_all(f, &text))
 }
 
