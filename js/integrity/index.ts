@@ -211,6 +211,12 @@ export interface VerifyResult {
   incremental: boolean
   digest: string | null
   signatureEd25519: string | null
+  /**
+   * How the Ed25519 signature was checked: `pubkey` (by the key given: proves who signed), `embedded-key`
+   * (by the key written in the report: proves only that nothing changed after signing), `no-key` (signed,
+   * no key to check it with), `unsigned`. A signature that does not verify is an error (exit 2).
+   */
+  signatureCheck: 'pubkey' | 'embedded-key' | 'no-key' | 'unsigned'
   files: number
   trusted: number
   bytesRead: number
@@ -232,7 +238,10 @@ export interface VerifyOptions {
   signal?: AbortSignal
 }
 
-/** `backup verify REPORT`: the report is checked (digest, signature) before any file is read. */
+/**
+ * `backup verify REPORT`: the report is checked (digest, signature) before any file is read. A present
+ * Ed25519 signature is always checked: against `pubkey` if given, else against the key embedded in the report.
+ */
 export async function verify(report: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   if (!fs.existsSync(report)) throw new ConfigError(`report ${report} does not exist`)
   const publicKey = opts.pubkey ? rawPublicKey(opts.pubkey) : undefined

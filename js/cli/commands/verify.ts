@@ -12,8 +12,11 @@ export default class VerifyCommand extends BaseCommand {
   static usage = Command.Usage({
     description: 'Check files against a checksum report, or a backup against its recorded hashes',
     details: `
-      \`verify REPORT\` first checks the report: a JSON report whose SHA3-512 does not match its data, or (with
-      \`--pubkey\`) whose Ed25519 signature is missing or wrong, is refused (exit 2) before any file is read. Then
+      \`verify REPORT\` first checks the report: a JSON report whose SHA3-512 does not match its data, or whose
+      Ed25519 signature does not verify, is refused (exit 2) before any file is read. Without \`--pubkey\` a signature
+      is checked against the public key embedded in the report: that proves the report was not changed after it was
+      signed, not who signed it (anyone can re-sign with their own key); only \`--pubkey\` proves who signed, and
+      with it an unsigned report is refused too. Then
       every file under the root (default: the report's \`root_data\`; \`--root\` for a copy elsewhere) is re-hashed
       and classified: OK, FAILED (content differs), CORRUPT (content differs while size and mtime did not: bit
       rot), MISSING, NEW (not in the report), ERROR (unreadable). Output as \`sha256sum -c\`: \`path: OK\`; \`--quiet\`
@@ -27,7 +30,7 @@ export default class VerifyCommand extends BaseCommand {
       when the source still has the recorded hash (temp + rename), relinks increment versions of that content to
       the repaired copy, and says which versions cannot be repaired.
 
-      \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, files, trusted, bytesRead, counts,
+      \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, signatureCheck, files, trusted, bytesRead, counts,
       results: [{ path, status, detail? }] }\` (with \`--quiet\`, results lists only the problems), or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
       unverifiable, repaired, problems: [{ location, path, status, detail, repair }] }\`.
       Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW; 2 report unusable, or only I/O errors; 64.
@@ -121,7 +124,13 @@ export default class VerifyCommand extends BaseCommand {
     this.context.stderr.write(
       `backup: verified ${r.files} files under ${r.root}: ${parts.join(', ') || 'nothing to check'}` +
         (r.incremental ? ` (${r.trusted} unchanged files trusted without reading)` : '') +
-        (r.signatureEd25519 && this.pubkey ? '; Ed25519 signature valid' : '') +
+        (r.signatureCheck === 'pubkey'
+          ? '; Ed25519 signature valid for the given key'
+          : r.signatureCheck === 'embedded-key'
+            ? '; Ed25519 signature matches the key embedded in the report (the report is unchanged since signing; only --pubkey proves who signed)'
+            : r.signatureCheck === 'no-key'
+              ? '; the report is signed but embeds no public key: give --pubkey to check who signed it'
+              : '') +
         '\n',
     )
     return code
