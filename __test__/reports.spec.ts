@@ -9,7 +9,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { checksumFolder, keygen } from '../js'
-import { cli, tmpdir, writeTree } from './helpers'
+import { cli, increments, tmpdir, workspace, writeTree } from './helpers'
 
 const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
 
@@ -55,5 +55,91 @@ describe('verify: an embedded Ed25519 signature is always checked', () => {
     r = cli(['verify', plain, '--json'])
     expect(r.status).toBe(0)
     expect(JSON.parse(r.stdout).signatureCheck).toBe('unsigned')
+  })
+})
+
+/** Two increments of `t/a.txt` (v1, v2) and one of `t/b.txt`; returns the workspace and names. */
+function twoIncrements() {
+  const w = workspace({ 't/a.txt': 'version one', 't/b.txt': 'bee' }, { track_dirs: ['t'] })
+  expect(cli(['run', '-c', w.config]).status).toBe(0)
+  fs.writeFileSync(path.join(w.src, 't/a.txt'), 'version two, longer')
+  expect(cli(['run', '-c', w.config]).status).toBe(0)
+  const [first, second] = increments(w.dst)
+  return { ...w, first, second }
+}
+
+describe('damaged increment metadata is never invisible', () => {
+  it('history, status, list, search and verify --backup name the file, what is wrong and the fix', () => {
+    const w = twoIncrements()
+    const file = path.join(w.dst, w.first, `${w.first}.json`)
+    const text = fs.readFileSync(file)
+    fs.writeFileSync(file, text.subarray(0, Math.floor(text.length / 2)))
+    const fix = `backup recreate --backup ${w.first}`
+    const names = (out: string) => {
+      expect(out).toContain(file)
+      expect(out).toContain('the file ends early')
+      expect(out).toContain(fix)
+    }
+
+    // history: the version in the damaged increment is not shown, and it says why (exit 1).
+    let r = cli(['history', 't/a.txt', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stderr)
+    expect(r.stdout).toContain(w.second)
+    r = cli(['history', 't/a.txt', '-c', w.config, '--json'])
+    expect(r.status).toBe(1)
+    expect(JSON.parse(r.stdout).damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
+
+    // status: exit 1 and the damage named.
+    r = cli(['status', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stdout)
+    expect(JSON.parse(cli(['status', '-c', w.config, '--json']).stdout).damaged).toHaveLength(1)
+
+    // list: the increment is listed as damaged, the detail on stderr (exit 1).
+    r = cli(['list', '-c', w.config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(new RegExp(`${w.first}.* damaged`))
+    names(r.stderr)
+
+    // search: not searched, and said so.
+    r = cli(['search', '--mask', 'a.txt', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stderr)
+
+    // verify --backup: reports it and still checks everything else; a flipped byte elsewhere is found.
+    const stored = path.join(w.dst, w.second, 'track', 't/a.txt')
+    const st = fs.statSync(stored)
+    const fd = fs.openSync(stored, 'r+')
+    fs.writeSync(fd, 'X', 0)
+    fs.closeSync(fd)
+    fs.utimesSync(stored, st.atime, st.mtime)
+    r = cli(['verify', '--backup', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stdout)
+    expect(r.stdout).toMatch(new RegExp(`${w.second}/t/a.txt: .*CORRUPT`))
+    const j = JSON.parse(cli(['verify', '--backup', '-c', w.config, '--json']).stdout)
+    expect(j.damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
+    expect(j.problems.map((p: { location: string; path: string }) => `${p.location}/${p.path}`)).toContain(`${w.second}/t/a.txt`)
+
+    // restore at that point names it too (it cannot be reconstructed without it).
+    r = cli(['restore', '--to', path.join(w.dir, 'out'), '--at', w.first, '-c', w.config])
+    expect(r.status).toBe(2)
+    names(r.stderr)
+
+    // The fix works: afterwards every command is clean again.
+    r = cli(['recreate', '--backup', w.first, '-c', w.config])
+    expect(r.status).toBe(0)
+    expect(cli(['list', '-c', w.config]).status).toBe(0)
+    expect(cli(['history', 't/a.txt', '-c', w.config]).status).toBe(0)
+  })
+
+  it('a missing metadata file is named the same way', () => {
+    const w = twoIncrements()
+    const file = path.join(w.dst, w.first, `${w.first}.json`)
+    fs.rmSync(file)
+    const r = cli(['status', '-c', w.config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain(`${file}: damaged increment metadata: the metadata file is missing; rebuild it with \`backup recreate --backup ${w.first}\``)
   })
 })

@@ -45,6 +45,7 @@ export type {
   Decision,
   BackupStatus,
   LastRun,
+  DamagedMetadata,
 } from './explore'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'

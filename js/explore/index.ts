@@ -65,6 +65,22 @@ async function locked<T>(dst: string, command: string, fn: (finished: string[]) 
 
 // ---------------------------------------------------------------- list
 
+/**
+ * An increment whose metadata is missing or damaged: every command that reads metadata reports it this way
+ * (`file` is the metadata file, `problem` what is wrong, `fix` the command that rebuilds it).
+ */
+export interface DamagedMetadata {
+  increment: string
+  file: string
+  problem: string
+  fix: string
+}
+
+/** One line per damaged metadata file: the file, what is wrong, the command that rebuilds it. */
+export function describeDamage(d: DamagedMetadata): string {
+  return `${d.file}: damaged increment metadata: ${d.problem}; rebuild it with \`${d.fix}\``
+}
+
 export interface IncrementInfo {
   name: string
   /** ISO 8601 UTC. */
@@ -73,6 +89,8 @@ export interface IncrementInfo {
   origin: string | null
   hasMetadata: boolean
   metadataError: string | null
+  /** Missing or damaged metadata, with the file and the fix. */
+  damaged: DamagedMetadata | null
   new: number
   changed: number
   deleted: number
@@ -90,6 +108,8 @@ export interface Listing {
   increments: IncrementInfo[]
   totalDiskBytes: number | null
   mirrorDiskBytes: number | null
+  /** Increments whose metadata is missing or damaged (a quick check of each file's head and end). */
+  damaged: DamagedMetadata[]
 }
 
 /** `backup list`: every increment, oldest first. */
@@ -137,6 +157,8 @@ export interface SearchResult {
   incrementsSearched: number
   /** Increments without readable metadata (not searched: run `backup recreate`). */
   skipped: string[]
+  /** The same, with the file, what is wrong and the fix. */
+  damaged: DamagedMetadata[]
   hits: SearchHit[]
   totals: { increments: number; files: number; bytes: number; tracked: number; deleted: number }
 }
@@ -171,7 +193,10 @@ export interface FileHistory {
   versions: (CatalogEntry & { increment: string; timestamp: string; present: boolean })[]
   /** The mirror's copy (from the mirror state), or null. */
   mirror: { size: number; mtimeNs: string; mode: number; kind: string; tracked: boolean; sha256: string | null; present: boolean } | null
+  /** Increments whose metadata could not be read: a version of the path may be in them, unseen. */
   skipped: string[]
+  /** The same, with the file, what is wrong and the fix. */
+  damaged: DamagedMetadata[]
 }
 
 /** `backup history PATH`: every stored version of one file. */
@@ -390,6 +415,8 @@ export interface BackupStatus {
   }
   increments: number
   newest: string | null
+  /** Increments whose metadata is missing or damaged (needs attention: exit 1). */
+  damaged: DamagedMetadata[]
 }
 
 export function lastRunPath(dst: string): string {
@@ -416,7 +443,7 @@ export async function status(dst: string): Promise<BackupStatus> {
   }
   const lock = readLock(dir)
   const s = await call<{ state: BackupStatus['state']; leftovers: BackupStatus['leftovers'] }>(native().backupStatus(dir))
-  const { increments } = await listIncrements(dir)
+  const { increments, damaged } = await listIncrements(dir)
   return {
     dst: dir,
     lastRun,
@@ -425,6 +452,7 @@ export async function status(dst: string): Promise<BackupStatus> {
     state: s.state,
     increments: increments.length,
     newest: increments.at(-1)?.name ?? null,
+    damaged,
   }
 }
 

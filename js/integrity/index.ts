@@ -12,6 +12,7 @@ import path from 'node:path'
 
 import { ConfigError } from '../errors'
 import { fromNative, native, type BindingProgress } from '../native'
+import type { DamagedMetadata } from '../explore'
 import { latestReport } from './reports'
 import { fetchLatestReports, parseSshUrl } from './ssh'
 import type { SshOptions } from './ssh'
@@ -270,6 +271,10 @@ export interface BackupVerifyResult {
   unverifiable: number
   repaired: number
   problems: { location: string; path: string; status: VerifyStatus; detail: string | null; repair: string | null }[]
+  /** Increments whose metadata is missing or damaged (their readable entries were still checked). */
+  damaged: DamagedMetadata[]
+  /** The mirror state could not be read, so the mirror was not checked. */
+  stateError: string | null
 }
 
 /** `backup verify --backup DST [--repair --source SRC]`. */

@@ -222,10 +222,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   }
   for inc in incs.iter().filter(|i| remove_set.contains(i.name.as_str())) {
     if !inc.meta_path().is_file() {
-      return Err(Error::corrupt(
-        &inc.meta_path(),
-        "this increment has no metadata, so its entries cannot be carried into the next kept increment; run `backup recreate` first",
-      ));
+      return Err(increments::missing_error(inc, "its entries cannot be carried into the next kept increment"));
     }
   }
   let mut report = PruneReport { dry_run, ..Default::default() };
@@ -254,7 +251,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     }
     // The paths each metadata file mentions, all read in parallel (keys only).
     let keys_of = |i: &Increment| -> KeyScan {
-      let b = increments::read_bytes(i)?.ok_or_else(|| Error::corrupt(&i.meta_path(), "missing metadata; run `backup recreate` first"))?;
+      let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
       let keys = std::cell::RefCell::new(HashSet::new());
       let record = |p: &str| {
         keys.borrow_mut().insert(p.to_string());

@@ -15,7 +15,7 @@ use crate::checksum::{self, Algo, Report};
 use crate::engine::Layout;
 use crate::error::Error;
 use crate::fsutil;
-use crate::increments::{self, safe_rel};
+use crate::increments::{self, safe_rel, DamagedMeta};
 use crate::progress::{Phase, Progress};
 use crate::state;
 
@@ -339,6 +339,11 @@ pub struct BackupVerifyResult {
   pub unverifiable: u64,
   pub problems: Vec<BackupProblem>,
   pub repaired: u64,
+  /// Increments whose metadata is missing or damaged: the file, what is
+  /// wrong, the command that rebuilds it. Their readable entries were checked.
+  pub damaged: Vec<DamagedMeta>,
+  /// The mirror state could not be read (the mirror was not checked).
+  pub state_error: Option<String>,
 }
 
 struct Check {
@@ -359,18 +364,21 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   let incs = increments::list(dst)?;
   let mut checks = Vec::new();
   let mut res = BackupVerifyResult { increments: incs.len() as u64, ..Default::default() };
+  // Damaged metadata is reported, and everything else is still checked
+  // (the entries of a cut-short catalog that could be read, too).
   for inc in &incs {
-    let Some(bytes) = increments::read_bytes(inc)? else {
-      res.problems.push(BackupProblem {
-        location: inc.name.clone(),
-        path: String::new(),
-        status: Status::Missing,
-        detail: Some("no metadata: run `backup recreate`".into()),
-        repair: None,
-      });
-      continue;
+    let bytes = match increments::read_bytes(inc) {
+      Ok(Some(b)) => b,
+      Ok(None) => {
+        res.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+        continue;
+      }
+      Err(e) => {
+        res.damaged.push(DamagedMeta::from_error(inc, &e));
+        continue;
+      }
     };
-    increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
+    let parsed = increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
       if let (Some(sha), true) = (e.sha256.as_deref(), safe_rel(p)) {
         checks.push(Check {
           location: inc.name.clone(),
@@ -379,15 +387,23 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
           sha: sha.to_string(),
         });
       }
-    })?;
-  }
-  for s in state::read(&l.state)? {
-    match s.sha() {
-      Some(h) if safe_rel(&s.rel) => {
-        checks.push(Check { location: "mirror".into(), rel: s.rel.to_string(), path: l.mirror.join(&*s.rel), sha: hex::encode(h) })
-      }
-      _ => res.unverifiable += 1,
+    });
+    if let Err(e) = parsed {
+      res.damaged.push(DamagedMeta::from_error(inc, &e));
     }
+  }
+  match state::read(&l.state) {
+    Ok(st) => {
+      for s in st {
+        match s.sha() {
+          Some(h) if safe_rel(&s.rel) => {
+            checks.push(Check { location: "mirror".into(), rel: s.rel.to_string(), path: l.mirror.join(&*s.rel), sha: hex::encode(h) })
+          }
+          _ => res.unverifiable += 1,
+        }
+      }
+    }
+    Err(e) => res.state_error = Some(format!("{}; the mirror was not checked (`backup recreate` rebuilds the state)", e.message)),
   }
   res.files_checked = checks.len() as u64;
   progress.ops_total.store(checks.len() as u64, Relaxed);

@@ -2,7 +2,7 @@ import { Command, Option, UsageError } from 'clipanion'
 
 import { loadConfig } from '../../config'
 import { parseAlgos, verify, verifyBackup, type VerifyStatus } from '../../integrity'
-import { requireBackupDir } from '../../explore'
+import { describeDamage, requireBackupDir } from '../../explore'
 import { ExitCode } from '../../errors'
 import { BaseCommand } from '../base'
 import { ProgressLine, bytes, colors, shown } from '../format'
@@ -28,11 +28,13 @@ export default class VerifyCommand extends BaseCommand {
       increment and every tracked mirror file against the SHA-256 in the metadata and mirror state (each inode
       read once). \`--repair\` replaces a corrupt mirror file from the source (the config's \`src\`, or \`--source\`)
       when the source still has the recorded hash (temp + rename), relinks increment versions of that content to
-      the repaired copy, and says which versions cannot be repaired.
+      the repaired copy, and says which versions cannot be repaired. An increment whose metadata is missing or damaged
+      is named (file, what is wrong, \`backup recreate --backup NAME\`) and everything else is still checked (exit 1).
 
       \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, signatureCheck, files, trusted, bytesRead, counts,
       results: [{ path, status, detail? }] }\` (with \`--quiet\`, results lists only the problems), or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
-      unverifiable, repaired, problems: [{ location, path, status, detail, repair }] }\`.
+      unverifiable, repaired, problems: [{ location, path, status, detail, repair }], damaged: [{ increment, file,
+      problem, fix }], stateError }\`.
       Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW; 2 report unusable, or only I/O errors; 64.
     `,
     examples: [
@@ -76,11 +78,14 @@ export default class VerifyCommand extends BaseCommand {
         line.done()
       }
       const bad = r.problems.filter((p) => !(p.repair ?? '').startsWith('re'))
-      const code = bad.some((p) => p.status !== 'ERROR') ? ExitCode.Partial : bad.length ? ExitCode.Failed : ExitCode.Ok
+      const code =
+        bad.some((p) => p.status !== 'ERROR') || r.damaged.length || r.stateError ? ExitCode.Partial : bad.length ? ExitCode.Failed : ExitCode.Ok
       if (this.json) {
         this.print(r)
         return code
       }
+      for (const d of r.damaged) out.write(`${c.red('DAMAGED')} ${describeDamage(d)}\n`)
+      if (r.stateError) out.write(`${c.red('DAMAGED')} mirror state: ${r.stateError}\n`)
       for (const p of r.problems) {
         out.write(`${p.location}/${shown(p.path)}: ${p.status === 'CORRUPT' ? c.red(p.status) : c.yellow(p.status)}${p.detail ? ` (${p.detail})` : ''}${p.repair ? ` → ${p.repair}` : ''}\n`)
       }
