@@ -2,6 +2,7 @@
  * Hidden or false reports (issue 9, items 10–13): every command tells the truth about damaged
  * metadata, unfinished runs, signatures and the target's limits.
  */
+import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -9,7 +10,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { checksumFolder, keygen } from '../js'
-import { cli, increments, tmpdir, workspace, writeTree } from './helpers'
+import { cli, increments, listTree, readMeta, tmpdir, workspace, writeTree } from './helpers'
 
 const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
 
@@ -141,5 +142,53 @@ describe('damaged increment metadata is never invisible', () => {
     const r = cli(['status', '-c', w.config])
     expect(r.status).toBe(1)
     expect(r.stdout).toContain(`${file}: damaged increment metadata: the metadata file is missing; rebuild it with \`backup recreate --backup ${w.first}\``)
+  })
+})
+
+describe('an interrupted run is pending, never corruption', () => {
+  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', () => {
+    const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
+    expect(cli(['run', '-c', base.config]).status).toBe(0)
+    const old = listTree(base.src)
+    for (const i of [0, 1, 2]) fs.writeFileSync(path.join(base.src, `proj/p${i}.txt`), `tracked ${i}, version two`)
+    fs.writeFileSync(path.join(base.src, 'docs/u.txt'), 'untracked, version two')
+    fs.rmSync(path.join(base.src, 'proj/gone.txt'))
+    const now = listTree(base.src)
+    let sawPending = 0
+    let sawRecovered = 0
+    // Every other step (each kind of step still occurs: a copy, a rename and a link take one step each).
+    for (let n = 1; n < 60; n += 2) {
+      const dir = tmpdir('pending-')
+      fs.rmSync(dir, { recursive: true })
+      execFileSync('cp', ['-a', base.dir, dir])
+      const config = path.join(dir, 'config.json')
+      const killed = cli(['run', '-c', config], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
+      const journal = fs.existsSync(path.join(dir, 'dst/.axiomatic/journal.jsonl'))
+      let r = cli(['verify', '--backup', '-c', config])
+      expect({ n, out: r.stdout }).not.toEqual({ n, out: expect.stringMatching(/CORRUPT|MISSING/) })
+      expect({ n, status: r.status }).toEqual({ n, status: 0 })
+      if (journal) {
+        sawPending++
+        expect(r.stdout).toContain('was interrupted and is unfinished; the next `backup run` completes it')
+        // status: the last run is the interrupted one, and its changes are pending, not a disagreement.
+        const st = cli(['status', '-c', config])
+        expect(st.stdout).toContain('last run: interrupted')
+        expect(st.stdout).not.toContain('disagrees')
+      }
+      // Restore of the latest state: no "damaged" warning; every file is the old or the new version.
+      const out = path.join(dir, 'out')
+      r = cli(['restore', '--to', out, '-c', config])
+      expect({ n, status: r.status, err: r.stderr }).toEqual({ n, status: 0, err: journal ? expect.stringContaining('the next `backup run` completes it') : '' })
+      for (const [p, f] of listTree(out)) expect({ n, p, ok: [old.get(p)?.sha, now.get(p)?.sha].includes(f.sha) }).toEqual({ n, p, ok: true })
+      // The next run finishes it; afterwards all is clean.
+      expect(cli(['run', '-c', config]).status).toBe(0)
+      r = cli(['verify', '--backup', '-c', config])
+      expect({ n, status: r.status, out: r.stdout }).toEqual({ n, status: 0, out: expect.not.stringContaining('PENDING') })
+      if (increments(path.join(dir, 'dst')).some((i) => readMeta(path.join(dir, 'dst'), i).origin === 'recovered')) sawRecovered++
+      fs.rmSync(dir, { recursive: true })
+      if (killed.status === 0) break
+    }
+    expect(sawPending).toBeGreaterThan(3)
+    expect(sawRecovered).toBeGreaterThan(0)
   })
 })

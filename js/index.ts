@@ -46,6 +46,7 @@ export type {
   BackupStatus,
   LastRun,
   DamagedMetadata,
+  PendingRun,
 } from './explore'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'

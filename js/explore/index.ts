@@ -209,6 +209,19 @@ export async function history(dst: string, file: string): Promise<FileHistory> {
 
 // ---------------------------------------------------------------- restore
 
+/** An interrupted run (its journal is still there): the next `backup run` finishes it. */
+export interface PendingRun {
+  /** The increment it was building (under `.axiomatic/incomplete/`), if any. */
+  increment: string | null
+  started: string
+  ops: number
+}
+
+/** One line naming an unfinished run and what completes it. */
+export function describePendingRun(r: PendingRun): string {
+  return `the run started ${r.started}${r.increment ? ` (increment ${r.increment})` : ''} was interrupted and is unfinished; the next \`backup run\` completes it`
+}
+
 export interface RestoreOptions {
   /** Files or folders relative to the backed-up folder; none = everything. */
   paths?: string[]
@@ -233,6 +246,10 @@ export interface RestoreResult {
   untracked: number
   existing: number
   deletedAtPoint: number
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: PendingRun | null
+  /** Mirror files that run already replaced (restored as they are, no recorded hash to check yet) or removed (not restored). */
+  pending: number
   /** Dry run only: every file and where it comes from. */
   items: { path: string; from: string; untracked: boolean; size: number }[]
   warnings: Warning[]
@@ -411,6 +428,8 @@ export interface BackupStatus {
     missing: string[]
     extra: string[]
     differing: string[]
+    /** Differences an interrupted run already made (the next run finishes it). */
+    pending: string[]
     agrees: boolean
   }
   increments: number

@@ -12,7 +12,7 @@ import path from 'node:path'
 
 import { ConfigError } from '../errors'
 import { fromNative, native, type BindingProgress } from '../native'
-import type { DamagedMetadata } from '../explore'
+import type { DamagedMetadata, PendingRun } from '../explore'
 import { latestReport } from './reports'
 import { fetchLatestReports, parseSshUrl } from './ssh'
 import type { SshOptions } from './ssh'
@@ -275,6 +275,10 @@ export interface BackupVerifyResult {
   damaged: DamagedMetadata[]
   /** The mirror state could not be read, so the mirror was not checked. */
   stateError: string | null
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: PendingRun | null
+  /** Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING. */
+  pending: number
 }
 
 /** `backup verify --backup DST [--repair --source SRC]`. */

@@ -618,6 +618,9 @@ pub struct StateCheck {
   pub extra: Vec<String>,
   /// Size, mtime or kind differ.
   pub differing: Vec<String>,
+  /// Differences an interrupted run made (its journal lists them): the
+  /// next run finishes it. Not in `missing`/`extra`/`differing`.
+  pub pending: Vec<String>,
   pub agrees: bool,
 }
 
@@ -660,6 +663,22 @@ pub fn check_state(dst: &Path) -> StateCheck {
       }
       (None, None) => break,
     }
+  }
+  // What an interrupted run already changed is pending, not a disagreement.
+  if let Some(run) = meta::PendingRun::read(&l.journal) {
+    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (&*s.rel, (s.size, s.mtime_ns))).collect();
+    let mut pending = Vec::new();
+    for list in [&mut c.missing, &mut c.extra, &mut c.differing] {
+      list.retain(|p| {
+        let applied = safe_rel(p) && run.applied(p, &l.mirror.join(p), rec.get(p.as_str()).copied()).is_some();
+        if applied {
+          pending.push(p.clone());
+        }
+        !applied
+      });
+    }
+    pending.sort();
+    c.pending = pending;
   }
   c.agrees = c.state_present && c.missing.is_empty() && c.extra.is_empty() && c.differing.is_empty();
   c

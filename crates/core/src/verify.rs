@@ -16,6 +16,7 @@ use crate::engine::Layout;
 use crate::error::Error;
 use crate::fsutil;
 use crate::increments::{self, safe_rel, DamagedMeta};
+use crate::meta::PendingRun;
 use crate::progress::{Phase, Progress};
 use crate::state;
 
@@ -344,6 +345,11 @@ pub struct BackupVerifyResult {
   pub damaged: Vec<DamagedMeta>,
   /// The mirror state could not be read (the mirror was not checked).
   pub state_error: Option<String>,
+  /// An interrupted run the next `backup run` finishes.
+  pub pending_run: Option<PendingRun>,
+  /// Mirror files that run already replaced or removed: not checked (no
+  /// hash is recorded for them yet), never reported as corrupt or missing.
+  pub pending: u64,
 }
 
 struct Check {
@@ -392,9 +398,19 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       res.damaged.push(DamagedMeta::from_error(inc, &e));
     }
   }
+  // A run that was interrupted may have replaced or removed mirror files
+  // already: those are pending (its journal has no hash for them yet; the
+  // next run finishes and records them), not corrupt or missing.
+  res.pending_run = PendingRun::read(&l.journal);
   match state::read(&l.state) {
     Ok(st) => {
       for s in st {
+        if let Some(run) = &res.pending_run {
+          if safe_rel(&s.rel) && run.applied(&s.rel, &l.mirror.join(&*s.rel), Some((s.size, s.mtime_ns))).is_some() {
+            res.pending += 1;
+            continue;
+          }
+        }
         match s.sha() {
           Some(h) if safe_rel(&s.rel) => {
             checks.push(Check { location: "mirror".into(), rel: s.rel.to_string(), path: l.mirror.join(&*s.rel), sha: hex::encode(h) })

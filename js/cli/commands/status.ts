@@ -18,7 +18,7 @@ export default class StatusCommand extends DstCommand {
       \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
       lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
       prunePending, deletePending }, state: { statePresent, stateError, stateEntries, mirrorFiles, missing, extra,
-      differing, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }] }\`.
+      differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }] }\`.
       Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees, damaged
       metadata); 2; 64.
     `,
@@ -39,7 +39,10 @@ export default class StatusCommand extends DstCommand {
     const out = this.context.stdout
     out.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
     const lr = s.lastRun
-    if (!lr) out.write('last run: none recorded\n')
+    const killed = lo.interruptedRun && (!lr || Date.parse(lr.finished) < Date.parse(lo.interruptedRun.started))
+    if (killed) out.write(c.red(`last run: interrupted (started ${lo.interruptedRun!.started}, never finished); the next run completes it\n`))
+    if (killed && lr) out.write(c.dim(`  the run before it: ${lr.result} at ${localTime(Date.parse(lr.finished), true)}\n`))
+    else if (!lr) out.write('last run: none recorded\n')
     else {
       const res = lr.result === 'ok' ? c.green('ok') : lr.result === 'partial' ? c.yellow('partial') : c.red('failed')
       out.write(`last run: ${res} at ${localTime(Date.parse(lr.finished), true)}${lr.increment ? ` → ${lr.increment}` : ''}`)
@@ -61,7 +64,10 @@ export default class StatusCommand extends DstCommand {
     const st = s.state
     if (!st.statePresent) out.write(c.yellow('mirror state: missing (rebuild it with `backup recreate`)\n'))
     else if (st.stateError) out.write(c.red(`mirror state: unreadable: ${st.stateError}\n`))
-    else if (st.agrees) out.write(`mirror state: agrees with mirror/ (${st.mirrorFiles} files)\n`)
+    else if (st.agrees) {
+      const p = st.pending.length ? `, except ${st.pending.length} files the interrupted run already changed (the next run finishes it)` : ''
+      out.write(`mirror state: agrees with mirror/ (${st.mirrorFiles} files)${p}\n`)
+    }
     else {
       out.write(c.yellow(`mirror state: disagrees with mirror/: ${st.missing.length} missing, ${st.extra.length} extra, ${st.differing.length} differing\n`))
       const show = (what: string, l: string[]) => l.slice(0, 10).forEach((p) => out.write(`  ${what} ${shown(p)}\n`))

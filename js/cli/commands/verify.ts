@@ -2,7 +2,7 @@ import { Command, Option, UsageError } from 'clipanion'
 
 import { loadConfig } from '../../config'
 import { parseAlgos, verify, verifyBackup, type VerifyStatus } from '../../integrity'
-import { describeDamage, requireBackupDir } from '../../explore'
+import { describeDamage, describePendingRun, requireBackupDir } from '../../explore'
 import { ExitCode } from '../../errors'
 import { BaseCommand } from '../base'
 import { ProgressLine, bytes, colors, shown } from '../format'
@@ -30,11 +30,13 @@ export default class VerifyCommand extends BaseCommand {
       when the source still has the recorded hash (temp + rename), relinks increment versions of that content to
       the repaired copy, and says which versions cannot be repaired. An increment whose metadata is missing or damaged
       is named (file, what is wrong, \`backup recreate --backup NAME\`) and everything else is still checked (exit 1).
+      After an interrupted run, mirror files it already replaced or removed are pending, not CORRUPT or MISSING:
+      the output names the unfinished run and says that the next \`backup run\` completes it.
 
       \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, signatureCheck, files, trusted, bytesRead, counts,
       results: [{ path, status, detail? }] }\` (with \`--quiet\`, results lists only the problems), or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
       unverifiable, repaired, problems: [{ location, path, status, detail, repair }], damaged: [{ increment, file,
-      problem, fix }], stateError }\`.
+      problem, fix }], stateError, pendingRun: { increment, started, ops } | null, pending }\`.
       Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW; 2 report unusable, or only I/O errors; 64.
     `,
     examples: [
@@ -86,6 +88,10 @@ export default class VerifyCommand extends BaseCommand {
       }
       for (const d of r.damaged) out.write(`${c.red('DAMAGED')} ${describeDamage(d)}\n`)
       if (r.stateError) out.write(`${c.red('DAMAGED')} mirror state: ${r.stateError}\n`)
+      if (r.pendingRun) {
+        const n = r.pending ? `; ${r.pending} mirror files it already replaced or removed are pending (not checked, no hash is recorded for them yet)` : ''
+        out.write(`${c.yellow('PENDING')} ${describePendingRun(r.pendingRun)}${n}\n`)
+      }
       for (const p of r.problems) {
         out.write(`${p.location}/${shown(p.path)}: ${p.status === 'CORRUPT' ? c.red(p.status) : c.yellow(p.status)}${p.detail ? ` (${p.detail})` : ''}${p.repair ? ` → ${p.repair}` : ''}\n`)
       }
