@@ -235,6 +235,6 @@ export declare function verifyBackup(dst: string, source: string | undefined | n
 
 /**
  * `backup verify REPORT`: checks the report (digest, and the Ed25519
- * signature when a key is given) before reading any file. JSON of `verify::VerifyResult`.
+ * signature: against the given key, else against the embedded one) before reading any file. JSON of `verify::VerifyResult`.
  */
 export declare function verifyReport(options: BindingVerifyOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>

@@ -177,9 +177,9 @@ describe('list, history, status', () => {
     // An increment without metadata is listed, not hidden.
     fs.renameSync(path.join(w.dst, inc1, `${inc1}.json`), path.join(w.dir, 'saved.json'))
     const r = cli(['list', '--dst', w.dst])
-    expect(r.status).toBe(0)
-    expect(r.stdout).toContain(`${inc1}`)
-    expect(r.stdout).toContain('no metadata: run `backup recreate`')
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(new RegExp(`${inc1} .* missing`))
+    expect(r.stderr).toContain(`the metadata file is missing; rebuild it with \`backup recreate --backup ${inc1}\``)
     const j = JSON.parse(cli(['list', '--dst', w.dst, '--json']).stdout)
     expect(j.increments[0]).toMatchObject({ name: inc1, hasMetadata: false })
   })

@@ -45,6 +45,8 @@ export type {
   Decision,
   BackupStatus,
   LastRun,
+  DamagedMetadata,
+  PendingRun,
 } from './explore'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'

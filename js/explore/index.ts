@@ -65,6 +65,22 @@ async function locked<T>(dst: string, command: string, fn: (finished: string[]) 
 
 // ---------------------------------------------------------------- list
 
+/**
+ * An increment whose metadata is missing or damaged: every command that reads metadata reports it this way
+ * (`file` is the metadata file, `problem` what is wrong, `fix` the command that rebuilds it).
+ */
+export interface DamagedMetadata {
+  increment: string
+  file: string
+  problem: string
+  fix: string
+}
+
+/** One line per damaged metadata file: the file, what is wrong, the command that rebuilds it. */
+export function describeDamage(d: DamagedMetadata): string {
+  return `${d.file}: damaged increment metadata: ${d.problem}; rebuild it with \`${d.fix}\``
+}
+
 export interface IncrementInfo {
   name: string
   /** ISO 8601 UTC. */
@@ -73,6 +89,8 @@ export interface IncrementInfo {
   origin: string | null
   hasMetadata: boolean
   metadataError: string | null
+  /** Missing or damaged metadata, with the file and the fix. */
+  damaged: DamagedMetadata | null
   new: number
   changed: number
   deleted: number
@@ -90,6 +108,8 @@ export interface Listing {
   increments: IncrementInfo[]
   totalDiskBytes: number | null
   mirrorDiskBytes: number | null
+  /** Increments whose metadata is missing or damaged (a quick check of each file's head and end). */
+  damaged: DamagedMetadata[]
 }
 
 /** `backup list`: every increment, oldest first. */
@@ -139,6 +159,8 @@ export interface SearchResult {
   incrementsSearched: number
   /** Increments without readable metadata (not searched: run `backup recreate`). */
   skipped: string[]
+  /** The same, with the file, what is wrong and the fix. */
+  damaged: DamagedMetadata[]
   hits: SearchHit[]
   totals: { increments: number; files: number; bytes: number; tracked: number; deleted: number }
 }
@@ -173,7 +195,10 @@ export interface FileHistory {
   versions: (CatalogEntry & { increment: string; timestamp: string; present: boolean })[]
   /** The mirror's copy (from the mirror state), or null. */
   mirror: { size: number; mtimeNs: string; mode: number; kind: string; tracked: boolean; sha256: string | null; present: boolean } | null
+  /** Increments whose metadata could not be read: a version of the path may be in them, unseen. */
   skipped: string[]
+  /** The same, with the file, what is wrong and the fix. */
+  damaged: DamagedMetadata[]
 }
 
 /** `backup history PATH`: every stored version of one file. */
@@ -185,6 +210,19 @@ export async function history(dst: string, file: string): Promise<FileHistory> {
 }
 
 // ---------------------------------------------------------------- restore
+
+/** An interrupted run (its journal is still there): the next `backup run` finishes it. */
+export interface PendingRun {
+  /** The increment it was building (under `.axiomatic/incomplete/`), if any. */
+  increment: string | null
+  started: string
+  ops: number
+}
+
+/** One line naming an unfinished run and what completes it. */
+export function describePendingRun(r: PendingRun): string {
+  return `the run started ${r.started}${r.increment ? ` (increment ${r.increment})` : ''} was interrupted and is unfinished; the next \`backup run\` completes it`
+}
 
 export interface RestoreOptions {
   /** Files or folders relative to the backed-up folder; none = everything. */
@@ -210,6 +248,10 @@ export interface RestoreResult {
   untracked: number
   existing: number
   deletedAtPoint: number
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: PendingRun | null
+  /** Mirror files that run already replaced (restored as they are, no recorded hash to check yet) or removed (not restored). */
+  pending: number
   /** Dry run only: every file and where it comes from. */
   items: { path: string; from: string; untracked: boolean; size: number }[]
   warnings: Warning[]
@@ -392,10 +434,14 @@ export interface BackupStatus {
     missing: string[]
     extra: string[]
     differing: string[]
+    /** Differences an interrupted run already made (the next run finishes it). */
+    pending: string[]
     agrees: boolean
   }
   increments: number
   newest: string | null
+  /** Increments whose metadata is missing or damaged (needs attention: exit 1). */
+  damaged: DamagedMetadata[]
 }
 
 export function lastRunPath(dst: string): string {
@@ -422,7 +468,7 @@ export async function status(dst: string): Promise<BackupStatus> {
   }
   const lock = readLock(dir)
   const s = await call<{ state: BackupStatus['state']; leftovers: BackupStatus['leftovers'] }>(native().backupStatus(dir))
-  const { increments } = await listIncrements(dir)
+  const { increments, damaged } = await listIncrements(dir)
   return {
     dst: dir,
     lastRun,
@@ -431,6 +477,7 @@ export async function status(dst: string): Promise<BackupStatus> {
     state: s.state,
     increments: increments.length,
     newest: increments.at(-1)?.name ?? null,
+    damaged,
   }
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path'
 
 import { ConfigError } from '../errors'
 import { fromNative, native, type BindingProgress } from '../native'
+import type { DamagedMetadata, PendingRun } from '../explore'
 import { latestReport } from './reports'
 import { fetchLatestReports, parseSshUrl } from './ssh'
 import type { SshOptions } from './ssh'
@@ -211,6 +212,12 @@ export interface VerifyResult {
   incremental: boolean
   digest: string | null
   signatureEd25519: string | null
+  /**
+   * How the Ed25519 signature was checked: `pubkey` (by the key given: proves who signed), `embedded-key`
+   * (by the key written in the report: proves only that nothing changed after signing), `no-key` (signed,
+   * no key to check it with), `unsigned`. A signature that does not verify is an error (exit 2).
+   */
+  signatureCheck: 'pubkey' | 'embedded-key' | 'no-key' | 'unsigned'
   files: number
   trusted: number
   bytesRead: number
@@ -232,7 +239,10 @@ export interface VerifyOptions {
   signal?: AbortSignal
 }
 
-/** `backup verify REPORT`: the report is checked (digest, signature) before any file is read. */
+/**
+ * `backup verify REPORT`: the report is checked (digest, signature) before any file is read. A present
+ * Ed25519 signature is always checked: against `pubkey` if given, else against the key embedded in the report.
+ */
 export async function verify(report: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   if (!fs.existsSync(report)) throw new ConfigError(`report ${report} does not exist`)
   const publicKey = opts.pubkey ? rawPublicKey(opts.pubkey) : undefined
@@ -261,6 +271,14 @@ export interface BackupVerifyResult {
   unverifiable: number
   repaired: number
   problems: { location: string; path: string; status: VerifyStatus; detail: string | null; repair: string | null }[]
+  /** Increments whose metadata is missing or damaged (their readable entries were still checked). */
+  damaged: DamagedMetadata[]
+  /** The mirror state could not be read, so the mirror was not checked. */
+  stateError: string | null
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: PendingRun | null
+  /** Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING. */
+  pending: number
 }
 
 /** `backup verify --backup DST [--repair --source SRC]`. */

@@ -559,8 +559,12 @@ pub struct Report {
   pub errors: Vec<(String, String)>,
   /// SHA3-512 hex of the data (JSON reports).
   pub digest: Option<String>,
-  /// The envelope's extra fields (`signature_ed25519`, `public_key`), for JS to check.
+  /// The envelope's extra fields (`signature_ed25519`, `public_key`), checked by
+  /// `verify::check_signature`.
   pub signature_ed25519: Option<String>,
+  /// The signer's public key as written into the report (SPKI PEM). It proves
+  /// the report was not altered after signing, not who signed it.
+  pub public_key: Option<String>,
 }
 
 /// One file of a report, kept compact (a million are held while verifying).
@@ -929,12 +933,14 @@ impl<'de> Visitor<'de> for DataVisitor<'_> {
   }
 }
 
-/// Reads the rest of the envelope after `data`: `"signature"` and `"signature_ed25519"`.
+/// Reads the rest of the envelope after `data`: `"signature"`, `"signature_ed25519"` and `"public_key"`.
 #[derive(Deserialize)]
 struct Tail {
   signature: Option<String>,
   #[serde(default)]
   signature_ed25519: Option<String>,
+  #[serde(default)]
+  public_key: Option<String>,
 }
 
 fn read_json_report(path: &Path) -> Result<Report, Error> {
@@ -987,6 +993,7 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
   rep.files = b.files;
   rep.digest = Some(digest);
   rep.signature_ed25519 = tail.signature_ed25519;
+  rep.public_key = tail.public_key;
   Ok(rep)
 }
 

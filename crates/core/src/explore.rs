@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::engine::Layout;
 use crate::error::Error;
-use crate::increments::{self, EntryRef, Increment};
+use crate::increments::{self, DamagedMeta, EntryRef, Increment};
 use crate::meta::{iso, CatalogEntry};
 use crate::state::{self, StateEntry};
 
@@ -29,6 +29,8 @@ pub struct ListItem {
   pub has_metadata: bool,
   /// The metadata could not be read (the message says why).
   pub metadata_error: Option<String>,
+  /// The same, with the file and the command that rebuilds it.
+  pub damaged: Option<DamagedMeta>,
   pub new: u64,
   pub changed: u64,
   pub deleted: u64,
@@ -53,6 +55,9 @@ pub struct Listing {
   pub total_disk_bytes: Option<u64>,
   /// With `detailed`: bytes on disk of the mirror's inodes.
   pub mirror_disk_bytes: Option<u64>,
+  /// Increments whose metadata is missing or damaged (a quick check: head
+  /// and end of each file).
+  pub damaged: Vec<DamagedMeta>,
 }
 
 pub(crate) fn name_iso(inc: &Increment) -> String {
@@ -66,6 +71,7 @@ fn list_item(inc: &Increment) -> ListItem {
     origin: None,
     has_metadata: false,
     metadata_error: None,
+    damaged: None,
     new: 0,
     changed: 0,
     deleted: 0,
@@ -75,6 +81,12 @@ fn list_item(inc: &Increment) -> ListItem {
     exclusive_bytes: None,
     disk_bytes: None,
   };
+  if let Some(d) = increments::damage(inc, true) {
+    item.has_metadata = inc.meta_path().exists();
+    item.metadata_error = Some(d.problem.clone());
+    item.damaged = Some(d);
+    return item;
+  }
   match increments::read_head(inc) {
     Ok(None) => {}
     Ok(Some(h)) => {
@@ -95,12 +107,16 @@ fn list_item(inc: &Increment) -> ListItem {
           increments::parse(&inc.meta_path(), b.as_deref().unwrap_or(b"{}"), &mut |_: &str, e: EntryRef| sum += e.size).map(|_| sum)
         }) {
           Ok(sum) => item.bytes = sum,
-          Err(e) => item.metadata_error = Some(e.message),
+          Err(e) => {
+            item.damaged = Some(DamagedMeta::from_error(inc, &e));
+            item.metadata_error = Some(e.message);
+          }
         },
       }
     }
     Err(e) => {
       item.has_metadata = true;
+      item.damaged = Some(DamagedMeta::from_error(inc, &e));
       item.metadata_error = Some(e.message);
     }
   }
@@ -136,7 +152,8 @@ fn walk_inodes(root: &Path, out: &mut Vec<(u64, u64, u64, u64)>) {
 pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
   let incs = increments::list(dst)?;
   let mut items: Vec<ListItem> = incs.par_iter().map(list_item).collect();
-  let mut listing = Listing { increments: Vec::new(), total_disk_bytes: None, mirror_disk_bytes: None };
+  let damaged = items.iter().filter_map(|i| i.damaged.clone()).collect();
+  let mut listing = Listing { increments: Vec::new(), total_disk_bytes: None, mirror_disk_bytes: None, damaged };
   if detailed {
     // Owner 0 is the mirror, i + 1 the i-th increment.
     let mut roots: Vec<PathBuf> = vec![Layout::new(dst).mirror];
@@ -224,6 +241,8 @@ pub struct Found {
   pub increments_searched: usize,
   /// Increments whose metadata is missing or unreadable (not searched).
   pub skipped: Vec<String>,
+  /// The same, with the file, what is wrong and the command that rebuilds it.
+  pub damaged: Vec<DamagedMeta>,
   pub hits: Vec<Hit>,
   pub totals: Totals,
 }
@@ -353,7 +372,7 @@ pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
     hits.sort_by(|a, b| a.path.cmp(&b.path));
     hits
   });
-  let mut found = Found { increments_searched: 0, skipped: Vec::new(), hits: Vec::new(), totals: Totals::default() };
+  let mut found = Found { increments_searched: 0, skipped: Vec::new(), damaged: Vec::new(), hits: Vec::new(), totals: Totals::default() };
   for (inc, r) in incs.iter().zip(results) {
     match r {
       Ok(Some(h)) => {
@@ -366,7 +385,14 @@ pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
         t.tracked = t.files - t.deleted;
         found.hits.extend(h);
       }
-      Ok(None) | Err(_) => found.skipped.push(inc.name.clone()),
+      Ok(None) => {
+        found.skipped.push(inc.name.clone());
+        found.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+      }
+      Err(e) => {
+        found.skipped.push(inc.name.clone());
+        found.damaged.push(DamagedMeta::from_error(inc, &e));
+      }
     }
   }
   Ok(found)
@@ -404,6 +430,9 @@ pub struct History {
   pub mirror: Option<MirrorCopy>,
   /// Increments whose metadata could not be read.
   pub skipped: Vec<String>,
+  /// The same, with the file, what is wrong and the command that rebuilds
+  /// it: a version of the path may be in them, unseen.
+  pub damaged: Vec<DamagedMeta>,
 }
 
 fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
@@ -426,7 +455,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       (e, present)
     })
   });
-  let mut h = History { path: rel.to_string(), versions: Vec::new(), mirror: None, skipped: Vec::new() };
+  let mut h = History { path: rel.to_string(), versions: Vec::new(), mirror: None, skipped: Vec::new(), damaged: Vec::new() };
   for (inc, r) in incs.iter().zip(results) {
     match r {
       Ok(Some(Some((entry, present)))) => {
@@ -434,7 +463,14 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
         h.versions.push(Version { increment: inc.name.clone(), timestamp: timestamp.unwrap_or_else(|| name_iso(inc)), entry, present });
       }
       Ok(Some(None)) => {}
-      Ok(None) | Err(_) => h.skipped.push(inc.name.clone()),
+      Ok(None) => {
+        h.skipped.push(inc.name.clone());
+        h.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+      }
+      Err(e) => {
+        h.skipped.push(inc.name.clone());
+        h.damaged.push(DamagedMeta::from_error(inc, &e));
+      }
     }
   }
   let l = Layout::new(dst);
@@ -473,12 +509,7 @@ pub fn newest_mentions(incs: &[Increment], keep: &(dyn Fn(&str) -> bool + Sync))
           map.insert(p, (i, e));
         }
       }
-      None => {
-        return Err(Error::corrupt(
-          &inc.meta_path(),
-          "metadata is missing, so this point in time cannot be reconstructed; rebuild it with `backup recreate`",
-        ))
-      }
+      None => return Err(increments::missing_error(inc, "this point in time cannot be reconstructed")),
     }
   }
   Ok(map)

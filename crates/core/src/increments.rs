@@ -235,6 +235,111 @@ pub fn read_bytes(inc: &Increment) -> Result<Option<Vec<u8>>, Error> {
   }
 }
 
+/// An increment whose metadata is missing or cannot be read, in the same
+/// words for every command (`list`, `status`, `history`, `search`,
+/// `verify --backup`, `restore`…): which file, what is wrong, what to do.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DamagedMeta {
+  pub increment: String,
+  /// The metadata file (absolute path).
+  pub file: String,
+  pub problem: String,
+  /// The command that rebuilds it from the stored files.
+  pub fix: String,
+}
+
+impl DamagedMeta {
+  pub fn new(inc: &Increment, problem: impl Into<String>) -> Self {
+    Self {
+      increment: inc.name.clone(),
+      file: inc.meta_path().to_string_lossy().into_owned(),
+      problem: problem.into(),
+      fix: format!("backup recreate --backup {}", inc.name),
+    }
+  }
+
+  /// From an error of [`parse`], [`read_head`] or [`read_bytes`] (its message without the leading path).
+  pub fn from_error(inc: &Increment, e: &Error) -> Self {
+    let p = format!("{}: ", inc.meta_path().display());
+    let m = e.message.strip_prefix(&p).unwrap_or(&e.message);
+    // Our own messages end with the fix, which has a field of its own here.
+    let m = m.split("; rebuild it with").next().unwrap_or(m);
+    let m = m.strip_prefix("damaged increment metadata: ").unwrap_or(m);
+    Self::new(inc, m)
+  }
+}
+
+/// What is wrong with metadata bytes that serde_json refused, in words.
+fn describe(e: &serde_json::Error) -> String {
+  if e.is_eof() {
+    format!("the file ends early, at line {} column {} (truncated or partly written)", e.line(), e.column())
+  } else if e.is_syntax() {
+    format!("it is not valid JSON ({e})")
+  } else {
+    format!("it is not increment metadata ({e})")
+  }
+}
+
+/// The error for unreadable metadata: the file, what is wrong, and the
+/// command that rebuilds it (named after the increment the file is in).
+fn meta_error(path: &Path, what: String) -> Error {
+  let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "NAME".into());
+  Error::corrupt(path, format!("damaged increment metadata: {what}; rebuild it with `backup recreate --backup {name}`"))
+}
+
+/// The error for an increment whose metadata file is missing; `why` says
+/// what cannot be done without it.
+pub fn missing_error(inc: &Increment, why: &str) -> Error {
+  Error::corrupt(
+    &inc.meta_path(),
+    format!("the increment's metadata file is missing, so {why}; rebuild it with `backup recreate --backup {}`", inc.name),
+  )
+}
+
+/// Whether an increment's metadata is usable; `None` if it is. `quick`
+/// reads only the head and the last bytes (enough to see a missing file, a
+/// damaged head, or a file cut short, which is how an interrupted or
+/// failing write damages it); otherwise the whole catalog is parsed and its
+/// entries counted against the summary.
+pub fn damage(inc: &Increment, quick: bool) -> Option<DamagedMeta> {
+  let head = match read_head(inc) {
+    Ok(None) => return Some(DamagedMeta::new(inc, "the metadata file is missing")),
+    Err(e) => return Some(DamagedMeta::from_error(inc, &e)),
+    Ok(Some(h)) => h,
+  };
+  if quick && ends_as_written(&inc.meta_path()) {
+    return None;
+  }
+  let bytes = match read_bytes(inc) {
+    Ok(Some(b)) => b,
+    Ok(None) => return Some(DamagedMeta::new(inc, "the metadata file is missing")),
+    Err(e) => return Some(DamagedMeta::from_error(inc, &e)),
+  };
+  let mut n = 0u64;
+  match parse(&inc.meta_path(), &bytes, &mut |_: &str, _: EntryRef| n += 1) {
+    Err(e) => Some(DamagedMeta::from_error(inc, &e)),
+    Ok(_) if head.summary.total != n && head.summary.total != 0 => {
+      Some(DamagedMeta::new(inc, format!("the catalog has {n} entries where the summary says {}", head.summary.total)))
+    }
+    Ok(_) => None,
+  }
+}
+
+/// Whether the file ends the way our writer ends it (`\n  }\n}\n`: the
+/// catalog's and the object's closing braces). A file cut anywhere before
+/// its last byte does not.
+fn ends_as_written(path: &Path) -> bool {
+  use std::io::{Read, Seek, SeekFrom};
+  const END: &[u8] = b"\n  }\n}\n";
+  let Ok(mut f) = fs::File::open(path) else { return false };
+  let Ok(len) = f.seek(SeekFrom::End(0)) else { return false };
+  if len < END.len() as u64 || f.seek(SeekFrom::End(-(END.len() as i64))).is_err() {
+    return false;
+  }
+  let mut tail = [0u8; END.len()];
+  f.read_exact(&mut tail).is_ok() && tail == END
+}
+
 /// Parses metadata bytes, calling `f` for every catalog entry in file order.
 pub fn parse<'de, F: FnMut(&str, EntryRef<'de>)>(path: &Path, bytes: &'de [u8], f: &mut F) -> Result<Head, Error> {
   parse_filtered(path, bytes, &|_| true, f)
@@ -250,7 +355,7 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
 ) -> Result<Head, Error> {
   let mut de = serde_json::Deserializer::from_slice(bytes);
   let h = de.deserialize_map(MetaVisitor { want, f: Some(f) }).and_then(|h| de.end().map(|()| h));
-  h.map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))
+  h.map_err(|e| meta_error(path, describe(&e)))
 }
 
 /// Reads only the head of a metadata file. Our writer puts the catalog
@@ -284,9 +389,7 @@ pub fn read_head(inc: &Increment) -> Result<Option<Head>, Error> {
   drop(f);
   let bytes = fs::read(&p).map_err(|e| Error::io(&p, "cannot read", &e))?;
   let mut de = serde_json::Deserializer::from_slice(&bytes);
-  let h = de
-    .deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { want: &|_| false, f: None })
-    .map_err(|e| Error::corrupt(&p, format!("invalid increment metadata: {e}; rebuild it with `backup recreate --backup NAME --force`")))?;
+  let h = de.deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { want: &|_| false, f: None }).map_err(|e| meta_error(&p, describe(&e)))?;
   Ok(Some(h))
 }
 

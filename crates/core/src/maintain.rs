@@ -222,10 +222,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   }
   for inc in incs.iter().filter(|i| remove_set.contains(i.name.as_str())) {
     if !inc.meta_path().is_file() {
-      return Err(Error::corrupt(
-        &inc.meta_path(),
-        "this increment has no metadata, so its entries cannot be carried into the next kept increment; run `backup recreate` first",
-      ));
+      return Err(increments::missing_error(inc, "its entries cannot be carried into the next kept increment"));
     }
   }
   let mut report = PruneReport { dry_run, ..Default::default() };
@@ -254,7 +251,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     }
     // The paths each metadata file mentions, all read in parallel (keys only).
     let keys_of = |i: &Increment| -> KeyScan {
-      let b = increments::read_bytes(i)?.ok_or_else(|| Error::corrupt(&i.meta_path(), "missing metadata; run `backup recreate` first"))?;
+      let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
       let keys = std::cell::RefCell::new(HashSet::new());
       let record = |p: &str| {
         keys.borrow_mut().insert(p.to_string());
@@ -619,6 +616,9 @@ pub struct StateCheck {
   pub extra: Vec<String>,
   /// Size, mtime or kind differ.
   pub differing: Vec<String>,
+  /// Differences an interrupted run made (its journal lists them): the
+  /// next run finishes it. Not in `missing`/`extra`/`differing`.
+  pub pending: Vec<String>,
   pub agrees: bool,
 }
 
@@ -661,6 +661,22 @@ pub fn check_state(dst: &Path) -> StateCheck {
       }
       (None, None) => break,
     }
+  }
+  // What an interrupted run already changed is pending, not a disagreement.
+  if let Some(run) = meta::PendingRun::read(&l.journal) {
+    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (&*s.rel, (s.size, s.mtime_ns))).collect();
+    let mut pending = Vec::new();
+    for list in [&mut c.missing, &mut c.extra, &mut c.differing] {
+      list.retain(|p| {
+        let applied = safe_rel(p) && run.applied(p, &l.mirror.join(crate::names::to_path(p)), rec.get(p.as_str()).copied()).is_some();
+        if applied {
+          pending.push(p.clone());
+        }
+        !applied
+      });
+    }
+    pending.sort();
+    c.pending = pending;
   }
   c.agrees = c.state_present && c.missing.is_empty() && c.extra.is_empty() && c.differing.is_empty();
   c

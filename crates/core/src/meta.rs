@@ -221,6 +221,48 @@ pub fn read_journal(path: &Path) -> Result<Option<(JournalHeader, Vec<JournalOp>
   Ok(Some((header, ops)))
 }
 
+/// An interrupted run, as its journal describes it, for the readers of a
+/// backup (`verify --backup`, `restore`, `status`): until the next run
+/// finishes it, the mirror may already hold versions the mirror state does
+/// not describe yet (a copy renamed into place before the state was
+/// written), or lack entries the state still lists. Those are pending, not
+/// damaged.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingRun {
+  /// The increment it was building (under `.axiomatic/incomplete/`), if any.
+  pub increment: Option<String>,
+  pub started: String,
+  /// Operations it planned.
+  pub ops: u64,
+  #[serde(skip)]
+  by_path: std::collections::HashMap<String, JournalOp>,
+}
+
+impl PendingRun {
+  /// The unfinished run of a backup folder, if its journal exists and can be read.
+  pub fn read(journal: &Path) -> Option<Self> {
+    let (h, ops) = read_journal(journal).ok()??;
+    Some(Self { increment: h.increment, started: h.started, ops: h.ops, by_path: ops.into_iter().map(|o| (o.p.clone(), o)).collect() })
+  }
+
+  /// The journaled operation on `rel` if the run already applied it to the
+  /// mirror entry `mirror` (and so the mirror differs from what the state
+  /// `recorded` as (size, mtime_ns)): a copy whose result is in place
+  /// (journaled size and mtime), or a delete/remove whose entry is gone.
+  pub fn applied(&self, rel: &str, mirror: &Path, recorded: Option<(u64, i64)>) -> Option<&JournalOp> {
+    let op = self.by_path.get(rel)?;
+    let md = fs::symlink_metadata(mirror).ok();
+    match op.op.as_str() {
+      "copy" | "link" => {
+        let md = md?;
+        let now = (md.len(), fsutil::mtime_ns(&md));
+        (now == (op.s, op.m) && recorded != Some(now)).then_some(op)
+      }
+      _ => md.is_none().then_some(op),
+    }
+  }
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 fn civil(days: i64) -> (i64, u32, u32) {
   let z = days + 719_468;

@@ -23,6 +23,7 @@ use crate::error::{Error, Warning};
 use crate::explore::{newest_mentions, prefix_match};
 use crate::fsutil::{self, CopyResult};
 use crate::increments::{self, safe_rel};
+use crate::meta::PendingRun;
 use crate::progress::{Phase, Progress};
 use crate::rules::Role;
 use crate::scan::{Entry, Kind};
@@ -79,6 +80,11 @@ pub struct RestoreReport {
   pub existing: u64,
   /// Paths the point in time knows as deleted (not restored).
   pub deleted_at_point: u64,
+  /// An interrupted run the next `backup run` finishes.
+  pub pending_run: Option<PendingRun>,
+  /// Mirror files that run already replaced (restored as they are now,
+  /// without a recorded hash to check) or removed (not restored).
+  pub pending: u64,
   /// With `dry_run`: every file and where it would come from.
   pub items: Vec<Item>,
   /// Per-file problems: `exists`, `unsafe-path`, `symlink-in-target`,
@@ -142,7 +148,33 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   let mirror_state = state::read(&l.state)?;
   let mut items = Vec::new();
   let mut unsafe_paths = Vec::new();
+  // An interrupted run may have replaced or removed mirror files already:
+  // a replaced one is restored as the mirror now holds it (the journal's
+  // size, mtime and mode; no hash is recorded for it yet), a removed one
+  // is not restored. Both are counted as pending, never as damage.
+  report.pending_run = PendingRun::read(&l.journal);
+  let pending = std::cell::Cell::new(0u64);
   let from_state = |s: &state::StateEntry, items: &mut Vec<Item>| {
+    if let Some(run) = &report.pending_run {
+      if safe_rel(&s.rel) {
+        if let Some(op) = run.applied(&s.rel, &l.mirror.join(crate::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))) {
+          pending.set(pending.get() + 1);
+          if op.op == "copy" || op.op == "link" {
+            items.push(Item {
+              path: s.rel.to_string(),
+              from: "mirror".into(),
+              untracked: !op.t,
+              size: op.s,
+              mtime_ns: op.m,
+              mode: op.mode,
+              sha256: None,
+              root: l.mirror.clone(),
+            });
+          }
+          return;
+        }
+      }
+    }
     items.push(Item {
       path: s.rel.to_string(),
       from: "mirror".into(),
@@ -188,6 +220,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       }
     }
   }
+  report.pending = pending.get();
   items.retain(|it| {
     let ok = safe_rel(&it.path);
     if !ok {

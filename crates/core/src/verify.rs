@@ -15,7 +15,8 @@ use crate::checksum::{self, Algo, Report};
 use crate::engine::Layout;
 use crate::error::Error;
 use crate::fsutil;
-use crate::increments::{self, safe_rel};
+use crate::increments::{self, safe_rel, DamagedMeta};
+use crate::meta::PendingRun;
 use crate::progress::{Phase, Progress};
 use crate::state;
 
@@ -51,6 +52,8 @@ pub struct VerifyResult {
   pub incremental: bool,
   pub digest: Option<String>,
   pub signature_ed25519: Option<String>,
+  /// How the Ed25519 signature was checked (see [`SignatureCheck`]).
+  pub signature_check: SignatureCheck,
   pub files: u64,
   /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
   pub trusted: u64,
@@ -58,6 +61,96 @@ pub struct VerifyResult {
   pub counts: HashMap<String, u64>,
   /// Every path with its verdict, sorted by path.
   pub results: Vec<Verdict>,
+}
+
+/// How a report's Ed25519 signature was checked. Only `pubkey` says who
+/// signed: a key embedded in the report proves that nothing changed after
+/// signing, but whoever altered the report could have re-signed it with a
+/// key of their own and embedded that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureCheck {
+  /// The report carries no Ed25519 signature.
+  #[default]
+  Unsigned,
+  /// Valid for the public key embedded in the report.
+  EmbeddedKey,
+  /// Signed, but no key embedded and none given: not checked.
+  NoKey,
+  /// Valid for the key the caller gave (`--pubkey`).
+  Pubkey,
+}
+
+/// Checks the Ed25519 signature of the report's digest, before any file is
+/// read: with `key` the report must be signed by it; without, a signature
+/// that is present must at least match the key embedded beside it (a
+/// signature that no longer matches means the report was altered after
+/// signing, or damaged). Errors are `Corrupt` (exit 2).
+pub fn check_signature(rep: &Report, path: &Path, key: Option<&[u8]>) -> Result<SignatureCheck, Error> {
+  const WHO: &str = "only `--pubkey` proves who signed a report";
+  let bad = |m: String| Error::corrupt(path, m);
+  let Some(sig) = rep.signature_ed25519.as_deref() else {
+    return match key {
+      Some(_) => Err(bad("the report has no Ed25519 signature (made without --sign-key?); refusing it".into())),
+      None => Ok(SignatureCheck::Unsigned),
+    };
+  };
+  let sig = hex::decode(sig.trim()).map_err(|_| bad("the report's Ed25519 signature is not hex: it is damaged; refusing it".into()))?;
+  let digest = hex::decode(rep.digest.as_deref().unwrap_or("")).map_err(|_| bad("the report has no digest".into()))?;
+  let check = |k: &[u8]| ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, k).verify(&digest, &sig).is_ok();
+  if let Some(k) = key {
+    return if check(k) {
+      Ok(SignatureCheck::Pubkey)
+    } else {
+      Err(bad("the Ed25519 signature does not match this public key: the report was not signed by it, or was altered".into()))
+    };
+  }
+  let Some(pem) = rep.public_key.as_deref() else { return Ok(SignatureCheck::NoKey) };
+  let embedded = ed25519_from_pem(pem)
+    .ok_or_else(|| bad(format!("the report's embedded public key is not an Ed25519 key (damaged?); refusing it ({WHO})")))?;
+  if check(&embedded) {
+    Ok(SignatureCheck::EmbeddedKey)
+  } else {
+    Err(bad(format!(
+      "the report's Ed25519 signature does not match the public key embedded in it: the report was altered after it was signed, or damaged; refusing it ({WHO})"
+    )))
+  }
+}
+
+/// The raw 32-byte key of an Ed25519 SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+fn ed25519_from_pem(pem: &str) -> Option<Vec<u8>> {
+  // SPKI of an Ed25519 key: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (32 bytes) }.
+  const PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+  let body: String = pem.lines().filter(|l| !l.starts_with("-----")).flat_map(|l| l.trim().chars()).collect();
+  let der = base64_decode(&body)?;
+  (der.len() == 44 && der[..12] == PREFIX).then(|| der[12..].to_vec())
+}
+
+/// Standard base64 with padding (PEM bodies); None if anything else is in it.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+  let val = |c: u8| -> Option<u32> {
+    Some(match c {
+      b'A'..=b'Z' => c - b'A',
+      b'a'..=b'z' => c - b'a' + 26,
+      b'0'..=b'9' => c - b'0' + 52,
+      b'+' => 62,
+      b'/' => 63,
+      _ => return None,
+    } as u32)
+  };
+  let s = s.trim_end_matches('=').as_bytes();
+  let mut out = Vec::with_capacity(s.len() * 3 / 4);
+  let (mut acc, mut bits) = (0u32, 0u32);
+  for &c in s {
+    acc = (acc << 6) | val(c)?;
+    bits += 6;
+    if bits >= 8 {
+      bits -= 8;
+      out.push((acc >> bits) as u8);
+      acc &= (1 << bits) - 1;
+    }
+  }
+  Some(out)
 }
 
 /// Reads and checks a report: the digest first (refused on mismatch).
@@ -213,6 +306,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
     incremental,
     digest: rep.digest.clone(),
     signature_ed25519: rep.signature_ed25519.clone(),
+    signature_check: SignatureCheck::Unsigned,
     files: rep.files.len() as u64,
     trusted: trusted.into_inner(),
     bytes_read: read.into_inner(),
@@ -246,6 +340,16 @@ pub struct BackupVerifyResult {
   pub unverifiable: u64,
   pub problems: Vec<BackupProblem>,
   pub repaired: u64,
+  /// Increments whose metadata is missing or damaged: the file, what is
+  /// wrong, the command that rebuilds it. Their readable entries were checked.
+  pub damaged: Vec<DamagedMeta>,
+  /// The mirror state could not be read (the mirror was not checked).
+  pub state_error: Option<String>,
+  /// An interrupted run the next `backup run` finishes.
+  pub pending_run: Option<PendingRun>,
+  /// Mirror files that run already replaced or removed: not checked (no
+  /// hash is recorded for them yet), never reported as corrupt or missing.
+  pub pending: u64,
 }
 
 struct Check {
@@ -266,18 +370,21 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   let incs = increments::list(dst)?;
   let mut checks = Vec::new();
   let mut res = BackupVerifyResult { increments: incs.len() as u64, ..Default::default() };
+  // Damaged metadata is reported, and everything else is still checked
+  // (the entries of a cut-short catalog that could be read, too).
   for inc in &incs {
-    let Some(bytes) = increments::read_bytes(inc)? else {
-      res.problems.push(BackupProblem {
-        location: inc.name.clone(),
-        path: String::new(),
-        status: Status::Missing,
-        detail: Some("no metadata: run `backup recreate`".into()),
-        repair: None,
-      });
-      continue;
+    let bytes = match increments::read_bytes(inc) {
+      Ok(Some(b)) => b,
+      Ok(None) => {
+        res.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+        continue;
+      }
+      Err(e) => {
+        res.damaged.push(DamagedMeta::from_error(inc, &e));
+        continue;
+      }
     };
-    increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
+    let parsed = increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
       if let (Some(sha), true) = (e.sha256.as_deref(), safe_rel(p)) {
         checks.push(Check {
           location: inc.name.clone(),
@@ -286,18 +393,36 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
           sha: sha.to_string(),
         });
       }
-    })?;
-  }
-  for s in state::read(&l.state)? {
-    match s.sha() {
-      Some(h) if safe_rel(&s.rel) => checks.push(Check {
-        location: "mirror".into(),
-        rel: s.rel.to_string(),
-        path: l.mirror.join(crate::names::to_path(&s.rel)),
-        sha: hex::encode(h),
-      }),
-      _ => res.unverifiable += 1,
+    });
+    if let Err(e) = parsed {
+      res.damaged.push(DamagedMeta::from_error(inc, &e));
     }
+  }
+  // A run that was interrupted may have replaced or removed mirror files
+  // already: those are pending (its journal has no hash for them yet; the
+  // next run finishes and records them), not corrupt or missing.
+  res.pending_run = PendingRun::read(&l.journal);
+  match state::read(&l.state) {
+    Ok(st) => {
+      for s in st {
+        if let Some(run) = &res.pending_run {
+          if safe_rel(&s.rel) && run.applied(&s.rel, &l.mirror.join(crate::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))).is_some() {
+            res.pending += 1;
+            continue;
+          }
+        }
+        match s.sha() {
+          Some(h) if safe_rel(&s.rel) => checks.push(Check {
+            location: "mirror".into(),
+            rel: s.rel.to_string(),
+            path: l.mirror.join(crate::names::to_path(&s.rel)),
+            sha: hex::encode(h),
+          }),
+          _ => res.unverifiable += 1,
+        }
+      }
+    }
+    Err(e) => res.state_error = Some(format!("{}; the mirror was not checked (`backup recreate` rebuilds the state)", e.message)),
   }
   res.files_checked = checks.len() as u64;
   progress.ops_total.store(checks.len() as u64, Relaxed);

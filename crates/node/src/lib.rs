@@ -548,7 +548,7 @@ pub struct BindingVerifyOptions {
 }
 
 /// `backup verify REPORT`: checks the report (digest, and the Ed25519
-/// signature when a key is given) before reading any file. JSON of `verify::VerifyResult`.
+/// signature: against the given key, else against the embedded one) before reading any file. JSON of `verify::VerifyResult`.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn verify_report(
   options: BindingVerifyOptions,
@@ -560,21 +560,11 @@ pub fn verify_report(
     move |p| {
       let path = Path::new(&options.report);
       let rep = verify::load(path, options.algo.as_deref())?;
-      if let Some(key) = key {
-        let bad =
-          |m: &str| CoreError { kind: ErrorKind::Corrupt, path: Some(path.to_path_buf()), message: format!("{}: {m}", path.display()) };
-        let sig = rep
-          .signature_ed25519
-          .as_deref()
-          .ok_or_else(|| bad("the report has no Ed25519 signature (made without --sign-key?); refusing it"))?;
-        let sig = hex::decode(sig).map_err(|_| bad("the report's Ed25519 signature is not hex"))?;
-        let digest = hex::decode(rep.digest.as_deref().unwrap_or("")).map_err(|_| bad("the report has no digest"))?;
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key)
-          .verify(&digest, &sig)
-          .map_err(|_| bad("the Ed25519 signature does not match this public key: the report was not signed by it, or was altered"))?;
-      }
+      let check = verify::check_signature(&rep, path, key.as_deref())?;
       let root = options.root.clone().unwrap_or_else(|| rep.root_data.clone());
-      json(verify::verify(&rep, Path::new(&root), options.incremental, options.all, options.threads.max(1) as usize, p)?)
+      let mut r = verify::verify(&rep, Path::new(&root), options.incremental, options.all, options.threads.max(1) as usize, p)?;
+      r.signature_check = check;
+      json(r)
     },
     on_progress,
     signal,

@@ -1,6 +1,6 @@
 import { Command, Option } from 'clipanion'
 
-import { history } from '../../explore'
+import { describeDamage, history } from '../../explore'
 import { DstCommand } from '../base'
 import { bytes, localTime, shown, table } from '../format'
 import { parseName } from '../../names'
@@ -12,11 +12,14 @@ export default class HistoryCommand extends DstCommand {
     details: `
       PATH is relative to the backed-up folder. Lists each increment that mentions the file, oldest first: the
       increment's time, the version's size, mtime, what happened (new, changed, deleted) and its SHA-256, then the
-      copy the mirror holds now (and whether the file is tracked; untracked files have no history).
+      copy the mirror holds now (and whether the file is tracked; untracked files have no history). Increments whose
+      metadata is missing or damaged cannot be searched for the file: each is named on stderr with what is wrong and
+      \`backup recreate --backup NAME\`, and the exit code is 1 (the list may be incomplete).
 
       \`--json\`: \`{ path, versions: [{ increment, timestamp, present, size, mtime, mtime_ns, mode, kind, category, op,
-      sha256, stored_as, carried_from? }], mirror: { size, mtimeNs, mode, kind, tracked, sha256, present } | null, skipped }\`.
-      Exit codes: 0, 1 if the backup knows nothing of PATH, 2, 64.
+      sha256, stored_as, carried_from? }], mirror: { size, mtimeNs, mode, kind, tracked, sha256, present } | null, skipped,
+      damaged: [{ increment, file, problem, fix }] }\`.
+      Exit codes: 0, 1 if the backup knows nothing of PATH or some metadata is damaged, 2, 64.
     `,
     examples: [['All versions of a file', '$0 history Projects/thesis/chapter1.tex --config usb.json']],
   })
@@ -26,12 +29,14 @@ export default class HistoryCommand extends DstCommand {
   async run(): Promise<number> {
     const h = await history(this.backupDir(), parseName(this.file))
     const found = h.versions.length > 0 || h.mirror !== null
+    const code = found && !h.damaged.length ? 0 : 1
     if (this.json) {
       this.print(h)
-      return found ? 0 : 1
+      return code
     }
     const c = this.colors
     const out = this.context.stdout
+    for (const d of h.damaged) this.context.stderr.write(`${c.yellow('warning')}: ${describeDamage(d)}; versions of ${shown(h.path)} in it are not shown\n`)
     if (!found) {
       this.context.stderr.write(`backup: ${shown(h.path)}: no increment and not the mirror know this path\n`)
       return 1
@@ -49,6 +54,6 @@ export default class HistoryCommand extends DstCommand {
     }
     out.write(`${shown(h.path)}\n${table(rows, [3])}\n`)
     if (h.mirror && !h.mirror.tracked) out.write(c.dim('untracked files keep only their current copy in the mirror (no history)\n'))
-    return 0
+    return code
   }
 }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'clipanion'
 
-import { listIncrements } from '../../explore'
+import { describeDamage, listIncrements } from '../../explore'
 import { DstCommand } from '../base'
 import { bytes, localTime, table } from '../format'
 
@@ -10,14 +10,16 @@ export default class ListCommand extends DstCommand {
     description: 'List every increment, oldest first',
     details: `
       For each increment: its name, time (local), how many files it added, changed and recorded as deleted,
-      entries carried in by \`prune\`, and the bytes of the versions it holds. Increments without metadata are
-      listed as such (rebuild it with \`backup recreate\`).
+      entries carried in by \`prune\`, and the bytes of the versions it holds. An increment whose metadata is
+      missing or damaged (a quick check of each file's head and end) is listed as such, and a line on stderr names
+      the file, what is wrong and the command that rebuilds it (\`backup recreate --backup NAME\`); exit 1 then.
 
       \`--detailed\` also walks the folders and counts each inode once across the mirror and all increments:
       EXCLUSIVE is what deleting that increment would free, DISK what its files take on disk in total.
 
       \`--json\`: \`{ increments: [{ name, timestamp, origin, hasMetadata, metadataError, new, changed, deleted,
-      carried, files, bytes, exclusiveBytes, diskBytes }], totalDiskBytes, mirrorDiskBytes }\`. Exit codes: 0, 2 (unreadable folder), 64.
+      carried, files, bytes, exclusiveBytes, diskBytes, damaged }], totalDiskBytes, mirrorDiskBytes, damaged: [{ increment,
+      file, problem, fix }] }\`. Exit codes: 0, 1 (some metadata missing or damaged), 2 (unreadable folder), 64.
     `,
     examples: [
       ['List the increments of the USB profile', '$0 list --config usb.json'],
@@ -29,9 +31,10 @@ export default class ListCommand extends DstCommand {
 
   async run(): Promise<number> {
     const l = await listIncrements(this.backupDir(), { detailed: this.detailed })
+    const code = l.damaged.length ? 1 : 0
     if (this.json) {
       this.print(l)
-      return 0
+      return code
     }
     const c = this.colors
     const out = this.context.stdout
@@ -45,7 +48,7 @@ export default class ListCommand extends DstCommand {
     for (const i of l.increments) {
       const time = localTime(Date.parse(i.timestamp), true)
       if (!i.hasMetadata || i.metadataError) {
-        const why = i.metadataError ? `metadata unreadable: ${i.metadataError}` : 'no metadata: run `backup recreate`'
+        const why = i.hasMetadata ? 'damaged' : 'missing'
         rows.push([i.name, time, c.yellow(why), '', '', '', '', '', ...(this.detailed ? [bytes(i.exclusiveBytes ?? 0), bytes(i.diskBytes ?? 0)] : [])])
         continue
       }
@@ -58,6 +61,7 @@ export default class ListCommand extends DstCommand {
     if (this.detailed) {
       out.write(`\n${l.increments.length} increments · mirror ${bytes(l.mirrorDiskBytes ?? 0)} on disk · backup folder ${bytes(l.totalDiskBytes ?? 0)} on disk (each inode once)\n`)
     }
-    return 0
+    for (const d of l.damaged) this.context.stderr.write(`${c.yellow('warning')}: ${describeDamage(d)}\n`)
+    return code
   }
 }

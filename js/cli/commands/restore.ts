@@ -1,6 +1,6 @@
 import { Command, Option } from 'clipanion'
 
-import { restore } from '../../explore'
+import { describePendingRun, restore } from '../../explore'
 import { ExitCode } from '../../errors'
 import { DstCommand } from '../base'
 import { ProgressLine, bytes, shown } from '../format'
@@ -25,7 +25,11 @@ export default class RestoreCommand extends DstCommand {
       absolute or contain \`..\` are refused; an existing file is left alone unless \`--overwrite\`. Each copy is
       checked against the recorded SHA-256 (a mismatch is reported as \`checksum-mismatch\`).
 
-      \`--json\`: \`{ at, dryRun, files, bytes, restored, untracked, existing, deletedAtPoint, items (dry run:
+      After an interrupted run (its journal is still there), mirror files it already replaced are restored as the
+      mirror holds them (their newer copy; no hash is recorded for it yet) and files it removed are not; a note names
+      the unfinished run and says the next \`backup run\` completes it. None of this is reported as damage.
+
+      \`--json\`: \`{ at, dryRun, files, bytes, restored, untracked, existing, deletedAtPoint, pendingRun, pending, items (dry run:
       [{ path, from, untracked, size }]), warnings: [{ path, code, message }] }\`.
       Exit codes: 0 all restored; 1 some files not restored or damaged (see warnings); 2 failed; 64 bad usage.
     `,
@@ -79,6 +83,10 @@ export default class RestoreCommand extends DstCommand {
       out.write(`restored ${r.restored} of ${r.files} files (${bytes(r.bytes)}, ${point}) into ${this.to}\n`)
     }
     if (!this.quiet && r.untracked) out.write(`${r.untracked} untracked files came from the mirror's current copy (their history is not kept)\n`)
+    if (r.pendingRun) {
+      const n = r.pending ? `: ${r.pending} files were taken as it left them in the mirror (replaced: their newer copy, not checked against a hash; removed: not restored)` : ''
+      this.context.stderr.write(`${c.yellow('note')}: ${describePendingRun(r.pendingRun)}${n}\n`)
+    }
     if (!this.quiet && r.deletedAtPoint) out.write(c.dim(`${r.deletedAtPoint} files were deleted at that point in time and are not restored\n`))
     return code
   }

@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import { Command, Option } from 'clipanion'
 
-import { search, type SearchHit } from '../../explore'
+import { describeDamage, search, type SearchHit } from '../../explore'
 import { restoreScript } from '../../explore/script'
 import { ConfigError } from '../../errors'
 import { DstCommand } from '../base'
@@ -27,9 +27,12 @@ export default class SearchCommand extends DstCommand {
       \`--generate-script FILE\` writes a POSIX sh script that copies the newest found version of each path
       into the folder given as its argument (\`sh FILE /restore/here\`); it never overwrites existing files.
 
-      \`--json\`: \`{ incrementsSearched, skipped, hits: [{ increment, path, size, mtime, mtime_ns, mode, kind,
+      Increments whose metadata is missing or damaged are not searched: each is named on stderr with what is wrong
+      and \`backup recreate --backup NAME\`, and the exit code is 1 (the answer may be incomplete).
+
+      \`--json\`: \`{ incrementsSearched, skipped, damaged: [{ increment, file, problem, fix }], hits: [{ increment, path, size, mtime, mtime_ns, mode, kind,
       category, op, sha256, stored_as, carried_from? }], totals: { increments, files, bytes, tracked, deleted } }\`.
-      Exit codes: 0 (also when nothing is found), 2 unreadable backup, 64 invalid filter.
+      Exit codes: 0 (also when nothing is found), 1 some metadata missing or damaged, 2 unreadable backup, 64 invalid filter.
     `,
     examples: [
       ['Find Python, PDF and Markdown files (as the original tool)', '$0 search --dst /media/usb/backup --mask "*.py" --mask "*.pdf" --mask "*.md"'],
@@ -60,9 +63,10 @@ export default class SearchCommand extends DstCommand {
       const text = restoreScript(dst, r.hits, ['backup', ...process.argv.slice(2)].join(' '))
       fs.writeFileSync(this.script, text, { mode: 0o755 })
     }
+    const code = r.damaged.length ? 1 : 0
     if (this.json) {
       this.print(r)
-      return 0
+      return code
     }
     const c = this.colors
     const out = this.context.stdout
@@ -94,9 +98,9 @@ export default class SearchCommand extends DstCommand {
       `\n${t.files} file version${t.files === 1 ? '' : 's'} (${bytes(t.bytes)}) in ${t.increments} of ${r.incrementsSearched} increments: ` +
         `${t.tracked} stored, ${t.deleted} deleted\n`,
     )
-    if (r.skipped.length) this.context.stderr.write(`warning: not searched (no readable metadata; run \`backup recreate\`): ${r.skipped.join(', ')}\n`)
+    for (const d of r.damaged) this.context.stderr.write(`${c.yellow('warning')}: not searched: ${describeDamage(d)}\n`)
     if (this.script) out.write(`restore script written to ${this.script}: sh ${this.script} TARGET_DIR\n`)
-    return 0
+    return code
   }
 }
 

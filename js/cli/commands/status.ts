@@ -1,6 +1,6 @@
 import { Command } from 'clipanion'
 
-import { status } from '../../explore'
+import { describeDamage, status } from '../../explore'
 import { DstCommand } from '../base'
 import { localTime, shown } from '../format'
 
@@ -12,13 +12,15 @@ export default class StatusCommand extends DstCommand {
       Shows the last run (time, result, warnings), a run or maintenance holding the lock (and whether its process
       is alive), leftovers of an interrupted run (journal, unfinished increment: the next run finishes it) or of
       an interrupted prune/delete, and whether the mirror state agrees with \`mirror/\` (a fast check of names,
-      sizes and mtimes; no file is read).
+      sizes and mtimes; no file is read), and every increment whose metadata is missing or damaged (the file, what
+      is wrong, and \`backup recreate --backup NAME\`; a quick check of each file's head and end).
 
       \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
       lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
       prunePending, deletePending }, state: { statePresent, stateError, stateEntries, mirrorFiles, missing, extra,
-      differing, agrees }, increments, newest }\`.
-      Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees); 2; 64.
+      differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }] }\`.
+      Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees, damaged
+      metadata); 2; 64.
     `,
     examples: [['Check a backup', '$0 status --config usb.json']],
   })
@@ -27,7 +29,7 @@ export default class StatusCommand extends DstCommand {
     const s = await status(this.backupDir())
     const lo = s.leftovers
     const attention =
-      s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees
+      s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees || s.damaged.length > 0
     const code = attention ? 1 : 0
     if (this.json) {
       this.print(s)
@@ -37,7 +39,10 @@ export default class StatusCommand extends DstCommand {
     const out = this.context.stdout
     out.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
     const lr = s.lastRun
-    if (!lr) out.write('last run: none recorded\n')
+    const killed = lo.interruptedRun && (!lr || Date.parse(lr.finished) < Date.parse(lo.interruptedRun.started))
+    if (killed) out.write(c.red(`last run: interrupted (started ${lo.interruptedRun!.started}, never finished); the next run completes it\n`))
+    if (killed && lr) out.write(c.dim(`  the run before it: ${lr.result} at ${localTime(Date.parse(lr.finished), true)}\n`))
+    else if (!lr) out.write('last run: none recorded\n')
     else {
       const res = lr.result === 'ok' ? c.green('ok') : lr.result === 'partial' ? c.yellow('partial') : c.red('failed')
       out.write(`last run: ${res} at ${localTime(Date.parse(lr.finished), true)}${lr.increment ? ` → ${lr.increment}` : ''}`)
@@ -55,10 +60,14 @@ export default class StatusCommand extends DstCommand {
     if (lo.incompleteIncrements.length) out.write(c.yellow(`unfinished increments (not shown as complete): ${lo.incompleteIncrements.join(', ')}\n`))
     if (lo.prunePending) out.write(c.yellow('an interrupted prune is pending; the next prune/delete/recreate/run finishes it\n'))
     if (lo.deletePending) out.write(c.yellow('an interrupted delete is pending; the next prune/delete/recreate/run finishes it\n'))
+    for (const d of s.damaged) out.write(c.red(describeDamage(d)) + '\n')
     const st = s.state
     if (!st.statePresent) out.write(c.yellow('mirror state: missing (rebuild it with `backup recreate`)\n'))
     else if (st.stateError) out.write(c.red(`mirror state: unreadable: ${st.stateError}\n`))
-    else if (st.agrees) out.write(`mirror state: agrees with mirror/ (${st.mirrorFiles} files)\n`)
+    else if (st.agrees) {
+      const p = st.pending.length ? `, except ${st.pending.length} files the interrupted run already changed (the next run finishes it)` : ''
+      out.write(`mirror state: agrees with mirror/ (${st.mirrorFiles} files)${p}\n`)
+    }
     else {
       out.write(c.yellow(`mirror state: disagrees with mirror/: ${st.missing.length} missing, ${st.extra.length} extra, ${st.differing.length} differing\n`))
       const show = (what: string, l: string[]) => l.slice(0, 10).forEach((p) => out.write(`  ${what} ${shown(p)}\n`))

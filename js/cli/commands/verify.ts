@@ -2,7 +2,7 @@ import { Command, Option, UsageError } from 'clipanion'
 
 import { loadConfig } from '../../config'
 import { parseAlgos, verify, verifyBackup, type VerifyStatus } from '../../integrity'
-import { requireBackupDir } from '../../explore'
+import { describeDamage, describePendingRun, requireBackupDir } from '../../explore'
 import { ExitCode } from '../../errors'
 import { BaseCommand } from '../base'
 import { ProgressLine, bytes, colors, shown } from '../format'
@@ -12,8 +12,11 @@ export default class VerifyCommand extends BaseCommand {
   static usage = Command.Usage({
     description: 'Check files against a checksum report, or a backup against its recorded hashes',
     details: `
-      \`verify REPORT\` first checks the report: a JSON report whose SHA3-512 does not match its data, or (with
-      \`--pubkey\`) whose Ed25519 signature is missing or wrong, is refused (exit 2) before any file is read. Then
+      \`verify REPORT\` first checks the report: a JSON report whose SHA3-512 does not match its data, or whose
+      Ed25519 signature does not verify, is refused (exit 2) before any file is read. Without \`--pubkey\` a signature
+      is checked against the public key embedded in the report: that proves the report was not changed after it was
+      signed, not who signed it (anyone can re-sign with their own key); only \`--pubkey\` proves who signed, and
+      with it an unsigned report is refused too. Then
       every file under the root (default: the report's \`root_data\`; \`--root\` for a copy elsewhere) is re-hashed
       and classified: OK, FAILED (content differs), CORRUPT (content differs while size and mtime did not: bit
       rot), MISSING, NEW (not in the report), ERROR (unreadable). Output as \`sha256sum -c\`: \`path: OK\`; \`--quiet\`
@@ -25,11 +28,15 @@ export default class VerifyCommand extends BaseCommand {
       increment and every tracked mirror file against the SHA-256 in the metadata and mirror state (each inode
       read once). \`--repair\` replaces a corrupt mirror file from the source (the config's \`src\`, or \`--source\`)
       when the source still has the recorded hash (temp + rename), relinks increment versions of that content to
-      the repaired copy, and says which versions cannot be repaired.
+      the repaired copy, and says which versions cannot be repaired. An increment whose metadata is missing or damaged
+      is named (file, what is wrong, \`backup recreate --backup NAME\`) and everything else is still checked (exit 1).
+      After an interrupted run, mirror files it already replaced or removed are pending, not CORRUPT or MISSING:
+      the output names the unfinished run and says that the next \`backup run\` completes it.
 
-      \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, files, trusted, bytesRead, counts,
+      \`--json\`: \`{ root, algorithms, incremental, digest, signatureEd25519, signatureCheck, files, trusted, bytesRead, counts,
       results: [{ path, status, detail? }] }\` (with \`--quiet\`, results lists only the problems), or for \`--backup\` \`{ increments, filesChecked, inodesRead, bytesRead,
-      unverifiable, repaired, problems: [{ location, path, status, detail, repair }] }\`.
+      unverifiable, repaired, problems: [{ location, path, status, detail, repair }], damaged: [{ increment, file,
+      problem, fix }], stateError, pendingRun: { increment, started, ops } | null, pending }\`.
       Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW; 2 report unusable, or only I/O errors; 64.
     `,
     examples: [
@@ -73,10 +80,17 @@ export default class VerifyCommand extends BaseCommand {
         line.done()
       }
       const bad = r.problems.filter((p) => !(p.repair ?? '').startsWith('re'))
-      const code = bad.some((p) => p.status !== 'ERROR') ? ExitCode.Partial : bad.length ? ExitCode.Failed : ExitCode.Ok
+      const code =
+        bad.some((p) => p.status !== 'ERROR') || r.damaged.length || r.stateError ? ExitCode.Partial : bad.length ? ExitCode.Failed : ExitCode.Ok
       if (this.json) {
         this.print(r)
         return code
+      }
+      for (const d of r.damaged) out.write(`${c.red('DAMAGED')} ${describeDamage(d)}\n`)
+      if (r.stateError) out.write(`${c.red('DAMAGED')} mirror state: ${r.stateError}\n`)
+      if (r.pendingRun) {
+        const n = r.pending ? `; ${r.pending} mirror files it already replaced or removed are pending (not checked, no hash is recorded for them yet)` : ''
+        out.write(`${c.yellow('PENDING')} ${describePendingRun(r.pendingRun)}${n}\n`)
       }
       for (const p of r.problems) {
         out.write(`${p.location}/${shown(p.path)}: ${p.status === 'CORRUPT' ? c.red(p.status) : c.yellow(p.status)}${p.detail ? ` (${p.detail})` : ''}${p.repair ? ` → ${p.repair}` : ''}\n`)
@@ -121,7 +135,13 @@ export default class VerifyCommand extends BaseCommand {
     this.context.stderr.write(
       `backup: verified ${r.files} files under ${r.root}: ${parts.join(', ') || 'nothing to check'}` +
         (r.incremental ? ` (${r.trusted} unchanged files trusted without reading)` : '') +
-        (r.signatureEd25519 && this.pubkey ? '; Ed25519 signature valid' : '') +
+        (r.signatureCheck === 'pubkey'
+          ? '; Ed25519 signature valid for the given key'
+          : r.signatureCheck === 'embedded-key'
+            ? '; Ed25519 signature matches the key embedded in the report (the report is unchanged since signing; only --pubkey proves who signed)'
+            : r.signatureCheck === 'no-key'
+              ? '; the report is signed but embeds no public key: give --pubkey to check who signed it'
+              : '') +
         '\n',
     )
     return code

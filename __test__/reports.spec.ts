@@ -1,0 +1,194 @@
+/**
+ * Hidden or false reports (issue 9, items 10–13): every command tells the truth about damaged
+ * metadata, unfinished runs, signatures and the target's limits.
+ */
+import { execFileSync } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { describe, expect, it } from 'vitest'
+
+import { checksumFolder, keygen } from '../js'
+import { cli, increments, listTree, readMeta, tmpdir, workspace, writeTree } from './helpers'
+
+const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
+
+describe('verify: an embedded Ed25519 signature is always checked', () => {
+  it('refuses a signed report whose signature no longer matches, even without --pubkey (exit 2)', async () => {
+    const dir = tmpdir('data-')
+    writeTree(dir, { 'a.txt': 'alpha', 'b.txt': 'beta' })
+    const keys = tmpdir('keys-')
+    const { privateKey } = keygen(path.join(keys, 'reports'))
+    const report = path.join(tmpdir(), 'r.json')
+    await checksumFolder(dir, 'g', report, { signKey: privateKey })
+
+    // Intact: accepted, and the output says what the embedded key does and does not prove.
+    let r = cli(['verify', report])
+    expect(r.status).toBe(0)
+    expect(r.stderr).toContain('only --pubkey proves who signed')
+    r = cli(['verify', report, '--json'])
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout).signatureCheck).toBe('embedded-key')
+
+    // Altered after signing, with the SHA3-512 recomputed so the digest still passes.
+    const env = JSON.parse(fs.readFileSync(report, 'utf8'))
+    const data = JSON.parse(env.data)
+    data.checksums['a.txt'].sha256 = hash('sha256', 'evil')
+    env.data = JSON.stringify(data)
+    env.signature = hash('sha3-512', env.data)
+    fs.writeFileSync(report, JSON.stringify(env))
+    r = cli(['verify', report])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('Ed25519 signature does not match the public key embedded in it')
+    expect(r.stderr).toContain('only `--pubkey` proves who signed')
+
+    // A damaged (non-hex) signature is refused too.
+    env.signature_ed25519 = 'zz' + env.signature_ed25519.slice(2)
+    fs.writeFileSync(report, JSON.stringify(env))
+    r = cli(['verify', report])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('Ed25519 signature is not hex')
+
+    // An unsigned report is still fine without --pubkey.
+    const plain = path.join(tmpdir(), 'plain.json')
+    await checksumFolder(dir, 'g', plain)
+    r = cli(['verify', plain, '--json'])
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout).signatureCheck).toBe('unsigned')
+  })
+})
+
+/** Two increments of `t/a.txt` (v1, v2) and one of `t/b.txt`; returns the workspace and names. */
+function twoIncrements() {
+  const w = workspace({ 't/a.txt': 'version one', 't/b.txt': 'bee' }, { track_dirs: ['t'] })
+  expect(cli(['run', '-c', w.config]).status).toBe(0)
+  fs.writeFileSync(path.join(w.src, 't/a.txt'), 'version two, longer')
+  expect(cli(['run', '-c', w.config]).status).toBe(0)
+  const [first, second] = increments(w.dst)
+  return { ...w, first, second }
+}
+
+describe('damaged increment metadata is never invisible', () => {
+  it('history, status, list, search and verify --backup name the file, what is wrong and the fix', () => {
+    const w = twoIncrements()
+    const file = path.join(w.dst, w.first, `${w.first}.json`)
+    const text = fs.readFileSync(file)
+    fs.writeFileSync(file, text.subarray(0, Math.floor(text.length / 2)))
+    const fix = `backup recreate --backup ${w.first}`
+    const names = (out: string) => {
+      expect(out).toContain(file)
+      expect(out).toContain('the file ends early')
+      expect(out).toContain(fix)
+    }
+
+    // history: the version in the damaged increment is not shown, and it says why (exit 1).
+    let r = cli(['history', 't/a.txt', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stderr)
+    expect(r.stdout).toContain(w.second)
+    r = cli(['history', 't/a.txt', '-c', w.config, '--json'])
+    expect(r.status).toBe(1)
+    expect(JSON.parse(r.stdout).damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
+
+    // status: exit 1 and the damage named.
+    r = cli(['status', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stdout)
+    expect(JSON.parse(cli(['status', '-c', w.config, '--json']).stdout).damaged).toHaveLength(1)
+
+    // list: the increment is listed as damaged, the detail on stderr (exit 1).
+    r = cli(['list', '-c', w.config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(new RegExp(`${w.first}.* damaged`))
+    names(r.stderr)
+
+    // search: not searched, and said so.
+    r = cli(['search', '--mask', 'a.txt', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stderr)
+
+    // verify --backup: reports it and still checks everything else; a flipped byte elsewhere is found.
+    const stored = path.join(w.dst, w.second, 'track', 't/a.txt')
+    const st = fs.statSync(stored)
+    const fd = fs.openSync(stored, 'r+')
+    fs.writeSync(fd, 'X', 0)
+    fs.closeSync(fd)
+    fs.utimesSync(stored, st.atime, st.mtime)
+    r = cli(['verify', '--backup', '-c', w.config])
+    expect(r.status).toBe(1)
+    names(r.stdout)
+    expect(r.stdout).toMatch(new RegExp(`${w.second}/t/a.txt: .*CORRUPT`))
+    const j = JSON.parse(cli(['verify', '--backup', '-c', w.config, '--json']).stdout)
+    expect(j.damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
+    expect(j.problems.map((p: { location: string; path: string }) => `${p.location}/${p.path}`)).toContain(`${w.second}/t/a.txt`)
+
+    // restore at that point names it too (it cannot be reconstructed without it).
+    r = cli(['restore', '--to', path.join(w.dir, 'out'), '--at', w.first, '-c', w.config])
+    expect(r.status).toBe(2)
+    names(r.stderr)
+
+    // The fix works: afterwards every command is clean again.
+    r = cli(['recreate', '--backup', w.first, '-c', w.config])
+    expect(r.status).toBe(0)
+    expect(cli(['list', '-c', w.config]).status).toBe(0)
+    expect(cli(['history', 't/a.txt', '-c', w.config]).status).toBe(0)
+  })
+
+  it('a missing metadata file is named the same way', () => {
+    const w = twoIncrements()
+    const file = path.join(w.dst, w.first, `${w.first}.json`)
+    fs.rmSync(file)
+    const r = cli(['status', '-c', w.config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain(`${file}: damaged increment metadata: the metadata file is missing; rebuild it with \`backup recreate --backup ${w.first}\``)
+  })
+})
+
+describe('an interrupted run is pending, never corruption', () => {
+  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', () => {
+    const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
+    expect(cli(['run', '-c', base.config]).status).toBe(0)
+    const old = listTree(base.src)
+    for (const i of [0, 1, 2]) fs.writeFileSync(path.join(base.src, `proj/p${i}.txt`), `tracked ${i}, version two`)
+    fs.writeFileSync(path.join(base.src, 'docs/u.txt'), 'untracked, version two')
+    fs.rmSync(path.join(base.src, 'proj/gone.txt'))
+    const now = listTree(base.src)
+    let sawPending = 0
+    let sawRecovered = 0
+    // Every other step (each kind of step still occurs: a copy, a rename and a link take one step each).
+    for (let n = 1; n < 60; n += 2) {
+      const dir = tmpdir('pending-')
+      fs.rmSync(dir, { recursive: true })
+      execFileSync('cp', ['-a', base.dir, dir])
+      const config = path.join(dir, 'config.json')
+      const killed = cli(['run', '-c', config], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
+      const journal = fs.existsSync(path.join(dir, 'dst/.axiomatic/journal.jsonl'))
+      let r = cli(['verify', '--backup', '-c', config])
+      expect({ n, out: r.stdout }).not.toEqual({ n, out: expect.stringMatching(/CORRUPT|MISSING/) })
+      expect({ n, status: r.status }).toEqual({ n, status: 0 })
+      if (journal) {
+        sawPending++
+        expect(r.stdout).toContain('was interrupted and is unfinished; the next `backup run` completes it')
+        // status: the last run is the interrupted one, and its changes are pending, not a disagreement.
+        const st = cli(['status', '-c', config])
+        expect(st.stdout).toContain('last run: interrupted')
+        expect(st.stdout).not.toContain('disagrees')
+      }
+      // Restore of the latest state: no "damaged" warning; every file is the old or the new version.
+      const out = path.join(dir, 'out')
+      r = cli(['restore', '--to', out, '-c', config])
+      expect({ n, status: r.status, err: r.stderr }).toEqual({ n, status: 0, err: journal ? expect.stringContaining('the next `backup run` completes it') : '' })
+      for (const [p, f] of listTree(out)) expect({ n, p, ok: [old.get(p)?.sha, now.get(p)?.sha].includes(f.sha) }).toEqual({ n, p, ok: true })
+      // The next run finishes it; afterwards all is clean.
+      expect(cli(['run', '-c', config]).status).toBe(0)
+      r = cli(['verify', '--backup', '-c', config])
+      expect({ n, status: r.status, out: r.stdout }).toEqual({ n, status: 0, out: expect.not.stringContaining('PENDING') })
+      if (increments(path.join(dir, 'dst')).some((i) => readMeta(path.join(dir, 'dst'), i).origin === 'recovered')) sawRecovered++
+      fs.rmSync(dir, { recursive: true })
+      if (killed.status === 0) break
+    }
+    expect(sawPending).toBeGreaterThan(3)
+    expect(sawRecovered).toBeGreaterThan(0)
+  })
+})
