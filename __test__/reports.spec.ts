@@ -161,6 +161,8 @@ describe('an interrupted run is pending, never corruption', () => {
       const dir = tmpdir('pending-')
       fs.rmSync(dir, { recursive: true })
       execFileSync('cp', ['-a', base.dir, dir])
+      // The copy's src is another path: let it adopt it (see the source record).
+      fs.rmSync(path.join(dir, 'dst/.axiomatic/source.json'), { force: true })
       const config = path.join(dir, 'config.json')
       const killed = cli(['run', '-c', config], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
       const journal = fs.existsSync(path.join(dir, 'dst/.axiomatic/journal.jsonl'))
