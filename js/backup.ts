@@ -61,6 +61,11 @@ export interface Stats {
    * A real run is refused with a `BackupError` of code `EREFUSED` instead.
    */
   refused: string | null
+  /**
+   * The backup folder was made by the original backup.py (no state of ours): its `mirror/` and `mirror.json` were taken
+   * as the previous state, so unchanged files were not copied again.
+   */
+  adopted: boolean
 }
 
 export type Progress = BindingProgress
@@ -149,6 +154,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       warnings: r.warnings,
       hints: r.hints,
       refused: r.refused ?? null,
+      adopted: r.adopted,
     }
     if (opts.listChanges) stats.changes = r.changes as PathChange[]
     record({

@@ -85,7 +85,7 @@ export interface IncrementInfo {
   name: string
   /** ISO 8601 UTC. */
   timestamp: string
-  /** `run`, `recovered`, `recreated`; null without metadata. */
+  /** `run`, `recovered`, `recreated`, `original` (made by the original backup.py); null without metadata. */
   origin: string | null
   hasMetadata: boolean
   metadataError: string | null
@@ -96,6 +96,8 @@ export interface IncrementInfo {
   deleted: number
   /** Entries carried in by `prune`. */
   carried: number
+  /** Only for increments of the original backup.py (which does not tell new from changed; `new`/`changed` are 0). */
+  newOrChanged?: number
   files: number
   bytes: number
   /** `detailed` only: bytes only this increment holds (freed by deleting it). */
@@ -428,6 +430,8 @@ export interface BackupStatus {
   /** Fast check (size, mtime) of the mirror state against dst/mirror. */
   state: {
     statePresent: boolean
+    /** A folder of the original backup.py: mirror.json compared with mirror/; the next run adopts it. */
+    original: boolean
     stateError: string | null
     stateEntries: number
     mirrorFiles: number

@@ -33,6 +33,7 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::adopt;
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
 use crate::guard;
@@ -136,6 +137,9 @@ pub struct Report {
   pub changes: Vec<Change>,
   /// Dry run only: why the real run would be refused (a real run fails instead).
   pub refused: Option<String>,
+  /// The folder was made by the original `backup.py` (no state of ours):
+  /// its mirror and `mirror.json` were taken as the previous state.
+  pub adopted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,9 +257,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
   progress.set_phase(Phase::Scan);
   // The old state is read while the source is scanned.
-  let (scanned, old) =
-    pool.install(|| rayon::join(|| scan::scan(&opts.src, &rules, progress, scan::Limits::default()), || state::read(&l.state)));
-  let (scanned, old) = (scanned?, old?);
+  let (scanned, old) = pool
+    .install(|| rayon::join(|| scan::scan(&opts.src, &rules, progress, scan::Limits::default()), || adopt::read_state(&l, !opts.dry_run)));
+  // `adopted`: no state of ours yet, a folder of the original `backup.py`
+  // (its mirror and mirror.json are the previous state).
+  let (scanned, (old, adopted)) = (scanned?, old?);
+  report.adopted = adopted;
   report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
@@ -363,7 +370,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
   // Nothing changed: the state stays as it is (a no-change run writes nothing
   // but a missing source record).
-  if ops.is_empty() && !roles_changed {
+  if ops.is_empty() && !roles_changed && !adopted {
     report.mirror_files = old.len() as u64;
     report.tracked_files = old.iter().filter(|o| o.tracked).count() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -467,20 +474,24 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       meta::remove_tree(dir)?;
     } else {
       report.duration_ms = started.elapsed().as_millis() as u64;
+      let summary = meta::Summary {
+        new: report.new,
+        changed: report.changed,
+        deleted: report.deleted,
+        total: catalog_len,
+        bytes: Some(ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap())).map(|c| c.size).sum()),
+        ..Default::default()
+      }
+      .with_original_keys();
       let head = meta::MetaHead {
         version: meta::METADATA_VERSION,
         backup_name: name.clone(),
         timestamp: meta::iso(now),
+        backup_timestamp: meta::iso(now),
+        backup_type: "incremental",
         origin: "run".into(),
-        summary: meta::Summary {
-          new: report.new,
-          changed: report.changed,
-          deleted: report.deleted,
-          total: catalog_len,
-          bytes: Some(ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap())).map(|c| c.size).sum()),
-          carried: 0,
-        },
-        statistics: statistics(&report),
+        statistics: meta::with_original_statistics(statistics(&report), &summary),
+        summary,
       };
       let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel(), c)));
       meta::write_meta(&dir.join(format!("{name}.json")), &head, catalog)?;
@@ -490,6 +501,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
   state::write(&l.state, next.len() as u64, next.iter().map(StateRef::line))?;
   fault_point();
+  adopt::update_mirror_json(&l.dst, next.iter().map(|r| r.line()).map(|x| (x.rel, x.size, x.mtime_ns, x.tracked)))?;
   if let Some((name, dir)) = committed {
     let fin = l.dst.join(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
@@ -1080,13 +1092,19 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
       if catalog.is_empty() {
         meta::remove_tree(dir)?;
       } else {
+        let summary = meta::summarize(&catalog);
         let head = meta::MetaHead {
           version: meta::METADATA_VERSION,
           backup_name: name.clone(),
           timestamp: header.started.clone(),
+          backup_timestamp: header.started.clone(),
+          backup_type: "incremental",
           origin: "recovered".into(),
-          summary: meta::summarize(&catalog),
-          statistics: serde_json::json!({ "recovered_from_interrupted_run": true, "planned_ops": ops.len(), "done_ops": done.len() }),
+          statistics: meta::with_original_statistics(
+            serde_json::json!({ "recovered_from_interrupted_run": true, "planned_ops": ops.len(), "done_ops": done.len() }),
+            &summary,
+          ),
+          summary,
         };
         meta::write_meta(&meta_path, &head, catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
         fault_point();

@@ -15,7 +15,7 @@ use crate::engine::Layout;
 use crate::error::Error;
 use crate::increments::{self, DamagedMeta, EntryRef, Increment};
 use crate::meta::{iso, CatalogEntry};
-use crate::state::{self, StateEntry};
+use crate::state::StateEntry;
 
 /// One line of `backup list`.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,8 @@ pub struct ListItem {
   pub name: String,
   /// ISO 8601 UTC: the metadata's timestamp, or the time in the name.
   pub timestamp: String,
-  /// `run`, `recovered`, `recreated`, or null without metadata.
+  /// `run`, `recovered`, `recreated`, `original` (made by the original
+  /// backup.py), or null without metadata.
   pub origin: Option<String>,
   pub has_metadata: bool,
   /// The metadata could not be read (the message says why).
@@ -35,6 +36,10 @@ pub struct ListItem {
   pub changed: u64,
   pub deleted: u64,
   pub carried: u64,
+  /// Only for increments of the original backup.py, which does not tell new
+  /// from changed (`new` and `changed` are 0 then): the stored versions.
+  #[serde(skip_serializing_if = "Option::is_none")]
+  pub new_or_changed: Option<u64>,
   pub files: u64,
   /// Sum of the sizes of the catalog's entries.
   pub bytes: u64,
@@ -76,6 +81,7 @@ fn list_item(inc: &Increment) -> ListItem {
     changed: 0,
     deleted: 0,
     carried: 0,
+    new_or_changed: None,
     files: 0,
     bytes: 0,
     exclusive_bytes: None,
@@ -99,6 +105,7 @@ fn list_item(inc: &Increment) -> ListItem {
       item.changed = h.summary.changed;
       item.deleted = h.summary.deleted;
       item.carried = h.summary.carried;
+      item.new_or_changed = h.summary.new_or_changed;
       item.files = h.summary.total;
       match h.summary.bytes {
         Some(b) => item.bytes = b,
@@ -436,7 +443,7 @@ pub struct History {
 }
 
 fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
-  Ok(state::read(&l.state)?.into_iter().find(|e| &*e.rel == rel))
+  Ok(crate::adopt::read_state(l, false)?.0.into_iter().find(|e| &*e.rel == rel))
 }
 
 /// `backup history PATH`.

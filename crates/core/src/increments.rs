@@ -23,6 +23,12 @@ pub struct Increment {
   pub dir: PathBuf,
   /// Seconds since the epoch, from the name (UTC).
   pub name_time: i64,
+  /// Seconds since the epoch when the increment was made: the metadata's
+  /// recorded time (`timestamp`, or the original `backup_timestamp`), else
+  /// `name_time`. Increments are ordered by it (the original `backup.py`
+  /// names its folders in local time, we in UTC).
+  #[serde(skip)]
+  pub time: i64,
   #[serde(skip)]
   seq: u32,
 }
@@ -31,7 +37,9 @@ impl Increment {
   /// The increment `name` of `dst`, if the name is an increment name.
   pub fn at(dst: &Path, name: &str) -> Option<Self> {
     let (t, seq) = parse_name(name)?;
-    Some(Self { name: name.to_string(), dir: dst.join(name), name_time: t, seq })
+    let mut inc = Self { name: name.to_string(), dir: dst.join(name), name_time: t, time: t, seq };
+    inc.time = recorded_time(&inc).unwrap_or(t);
+    Some(inc)
   }
 
   pub fn meta_path(&self) -> PathBuf {
@@ -80,10 +88,82 @@ pub fn list(dst: &Path) -> Result<Vec<Increment>, Error> {
     if !e.file_type().is_ok_and(|t| t.is_dir()) {
       continue;
     }
-    out.push(Increment { dir: e.path(), name, name_time: t, seq });
+    let mut inc = Increment { dir: e.path(), name, name_time: t, time: t, seq };
+    inc.time = recorded_time(&inc).unwrap_or(t);
+    out.push(inc);
   }
-  out.sort_by_key(|a| (a.name_time, a.seq));
+  out.sort_by(|a, b| (a.time, a.name_time, a.seq, &a.name).cmp(&(b.time, b.name_time, b.seq, &b.name)));
   Ok(out)
+}
+
+/// The time the increment's metadata records (whole seconds), if readable.
+fn recorded_time(inc: &Increment) -> Option<i64> {
+  let h = read_head(inc).ok()??;
+  parse_iso(&h.timestamp).map(|(s, _)| s)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac][Z|±HH:MM]` (a space instead of `T`
+/// too) into (seconds since the epoch, nanoseconds). A time without a zone
+/// is local time, as Python's `datetime.now().isoformat()` writes it (the
+/// original `backup.py` and `backup_tool.py`).
+pub fn parse_iso(s: &str) -> Option<(i64, u32)> {
+  let b = s.as_bytes();
+  if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    return None;
+  }
+  let num = |r: std::ops::Range<usize>| -> Option<u32> {
+    let t = s.get(r)?;
+    t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+  };
+  let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+  if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    return None;
+  }
+  let mut rest = &s[19..];
+  let mut nanos = 0u32;
+  if let Some(f) = rest.strip_prefix('.') {
+    let n = f.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+      return None;
+    }
+    let digits = &f[..n.min(9)];
+    nanos = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
+    rest = &f[n..];
+  }
+  let local = days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + se);
+  let secs = match rest {
+    "Z" | "z" => local,
+    "" => local_to_utc(y, mo, d, h, mi, se)?,
+    z => {
+      let zb = z.as_bytes();
+      if zb.len() != 6 || !(zb[0] == b'+' || zb[0] == b'-') || zb[3] != b':' {
+        return None;
+      }
+      let off = i64::from(z[1..3].parse::<u32>().ok()? * 3600 + z[4..6].parse::<u32>().ok()? * 60);
+      if zb[0] == b'+' {
+        local - off
+      } else {
+        local + off
+      }
+    }
+  };
+  Some((secs, nanos))
+}
+
+/// Local wall-clock time to seconds since the epoch (`mktime`, which knows
+/// the time zone and its daylight saving rules).
+fn local_to_utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
+  // SAFETY: a zeroed `tm` is valid; mktime only reads and normalizes it.
+  let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+  tm.tm_year = y as i32 - 1900;
+  tm.tm_mon = mo as i32 - 1;
+  tm.tm_mday = d as i32;
+  tm.tm_hour = h as i32;
+  tm.tm_min = mi as i32;
+  tm.tm_sec = s as i32;
+  tm.tm_isdst = -1;
+  let t = unsafe { libc::mktime(&mut tm) };
+  (t != -1).then_some(i64::from(t))
 }
 
 /// One catalog entry, borrowed from the metadata file's bytes.
@@ -121,8 +201,18 @@ impl EntryRef<'_> {
   pub fn mtime_ns(&self) -> i64 {
     self.mtime_ns.as_deref().and_then(|s| s.parse().ok()).unwrap_or((self.mtime * 1e9).round() as i64)
   }
+  /// `deleted` (the original also reads `delete`); every other category
+  /// (`track`, the original `backup.py`'s `tracked`) is a stored version.
   pub fn is_deleted(&self) -> bool {
-    self.category == "deleted"
+    self.category == "deleted" || self.category == "delete"
+  }
+  /// The increment's subfolder holding this entry's file.
+  pub fn folder(&self) -> &'static str {
+    if self.is_deleted() {
+      "deleted"
+    } else {
+      "track"
+    }
   }
   pub fn to_owned(&self) -> CatalogEntry {
     let op = self.op.as_deref().unwrap_or(if self.is_deleted() { "deleted" } else { "new" });
@@ -132,7 +222,7 @@ impl EntryRef<'_> {
       mtime_ns: self.mtime_ns().to_string(),
       mode: self.mode,
       kind: self.kind,
-      category: self.category.to_string(),
+      category: if self.is_deleted() { "deleted".into() } else { "track".into() },
       op: op.to_string(),
       sha256: self.sha256.as_deref().map(str::to_string),
       stored_as: self.stored_as.as_deref().unwrap_or("hardlink").to_string(),
@@ -145,18 +235,84 @@ impl EntryRef<'_> {
 /// Everything of a metadata file but its catalog.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Head {
-  #[serde(default)]
+  /// Ours is the number 1; the original scripts write the string `"1.0"`
+  /// (read as its major number).
+  #[serde(default, deserialize_with = "version_any")]
   pub version: u32,
   #[serde(default)]
   pub backup_name: String,
   #[serde(default)]
   pub timestamp: String,
+  /// The original `backup_tool.py`'s key for the time (written by us too).
+  #[serde(default, skip_serializing_if = "String::is_empty")]
+  pub backup_timestamp: String,
+  #[serde(default, skip_serializing_if = "String::is_empty")]
+  pub backup_type: String,
   #[serde(default)]
   pub origin: String,
   #[serde(default)]
   pub summary: Summary,
   #[serde(default)]
   pub statistics: serde_json::Value,
+}
+
+/// A metadata version as a number (ours) or a string such as `"1.0"` (the
+/// original scripts'): its major number.
+pub(crate) fn version_any<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+  #[derive(Deserialize)]
+  #[serde(untagged)]
+  enum V {
+    N(u32),
+    F(f64),
+    S(String),
+  }
+  match V::deserialize(d)? {
+    V::N(n) => Ok(n),
+    V::F(f) if f >= 0.0 && f < f64::from(u32::MAX) => Ok(f as u32),
+    V::S(s) => s
+      .split('.')
+      .next()
+      .and_then(|m| m.trim().parse().ok())
+      .ok_or_else(|| serde::de::Error::custom(format!("invalid version {s:?}, expected a number such as 1 or \"1.0\""))),
+    V::F(f) => Err(serde::de::Error::custom(format!("invalid version {f}"))),
+  }
+}
+
+struct VersionAny(u32);
+impl<'de> Deserialize<'de> for VersionAny {
+  fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    version_any(d).map(VersionAny)
+  }
+}
+
+impl Head {
+  /// Metadata of the original `backup.py` / `backup_tool.py` in our terms:
+  /// its time (local, without a zone; `backup_timestamp` when `timestamp`
+  /// is absent) as UTC ISO 8601, and its counts (`new_or_changed_tracked`,
+  /// `deleted_tracked`) as `total`/`deleted`. `new`/`changed` stay 0: the
+  /// original does not tell them apart (`new_or_changed` says how many).
+  pub fn normalize(mut self) -> Self {
+    if self.timestamp.is_empty() {
+      self.timestamp = std::mem::take(&mut self.backup_timestamp);
+    }
+    if let Some((secs, nanos)) = parse_iso(&self.timestamp) {
+      if !self.timestamp.ends_with('Z') {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs.max(0) as u64, nanos);
+        self.timestamp = crate::meta::iso(t);
+      }
+    }
+    let s = &mut self.summary;
+    if s.total == 0 && s.new == 0 && s.changed == 0 && s.deleted == 0 {
+      let (nc, del) = (s.new_or_changed_tracked.unwrap_or(0), s.deleted_tracked.unwrap_or(0));
+      s.deleted = del;
+      s.total = nc + del;
+      s.new_or_changed = (nc > 0).then_some(nc);
+    }
+    if self.origin.is_empty() && !self.backup_type.is_empty() {
+      self.origin = "original".into();
+    }
+    self
+  }
 }
 
 /// Keys for which `want` is false are skipped without parsing their value.
@@ -210,7 +366,9 @@ impl<'de, F: FnMut(&str, EntryRef<'de>)> Visitor<'de> for MetaVisitor<'_, F> {
             map.next_value::<IgnoredAny>()?;
           }
         },
-        "version" => h.version = map.next_value()?,
+        "version" => h.version = map.next_value::<VersionAny>()?.0,
+        "backup_timestamp" => h.backup_timestamp = map.next_value()?,
+        "backup_type" => h.backup_type = map.next_value()?,
         "backup_name" => h.backup_name = map.next_value()?,
         "timestamp" => h.timestamp = map.next_value()?,
         "origin" => h.origin = map.next_value()?,
@@ -355,7 +513,7 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
 ) -> Result<Head, Error> {
   let mut de = serde_json::Deserializer::from_slice(bytes);
   let h = de.deserialize_map(MetaVisitor { want, f: Some(f) }).and_then(|h| de.end().map(|()| h));
-  h.map_err(|e| meta_error(path, describe(&e)))
+  h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)))
 }
 
 /// Reads only the head of a metadata file. Our writer puts the catalog
@@ -383,14 +541,14 @@ pub fn read_head(inc: &Increment) -> Result<Option<Head>, Error> {
     let mut head = buf[..at].to_vec();
     head.extend_from_slice(b"\n}");
     if let Ok(h) = serde_json::from_slice::<Head>(&head) {
-      return Ok(Some(h));
+      return Ok(Some(h.normalize()));
     }
   }
   drop(f);
   let bytes = fs::read(&p).map_err(|e| Error::io(&p, "cannot read", &e))?;
   let mut de = serde_json::Deserializer::from_slice(&bytes);
   let h = de.deserialize_map(MetaVisitor::<fn(&str, EntryRef)> { want: &|_| false, f: None }).map_err(|e| meta_error(&p, describe(&e)))?;
-  Ok(Some(h))
+  Ok(Some(h.normalize()))
 }
 
 /// Whether a path found in metadata is a plain relative path: not empty,

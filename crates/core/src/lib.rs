@@ -27,6 +27,7 @@
 //! println!("{} files would be copied", report.new + report.changed);
 //! ```
 
+pub mod adopt;
 pub mod checksum;
 pub mod compare;
 pub mod engine;

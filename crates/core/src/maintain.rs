@@ -155,7 +155,7 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
         let bytes = increments::read_bytes(&inc).ok()??;
         let mut keys = HashSet::new();
         increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
-          keys.insert(format!("{}/{p}", e.category));
+          keys.insert(format!("{}/{p}", e.folder()));
         })
         .ok()?;
         Some(keys)
@@ -457,7 +457,7 @@ pub struct RecreateReport {
 }
 
 /// Every file and symlink under `root` (relative, sorted), skipping our temp files.
-fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
+pub(crate) fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
   fn go(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>, warnings: &mut Vec<Warning>) {
     let rd = match fs::read_dir(dir) {
       Ok(r) => r,
@@ -560,13 +560,16 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       live.insert(p.clone(), cat != "deleted");
       catalog.insert(p, e);
     }
+    let summary = meta::summarize(&catalog);
     let head = MetaHead {
       version: meta::METADATA_VERSION,
       backup_name: inc.name.clone(),
       timestamp: name_iso(inc),
+      backup_timestamp: name_iso(inc),
+      backup_type: "incremental",
       origin: "recreated".into(),
-      summary: meta::summarize(&catalog),
-      statistics: serde_json::json!({ "recreated_from_files": true }),
+      statistics: meta::with_original_statistics(serde_json::json!({ "recreated_from_files": true }), &summary),
+      summary,
     };
     meta::write_meta(&inc.meta_path(), &head, catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))?;
     report.rebuilt.push(inc.name.clone());
@@ -575,25 +578,31 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
   let state_ok = l.state.is_file() && state::read(&l.state).is_ok();
   if (!state_ok || force) && only.is_none() && l.mirror.is_dir() {
     let files = walk_files(&l.mirror, &mut report.warnings);
-    let entries: Vec<StateEntry> = pool.install(|| {
-      files
-        .par_iter()
-        .map(|(p, md)| {
-          let tracked = live.get(p).copied().unwrap_or(false);
-          let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
-          StateEntry {
-            rel: p.as_str().into(),
-            kind: kind_of(md),
-            size: md.len(),
-            mtime_ns: fsutil::mtime_ns(md),
-            mode: md.mode() & 0o7777,
-            tracked,
-            sha256: sha,
-            inconsistent: false,
-          }
-        })
-        .collect()
-    });
+    // A folder of the original backup.py: tracked as its mirror.json says.
+    let original = crate::adopt::is_original(&l);
+    let entries: Vec<StateEntry> = if original {
+      pool.install(|| crate::adopt::original_state(&l, true, &mut report.warnings))?
+    } else {
+      pool.install(|| {
+        files
+          .par_iter()
+          .map(|(p, md)| {
+            let tracked = live.get(p).copied().unwrap_or(false);
+            let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
+            StateEntry {
+              rel: p.as_str().into(),
+              kind: kind_of(md),
+              size: md.len(),
+              mtime_ns: fsutil::mtime_ns(md),
+              mode: md.mode() & 0o7777,
+              tracked,
+              sha256: sha,
+              inconsistent: false,
+            }
+          })
+          .collect()
+      })
+    };
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     state::write(&l.state, entries.len() as u64, entries.iter().map(StateEntry::line))?;
     report.state_rebuilt = true;
@@ -607,6 +616,9 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
 #[serde(rename_all = "camelCase")]
 pub struct StateCheck {
   pub state_present: bool,
+  /// A folder of the original backup.py (no state of ours; its
+  /// `mirror.json` is compared with `mirror/`): the next run adopts it.
+  pub original: bool,
   pub state_error: Option<String>,
   pub state_entries: u64,
   pub mirror_files: u64,
@@ -626,11 +638,41 @@ pub struct StateCheck {
 pub fn check_state(dst: &Path) -> StateCheck {
   let l = Layout::new(dst);
   let mut c = StateCheck { state_present: l.state.is_file(), ..Default::default() };
-  let st = match state::read(&l.state) {
-    Ok(s) => s,
-    Err(e) => {
-      c.state_error = Some(e.message);
-      return c;
+  c.original = crate::adopt::is_original(&l);
+  // The original's mirror.json records float seconds: compared within 1 ms.
+  let tol = if c.original { 1_000_000 } else { 0 };
+  let st = if c.original {
+    match crate::adopt::read_mirror_json(dst) {
+      Ok(m) => {
+        let mut v: Vec<StateEntry> = m
+          .unwrap_or_default()
+          .into_iter()
+          .map(|(p, o)| StateEntry {
+            rel: p.into(),
+            kind: Kind::File,
+            size: o.size,
+            mtime_ns: (o.mtime * 1e9).round() as i64,
+            mode: 0,
+            tracked: o.tracked,
+            sha256: None,
+            inconsistent: false,
+          })
+          .collect();
+        v.sort_by(|a, b| a.rel.cmp(&b.rel));
+        v
+      }
+      Err(e) => {
+        c.state_error = Some(e.message);
+        return c;
+      }
+    }
+  } else {
+    match state::read(&l.state) {
+      Ok(s) => s,
+      Err(e) => {
+        c.state_error = Some(e.message);
+        return c;
+      }
     }
   };
   let mut warnings = Vec::new();
@@ -641,7 +683,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
   while i < st.len() || j < files.len() {
     match (st.get(i), files.get(j)) {
       (Some(s), Some((p, md))) if &*s.rel == p.as_str() => {
-        if s.size != md.len() || s.mtime_ns != fsutil::mtime_ns(md) || s.kind != kind_of(md) {
+        if s.size != md.len() || (s.mtime_ns - fsutil::mtime_ns(md)).abs() > tol || s.kind != kind_of(md) {
           c.differing.push(p.clone());
         }
         i += 1;
@@ -678,7 +720,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
     pending.sort();
     c.pending = pending;
   }
-  c.agrees = c.state_present && c.missing.is_empty() && c.extra.is_empty() && c.differing.is_empty();
+  c.agrees = (c.state_present || c.original) && c.missing.is_empty() && c.extra.is_empty() && c.differing.is_empty();
   c
 }
 

@@ -20,17 +20,25 @@ pub struct CatalogEntry {
   pub size: u64,
   /// Seconds since the epoch, with fraction (as Python's `st_mtime`).
   pub mtime: f64,
-  /// Nanoseconds since the epoch, as a decimal string (exact).
+  /// Nanoseconds since the epoch, as a decimal string (exact). Empty when
+  /// read from the original's metadata (then `mtime` is all there is).
+  #[serde(default)]
   pub mtime_ns: String,
+  /// 0 when unknown (the original's metadata): the stored file's mode is used.
+  #[serde(default)]
   pub mode: u32,
+  #[serde(default = "file_kind")]
   pub kind: Kind,
   /// `track` (a stored version) or `deleted` (the version that was deleted).
   pub category: String,
   /// `new`, `changed` or `deleted`.
+  #[serde(default)]
   pub op: String,
   /// SHA-256 of the content (of the target for a symlink); null if unknown.
+  #[serde(default)]
   pub sha256: Option<String>,
   /// `hardlink` to the mirror, or `copy` where a hardlink was impossible.
+  #[serde(default = "hardlink")]
   pub stored_as: String,
   /// Set when `prune` moved this entry here from a removed increment.
   #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +47,14 @@ pub struct CatalogEntry {
   /// may mix old and new content (absent otherwise).
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub inconsistent: Option<bool>,
+}
+
+fn file_kind() -> Kind {
+  Kind::File
+}
+
+fn hardlink() -> String {
+  "hardlink".into()
 }
 
 /// Counts of one increment.
@@ -58,6 +74,40 @@ pub struct Summary {
   /// Entries carried in from increments removed by `prune`.
   #[serde(default, skip_serializing_if = "is_zero")]
   pub carried: u64,
+  /// The original `backup.py`'s keys (`backup_tool.py list` prints them):
+  /// stored versions (`new + changed`), deletions, and their sum.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub new_or_changed_tracked: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub deleted_tracked: Option<u64>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub total_operations: Option<u64>,
+  /// Only for metadata of the original, which does not tell new from
+  /// changed: how many stored versions it has (never written).
+  #[serde(default, skip_serializing)]
+  pub new_or_changed: Option<u64>,
+}
+
+impl Summary {
+  /// Fills in the original's keys from ours (real counts).
+  pub fn with_original_keys(mut self) -> Self {
+    self.new_or_changed_tracked = Some(self.new + self.changed);
+    self.deleted_tracked = Some(self.deleted);
+    self.total_operations = Some(self.new + self.changed + self.deleted);
+    self
+  }
+}
+
+/// The original `backup_tool.py`'s `statistics` keys (`total_files`,
+/// `total_size`: the catalog's entries and the sum of their sizes) added
+/// to ours, so `backup_tool.py list --detailed` shows real numbers.
+pub fn with_original_statistics(mut stats: serde_json::Value, s: &Summary) -> serde_json::Value {
+  if !stats.is_object() {
+    stats = serde_json::json!({});
+  }
+  stats["total_files"] = s.total.into();
+  stats["total_size"] = s.bytes.unwrap_or(0).into();
+  stats
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -67,15 +117,26 @@ fn is_zero(n: &u64) -> bool {
 /// The whole metadata file of an increment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncrementMeta {
+  #[serde(default, deserialize_with = "crate::increments::version_any")]
   pub version: u32,
+  #[serde(default)]
   pub backup_name: String,
   /// ISO 8601 UTC.
+  #[serde(default)]
   pub timestamp: String,
   /// `run` for a normal run, `recovered` when finished after an interruption.
+  #[serde(default)]
   pub origin: String,
   pub file_catalog: BTreeMap<String, CatalogEntry>,
+  #[serde(default)]
   pub summary: Summary,
+  #[serde(default)]
   pub statistics: serde_json::Value,
+  /// The original's keys, only read (see [`crate::increments::Head`]).
+  #[serde(default, skip_serializing)]
+  pub backup_timestamp: String,
+  #[serde(default, skip_serializing)]
+  pub backup_type: String,
 }
 
 pub fn catalog_entry(size: u64, mtime_ns: i64, mode: u32, kind: Kind, op: &str, sha: Option<[u8; 32]>, copied: bool) -> CatalogEntry {
@@ -109,7 +170,7 @@ pub fn summarize(catalog: &BTreeMap<String, CatalogEntry>) -> Summary {
   }
   s.total = catalog.len() as u64;
   s.bytes = Some(catalog.values().map(|e| e.size).sum());
-  s
+  s.with_original_keys()
 }
 
 /// Everything of an increment's metadata but the catalog.
@@ -118,6 +179,10 @@ pub struct MetaHead {
   pub version: u32,
   pub backup_name: String,
   pub timestamp: String,
+  /// The original `backup_tool.py`'s keys, for its `list` and `search`:
+  /// the same instant as `timestamp`, and always `incremental`.
+  pub backup_timestamp: String,
+  pub backup_type: &'static str,
   pub origin: String,
   pub summary: Summary,
   pub statistics: serde_json::Value,
@@ -145,20 +210,46 @@ pub fn write_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item 
 
 /// Writes changed metadata back (atomically), with its summary recomputed.
 pub fn rewrite_meta(path: &Path, m: &IncrementMeta) -> Result<(), Error> {
+  let summary = summarize(&m.file_catalog);
   let head = MetaHead {
-    version: m.version,
+    version: METADATA_VERSION,
     backup_name: m.backup_name.clone(),
     timestamp: m.timestamp.clone(),
+    backup_timestamp: m.timestamp.clone(),
+    backup_type: "incremental",
     origin: m.origin.clone(),
-    summary: summarize(&m.file_catalog),
-    statistics: m.statistics.clone(),
+    statistics: with_original_statistics(m.statistics.clone(), &summary),
+    summary,
   };
   write_meta(path, &head, m.file_catalog.iter().map(|(p, e)| (p.as_str(), e.clone())))
 }
 
+/// Reads a whole metadata file, ours or the original's (whose entries lack
+/// `mtime_ns`, `mode`, `op`…: filled in from what they have).
 pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
   let f = File::open(path).map_err(|e| Error::io(path, "cannot read", &e))?;
-  serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))
+  let mut m: IncrementMeta =
+    serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))?;
+  if m.timestamp.is_empty() || !m.timestamp.ends_with('Z') {
+    let ts = if m.timestamp.is_empty() { &m.backup_timestamp } else { &m.timestamp };
+    if let Some((s, n)) = crate::increments::parse_iso(ts) {
+      m.timestamp = iso(UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, n));
+    }
+  }
+  if m.origin.is_empty() {
+    m.origin = "original".into();
+  }
+  for e in m.file_catalog.values_mut() {
+    if e.mtime_ns.is_empty() {
+      e.mtime_ns = ((e.mtime * 1e9).round() as i64).to_string();
+    }
+    let deleted = e.category == "deleted" || e.category == "delete";
+    e.category = if deleted { "deleted".into() } else { "track".into() };
+    if e.op.is_empty() {
+      e.op = if deleted { "deleted".into() } else { "new".into() };
+    }
+  }
+  Ok(m)
 }
 
 /// One planned operation, as written to the journal before it is applied.

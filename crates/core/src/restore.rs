@@ -137,7 +137,10 @@ impl Dirs {
 /// mirror; without `at`, the mirror as the last run left it.
 fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Error> {
   let l = Layout::new(&o.dst);
-  if !l.state.is_file() {
+  // A folder of the original backup.py has no state of ours: its mirror is
+  // the latest state (tracked as its mirror.json says).
+  let original = crate::adopt::is_original(&l);
+  if !l.state.is_file() && !original {
     return Err(Error::corrupt(
       &l.state,
       "the mirror state is missing, so the backup's current files are unknown; rebuild it with `backup recreate`",
@@ -145,7 +148,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   }
   let wanted: Vec<String> = o.paths.iter().map(|p| p.trim_start_matches("./").trim_end_matches('/').to_string()).collect();
   let keep = |p: &str| wanted.is_empty() || wanted.iter().any(|w| prefix_match(p, w));
-  let mirror_state = state::read(&l.state)?;
+  let (mirror_state, _) = crate::adopt::read_state(&l, false)?;
   let mut items = Vec::new();
   let mut unsafe_paths = Vec::new();
   // An interrupted run may have replaced or removed mirror files already:
@@ -263,7 +266,16 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   let Some(mut entry) = Entry::from_metadata(rel, &md, Role::Tracked) else {
     return Err(Warning::new(rel, "missing-in-backup", format!("{} is not a file", source.display())));
   };
-  entry.mode = it.mode;
+  // Mode 0: not recorded (the original backup.py's metadata); the stored
+  // file's own mode is used.
+  if it.mode != 0 {
+    entry.mode = it.mode;
+  }
+  // Without a recorded hash (the original's metadata) the stored file may
+  // be a later version than the metadata says (backup.py overwrote mirror
+  // files in place): restored as it is, with its own mtime, and named.
+  let overwritten =
+    it.sha256.is_none() && it.from != "mirror" && (entry.size != it.size || (entry.mtime_ns - it.mtime_ns).abs() > 1_000_000_000);
   dirs_dst.ensure(&o.to, rel, true)?;
   let target = o.to.join(crate::names::to_path(rel));
   match fs::symlink_metadata(&target) {
@@ -280,7 +292,10 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
       return Err(Warning::from_io(rel, "cannot restore", &e));
     }
   };
-  if entry.mtime_ns != it.mtime_ns {
+  // The original's versions keep the stored file's exact mtime (its
+  // metadata has only float seconds; `copy2` preserved the source's).
+  let original_version = it.sha256.is_none() && it.from != "mirror";
+  if entry.mtime_ns != it.mtime_ns && !original_version {
     let mt = filetime::FileTime::from_unix_time(it.mtime_ns.div_euclid(1_000_000_000), it.mtime_ns.rem_euclid(1_000_000_000) as u32);
     let r = if entry.kind == Kind::Symlink { filetime::set_symlink_file_times(&tmp, mt, mt) } else { filetime::set_file_mtime(&tmp, mt) };
     r.map_err(|e| Warning::from_io(rel, "cannot set the mtime", &e))?;
@@ -308,6 +323,20 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
         format!("restored, but its SHA-256 {} differs from the recorded {want}: the stored copy is damaged", hex::encode(got)),
       ));
     }
+  }
+  if overwritten && matches!(done, Done::Restored) {
+    return Err(Warning::new(
+      rel,
+      "overwritten-version",
+      format!(
+        "restored, but {} holds a later version than {} records ({} bytes, recorded {}): backup.py overwrote this file in \
+         place after that increment, so the recorded version is lost",
+        source.display(),
+        it.from,
+        entry.size,
+        it.size
+      ),
+    ));
   }
   Ok(done)
 }
@@ -353,7 +382,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
       Ok(Done::Restored) => report.restored += 1,
       Ok(Done::Exists) => report.existing += 1,
       Err(w) => {
-        if w.code == "checksum-mismatch" {
+        if w.code == "checksum-mismatch" || w.code == "overwritten-version" {
           report.restored += 1;
         }
         report.warnings.push(w);

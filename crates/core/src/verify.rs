@@ -18,7 +18,6 @@ use crate::fsutil;
 use crate::increments::{self, safe_rel, DamagedMeta};
 use crate::meta::PendingRun;
 use crate::progress::{Phase, Progress};
-use crate::state;
 
 /// The verdict on one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,6 +33,11 @@ pub enum Status {
   New,
   /// Unreadable.
   Error,
+  /// `verify --backup`: a version without a recorded hash (metadata of the
+  /// original backup.py) whose stored file has another size or mtime than
+  /// the metadata says: the original overwrote the mirror file in place, so
+  /// this increment holds a later version.
+  Overwritten,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,6 +342,10 @@ pub struct BackupVerifyResult {
   pub bytes_read: u64,
   /// Untracked mirror files: no hash is recorded for them.
   pub unverifiable: u64,
+  /// Versions without a recorded hash (metadata of the original backup.py)
+  /// whose stored file has the recorded size and mtime: checked by those
+  /// only (an OVERWRITTEN problem otherwise).
+  pub size_mtime_only: u64,
   pub problems: Vec<BackupProblem>,
   pub repaired: u64,
   /// Increments whose metadata is missing or damaged: the file, what is
@@ -385,13 +393,18 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       }
     };
     let parsed = increments::parse(&inc.meta_path(), &bytes, &mut |p: &str, e: increments::EntryRef| {
-      if let (Some(sha), true) = (e.sha256.as_deref(), safe_rel(p)) {
-        checks.push(Check {
-          location: inc.name.clone(),
-          rel: p.to_string(),
-          path: inc.dir.join(&*e.category).join(crate::names::to_path(p)),
-          sha: sha.to_string(),
-        });
+      if !safe_rel(p) {
+        return;
+      }
+      let path = inc.dir.join(e.folder()).join(crate::names::to_path(p));
+      match e.sha256.as_deref() {
+        Some(sha) => checks.push(Check { location: inc.name.clone(), rel: p.to_string(), path, sha: sha.to_string() }),
+        None => match size_mtime_check(&path, e.size, e.mtime_ns()) {
+          None => res.size_mtime_only += 1,
+          Some((status, detail)) => {
+            res.problems.push(BackupProblem { location: inc.name.clone(), path: p.to_string(), status, detail: Some(detail), repair: None })
+          }
+        },
       }
     });
     if let Err(e) = parsed {
@@ -402,7 +415,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   // already: those are pending (its journal has no hash for them yet; the
   // next run finishes and records them), not corrupt or missing.
   res.pending_run = PendingRun::read(&l.journal);
-  match state::read(&l.state) {
+  match crate::adopt::read_state(&l, false).map(|(st, _)| st) {
     Ok(st) => {
       for s in st {
         if let Some(run) = &res.pending_run {
@@ -499,6 +512,34 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   }
   res.problems.sort_by(|a, b| (a.location.as_str(), a.path.as_str()).cmp(&(b.location.as_str(), b.path.as_str())));
   Ok(res)
+}
+
+/// A version without a recorded hash (the original backup.py's metadata)
+/// checked by size and mtime, with the original's own 1-second tolerance:
+/// `None` if they match. The original overwrote mirror files in place, so
+/// an older increment sharing the inode holds later content.
+fn size_mtime_check(path: &Path, size: u64, mtime_ns: i64) -> Option<(Status, String)> {
+  let md = match fs::symlink_metadata(path) {
+    Ok(m) => m,
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
+    Err(e) => return Some((Status::Error, e.to_string())),
+  };
+  let got = fsutil::mtime_ns(&md);
+  if md.len() == size && (got - mtime_ns).abs() <= 1_000_000_000 {
+    return None;
+  }
+  let when = |ns: i64| crate::meta::iso(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64));
+  Some((
+    Status::Overwritten,
+    format!(
+      "the stored file is not the version the metadata describes ({} bytes, modified {}; recorded {size} bytes, modified \
+       {}) and no hash is recorded: backup.py overwrote this file in place after this increment, so it holds a later \
+       version",
+      md.len(),
+      when(got),
+      when(mtime_ns)
+    ),
+  ))
 }
 
 /// Replaces `mirror/<rel>` from `src/<rel>` if the source has `sha` (temp + rename).

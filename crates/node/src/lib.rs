@@ -122,6 +122,8 @@ pub struct BindingReport {
   pub changes: Vec<BindingChange>,
   /// Dry run only: why the real run would be refused.
   pub refused: Option<String>,
+  /// A folder of the original backup.py was adopted (its mirror and mirror.json as the previous state).
+  pub adopted: bool,
 }
 
 fn role_name(r: axiomatic_core::rules::Role) -> String {
@@ -152,6 +154,7 @@ impl From<Report> for BindingReport {
       hints: r.hints,
       changes: r.changes.into_iter().map(|c| BindingChange { path: c.path, role: role_name(c.role), change: c.change }).collect(),
       refused: r.refused,
+      adopted: r.adopted,
     }
   }
 }

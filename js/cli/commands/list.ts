@@ -17,7 +17,11 @@ export default class ListCommand extends DstCommand {
       \`--detailed\` also walks the folders and counts each inode once across the mirror and all increments:
       EXCLUSIVE is what deleting that increment would free, DISK what its files take on disk in total.
 
-      \`--json\`: \`{ increments: [{ name, timestamp, origin, hasMetadata, metadataError, new, changed, deleted,
+      Increments made by the original backup.py are listed as they are (origin \`original\`, ordered by their recorded
+      time like all others); its metadata does not tell new from changed, so NEW is \`?\` and CHANGED counts both
+      (\`newOrChanged\` in JSON, \`new\`/\`changed\` 0).
+
+      \`--json\`: \`{ increments: [{ name, timestamp, origin, hasMetadata, metadataError, new, changed, newOrChanged?, deleted,
       carried, files, bytes, exclusiveBytes, diskBytes, damaged }], totalDiskBytes, mirrorDiskBytes, damaged: [{ increment,
       file, problem, fix }] }\`. Exit codes: 0, 1 (some metadata missing or damaged), 2 (unreadable folder), 64.
     `,
@@ -53,7 +57,9 @@ export default class ListCommand extends DstCommand {
         continue
       }
       const origin = i.origin && i.origin !== 'run' ? c.dim(` (${i.origin})`) : ''
-      const row = [i.name + origin, time, String(i.new), String(i.changed), String(i.deleted), String(i.carried), String(i.files), bytes(i.bytes)]
+      // backup.py's own increments do not tell new from changed.
+      const nc = i.newOrChanged
+      const row = [i.name + origin, time, nc != null ? '?' : String(i.new), nc != null ? `${nc} new or changed` : String(i.changed), String(i.deleted), String(i.carried), String(i.files), bytes(i.bytes)]
       if (this.detailed) row.push(bytes(i.exclusiveBytes ?? 0), bytes(i.diskBytes ?? 0))
       rows.push(row)
     }

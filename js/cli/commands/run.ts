@@ -33,7 +33,8 @@ export default class RunCommand extends BaseCommand {
       \`--json\` prints one object: \`increment\`, \`recovered\`, \`dryRun\`, \`mirrorFiles\`, \`trackedFiles\`, \`new\`,
       \`changed\`, \`deleted\`, \`removedFromMirror\`, \`mirrorUpdated\`, \`bytesCopied\`, \`linkFallbacks\`,
       \`specialSkipped\`, \`mtimeToleranceS\`, \`durationMs\`, \`warnings\` ([{path, code, message}]), \`hints\`,
-      \`refused\` (dry run: why the real run would be refused, else null),
+      \`refused\` (dry run: why the real run would be refused, else null), \`adopted\` (true when the folder was made
+      by the original backup.py and its mirror/mirror.json were taken as the previous state),
       and with \`--dry-run --verbose\` \`changes\` ([{path, role, change}]).
     `,
     examples: [
@@ -96,6 +97,7 @@ export default class RunCommand extends BaseCommand {
     if (stats.changes) {
       for (const c of stats.changes) out.write(`${c.change.padEnd(14)} ${c.role.padEnd(8)} ${c.path}\n`)
     }
+    if (stats.adopted) err.write('adopted a backup folder made by backup.py: its mirror and mirror.json are the previous state\n')
     for (const h of stats.hints) err.write(`hint: ${h}\n`)
     for (const w of stats.warnings) err.write(`warning: ${w.path}: ${w.code}: ${w.message}\n`)
     if (stats.refused) err.write(`backup: dry run: the real run would be refused: ${stats.refused}\n`)

@@ -17,7 +17,7 @@ export default class StatusCommand extends DstCommand {
 
       \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
       lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
-      prunePending, deletePending }, state: { statePresent, stateError, stateEntries, mirrorFiles, missing, extra,
+      prunePending, deletePending }, state: { statePresent, original, stateError, stateEntries, mirrorFiles, missing, extra,
       differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }] }\`.
       Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees, damaged
       metadata); 2; 64.
@@ -62,7 +62,16 @@ export default class StatusCommand extends DstCommand {
     if (lo.deletePending) out.write(c.yellow('an interrupted delete is pending; the next prune/delete/recreate/run finishes it\n'))
     for (const d of s.damaged) out.write(c.red(describeDamage(d)) + '\n')
     const st = s.state
-    if (!st.statePresent) out.write(c.yellow('mirror state: missing (rebuild it with `backup recreate`)\n'))
+    if (st.original) {
+      out.write(c.yellow('a backup folder made by backup.py: the next `backup run` adopts it (its mirror and mirror.json are the previous state; nothing unchanged is copied again)\n'))
+      if (st.extra.length) {
+        out.write(c.yellow(`  ${st.extra.length} mirror files are not in mirror.json (backup.py left them behind): the next run removes those the source no longer selects\n`))
+        st.extra.slice(0, 10).forEach((p) => out.write(`  extra     ${shown(p)}\n`))
+      }
+      if (st.missing.length || st.differing.length) {
+        out.write(c.yellow(`  mirror.json disagrees with mirror/: ${st.missing.length} missing, ${st.differing.length} differing; the next run takes the mirror's files as they are\n`))
+      }
+    } else if (!st.statePresent) out.write(c.yellow('mirror state: missing (rebuild it with `backup recreate`)\n'))
     else if (st.stateError) out.write(c.red(`mirror state: unreadable: ${st.stateError}\n`))
     else if (st.agrees) {
       const p = st.pending.length ? `, except ${st.pending.length} files the interrupted run already changed (the next run finishes it)` : ''
