@@ -90,6 +90,8 @@ export interface BindingReport {
   changes: Array<BindingChange>
   /** Dry run only: why the real run would be refused. */
   refused?: string
+  /** A folder of the original backup.py was adopted (its mirror and mirror.json as the previous state). */
+  adopted: boolean
 }
 
 export interface BindingRestoreOptions {

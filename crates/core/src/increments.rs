@@ -537,7 +537,12 @@ pub fn read_head(inc: &Increment) -> Result<Option<Head>, Error> {
     }
   }
   const MARK: &[u8] = b",\n  \"file_catalog\": {";
-  if let Some(at) = buf[..n].windows(MARK.len()).position(|w| w == MARK) {
+  // Only when the summary precedes the catalog (ours; the original puts
+  // the catalog before its summary).
+  const SUMMARY: &[u8] = b"\n  \"summary\": {";
+  if let Some(at) =
+    buf[..n].windows(MARK.len()).position(|w| w == MARK).filter(|&at| buf[..at].windows(SUMMARY.len()).any(|w| w == SUMMARY))
+  {
     let mut head = buf[..at].to_vec();
     head.extend_from_slice(b"\n}");
     if let Ok(h) = serde_json::from_slice::<Head>(&head) {
@@ -570,6 +575,33 @@ mod tests {
     assert_eq!(parse_name("backup_20241315_123045"), None);
     assert_eq!(parse_name("backup_20240115_123045_"), None);
     assert_eq!(parse_name("mirror"), None);
+  }
+
+  #[test]
+  fn iso_times() {
+    assert_eq!(parse_iso("2024-01-15T12:30:45.123Z"), Some((1_705_321_845, 123_000_000)));
+    assert_eq!(parse_iso("2024-01-15T14:30:45+02:00"), Some((1_705_321_845, 0)));
+    assert_eq!(parse_iso("2024-01-15T12:30:45.123456789123Z"), Some((1_705_321_845, 123_456_789)));
+    assert_eq!(parse_iso("2024-01-15"), None);
+    assert_eq!(parse_iso("2024-13-15T12:30:45Z"), None);
+    // Without a zone: local time (whatever the zone, within a day of UTC).
+    let (t, n) = parse_iso("2024-01-15T12:30:45.5").unwrap();
+    assert!((t - 1_705_321_845).abs() <= 14 * 3600 && n == 500_000_000);
+  }
+
+  #[test]
+  fn original_head() {
+    let meta = br#"{"version": "1.0", "backup_type": "incremental", "backup_timestamp": "2024-01-15T12:30:45+00:00",
+      "file_catalog": {"a": {"size": 1, "mtime": 1.5, "category": "tracked"}, "b": {"size": 2, "mtime": 2.0, "category": "deleted"}},
+      "summary": {"new_or_changed_tracked": 1, "deleted_tracked": 1}}"#;
+    let mut seen = Vec::new();
+    let h = parse(Path::new("m.json"), meta, &mut |p: &str, e: EntryRef| seen.push((p.to_string(), e.folder(), e.mtime_ns()))).unwrap();
+    assert_eq!(h.version, 1);
+    assert_eq!(h.timestamp, "2024-01-15T12:30:45.000Z");
+    assert_eq!(h.origin, "original");
+    assert_eq!((h.summary.total, h.summary.deleted, h.summary.new_or_changed), (2, 1, Some(1)));
+    assert_eq!(seen, vec![("a".into(), "track", 1_500_000_000), ("b".into(), "deleted", 2_000_000_000)]);
+    assert!(parse(Path::new("m.json"), br#"{"version": "x", "file_catalog": {}}"#, &mut |_: &str, _: EntryRef| {}).is_err());
   }
 
   #[test]
