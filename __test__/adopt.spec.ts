@@ -102,6 +102,11 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     const m1 = JSON.parse(fs.readFileSync(metaFile(f.dst, f.names[0]), 'utf8'))
     expect(m1.version).toBe('1.0')
     expect(m1.file_catalog['docs/a.txt']).toEqual({ size: 12, mtime: expect.any(Number), category: 'tracked' })
+    // As the original: deleted files are counted, not listed (deleted/ holds them).
+    const m2 = JSON.parse(fs.readFileSync(metaFile(f.dst, f.names[1]), 'utf8'))
+    expect(Object.keys(m2.file_catalog)).toEqual(['docs/a.txt'])
+    expect(m2.summary).toEqual({ new_or_changed_tracked: 1, deleted_tracked: 1 })
+    expect(fs.readFileSync(path.join(f.dst, f.names[1], 'deleted/docs/b.txt'), 'utf8')).toBe('bee\n')
     // Increment 1's a.txt is the mirror inode, rewritten in round 2.
     expect(fs.readFileSync(path.join(f.dst, f.names[0], 'track/docs/a.txt'), 'utf8')).toBe('a version 2, longer\n')
     const m3 = JSON.parse(fs.readFileSync(metaFile(f.dst, f.names[2]), 'utf8'))
@@ -169,6 +174,11 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     // The version increment 1 recorded for a.txt was overwritten in place: restored as stored, and named.
     expect(r1.out.warnings.map((w: any) => [w.path, w.code])).toEqual([['docs/a.txt', 'overwritten-version']])
     expect(fs.readFileSync(path.join(at, 'docs/a.txt'), 'utf8')).toBe('a version 2, longer\n')
+    // At increment 2 b.txt was deleted (known from deleted/ only).
+    const at2 = path.join(f.dir, 'at2')
+    json(['restore', '--dst', f.dst, '--to', at2, '--at', f.names[1]])
+    expect(fs.existsSync(path.join(at2, 'docs/b.txt'))).toBe(false)
+    expect(fs.readFileSync(path.join(at2, 'docs/a.txt'), 'utf8')).toBe('a version 2, longer\n')
     const st = fs.statSync(path.join(f.dst, f.names[0], 'track/docs/a.txt'))
     expect(fs.statSync(path.join(at, 'docs/a.txt')).mtimeMs).toBe(st.mtimeMs)
   })

@@ -22,8 +22,10 @@ What it reproduces, because our adoption depends on it:
   mirror (stale), and later rounds never remove it (it is no longer listed);
 - metadata backup_NAME.json (json indent 2, no trailing newline) with
   version "1.0", backup_type, timestamp (local, no zone), backup_name,
-  file_catalog {rel: {size, mtime, category: "tracked" | "deleted"}} and
-  summary {new_or_changed_tracked, deleted_tracked}; or, with
+  file_catalog {rel: {size, mtime, category: "tracked"}} (deleted files are
+  counted in the summary but never listed: the original looks them up in the
+  mirror state it has already replaced) and summary
+  {new_or_changed_tracked, deleted_tracked}; or, with
   "recreated": true, as backup_tool.py's `recreate` writes it (category
   "track", backup_timestamp, mtime_iso/mtime_date/backup_path per entry,
   summary.total_operations, statistics {total_files, total_size}).
@@ -163,8 +165,12 @@ def main():
         catalog = {}
         for rel in new | changed:
             catalog[rel] = {"size": files[rel][0], "mtime": files[rel][1], "category": "tracked"}
+        # The original looks deleted files up in the mirror state it has
+        # already replaced with this round's, so they are never listed
+        # (only counted in deleted_tracked; deleted/ holds them).
         for rel in deleted:
-            catalog[rel] = {"size": state[rel].get("size", 0), "mtime": state[rel].get("mtime", 0), "category": "deleted"}
+            if rel in new_state:
+                catalog[rel] = {"size": new_state[rel]["size"], "mtime": new_state[rel]["mtime"], "category": "deleted"}
         meta = {
             "version": "1.0",
             "backup_type": "incremental",

@@ -511,9 +511,56 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
   want: &dyn Fn(&str) -> bool,
   f: &mut F,
 ) -> Result<Head, Error> {
+  if !is_original_bytes(bytes) {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let h = de.deserialize_map(MetaVisitor { want, f: Some(f) }).and_then(|h| de.end().map(|()| h));
+    return h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)));
+  }
+  // The original backup.py's metadata: its catalog never lists the deleted
+  // files (it looks them up in a mirror state it has already replaced), but
+  // `deleted/` holds them and `summary.deleted_tracked` counts them. They
+  // are read from the folder: size and mtime of the stored last version.
+  let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+  let mut record = |k: &str, e: EntryRef<'de>| {
+    if e.is_deleted() {
+      seen.insert(k.to_string());
+    }
+    f(k, e);
+  };
   let mut de = serde_json::Deserializer::from_slice(bytes);
-  let h = de.deserialize_map(MetaVisitor { want, f: Some(f) }).and_then(|h| de.end().map(|()| h));
-  h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)))
+  let h = de.deserialize_map(MetaVisitor { want, f: Some(&mut record) }).and_then(|h| de.end().map(|()| h));
+  let h = h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)))?;
+  if let Some(dir) = path.parent() {
+    let mut warnings = Vec::new();
+    for (p, md) in crate::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+      if seen.contains(&p) || !want(&p) {
+        continue;
+      }
+      let ns = crate::fsutil::mtime_ns(&md);
+      let e = EntryRef {
+        size: md.len(),
+        mtime: ns as f64 / 1e9,
+        mtime_ns: Some(Cow::Owned(ns.to_string())),
+        mode: 0,
+        kind: if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File },
+        category: Cow::Borrowed("deleted"),
+        op: None,
+        sha256: None,
+        stored_as: None,
+        carried_from: None,
+        inconsistent: None,
+      };
+      f(&p, e);
+    }
+  }
+  Ok(h)
+}
+
+/// Whether metadata bytes are the original scripts' (`"version": "1.0"`,
+/// their first key; ours is the number 1).
+fn is_original_bytes(bytes: &[u8]) -> bool {
+  const V: &[u8] = b"\"version\": \"";
+  bytes[..bytes.len().min(256)].windows(V.len()).any(|w| w == V)
 }
 
 /// Reads only the head of a metadata file. Our writer puts the catalog
