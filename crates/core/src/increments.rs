@@ -152,6 +152,7 @@ pub fn parse_iso(s: &str) -> Option<(i64, u32)> {
 
 /// Local wall-clock time to seconds since the epoch (`mktime`, which knows
 /// the time zone and its daylight saving rules).
+#[allow(clippy::useless_conversion)] // `time_t` is not i64 everywhere
 fn local_to_utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
   // SAFETY: a zeroed `tm` is valid; mktime only reads and normalizes it.
   let mut tm: libc::tm = unsafe { std::mem::zeroed() };
