@@ -234,6 +234,23 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     expect(v.out.problems.map((p: any) => [p.location, p.path, p.status])).toEqual([[f.names[0], 'docs/a.txt', 'OVERWRITTEN']])
   })
 
+  it('without mirror.json the mirror itself is the previous state (tracked as the increments say)', () => {
+    const f = originalFolder()
+    fs.rmSync(path.join(f.dst, 'mirror.json'))
+    const r = json(['run', f.config])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.out).toMatchObject({ adopted: true, increment: null, new: 0, changed: 0, bytesCopied: 0, removedFromMirror: 1 })
+    expect(fs.existsSync(path.join(f.dst, 'mirror.json'))).toBe(false) // never created
+    const state = fs.readFileSync(path.join(f.dst, '.axiomatic/state.jsonl'), 'utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l))
+    expect(state.map((e: any) => [e.p, e.t, typeof e.h])).toEqual([
+      ['docs/a.txt', true, 'string'],
+      ['docs/c.txt', true, 'string'],
+      ['docs/d.txt', true, 'string'],
+      ['notes/x.txt', false, 'undefined'],
+      ['notes/z.txt', false, 'undefined'],
+    ])
+  })
+
   it("our increments carry the original's keys: backup_tool.py's list and search read real counts", () => {
     const f = originalFolder()
     json(['run', f.config])

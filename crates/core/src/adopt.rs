@@ -42,9 +42,13 @@ pub struct OriginalEntry {
 }
 
 /// Whether `dst` is a folder of the original waiting to be adopted: no
-/// state of ours, but a `mirror.json` or a non-empty `mirror/`.
+/// state of ours, and a `mirror.json`, or a non-empty `mirror/` in a folder
+/// no run of ours has written to (no source record). Our own folder whose
+/// state was lost is not one: its state is rebuilt by `backup recreate`.
 pub fn is_original(l: &Layout) -> bool {
-  !l.state.exists() && (l.dst.join(MIRROR_JSON).is_file() || fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some()))
+  !l.state.exists()
+    && (l.dst.join(MIRROR_JSON).is_file()
+      || (!l.meta.join("source.json").exists() && fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some())))
 }
 
 /// Reads `mirror.json`; `None` if absent.
