@@ -234,6 +234,26 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     expect(v.out.problems.map((p: any) => [p.location, p.path, p.status])).toEqual([[f.names[0], 'docs/a.txt', 'OVERWRITTEN']])
   })
 
+  it("prune keeps the original's history: removed increments' versions (its unlisted deletions too) carried into the kept one", () => {
+    const f = originalFolder()
+    const p = json(['prune', '--dst', f.dst, '--keep-last', '1'])
+    expect(p.status, p.stderr).toBe(0)
+    expect(fs.readdirSync(f.dst).filter((n) => n.startsWith('backup_'))).toEqual([f.names[2]])
+    const m = JSON.parse(fs.readFileSync(metaFile(f.dst, f.names[2]), 'utf8'))
+    expect(Object.entries<any>(m.file_catalog).map(([k, e]) => [k, e.category]).sort()).toEqual([
+      ['docs/a.txt', 'track'],
+      ['docs/b.txt', 'deleted'],
+      ['docs/c.txt', 'track'],
+      ['docs/d.txt', 'track'],
+    ])
+    const to = path.join(f.dir, 'at3')
+    const r = json(['restore', '--dst', f.dst, '--to', to, '--at', f.names[2]])
+    expect(r.status, r.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(to, 'docs/a.txt'), 'utf8')).toBe('a version 2, longer\n')
+    expect(fs.readFileSync(path.join(to, 'docs/c.txt'), 'utf8')).toBe('sea\n')
+    expect(fs.existsSync(path.join(to, 'docs/b.txt'))).toBe(false)
+  })
+
   it('without mirror.json the mirror itself is the previous state (tracked as the increments say)', () => {
     const f = originalFolder()
     fs.rmSync(path.join(f.dst, 'mirror.json'))

@@ -238,6 +238,15 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
   }
   if m.origin.is_empty() {
     m.origin = "original".into();
+    // backup.py never lists its deleted files (see increments::parse_filtered).
+    if let Some(dir) = path.parent() {
+      let mut warnings = Vec::new();
+      for (p, md) in crate::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+        let ns = fsutil::mtime_ns(&md);
+        let kind = if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File };
+        m.file_catalog.entry(p).or_insert_with(|| catalog_entry(md.len(), ns, 0, kind, "deleted", None, false));
+      }
+    }
   }
   for e in m.file_catalog.values_mut() {
     if e.mtime_ns.is_empty() {
