@@ -36,6 +36,7 @@ use serde::Serialize;
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
 use crate::guard;
+use crate::longpath;
 use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
 use crate::names;
 use crate::progress::{Phase, Progress};
@@ -728,10 +729,7 @@ fn is_link_unsupported(e: &io::Error) -> bool {
 }
 
 fn ensure_parent(p: &Path) -> io::Result<()> {
-  match p.parent() {
-    Some(d) => fs::create_dir_all(d),
-    None => Ok(()),
-  }
+  longpath::ensure_parent(p)
 }
 
 impl ApplyCtx<'_> {
@@ -771,14 +769,14 @@ impl ApplyCtx<'_> {
     let target = inc.join(sub).join(names::to_path(rel));
     ensure_parent(&target).map_err(|e| ("cannot create the increment folder for", e))?;
     if !self.no_links {
-      match fs::hard_link(mirror, &target) {
+      match longpath::with2(mirror, &target, |a, b| fs::hard_link(a, b)) {
         Ok(()) => {
           fault_point();
           return Ok(false);
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-          let _ = fs::remove_file(&target);
-          if fs::hard_link(mirror, &target).is_ok() {
+          let _ = longpath::with(&target, |p| fs::remove_file(p));
+          if longpath::with2(mirror, &target, |a, b| fs::hard_link(a, b)).is_ok() {
             fault_point();
             return Ok(false);
           }
@@ -787,8 +785,8 @@ impl ApplyCtx<'_> {
         Err(e) => return Err(("cannot link into the increment", e)),
       }
     }
-    let _ = fs::remove_file(&target);
-    fsutil::copy_plain(mirror, &target).map_err(|e| ("cannot copy into the increment", e))?;
+    let _ = longpath::with(&target, |p| fs::remove_file(p));
+    longpath::with2(mirror, &target, |a, b| fsutil::copy_plain(a, b)).map_err(|e| ("cannot copy into the increment", e))?;
     fault_point();
     self.fallbacks.fetch_add(1, Ordering::Relaxed);
     Ok(true)
@@ -814,7 +812,7 @@ impl ApplyCtx<'_> {
     for attempt in 0..COPY_ATTEMPTS {
       let mut cur = e.clone();
       if attempt > 0 {
-        match fs::symlink_metadata(&src) {
+        match longpath::with(&src, |p| fs::symlink_metadata(p)) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
             Some(n) => cur = n,
             None => break,
@@ -823,7 +821,7 @@ impl ApplyCtx<'_> {
         }
       }
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match fsutil::copy_entry(&src, &tmp, &cur, op.tracked, accept_torn, self.progress) {
+      match longpath::with2(&src, &tmp, |s, t| fsutil::copy_entry(s, t, &cur, op.tracked, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
           let stored = c.stored.take().or_else(|| (cur != *e).then_some(cur));
@@ -832,13 +830,13 @@ impl ApplyCtx<'_> {
         }
         Ok(CopyResult::Changed(m)) => last = m,
         Err(err) => {
-          let _ = fs::remove_file(&tmp);
+          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
           return Err(("cannot copy", err));
         }
       }
     }
     let Some((c, stored)) = copied else {
-      let _ = fs::remove_file(&tmp);
+      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
       return Ok(Outcome::Skipped(Box::new(Warning::new(
         op.rel(),
         "changed-during-read",
@@ -846,18 +844,18 @@ impl ApplyCtx<'_> {
       ))));
     };
     fault_point();
-    if let Ok(md) = fs::symlink_metadata(&dst) {
+    if let Ok(md) = longpath::with(&dst, |p| fs::symlink_metadata(p)) {
       if md.is_dir() {
         // A folder became a file: the folder is empty by now unless it holds
         // preserved or foreign entries.
-        if let Err(err) = fs::remove_dir(&dst) {
-          let _ = fs::remove_file(&tmp);
+        if let Err(err) = longpath::with(&dst, |p| fs::remove_dir(p)) {
+          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
           return Err(("cannot replace the mirror folder", err));
         }
       }
     }
-    if let Err(err) = fs::rename(&tmp, &dst) {
-      let _ = fs::remove_file(&tmp);
+    if let Err(err) = longpath::with2(&tmp, &dst, |a, b| fs::rename(a, b)) {
+      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
       return Err(("cannot rename into the mirror", err));
     }
     fault_point();
@@ -879,9 +877,9 @@ impl ApplyCtx<'_> {
         continue;
       }
       let p = self.l.mirror_path(dir);
-      match fs::symlink_metadata(&p) {
+      match longpath::with(&p, |p| fs::symlink_metadata(p)) {
         Ok(md) if md.is_dir() => {}
-        Ok(_) => fs::remove_file(&p)?,
+        Ok(_) => longpath::with(&p, |p| fs::remove_file(p))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
       }
@@ -893,7 +891,7 @@ impl ApplyCtx<'_> {
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
     // The mirror holds the version already: hash it and link it.
-    match fsutil::sha256_of(&dst) {
+    match longpath::with(&dst, |p| fsutil::sha256_of(p)) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
         Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback, stored: None, inconsistent: false })
@@ -905,7 +903,7 @@ impl ApplyCtx<'_> {
 
   fn delete(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
-    if fs::symlink_metadata(&dst).is_err() {
+    if longpath::with(&dst, |p| fs::symlink_metadata(p)).is_err() {
       return Ok(Outcome::DoneMissing(Box::new(Warning::new(
         op.rel(),
         "mirror-missing",
@@ -913,7 +911,7 @@ impl ApplyCtx<'_> {
       ))));
     }
     let fallback = self.store(&dst, "deleted", op.rel())?;
-    match fs::remove_file(&dst) {
+    match longpath::with(&dst, |p| fs::remove_file(p)) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
       Err(e) => return Err(("cannot remove from the mirror", e)),
@@ -923,7 +921,7 @@ impl ApplyCtx<'_> {
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
-    match fs::remove_file(self.l.mirror_path(op.rel())) {
+    match longpath::with(&self.l.mirror_path(op.rel()), |p| fs::remove_file(p)) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
       Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
@@ -950,7 +948,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
   let keep = |d: &str| preserved.iter().any(|p| p.trim_matches('/') == d || p.trim_matches('/').starts_with(&format!("{d}/")));
   for d in dirs {
     if !keep(d) {
-      let _ = fs::remove_dir(l.mirror.join(names::to_path(d)));
+      let _ = longpath::with(&l.mirror.join(names::to_path(d)), |p| fs::remove_dir(p));
     }
   }
 }
@@ -984,12 +982,12 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     .enumerate()
     .filter_map(|(k, op)| {
       let mirror = l.mirror_path(&op.p);
-      let _ = fs::remove_file(fsutil::temp_path(&mirror));
-      let mmd = fs::symlink_metadata(&mirror).ok();
+      let _ = longpath::with(&fsutil::temp_path(&mirror), |p| fs::remove_file(p));
+      let mmd = longpath::with(&mirror, |p| fs::symlink_metadata(p)).ok();
       match (op.op.as_str(), op.t) {
         ("copy" | "link", true) => {
           let f = inc_dir.as_ref()?.join("track").join(names::to_path(&op.p));
-          let md = fs::symlink_metadata(&f).ok()?;
+          let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           // A file that changed before or while it was copied is stored as
           // read, not as journaled: kept, with what the file itself says,
           // and marked inconsistent (this run cannot know whether it was).
@@ -1002,17 +1000,17 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               hex::decode_to_slice(h, &mut b).ok()?;
               b
             }
-            None => fsutil::sha256_of(&f).ok()?,
+            None => longpath::with(&f, |p| fsutil::sha256_of(p)).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
           Some((k, Some(sha), !linked, other))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
-          let md = fs::symlink_metadata(&f).ok()?;
+          let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           if let Some(m) = &mmd {
             if fsutil::same_file(m, &md) || fsutil::mtime_ns(m) == op.m && m.len() == op.s {
-              let _ = fs::remove_file(&mirror);
+              let _ = longpath::with(&mirror, |p| fs::remove_file(p));
             }
           }
           Some((k, None, false, None))

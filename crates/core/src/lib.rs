@@ -36,6 +36,7 @@ pub mod fsutil;
 pub mod guard;
 pub mod increments;
 pub mod lock;
+pub mod longpath;
 pub mod maintain;
 pub mod meta;
 pub mod names;

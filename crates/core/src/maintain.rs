@@ -459,7 +459,7 @@ pub struct RecreateReport {
 /// Every file and symlink under `root` (relative, sorted), skipping our temp files.
 fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
   fn go(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>, warnings: &mut Vec<Warning>) {
-    let rd = match fs::read_dir(dir) {
+    let rd = match crate::longpath::with(dir, |p| fs::read_dir(p)) {
       Ok(r) => r,
       Err(e) if e.kind() == io::ErrorKind::NotFound => return,
       Err(e) => return warnings.push(Warning::from_io(dir.display().to_string(), "cannot read", &e)),
@@ -472,7 +472,7 @@ fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Meta
       let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
       let Ok(md) = e.metadata() else { continue };
       if md.is_dir() {
-        go(&e.path(), &r, out, warnings);
+        go(&dir.join(e.file_name()), &r, out, warnings);
       } else if md.is_file() || md.file_type().is_symlink() {
         out.push((r, md));
       }

@@ -107,16 +107,17 @@ impl Dirs {
       if self.0.lock().unwrap().contains(&cur) {
         continue;
       }
-      match fs::symlink_metadata(&cur) {
+      match crate::longpath::with(&cur, |p| fs::symlink_metadata(p)) {
         Ok(md) if md.file_type().is_symlink() => {
           return Err(Warning::new(rel, "symlink-in-target", format!("{} is a symlink; refusing to follow it", cur.display())))
         }
         Ok(md) if !md.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display()))),
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(&cur) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match crate::longpath::with(&cur, |p| fs::create_dir(p)) {
           Ok(()) => {}
           Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let md = fs::symlink_metadata(&cur).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
+            let md =
+              crate::longpath::with(&cur, |p| fs::symlink_metadata(p)).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
             if !md.is_dir() {
               return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display())));
             }
@@ -253,7 +254,7 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   // The source must not lead out of the backup through a symlinked folder.
   dirs_src.ensure(&it.root, rel, false).map_err(|w| Warning::new(rel, "unsafe-path", format!("in the backup: {}", w.message)))?;
   let source = it.root.join(crate::names::to_path(rel));
-  let md = fs::symlink_metadata(&source).map_err(|e| {
+  let md = crate::longpath::with(&source, |p| fs::symlink_metadata(p)).map_err(|e| {
     if e.kind() == io::ErrorKind::NotFound {
       Warning::new(rel, "missing-in-backup", format!("{} is missing", source.display()))
     } else {
@@ -266,38 +267,46 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   entry.mode = it.mode;
   dirs_dst.ensure(&o.to, rel, true)?;
   let target = o.to.join(crate::names::to_path(rel));
-  match fs::symlink_metadata(&target) {
+  match crate::longpath::with(&target, |p| fs::symlink_metadata(p)) {
     Ok(t) if t.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))),
     Ok(_) if !o.overwrite => return Ok(Done::Exists),
     _ => {}
   }
   let tmp = fsutil::temp_path(&target);
-  let copied = match fsutil::copy_entry(&source, &tmp, &entry, it.sha256.is_some(), false, progress) {
+  let copied = match crate::longpath::with2(&source, &tmp, |s, t| fsutil::copy_entry(s, t, &entry, it.sha256.is_some(), false, progress)) {
     Ok(CopyResult::Done(c)) => c,
     Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
     Err(e) => {
-      let _ = fs::remove_file(&tmp);
+      let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
       return Err(Warning::from_io(rel, "cannot restore", &e));
     }
   };
   if entry.mtime_ns != it.mtime_ns {
     let mt = filetime::FileTime::from_unix_time(it.mtime_ns.div_euclid(1_000_000_000), it.mtime_ns.rem_euclid(1_000_000_000) as u32);
-    let r = if entry.kind == Kind::Symlink { filetime::set_symlink_file_times(&tmp, mt, mt) } else { filetime::set_file_mtime(&tmp, mt) };
+    let r = crate::longpath::with(&tmp, |t| {
+      if entry.kind == Kind::Symlink {
+        filetime::set_symlink_file_times(t, mt, mt)
+      } else {
+        filetime::set_file_mtime(t, mt)
+      }
+    });
     r.map_err(|e| Warning::from_io(rel, "cannot set the mtime", &e))?;
   }
   let put = if o.overwrite {
-    fs::rename(&tmp, &target).map(|()| Done::Restored)
+    crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
   } else {
-    match fs::hard_link(&tmp, &target) {
-      Ok(()) => fs::remove_file(&tmp).map(|()| Done::Restored),
-      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::remove_file(&tmp).map(|()| Done::Exists),
+    match crate::longpath::with2(&tmp, &target, |a, b| fs::hard_link(a, b)) {
+      Ok(()) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Restored),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
       // No hardlinks here (FAT): check, then rename.
-      Err(_) if fs::symlink_metadata(&target).is_err() => fs::rename(&tmp, &target).map(|()| Done::Restored),
-      Err(_) => fs::remove_file(&tmp).map(|()| Done::Exists),
+      Err(_) if crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_err() => {
+        crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
+      }
+      Err(_) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
     }
   };
   let done = put.map_err(|e| {
-    let _ = fs::remove_file(&tmp);
+    let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
     Warning::from_io(rel, "cannot restore", &e)
   })?;
   if let (Some(want), Some(got)) = (&it.sha256, copied.sha256) {
@@ -321,7 +330,10 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   report.bytes = items.iter().map(|i| i.size).sum();
   report.untracked = items.iter().filter(|i| i.untracked).count() as u64;
   if o.dry_run {
-    report.existing = items.iter().filter(|i| fs::symlink_metadata(o.to.join(crate::names::to_path(&i.path))).is_ok()).count() as u64;
+    report.existing = items
+      .iter()
+      .filter(|i| crate::longpath::with(&o.to.join(crate::names::to_path(&i.path)), |p| fs::symlink_metadata(p)).is_ok())
+      .count() as u64;
     report.items = items;
     return Ok(report);
   }

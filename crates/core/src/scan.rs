@@ -166,7 +166,8 @@ impl Walker<'_> {
     {
       return out;
     }
-    let rd = match fs::read_dir(abs) {
+    // A folder deeper than one system call takes is read through a handle.
+    let rd = match crate::longpath::with(abs, |p| fs::read_dir(p)) {
       Ok(rd) => rd,
       Err(e) => {
         out.failed(rel.to_string(), "cannot read directory", &e);
@@ -195,7 +196,7 @@ impl Walker<'_> {
       if ft.is_dir() {
         let cctx = self.rules.enter_dir(ctx, &child);
         if self.rules.descend(cctx, &child) {
-          subdirs.push((de.path(), child, cctx));
+          subdirs.push((abs.join(&os_name), child, cctx));
         }
         continue;
       }

@@ -436,7 +436,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       .par_iter()
       .map(|c| {
         progress.ops_done.fetch_add(1, Relaxed);
-        let md = match fs::symlink_metadata(&c.path) {
+        let md = match crate::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
           Ok(m) => m,
           Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
           Err(e) => return Some((Status::Error, e.to_string())),
@@ -445,7 +445,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
         let cached = seen.lock().unwrap().get(&key).cloned();
         let got = match cached {
           Some(h) => h,
-          None => match fsutil::sha256_of(&c.path) {
+          None => match crate::longpath::with(&c.path, |p| fsutil::sha256_of(p)) {
             Ok(h) => {
               bytes.fetch_add(md.len(), Relaxed);
               progress.bytes_done.fetch_add(md.len(), Relaxed);
