@@ -786,7 +786,7 @@ impl ApplyCtx<'_> {
       }
     }
     let _ = longpath::with(&target, |p| fs::remove_file(p));
-    longpath::with2(mirror, &target, |a, b| fsutil::copy_plain(a, b)).map_err(|e| ("cannot copy into the increment", e))?;
+    longpath::with2(mirror, &target, fsutil::copy_plain).map_err(|e| ("cannot copy into the increment", e))?;
     fault_point();
     self.fallbacks.fetch_add(1, Ordering::Relaxed);
     Ok(true)
@@ -891,7 +891,7 @@ impl ApplyCtx<'_> {
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
     // The mirror holds the version already: hash it and link it.
-    match longpath::with(&dst, |p| fsutil::sha256_of(p)) {
+    match longpath::with(&dst, fsutil::sha256_of) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
         Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback, stored: None, inconsistent: false })
@@ -1000,7 +1000,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               hex::decode_to_slice(h, &mut b).ok()?;
               b
             }
-            None => longpath::with(&f, |p| fsutil::sha256_of(p)).ok()?,
+            None => longpath::with(&f, fsutil::sha256_of).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
           Some((k, Some(sha), !linked, other))

@@ -445,7 +445,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
         let cached = seen.lock().unwrap().get(&key).cloned();
         let got = match cached {
           Some(h) => h,
-          None => match crate::longpath::with(&c.path, |p| fsutil::sha256_of(p)) {
+          None => match crate::longpath::with(&c.path, fsutil::sha256_of) {
             Ok(h) => {
               bytes.fetch_add(md.len(), Relaxed);
               progress.bytes_done.fetch_add(md.len(), Relaxed);
