@@ -230,8 +230,9 @@ fn set_owner(path: &Path, uid: u32, gid: u32, nofollow: bool) {
 }
 
 /// Copies the entry `e` found at `src` into the new file `tmp` (which must
-/// not be shared with anything), with its mode, owner (as root) and mtime;
-/// hashes the bytes read when `hash` is set. Zero blocks become holes.
+/// not be shared with anything), with its owner (as root), mode and mtime,
+/// in that order (a chown clears setuid/setgid, so it must come before the
+/// chmod); hashes the bytes read when `hash` is set. Zero blocks become holes.
 pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Progress) -> io::Result<CopyResult> {
   if e.kind == Kind::Symlink {
     let _ = fs::remove_file(tmp);
@@ -299,8 +300,9 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
     return Ok(CopyResult::Changed("the file changed while it was copied".into()));
   }
   start_writeback(&out);
-  out.set_permissions(fs::Permissions::from_mode(e.mode))?;
+  // Owner first, then mode: Linux clears setuid/setgid on a chown.
   set_owner(tmp, e.uid, e.gid, false);
+  out.set_permissions(fs::Permissions::from_mode(e.mode))?;
   let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
   filetime::set_file_handle_times(&out, Some(mt), Some(mt))?;
   Ok(CopyResult::Done(Copied { sha256: hasher.map(Hasher::finish), bytes: total }))
