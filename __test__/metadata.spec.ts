@@ -3,17 +3,62 @@
  * owner (the chown must come before the chmod, or Linux clears the bits),
  * hard links, extended attributes and POSIX ACLs. Runs as root.
  */
+import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 
 import { backup, loadConfig, restore } from '../js'
-import { bump, tmpdir, workspace } from './helpers'
-import { expectIncrementsMatchMetadata, expectMirrorEqualsSource } from './invariants'
+import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import {
+  expectHistoryUnchanged,
+  expectIncrementsMatchMetadata,
+  expectMirrorEqualsSource,
+  linkGroups,
+  snapshotHistory,
+  xattrsOf,
+} from './invariants'
+
+const cleanups: (() => void)[] = []
+afterAll(() => {
+  for (const c of cleanups.reverse()) c()
+})
+
+/** A real exFAT image mounted through FUSE (no hard links, no xattrs). */
+function mountExfat(): string {
+  const dir = tmpdir('exfat-')
+  const img = path.join(dir, 'disk.img')
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  execFileSync('truncate', ['-s', '64M', img])
+  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
+  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
+  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
+  cleanups.push(() => {
+    spawnSync('umount', [mnt])
+    spawnSync('losetup', ['-d', loop])
+  })
+  return mnt
+}
+
+function setfattr(p: string, name: string, value: string) {
+  execFileSync('setfattr', ['-h', '-n', name, '-v', value, p])
+}
+
+function getfattr(p: string, name: string): string | null {
+  const r = spawnSync('getfattr', ['-h', '--only-values', '-n', name, p], { encoding: 'utf8' })
+  return r.status === 0 ? r.stdout : null
+}
+
+function getfacl(p: string): string {
+  return execFileSync('getfacl', ['--omit-header', '--numeric', '--absolute-names', p], { encoding: 'utf8' })
+}
+
+const hex = (s: string) => Buffer.from(s).toString('hex')
 
 /** The mirror state's entries, by path. */
-function readState(dst: string): Map<string, { mode: number; [k: string]: unknown }> {
+function readState(dst: string): Map<string, { mode: number; l?: string; x?: string }> {
   const lines = fs.readFileSync(path.join(dst, '.axiomatic/state.jsonl'), 'utf8').trim().split('\n').slice(1)
   return new Map(lines.map((l) => JSON.parse(l)).map((e) => [e.p, e]))
 }
@@ -73,5 +118,159 @@ describe('file metadata', () => {
         expect({ at, f, mode: st.mode & 0o7777, uid: st.uid }).toEqual({ at, f, mode: want[f], uid: NOBODY })
       }
     }
+  })
+
+  it('hard-linked source files share one inode in the mirror and the increment, and come back linked on restore', async () => {
+    const w = workspace({ 't/a.txt': 'shared content', 't/z.txt': 'alone', 'plain/d.txt': 'untracked shared' }, { track_dirs: ['t'], include_dirs: ['plain'] })
+    fs.mkdirSync(path.join(w.src, 't/sub'))
+    fs.linkSync(path.join(w.src, 't/a.txt'), path.join(w.src, 't/b.txt'))
+    fs.linkSync(path.join(w.src, 't/a.txt'), path.join(w.src, 't/sub/c.txt'))
+    fs.linkSync(path.join(w.src, 'plain/d.txt'), path.join(w.src, 'plain/e.txt'))
+    const cfg = loadConfig(w.config)
+    const s1 = await backup(cfg)
+    expect(s1).toMatchObject({ new: 4, mirrorUpdated: 2, warnings: [] })
+    // Only the first path of each group is copied.
+    expect(s1.bytesCopied).toBe('shared content'.length + 'alone'.length + 'untracked shared'.length)
+    expectMirrorEqualsSource(cfg)
+    expectIncrementsMatchMetadata(w.dst)
+    const ino = (p: string) => fs.statSync(path.join(w.dst, p)).ino
+    expect(ino('mirror/t/b.txt')).toBe(ino('mirror/t/a.txt'))
+    expect(ino('mirror/t/sub/c.txt')).toBe(ino('mirror/t/a.txt'))
+    expect(ino('mirror/plain/e.txt')).toBe(ino('mirror/plain/d.txt'))
+    expect(ino(`${s1.increment}/track/t/b.txt`)).toBe(ino('mirror/t/a.txt'))
+    const state = readState(w.dst)
+    expect(state.get('t/b.txt')!.l).toBe('t/a.txt')
+    expect(state.get('t/sub/c.txt')!.l).toBe('t/a.txt')
+    expect(state.get('plain/e.txt')!.l).toBe('plain/d.txt')
+    expect(state.get('t/a.txt')!.l).toBeUndefined()
+    const cat1 = readMeta(w.dst, s1.increment!).file_catalog
+    expect(cat1['t/b.txt']).toMatchObject({ link: 't/a.txt', op: 'new' })
+    expect(cat1['t/a.txt']).not.toHaveProperty('link')
+    expect(await backup(cfg)).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0 })
+
+    // Written in place: the whole group is a new version, still one inode (a new one).
+    const history = snapshotHistory(w.dst)
+    fs.writeFileSync(path.join(w.src, 't/b.txt'), 'shared content v2')
+    const s2 = await backup(cfg)
+    expect(s2).toMatchObject({ changed: 3, warnings: [] })
+    expect(ino('mirror/t/b.txt')).toBe(ino('mirror/t/a.txt'))
+    expect(ino('mirror/t/sub/c.txt')).toBe(ino('mirror/t/a.txt'))
+    expect(ino(`${s1.increment}/track/t/a.txt`)).not.toBe(ino('mirror/t/a.txt'))
+    expectHistoryUnchanged(history, w.dst)
+    expectMirrorEqualsSource(cfg)
+
+    // The link broken (b replaced by a copy with the same content and mtime): b is recorded on its own.
+    const st = fs.statSync(path.join(w.src, 't/b.txt'))
+    fs.rmSync(path.join(w.src, 't/b.txt'))
+    fs.writeFileSync(path.join(w.src, 't/b.txt'), 'shared content v2')
+    fs.utimesSync(path.join(w.src, 't/b.txt'), st.atime, st.mtime)
+    const s3 = await backup(cfg)
+    expect(s3).toMatchObject({ changed: 1, warnings: [] })
+    expect(Object.keys(readMeta(w.dst, s3.increment!).file_catalog)).toEqual(['t/b.txt'])
+    expect(ino('mirror/t/b.txt')).not.toBe(ino('mirror/t/a.txt'))
+    expectMirrorEqualsSource(cfg)
+    expectIncrementsMatchMetadata(w.dst)
+
+    // Restores: the latest (a, c linked; b alone; d, e linked) and the first point in time (a, b, c linked).
+    const latest = tmpdir('restore-')
+    expect((await restore(w.dst, { to: latest })).warnings).toEqual([])
+    expect(linkGroups(listTree(latest))).toEqual({ 't/sub/c.txt': 't/a.txt', 'plain/e.txt': 'plain/d.txt' })
+    expect(fs.readFileSync(path.join(latest, 't/sub/c.txt'), 'utf8')).toBe('shared content v2')
+    const first = tmpdir('restore-')
+    expect((await restore(w.dst, { to: first, at: s1.increment! })).warnings).toEqual([])
+    expect(linkGroups(listTree(first))).toEqual({ 't/b.txt': 't/a.txt', 't/sub/c.txt': 't/a.txt', 'plain/e.txt': 'plain/d.txt' })
+    expect(fs.readFileSync(path.join(first, 't/b.txt'), 'utf8')).toBe('shared content')
+
+    // The first path deleted: the rest of the group is linked to the new first path.
+    fs.linkSync(path.join(w.src, 't/a.txt'), path.join(w.src, 't/b2.txt'))
+    fs.rmSync(path.join(w.src, 't/a.txt'))
+    const s4 = await backup(cfg)
+    expect(s4.warnings).toEqual([])
+    expect(ino('mirror/t/sub/c.txt')).toBe(ino('mirror/t/b2.txt'))
+    expectMirrorEqualsSource(cfg)
+    expectIncrementsMatchMetadata(w.dst)
+    expect(await backup(cfg)).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0 })
+  })
+
+  it('xattrs and ACLs are kept in the mirror, recorded in the metadata and restored; changing only an xattr is a change', async () => {
+    const w = workspace({ 't/x.txt': 'x', 't/none.txt': 'n', 'plain/y.txt': 'y' }, { track_dirs: ['t'], include_dirs: ['plain'] })
+    const x = path.join(w.src, 't/x.txt')
+    setfattr(x, 'user.foo', 'bar')
+    execFileSync('setfacl', ['-m', 'u:1000:r', x])
+    setfattr(path.join(w.src, 'plain/y.txt'), 'user.k', 'v')
+    setfattr(path.join(w.src, 't'), 'user.folder', 'not kept') // folders: out of scope
+    const cfg = loadConfig(w.config)
+    const s1 = await backup(cfg)
+    expect(s1).toMatchObject({ new: 2, mirrorUpdated: 1, warnings: [] })
+    expectMirrorEqualsSource(cfg)
+    const mx = path.join(w.dst, 'mirror/t/x.txt')
+    expect(getfattr(mx, 'user.foo')).toBe('bar')
+    expect(getfacl(mx)).toContain('user:1000:r--')
+    expect(getfattr(path.join(w.dst, 'mirror/plain/y.txt'), 'user.k')).toBe('v')
+    const cat = readMeta(w.dst, s1.increment!).file_catalog
+    expect(cat['t/x.txt'].xattrs).toMatchObject({ 'user.foo': hex('bar') })
+    expect(cat['t/x.txt'].xattrs).toHaveProperty(['system.posix_acl_access'])
+    expect(cat['t/none.txt']).not.toHaveProperty('xattrs')
+    const state = readState(w.dst)
+    expect(state.get('t/x.txt')!.x).toMatch(/^[0-9a-f]{64}$/)
+    expect(state.get('plain/y.txt')!.x).toMatch(/^[0-9a-f]{64}$/)
+    expect(state.get('t/none.txt')!.x).toBeUndefined()
+    expect(await backup(cfg)).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0 })
+
+    // Only an xattr changes (content and mtime do not): a new version; the old one keeps its xattr.
+    const history = snapshotHistory(w.dst)
+    const before = fs.statSync(x).mtimeMs
+    setfattr(x, 'user.foo', 'baz')
+    expect(fs.statSync(x).mtimeMs).toBe(before)
+    const s2 = await backup(cfg)
+    expect(s2).toMatchObject({ changed: 1, warnings: [] })
+    expect(readMeta(w.dst, s2.increment!).file_catalog['t/x.txt'].xattrs).toMatchObject({ 'user.foo': hex('baz') })
+    expect(getfattr(path.join(w.dst, s1.increment!, 'track/t/x.txt'), 'user.foo')).toBe('bar')
+    expect(getfattr(mx, 'user.foo')).toBe('baz')
+    expectHistoryUnchanged(history, w.dst)
+    expectMirrorEqualsSource(cfg)
+    // An untracked file's xattr removed: the mirror follows.
+    execFileSync('setfattr', ['-x', 'user.k', path.join(w.src, 'plain/y.txt')])
+    expect(await backup(cfg)).toMatchObject({ mirrorUpdated: 1, warnings: [] })
+    expect(getfattr(path.join(w.dst, 'mirror/plain/y.txt'), 'user.k')).toBeNull()
+    expectMirrorEqualsSource(cfg)
+
+    const latest = tmpdir('restore-')
+    expect((await restore(w.dst, { to: latest })).warnings).toEqual([])
+    expect(getfattr(path.join(latest, 't/x.txt'), 'user.foo')).toBe('baz')
+    expect(getfacl(path.join(latest, 't/x.txt'))).toContain('user:1000:r--')
+    expect(xattrsOf(latest).get('t/x.txt')).toEqual(xattrsOf(w.src).get('t/x.txt'))
+    const first = tmpdir('restore-')
+    expect((await restore(w.dst, { to: first, at: s1.increment! })).warnings).toEqual([])
+    expect(getfattr(path.join(first, 't/x.txt'), 'user.foo')).toBe('bar')
+    expect(getfacl(path.join(first, 't/x.txt'))).toContain('user:1000:r--')
+  })
+
+  it('a target without xattrs or hard links (exFAT): one warning each per run, not per file; nothing is copied again', async () => {
+    const mnt = mountExfat()
+    const dir = tmpdir()
+    const src = path.join(dir, 'src')
+    writeTree(src, { 'proj/a.txt': 'a', 'proj/b.txt': 'b', 'proj/c.txt': 'c', 'docs/d.txt': 'd' })
+    for (const f of ['proj/a.txt', 'proj/b.txt', 'proj/c.txt', 'docs/d.txt']) setfattr(path.join(src, f), 'user.tag', f)
+    fs.linkSync(path.join(src, 'proj/a.txt'), path.join(src, 'proj/a-link.txt'))
+    const dst = path.join(mnt, 'backup')
+    const config = writeConfig(dir, { src, dst, track_dirs: ['proj'], include_dirs: ['docs'] })
+    const r1 = cli(['run', '--json', '-c', config])
+    expect(r1.status, r1.stderr).toBe(1)
+    const j1 = JSON.parse(r1.stdout)
+    expect(j1).toMatchObject({ new: 4, mirrorUpdated: 1 })
+    expect(j1.warnings.map((x: { path: string; code: string }) => [x.path, x.code])).toEqual([
+      ['', 'target-no-xattrs'],
+      ['', 'target-no-hardlinks'],
+    ])
+    expect(j1.warnings[0].message).toMatch(/^5 selected files have extended attributes/)
+    const mirror = listTree(path.join(dst, 'mirror'))
+    expect([...mirror.keys()].sort()).toEqual(['docs/d.txt', 'proj/a-link.txt', 'proj/a.txt', 'proj/b.txt', 'proj/c.txt'])
+    expect(mirror.get('proj/a-link.txt')!.sha).toBe(mirror.get('proj/a.txt')!.sha)
+    // The state does not claim what the target cannot hold, so the next run copies nothing again.
+    const r2 = cli(['run', '--json', '-c', config])
+    const j2 = JSON.parse(r2.stdout)
+    expect(j2).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0, bytesCopied: 0 })
+    expect(j2.warnings.map((x: { code: string }) => x.code)).toEqual(['target-no-xattrs', 'target-no-hardlinks'])
   })
 })

@@ -37,6 +37,7 @@ use crate::progress::{Phase, Progress};
 use crate::rules::{Role, RuleSpec, Rules};
 use crate::scan::{self, Entry, Kind};
 use crate::state::{self, StateEntry};
+use crate::xattrs::{self, Xattrs};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -172,14 +173,25 @@ impl<'a> Op<'a> {
       m,
       mode,
       h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
+      l: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
     }
   }
 }
 
 enum Outcome {
   /// Done; for copies/links the new state entry's hash and whether the
-  /// increment holds a copy instead of a hardlink.
-  Done { sha: Option<Box<[u8; 32]>>, fallback: bool },
+  /// increment holds a copy instead of a hardlink; the digest of the xattrs
+  /// the mirror copy holds, and for tracked entries the xattrs themselves;
+  /// `linked` when the mirror copy is a hardlink of its group's first path
+  /// (nothing copied); a warning about a partial success.
+  Done {
+    sha: Option<Box<[u8; 32]>>,
+    fallback: bool,
+    xattr: Option<Box<[u8; 32]>>,
+    attrs: Option<Box<Xattrs>>,
+    linked: bool,
+    note: Option<Box<Warning>>,
+  },
   /// Not done; the old state entry stays.
   Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
@@ -187,7 +199,55 @@ enum Outcome {
 }
 
 fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
-  e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
+  e.kind != o.kind
+    || e.size != o.size
+    || e.mode != o.mode
+    || (e.mtime_ns - o.mtime_ns).abs() > tol
+    || e.xattr != o.xattr
+    || e.link != o.link
+}
+
+/// The once-per-run warnings about what the target cannot hold (xattrs,
+/// ACLs, hard links) or a non-root run cannot set, instead of one per file.
+fn capability_warnings(dst: &Path, caps: &fsutil::FsCaps, notes: &xattrs::ScanNotes, followers: u64) -> Vec<Warning> {
+  let mut out = Vec::new();
+  let eg = |p: &Option<Box<str>>| p.as_deref().map(|p| format!(" (e.g. {p:?})")).unwrap_or_default();
+  if notes.target_cannot.0 > 0 {
+    let (code, what) = if caps.xattrs { ("target-no-acls", "POSIX ACLs") } else { ("target-no-xattrs", "extended attributes (xattrs, ACLs)") };
+    out.push(Warning::new(
+      "",
+      code,
+      format!(
+        "{} selected files have {what}{}, but {} cannot hold them (exFAT, some FUSE or network file systems): the files are backed up without them",
+        notes.target_cannot.0,
+        eg(&notes.target_cannot.1),
+        dst.display()
+      ),
+    ));
+  }
+  if notes.need_root.0 > 0 {
+    out.push(Warning::new(
+      "",
+      "xattrs-need-root",
+      format!(
+        "{} selected files have security.* or trusted.* extended attributes{} (SELinux labels, file capabilities) that only root can set: they are backed up without them; run as root to keep them",
+        notes.need_root.0,
+        eg(&notes.need_root.1)
+      ),
+    ));
+  }
+  if followers > 0 && !caps.hardlinks {
+    out.push(Warning::new(
+      "",
+      "target-no-hardlinks",
+      format!(
+        "{followers} selected files are hard links of other selected files, but {} has no hard links: each is stored as a separate copy",
+        dst.display()
+      ),
+    ));
+  }
+  out.extend(notes.warnings.iter().cloned());
+  out
 }
 
 pub(crate) fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
@@ -231,7 +291,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
-  let entries = scanned.entries;
+  let mut entries = scanned.entries;
+  // Hard-link groups and xattr digests, compared with the state like size and mtime.
+  let policy = xattrs::Policy { xattrs: caps.xattrs, acls: caps.acls, privileged: xattrs::is_root() };
+  let notes = pool.install(|| xattrs::digest_entries(&opts.src, &mut entries, &policy));
+  let followers = scan::link_groups(&mut entries);
+  if !caps.hardlinks {
+    entries.iter_mut().for_each(|e| e.link = None);
+  }
+  report.warnings.extend(capability_warnings(&opts.dst, &caps, &notes, followers));
+  let entries = entries;
+  // A group's first path: when it is copied, the whole group is relinked to the new copy.
+  let leaders: std::collections::HashSet<&str> = entries.iter().filter_map(|e| e.link.as_deref()).collect();
+  let mut recopied: std::collections::HashSet<&str> = std::collections::HashSet::new();
 
   timing("scan", started);
   progress.set_phase(Phase::Plan);
@@ -249,6 +321,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Less => {
         let e = &entries[i];
         ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: None, tracked: e.role == Role::Tracked, changed: false });
+        if leaders.contains(&*e.rel) {
+          recopied.insert(&e.rel);
+        }
         i += 1;
       }
       std::cmp::Ordering::Greater => {
@@ -260,8 +335,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Equal => {
         let (e, o) = (&entries[i], &old[j]);
         let tracked = e.role == Role::Tracked;
-        if differs(e, o, tol) {
+        let regroup = e.link.as_deref().is_some_and(|l| recopied.contains(l));
+        if differs(e, o, tol) || regroup {
           ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
+          if leaders.contains(&*e.rel) {
+            recopied.insert(&e.rel);
+          }
         } else if tracked && !o.tracked {
           ops.push(Op { kind: OpKind::Link, entry: Some(e), old: Some(o), tracked, changed: false });
         } else if !tracked && o.tracked {
@@ -343,18 +422,42 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     stop: &stop,
     fallbacks: &fallbacks,
     checked: Mutex::new(Default::default()),
+    xattrs: policy,
+    leads: Mutex::new(Default::default()),
   };
 
-  // Removals first (a file may replace a folder and back), then copies;
-  // each outcome is written into its slot, no intermediate lists.
+  // Removals first (a file may replace a folder and back), then copies,
+  // then the later members of hard-link groups (linked to their group's
+  // first path, copied just before); each outcome is written into its
+  // slot, no intermediate lists.
   let is_removal = |op: &Op| matches!(op.kind, OpKind::Delete | OpKind::Remove);
+  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link.is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
     ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
   prune_empty_dirs(&l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), &opts.preserved_dirs);
   pool.install(|| {
-    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| !is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
+    ops
+      .par_iter()
+      .zip(outcomes.par_iter_mut())
+      .filter(|(op, _)| !is_removal(op) && !is_follower(op))
+      .for_each(|(op, slot)| *slot = ctx.apply(op));
+  });
+  {
+    let mut leads = ctx.leads.lock().unwrap();
+    for (op, outcome) in ops.iter().zip(&outcomes) {
+      if matches!(op.kind, OpKind::Copy | OpKind::Link) && leaders.contains(op.rel()) {
+        let lead = match outcome {
+          Some(Outcome::Done { sha, .. }) => Lead::Done(sha.as_deref().copied()),
+          _ => Lead::Failed,
+        };
+        leads.insert(op.rel().into(), lead);
+      }
+    }
+  }
+  pool.install(|| {
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_follower(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
 
   if let Some(err) = fatal.into_inner().unwrap() {
@@ -381,10 +484,13 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         count(&mut report, op);
         catalog_len += u64::from(op.kind == OpKind::Delete);
       }
-      Outcome::Done { .. } => {
+      Outcome::Done { linked, note, .. } => {
         count(&mut report, op);
-        if op.kind == OpKind::Copy {
+        if op.kind == OpKind::Copy && !linked {
           report.bytes_copied += op.entry.unwrap().size;
+        }
+        if let Some(w) = note {
+          report.warnings.push((**w).clone());
         }
         catalog_len += u64::from(op.tracked);
       }
@@ -491,9 +597,9 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
       Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha(), fallback))
     }
-    (Outcome::Done { sha, fallback }, OpKind::Copy | OpKind::Link) if op.tracked => {
+    (Outcome::Done { sha, fallback, attrs, linked, .. }, OpKind::Copy | OpKind::Link) if op.tracked => {
       let e = op.entry.unwrap();
-      Some(meta::catalog_entry(
+      let mut c = meta::catalog_entry(
         e.size,
         e.mtime_ns,
         e.mode,
@@ -501,7 +607,10 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
         if op.changed { "changed" } else { "new" },
         sha.as_deref().copied(),
         *fallback,
-      ))
+      );
+      c.link = if *linked { e.link.as_deref().map(str::to_string) } else { None };
+      c.xattrs = attrs.as_deref().and_then(xattrs::to_catalog);
+      Some(c)
     }
     _ => None,
   }
@@ -511,15 +620,16 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 enum StateRef<'a> {
   /// Unchanged (or an op that was not done): the old entry, with the current role.
   Old(&'a StateEntry, bool),
-  /// Copied or linked this run, with the hash of what the mirror now holds.
-  New(&'a Entry, Option<&'a [u8; 32]>),
+  /// Copied or linked this run, with the hash of what the mirror now holds,
+  /// its xattr digest, and whether it is linked to its group's first path.
+  New(&'a Entry, Option<&'a [u8; 32]>, Option<&'a [u8; 32]>, bool),
 }
 
 impl<'a> StateRef<'a> {
   fn tracked(&self) -> bool {
     match self {
       StateRef::Old(_, t) => *t,
-      StateRef::New(e, _) => e.role == Role::Tracked,
+      StateRef::New(e, ..) => e.role == Role::Tracked,
     }
   }
   fn line(&self) -> state::StateLine<'a> {
@@ -532,8 +642,10 @@ impl<'a> StateRef<'a> {
         mode: o.mode,
         tracked: t,
         sha256: if t { o.sha() } else { None },
+        link: o.link.as_deref(),
+        xattr: o.xattr.as_deref().copied(),
       },
-      StateRef::New(e, sha) => state::StateLine {
+      StateRef::New(e, sha, xattr, linked) => state::StateLine {
         rel: &e.rel,
         kind: e.kind,
         size: e.size,
@@ -541,6 +653,8 @@ impl<'a> StateRef<'a> {
         mode: e.mode,
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.copied() } else { None },
+        link: if linked { e.link.as_deref() } else { None },
+        xattr: xattr.copied(),
       },
     }
   }
@@ -565,7 +679,7 @@ fn next_state<'a>(entries: &'a [Entry], old: &'a [StateEntry], ops: &[Op<'a>], o
     }
     if k < ops.len() && ops[k].rel() == &*e.rel {
       match (&outcomes[k], ops[k].old) {
-        (Some(Outcome::Done { sha, .. }), _) => out.push(StateRef::New(e, sha.as_deref())),
+        (Some(Outcome::Done { sha, xattr, linked, .. }), _) => out.push(StateRef::New(e, sha.as_deref(), xattr.as_deref(), *linked)),
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
         _ => {}
       }
@@ -630,6 +744,19 @@ struct ApplyCtx<'a> {
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
   checked: Mutex<std::collections::HashSet<String>>,
+  /// Which xattrs copies carry.
+  xattrs: xattrs::Policy,
+  /// Hard-link groups' first paths copied or linked this run, filled before
+  /// the later members are applied.
+  leads: Mutex<std::collections::HashMap<Box<str>, Lead>>,
+}
+
+/// What became of a hard-link group's first path this run.
+enum Lead {
+  /// Its mirror copy is current; the SHA-256 if tracked.
+  Done(Option<[u8; 32]>),
+  /// Not done: the later members are copied on their own.
+  Failed,
 }
 
 fn is_link_unsupported(e: &io::Error) -> bool {
@@ -654,6 +781,7 @@ impl ApplyCtx<'_> {
       return None;
     }
     let res = match op.kind {
+      OpKind::Copy if op.entry.is_some_and(|e| e.link.is_some()) => self.copy_follower(op),
       OpKind::Copy => self.copy(op),
       OpKind::Link => self.link_only(op),
       OpKind::Delete => self.delete(op),
@@ -722,14 +850,16 @@ impl ApplyCtx<'_> {
         // Retry once with the file as it is now.
         match fs::symlink_metadata(&src) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = n,
+            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
             None => break,
           },
           Err(err) => return Err(("cannot read", err)),
         }
       }
-      match fsutil::copy_entry(&src, &tmp, &cur, op.tracked, self.progress) {
-        Ok(CopyResult::Done(c)) if cur == *e => {
+      // Xattrs only when the scan saw some: the common case costs no extra syscall.
+      let xa = e.xattr.is_some().then_some(&self.xattrs);
+      match fsutil::copy_entry_with(&src, &tmp, &cur, op.tracked, xa, self.progress) {
+        Ok(CopyResult::Done(c)) if cur.same_stat(e) => {
           copied = Some(c);
           break;
         }
@@ -771,7 +901,78 @@ impl ApplyCtx<'_> {
     }
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
-    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback })
+    Ok(Outcome::Done {
+      sha: c.sha256.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&c.xattrs).map(Box::new),
+      note: c.xattr_warning(op.rel()).map(Box::new),
+      attrs: (op.tracked && !c.xattrs.is_empty()).then(|| Box::new(c.xattrs)),
+      linked: false,
+    })
+  }
+
+  /// A hard-link group's later member: `mirror/<rel>` becomes a hardlink of
+  /// the group's first path's mirror copy (link to the temp name, then
+  /// rename, so nothing is written in place), without reading the source
+  /// again. Falls back to a copy of its own when the first path was not
+  /// copied, the source is no longer the scanned inode, or links fail.
+  fn copy_follower(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
+    use std::os::unix::fs::MetadataExt;
+    let e = op.entry.unwrap();
+    let leader = e.link.as_deref().unwrap();
+    let lead_sha = match self.leads.lock().unwrap().get(leader) {
+      Some(Lead::Done(sha)) => Some(*sha),
+      Some(Lead::Failed) => return self.copy(op),
+      None => None, // unchanged this run: its mirror copy is current
+    };
+    let src = self.src.join(op.rel());
+    let dst = self.l.mirror_path(op.rel());
+    let lead = self.l.mirror_path(leader);
+    let same = |md: &fs::Metadata| {
+      md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode
+    };
+    match (fs::symlink_metadata(&src), fs::symlink_metadata(&lead)) {
+      (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
+      _ => return self.copy(op),
+    }
+    ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
+    self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
+    let tmp = fsutil::temp_path(&dst);
+    let _ = fs::remove_file(&tmp);
+    match fs::hard_link(&lead, &tmp) {
+      Ok(()) => {}
+      Err(err) if is_link_unsupported(&err) || err.kind() == io::ErrorKind::NotFound => return self.copy(op),
+      Err(err) => return Err(("cannot link into the mirror", err)),
+    }
+    fault_point();
+    if let Ok(md) = fs::symlink_metadata(&dst) {
+      if md.is_dir() {
+        if let Err(err) = fs::remove_dir(&dst) {
+          let _ = fs::remove_file(&tmp);
+          return Err(("cannot replace the mirror folder", err));
+        }
+      }
+    }
+    if let Err(err) = fs::rename(&tmp, &dst) {
+      let _ = fs::remove_file(&tmp);
+      return Err(("cannot rename into the mirror", err));
+    }
+    fault_point();
+    let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+    let sha = match (op.tracked, lead_sha.flatten()) {
+      (false, _) => None,
+      (true, Some(h)) => Some(h),
+      (true, None) => Some(fsutil::sha256_of(&dst).map_err(|err| ("cannot read the mirror copy of", err))?),
+    };
+    let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
+    Ok(Outcome::Done {
+      sha: sha.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&attrs).map(Box::new),
+      attrs: (op.tracked && !attrs.is_empty()).then(|| Box::new(attrs)),
+      linked: true,
+      note: None,
+    })
   }
 
   /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
@@ -805,7 +1006,16 @@ impl ApplyCtx<'_> {
     match fsutil::sha256_of(&dst) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
-        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback })
+        let old = op.old.unwrap();
+        let attrs = if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+        Ok(Outcome::Done {
+          sha: Some(Box::new(sha)),
+          fallback,
+          xattr: old.xattr.clone(),
+          attrs: (!attrs.is_empty()).then(|| Box::new(attrs)),
+          linked: old.link.is_some(),
+          note: None,
+        })
       }
       Err(err) if err.kind() == io::ErrorKind::NotFound => self.copy(&Op { kind: OpKind::Copy, ..*op }),
       Err(err) => Err(("cannot read the mirror copy of", err)),
@@ -828,7 +1038,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback })
+    Ok(Outcome::Done { sha: None, fallback, xattr: None, attrs: None, linked: false, note: None })
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
@@ -839,7 +1049,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback: false })
+    Ok(Outcome::Done { sha: None, fallback: false, xattr: None, attrs: None, linked: false, note: None })
   }
 }
 
@@ -885,7 +1095,8 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     _ => None,
   };
 
-  let done: Vec<(usize, Option<[u8; 32]>, bool)> = ops
+  // (op, sha, stored as a copy, the file that was written).
+  let done: Vec<(usize, Option<[u8; 32]>, bool, Option<PathBuf>)> = ops
     .par_iter()
     .enumerate()
     .filter_map(|(k, op)| {
@@ -909,7 +1120,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             None => fsutil::sha256_of(&f).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
-          Some((k, Some(sha), !linked))
+          Some((k, Some(sha), !linked, Some(f)))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(&op.p);
@@ -919,26 +1130,34 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               let _ = fs::remove_file(&mirror);
             }
           }
-          Some((k, None, false))
+          Some((k, None, false, None))
         }
         ("copy", false) => {
           let m = mmd?;
           let same = m.len() == op.s
             && fsutil::mtime_ns(&m) == op.m
             && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
-          same.then_some((k, None, false))
+          same.then_some((k, None, false, Some(mirror)))
         }
-        ("remove", _) => mmd.is_none().then_some((k, None, false)),
+        ("remove", _) => mmd.is_none().then_some((k, None, false, None)),
         _ => None,
       }
     })
     .collect();
 
   let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-  for &(k, sha, copied) in &done {
-    let op = &ops[k];
+  for (k, sha, copied, file) in &done {
+    let (op, sha, copied) = (&ops[*k], *sha, *copied);
     match op.op.as_str() {
       "copy" | "link" => {
+        // What the written file holds: its xattrs, and whether it is linked
+        // to its group's first path (else the next run links it).
+        let attrs = file.as_deref().map(xattrs::read_quiet).unwrap_or_default();
+        let link = op.l.as_ref().filter(|lead| {
+          let a = fs::symlink_metadata(l.mirror_path(&op.p));
+          let b = fs::symlink_metadata(l.mirror_path(lead));
+          matches!((a, b), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b))
+        });
         state.insert(
           op.p.clone(),
           StateEntry {
@@ -949,11 +1168,16 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             mode: op.mode,
             tracked: op.t,
             sha256: if op.t { sha.map(Box::new) } else { None },
+            link: link.map(|s| s.as_str().into()),
+            xattr: xattrs::digest(&attrs).map(Box::new),
           },
         );
         if op.t {
           let what = op.change.as_deref().unwrap_or("new");
-          catalog.insert(op.p.clone(), meta::catalog_entry(op.s, op.m, op.mode, op.k, what, sha, copied));
+          let mut c = meta::catalog_entry(op.s, op.m, op.mode, op.k, what, sha, copied);
+          c.link = link.cloned();
+          c.xattrs = xattrs::to_catalog(&attrs);
+          catalog.insert(op.p.clone(), c);
         }
       }
       _ => {

@@ -108,6 +108,10 @@ pub struct EntryRef<'a> {
   pub stored_as: Option<Cow<'a, str>>,
   #[serde(borrow, default)]
   pub carried_from: Option<Cow<'a, str>>,
+  #[serde(borrow, default)]
+  pub link: Option<Cow<'a, str>>,
+  #[serde(default)]
+  pub xattrs: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn default_kind() -> Kind {
@@ -135,6 +139,8 @@ impl EntryRef<'_> {
       sha256: self.sha256.as_deref().map(str::to_string),
       stored_as: self.stored_as.as_deref().unwrap_or("hardlink").to_string(),
       carried_from: self.carried_from.as_deref().map(str::to_string),
+      link: self.link.as_deref().map(str::to_string),
+      xattrs: self.xattrs.clone(),
     }
   }
 }

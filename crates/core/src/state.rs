@@ -4,7 +4,8 @@
 //! object per mirrored entry, sorted by path. Written to a temp file, fsynced
 //! and renamed over the old one, so a reader sees either the old or the new
 //! state, never a mix. Tracked entries carry the SHA-256 of the version the
-//! mirror holds (computed when it was copied).
+//! mirror holds (computed when it was copied); entries with xattrs a digest
+//! of them, later members of a hard-link group the group's first path.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -36,6 +37,13 @@ pub struct StateEntry {
   pub tracked: bool,
   #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize_boxed")]
   pub sha256: Option<Box<[u8; 32]>>,
+  /// A hard-link group's later member: the group's first path, which the
+  /// mirror copy is a hardlink of.
+  #[serde(rename = "l", default)]
+  pub link: Option<Box<str>>,
+  /// Digest of the xattrs (ACLs included) the mirror copy holds.
+  #[serde(rename = "x", default, deserialize_with = "sha_hex::deserialize_boxed")]
+  pub xattr: Option<Box<[u8; 32]>>,
 }
 
 mod sha_hex {
@@ -140,6 +148,10 @@ pub struct StateLine<'a> {
   pub tracked: bool,
   #[serde(rename = "h", skip_serializing_if = "Option::is_none", with = "sha_hex")]
   pub sha256: Option<[u8; 32]>,
+  #[serde(rename = "l", skip_serializing_if = "Option::is_none")]
+  pub link: Option<&'a str>,
+  #[serde(rename = "x", skip_serializing_if = "Option::is_none", with = "sha_hex")]
+  pub xattr: Option<[u8; 32]>,
 }
 
 impl StateEntry {
@@ -157,6 +169,8 @@ impl StateEntry {
       mode: self.mode,
       tracked: self.tracked,
       sha256: self.sha(),
+      link: self.link.as_deref(),
+      xattr: self.xattr.as_deref().copied(),
     }
   }
 }
