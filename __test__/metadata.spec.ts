@@ -273,4 +273,46 @@ describe('file metadata', () => {
     expect(j2).toMatchObject({ increment: null, changed: 0, mirrorUpdated: 0, bytesCopied: 0 })
     expect(j2.warnings.map((x: { code: string }) => x.code)).toEqual(['target-no-xattrs', 'target-no-hardlinks'])
   })
+
+  it('SIGKILL at every step of runs with hard links and xattrs: the next run finishes with links and xattrs intact', async () => {
+    for (const phase of ['first', 'incremental'] as const) {
+      const base = workspace({ 't/a.txt': 'group', 't/x.txt': 'x', 't/y.txt': 'y', 'p/u.txt': 'untracked' }, { track_dirs: ['t'], include_dirs: ['p'] })
+      fs.linkSync(path.join(base.src, 't/a.txt'), path.join(base.src, 't/b.txt'))
+      fs.linkSync(path.join(base.src, 'p/u.txt'), path.join(base.src, 'p/v.txt'))
+      setfattr(path.join(base.src, 't/x.txt'), 'user.one', '1')
+      setfattr(path.join(base.src, 'p/u.txt'), 'user.two', '2')
+      if (phase === 'incremental') {
+        expect(cli(['run', '-c', base.config]).status).toBe(0)
+        fs.writeFileSync(path.join(base.src, 't/a.txt'), 'group v2') // in place: the whole group
+        setfattr(path.join(base.src, 't/x.txt'), 'user.one', 'changed')
+        setfattr(path.join(base.src, 't/y.txt'), 'user.new', 'n')
+        fs.linkSync(path.join(base.src, 't/a.txt'), path.join(base.src, 't/c.txt'))
+      }
+      let completedAt = 0
+      for (let n = 1; n < 200; n++) {
+        await new Promise((r) => setImmediate(r)) // let the test runner's messages through
+        const dir = tmpdir('crash-meta-')
+        fs.rmSync(dir, { recursive: true })
+        execFileSync('cp', ['-a', base.dir, dir]) // keeps hard links and xattrs
+        const before = snapshotHistory(path.join(dir, 'dst'))
+        const killed = cli(['run', '-c', path.join(dir, 'config.json')], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
+        const again = cli(['run', '--json', '-c', path.join(dir, 'config.json')])
+        expect({ n, status: again.status, stderr: again.stderr }).toEqual({ n, status: 0, stderr: '' })
+        const cfg = loadConfig(path.join(dir, 'config.json'))
+        expectMirrorEqualsSource(cfg)
+        expectIncrementsMatchMetadata(cfg.dst)
+        expectHistoryUnchanged(before, cfg.dst)
+        // The state agrees with the files: nothing left to do.
+        const third = JSON.parse(cli(['run', '--json', '-c', path.join(dir, 'config.json')]).stdout)
+        expect({ n, ...third }).toMatchObject({ n, increment: null, changed: 0, new: 0, mirrorUpdated: 0 })
+        fs.rmSync(dir, { recursive: true })
+        if (killed.signal !== 'SIGKILL') {
+          expect(killed.status).toBe(0)
+          completedAt = n
+          break
+        }
+      }
+      expect(completedAt).toBeGreaterThan(5)
+    }
+  }, 300_000)
 })

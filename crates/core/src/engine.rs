@@ -939,25 +939,31 @@ impl ApplyCtx<'_> {
     self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
     let tmp = fsutil::temp_path(&dst);
     let _ = fs::remove_file(&tmp);
-    match fs::hard_link(&lead, &tmp) {
-      Ok(()) => {}
-      Err(err) if is_link_unsupported(&err) || err.kind() == io::ErrorKind::NotFound => return self.copy(op),
-      Err(err) => return Err(("cannot link into the mirror", err)),
-    }
-    fault_point();
-    if let Ok(md) = fs::symlink_metadata(&dst) {
-      if md.is_dir() {
-        if let Err(err) = fs::remove_dir(&dst) {
-          let _ = fs::remove_file(&tmp);
-          return Err(("cannot replace the mirror folder", err));
+    let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b));
+    // Already linked (a killed run got that far): rename(2) of two links of
+    // one inode would do nothing and leave the temp name behind.
+    if !linked_already {
+      match fs::hard_link(&lead, &tmp) {
+        Ok(()) => {}
+        Err(err) if is_link_unsupported(&err) || err.kind() == io::ErrorKind::NotFound => return self.copy(op),
+        Err(err) => return Err(("cannot link into the mirror", err)),
+      }
+      fault_point();
+      if let Ok(md) = fs::symlink_metadata(&dst) {
+        if md.is_dir() {
+          if let Err(err) = fs::remove_dir(&dst) {
+            let _ = fs::remove_file(&tmp);
+            return Err(("cannot replace the mirror folder", err));
+          }
         }
       }
-    }
-    if let Err(err) = fs::rename(&tmp, &dst) {
+      let renamed = fs::rename(&tmp, &dst);
       let _ = fs::remove_file(&tmp);
-      return Err(("cannot rename into the mirror", err));
+      if let Err(err) = renamed {
+        return Err(("cannot rename into the mirror", err));
+      }
+      fault_point();
     }
-    fault_point();
     let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
     let sha = match (op.tracked, lead_sha.flatten()) {
       (false, _) => None,

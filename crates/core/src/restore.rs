@@ -299,7 +299,10 @@ fn restore_linked(o: &RestoreOptions, it: &Item, lead: &Item, dirs_src: &Dirs, d
   // No hardlinks in the target (FAT) or at the link limit: a copy of its own.
   fs::hard_link(o.to.join(&lead.path), &tmp).ok()?;
   let put = if o.overwrite {
-    fs::rename(&tmp, &target).map(|()| Done::Restored)
+    // (rename(2) of two links of one inode does nothing: remove the temp name.)
+    fs::rename(&tmp, &target).map(|()| Done::Restored).inspect(|_| {
+      let _ = fs::remove_file(&tmp);
+    })
   } else {
     match fs::hard_link(&tmp, &target) {
       Ok(()) => fs::remove_file(&tmp).map(|()| Done::Restored),
