@@ -197,6 +197,7 @@ describe('file metadata', () => {
     const x = path.join(w.src, 't/x.txt')
     setfattr(x, 'user.foo', 'bar')
     execFileSync('setfacl', ['-m', 'u:1000:r', x])
+    setfattr(x, 'trusted.t', 'root only') // kept as root
     setfattr(path.join(w.src, 'plain/y.txt'), 'user.k', 'v')
     setfattr(path.join(w.src, 't'), 'user.folder', 'not kept') // folders: out of scope
     const cfg = loadConfig(w.config)
@@ -205,6 +206,7 @@ describe('file metadata', () => {
     expectMirrorEqualsSource(cfg)
     const mx = path.join(w.dst, 'mirror/t/x.txt')
     expect(getfattr(mx, 'user.foo')).toBe('bar')
+    expect(getfattr(mx, 'trusted.t')).toBe('root only')
     expect(getfacl(mx)).toContain('user:1000:r--')
     expect(getfattr(path.join(w.dst, 'mirror/plain/y.txt'), 'user.k')).toBe('v')
     const cat = readMeta(w.dst, s1.increment!).file_catalog
@@ -238,6 +240,7 @@ describe('file metadata', () => {
     const latest = tmpdir('restore-')
     expect((await restore(w.dst, { to: latest })).warnings).toEqual([])
     expect(getfattr(path.join(latest, 't/x.txt'), 'user.foo')).toBe('baz')
+    expect(getfattr(path.join(latest, 't/x.txt'), 'trusted.t')).toBe('root only')
     expect(getfacl(path.join(latest, 't/x.txt'))).toContain('user:1000:r--')
     expect(xattrsOf(latest).get('t/x.txt')).toEqual(xattrsOf(w.src).get('t/x.txt'))
     const first = tmpdir('restore-')
@@ -315,4 +318,37 @@ describe('file metadata', () => {
       expect(completedAt).toBeGreaterThan(5)
     }
   }, 300_000)
+
+  it('as a non-root user: security.* xattrs, which only root can set, are reported once per run, user.* ones kept', () => {
+    const w = workspace({ 't/a.txt': 'a', 't/b.txt': 'b', 't/c.txt': 'c' }, { track_dirs: ['t'] })
+    for (const f of ['t/a.txt', 't/b.txt']) setfattr(path.join(w.src, f), 'security.test', 'label')
+    setfattr(path.join(w.src, 't/a.txt'), 'user.keep', 'yes')
+    fs.chmodSync(w.dir, 0o755)
+    execFileSync('chown', ['-R', 'nobody:nogroup', w.dir])
+    const base = path.dirname(w.dir)
+    fs.chmodSync(base, 0o755)
+    // The checkout may not be readable by `nobody`: run a copy of the package.
+    const pkg = path.join(base, `pkg-meta-${process.pid}`)
+    if (!fs.existsSync(pkg)) {
+      const root = path.join(__dirname, '..')
+      for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
+        fs.cpSync(path.join(root, p), path.join(pkg, p), { recursive: true })
+      execFileSync('chmod', ['-R', 'a+rX', pkg])
+    }
+    const run = () =>
+      spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, path.join(pkg, 'bin', 'backup.js'), 'run', '--json', '-c', w.config], {
+        encoding: 'utf8',
+      })
+    const r1 = run()
+    expect(r1.status, r1.stderr).toBe(1)
+    const j1 = JSON.parse(r1.stdout)
+    expect(j1.new).toBe(3)
+    expect(j1.warnings.map((x: { path: string; code: string }) => [x.path, x.code])).toEqual([['', 'xattrs-need-root']])
+    expect(j1.warnings[0].message).toMatch(/^2 selected files have security\.\* or trusted\.\*/)
+    expect(getfattr(path.join(w.dst, 'mirror/t/a.txt'), 'user.keep')).toBe('yes')
+    expect(getfattr(path.join(w.dst, 'mirror/t/a.txt'), 'security.test')).toBeNull()
+    const j2 = JSON.parse(run().stdout)
+    expect(j2).toMatchObject({ increment: null, changed: 0, bytesCopied: 0 })
+    expect(j2.warnings.map((x: { code: string }) => x.code)).toEqual(['xattrs-need-root'])
+  })
 })

@@ -112,6 +112,10 @@ export interface CatalogEntry {
   sha256: string | null
   stored_as: 'hardlink' | 'copy'
   carried_from?: string
+  /** A hard-link group's later member: the group's first path (restored as a hardlink of it). */
+  link?: string
+  /** Extended attributes and POSIX ACLs (`system.posix_acl_access`): name → hex value. */
+  xattrs?: Record<string, string>
 }
 
 export interface SearchHit extends CatalogEntry {
