@@ -213,7 +213,11 @@ fn capability_warnings(dst: &Path, caps: &fsutil::FsCaps, notes: &xattrs::ScanNo
   let mut out = Vec::new();
   let eg = |p: &Option<Box<str>>| p.as_deref().map(|p| format!(" (e.g. {p:?})")).unwrap_or_default();
   if notes.target_cannot.0 > 0 {
-    let (code, what) = if caps.xattrs { ("target-no-acls", "POSIX ACLs") } else { ("target-no-xattrs", "extended attributes (xattrs, ACLs)") };
+    let (code, what) = match (caps.xattrs, caps.acls) {
+      (true, _) => ("target-no-acls", "POSIX ACLs"),
+      (false, true) => ("target-no-xattrs", "extended attributes"),
+      (false, false) => ("target-no-xattrs", "extended attributes or ACLs"),
+    };
     out.push(Warning::new(
       "",
       code,
@@ -374,7 +378,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
   let tracked_ops = ops.iter().filter(|o| o.tracked).count();
   progress.ops_total.store(ops.len() as u64, Ordering::Relaxed);
-  progress.bytes_total.store(ops.iter().filter(|o| o.kind == OpKind::Copy).map(|o| o.entry.map_or(0, |e| e.size)).sum(), Ordering::Relaxed);
+  // Later members of hard-link groups are linked, not copied: no bytes.
+  let copied_bytes =
+    ops.iter().filter(|o| o.kind == OpKind::Copy).filter_map(|o| o.entry).filter(|e| e.link.is_none()).map(|e| e.size).sum();
+  progress.bytes_total.store(copied_bytes, Ordering::Relaxed);
 
   if opts.dry_run {
     for op in &ops {
@@ -928,9 +935,7 @@ impl ApplyCtx<'_> {
     let src = self.src.join(op.rel());
     let dst = self.l.mirror_path(op.rel());
     let lead = self.l.mirror_path(leader);
-    let same = |md: &fs::Metadata| {
-      md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode
-    };
+    let same = |md: &fs::Metadata| md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode;
     match (fs::symlink_metadata(&src), fs::symlink_metadata(&lead)) {
       (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
       _ => return self.copy(op),
@@ -1013,7 +1018,8 @@ impl ApplyCtx<'_> {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
         let old = op.old.unwrap();
-        let attrs = if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+        let attrs =
+          if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
         Ok(Outcome::Done {
           sha: Some(Box::new(sha)),
           fallback,
@@ -1102,7 +1108,8 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   };
 
   // (op, sha, stored as a copy, the file that was written).
-  let done: Vec<(usize, Option<[u8; 32]>, bool, Option<PathBuf>)> = ops
+  type Done = (usize, Option<[u8; 32]>, bool, Option<PathBuf>);
+  let done: Vec<Done> = ops
     .par_iter()
     .enumerate()
     .filter_map(|(k, op)| {

@@ -266,7 +266,14 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Prog
 /// (none with `None`), set after the mode and before the mtime: a chown
 /// clears `security.capability`, and setting an ACL rewrites the group
 /// bits to its mask, which the source's mode already equals.
-pub fn copy_entry_with(src: &Path, tmp: &Path, e: &Entry, hash: bool, xattrs: Option<&Policy>, progress: &Progress) -> io::Result<CopyResult> {
+pub fn copy_entry_with(
+  src: &Path,
+  tmp: &Path,
+  e: &Entry,
+  hash: bool,
+  xattrs: Option<&Policy>,
+  progress: &Progress,
+) -> io::Result<CopyResult> {
   if e.kind == Kind::Symlink {
     let _ = fs::remove_file(tmp);
     let md = fs::symlink_metadata(src)?;

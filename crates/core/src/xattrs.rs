@@ -32,7 +32,7 @@ pub const ACL_DEFAULT: &str = "system.posix_acl_default";
 /// Which xattrs a copy reads and sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-  /// The target holds xattrs at all (false: none are copied).
+  /// The target holds xattrs (`user.*` and the like; false: none of those are copied).
   pub xattrs: bool,
   /// The target holds POSIX ACLs.
   pub acls: bool,
@@ -71,7 +71,7 @@ impl Policy {
     if privileged && !self.privileged {
       return Verdict::NeedsRoot;
     }
-    if !self.xattrs || (acl && !self.acls) {
+    if (acl && !self.acls) || (!acl && !self.xattrs) {
       return Verdict::TargetCannot;
     }
     Verdict::Copy
@@ -93,11 +93,7 @@ fn unsupported(e: &io::Error) -> bool {
   matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
 }
 
-fn collect(
-  names: io::Result<xattr::XAttrs>,
-  policy: &Policy,
-  get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>,
-) -> io::Result<Found> {
+fn collect(names: io::Result<xattr::XAttrs>, policy: &Policy, get: impl Fn(&OsStr) -> io::Result<Option<Vec<u8>>>) -> io::Result<Found> {
   let names = match names {
     Ok(n) => n,
     // The source file system has no xattrs at all.
@@ -266,6 +262,10 @@ mod tests {
     assert_eq!(root_no_acl.verdict(ACL_ACCESS.as_bytes()), Verdict::TargetCannot);
     let none = Policy { xattrs: false, acls: false, privileged: true };
     assert_eq!(none.verdict(b"user.foo"), Verdict::TargetCannot);
+    assert_eq!(none.verdict(ACL_ACCESS.as_bytes()), Verdict::TargetCannot);
+    let acls_only = Policy { xattrs: false, acls: true, privileged: true };
+    assert_eq!(acls_only.verdict(ACL_ACCESS.as_bytes()), Verdict::Copy);
+    assert_eq!(acls_only.verdict(b"user.foo"), Verdict::TargetCannot);
   }
 
   #[test]
