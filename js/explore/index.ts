@@ -134,6 +134,10 @@ export interface CatalogEntry {
   carried_from?: string
   /** Present when the file kept changing while it was read: the copy may mix old and new content. */
   inconsistent?: true
+  /** A hard-link group's later member: the group's first path (restored as a hardlink of it). */
+  link?: string
+  /** Extended attributes and POSIX ACLs (`system.posix_acl_access`): name → hex value. */
+  xattrs?: Record<string, string>
 }
 
 export interface SearchHit extends CatalogEntry {

@@ -43,6 +43,7 @@ use crate::progress::{Phase, Progress};
 use crate::rules::{Role, RuleSpec, Rules};
 use crate::scan::{self, Entry, Kind};
 use crate::state::{self, StateEntry};
+use crate::xattrs::{self, Xattrs};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -191,16 +192,29 @@ impl<'a> Op<'a> {
       m,
       mode,
       h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
+      l: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
     }
   }
 }
 
 enum Outcome {
   /// Done; for copies/links the new state entry's hash and whether the
-  /// increment holds a copy instead of a hardlink; `stored` when the mirror
-  /// holds another version than the scan saw (the file changed before it
-  /// was copied); `inconsistent` when it changed while it was read.
-  Done { sha: Option<Box<[u8; 32]>>, fallback: bool, stored: Option<Box<Entry>>, inconsistent: bool },
+  /// increment holds a copy instead of a hardlink; the digest of the xattrs
+  /// the mirror copy holds, and for tracked entries the xattrs themselves;
+  /// `linked` when the mirror copy is a hardlink of its group's first path
+  /// (nothing copied); a warning about a partial success; `stored` when the
+  /// mirror holds another version than the scan saw (the file changed
+  /// before it was copied); `inconsistent` when it changed while it was read.
+  Done {
+    sha: Option<Box<[u8; 32]>>,
+    fallback: bool,
+    xattr: Option<Box<[u8; 32]>>,
+    attrs: Option<Box<Xattrs>>,
+    linked: bool,
+    note: Option<Box<Warning>>,
+    stored: Option<Box<Entry>>,
+    inconsistent: bool,
+  },
   /// Not done; the old state entry stays.
   Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
@@ -211,7 +225,60 @@ enum Outcome {
 /// inconsistent copy always differs: it is copied again until a read sees
 /// the file hold still.
 fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
-  o.inconsistent || e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
+  o.inconsistent
+    || e.kind != o.kind
+    || e.size != o.size
+    || e.mode != o.mode
+    || (e.mtime_ns - o.mtime_ns).abs() > tol
+    || e.xattr != o.xattr
+    || e.link != o.link
+}
+
+/// The once-per-run warnings about what the target cannot hold (xattrs,
+/// ACLs, hard links) or a non-root run cannot set, instead of one per file.
+fn capability_warnings(dst: &Path, caps: &fsutil::FsCaps, notes: &xattrs::ScanNotes, followers: u64) -> Vec<Warning> {
+  let mut out = Vec::new();
+  let eg = |p: &Option<Box<str>>| p.as_deref().map(|p| format!(" (e.g. {p:?})")).unwrap_or_default();
+  if notes.target_cannot.0 > 0 {
+    let (code, what) = match (caps.xattrs, caps.acls) {
+      (true, _) => ("target-no-acls", "POSIX ACLs"),
+      (false, true) => ("target-no-xattrs", "extended attributes"),
+      (false, false) => ("target-no-xattrs", "extended attributes or ACLs"),
+    };
+    out.push(Warning::new(
+      "",
+      code,
+      format!(
+        "{} selected files have {what}{}, but {} cannot hold them (exFAT, some FUSE or network file systems): the files are backed up without them",
+        notes.target_cannot.0,
+        eg(&notes.target_cannot.1),
+        dst.display()
+      ),
+    ));
+  }
+  if notes.need_root.0 > 0 {
+    out.push(Warning::new(
+      "",
+      "xattrs-need-root",
+      format!(
+        "{} selected files have security.* or trusted.* extended attributes{} (SELinux labels, file capabilities) that only root can set: they are backed up without them; run as root to keep them",
+        notes.need_root.0,
+        eg(&notes.need_root.1)
+      ),
+    ));
+  }
+  if followers > 0 && !caps.hardlinks {
+    out.push(Warning::new(
+      "",
+      "target-no-hardlinks",
+      format!(
+        "{followers} selected files are hard links of other selected files, but {} has no hard links: each is stored as a separate copy",
+        dst.display()
+      ),
+    ));
+  }
+  out.extend(notes.warnings.iter().cloned());
+  out
 }
 
 pub(crate) fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
@@ -261,7 +328,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
   report.refused = source.refused;
-  let entries = scanned.entries;
+  let mut entries = scanned.entries;
+  // Hard-link groups and xattr digests, compared with the state like size and mtime.
+  let policy = xattrs::Policy { xattrs: caps.xattrs, acls: caps.acls, privileged: xattrs::is_root() };
+  let notes = pool.install(|| xattrs::digest_entries(&opts.src, &mut entries, &policy));
+  let followers = scan::link_groups(&mut entries);
+  if !caps.hardlinks {
+    entries.iter_mut().for_each(|e| e.link = None);
+  }
+  report.warnings.extend(capability_warnings(&opts.dst, &caps, &notes, followers));
+  let entries = entries;
+  // A group's first path: when it is copied, the whole group is relinked to the new copy.
+  let leaders: std::collections::HashSet<&str> = entries.iter().filter_map(|e| e.link.as_deref()).collect();
+  let mut recopied: std::collections::HashSet<&str> = std::collections::HashSet::new();
   // Paths that could not be read keep their state entry and mirror copy.
   let unreadable: std::collections::HashSet<&str> = scanned.unreadable.iter().map(|r| &**r).collect();
   let mut kept: Vec<&StateEntry> = Vec::new();
@@ -282,6 +361,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Less => {
         let e = &entries[i];
         ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: None, tracked: e.role == Role::Tracked, changed: false });
+        if leaders.contains(&*e.rel) {
+          recopied.insert(&e.rel);
+        }
         i += 1;
       }
       std::cmp::Ordering::Greater => {
@@ -297,8 +379,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Equal => {
         let (e, o) = (&entries[i], &old[j]);
         let tracked = e.role == Role::Tracked;
-        if differs(e, o, tol) {
+        let regroup = e.link.as_deref().is_some_and(|l| recopied.contains(l));
+        if differs(e, o, tol) || regroup {
           ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
+          if leaders.contains(&*e.rel) {
+            recopied.insert(&e.rel);
+          }
         } else if tracked && !o.tracked {
           ops.push(Op { kind: OpKind::Link, entry: Some(e), old: Some(o), tracked, changed: false });
         } else if !tracked && o.tracked {
@@ -345,7 +431,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
   let tracked_ops = ops.iter().filter(|o| o.tracked).count();
   progress.ops_total.store(ops.len() as u64, Ordering::Relaxed);
-  progress.bytes_total.store(ops.iter().filter(|o| o.kind == OpKind::Copy).map(|o| o.entry.map_or(0, |e| e.size)).sum(), Ordering::Relaxed);
+  // Later members of hard-link groups are linked, not copied: no bytes.
+  let copied_bytes =
+    ops.iter().filter(|o| o.kind == OpKind::Copy).filter_map(|o| o.entry).filter(|e| e.link.is_none()).map(|e| e.size).sum();
+  progress.bytes_total.store(copied_bytes, Ordering::Relaxed);
 
   if opts.dry_run {
     for op in &ops {
@@ -398,18 +487,42 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     stop: &stop,
     fallbacks: &fallbacks,
     checked: Mutex::new(Default::default()),
+    xattrs: policy,
+    leads: Mutex::new(Default::default()),
   };
 
-  // Removals first (a file may replace a folder and back), then copies;
-  // each outcome is written into its slot, no intermediate lists.
+  // Removals first (a file may replace a folder and back), then copies,
+  // then the later members of hard-link groups (linked to their group's
+  // first path, copied just before); each outcome is written into its
+  // slot, no intermediate lists.
   let is_removal = |op: &Op| matches!(op.kind, OpKind::Delete | OpKind::Remove);
+  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link.is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
     ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
   prune_empty_dirs(&l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), &opts.preserved_dirs);
   pool.install(|| {
-    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| !is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
+    ops
+      .par_iter()
+      .zip(outcomes.par_iter_mut())
+      .filter(|(op, _)| !is_removal(op) && !is_follower(op))
+      .for_each(|(op, slot)| *slot = ctx.apply(op));
+  });
+  {
+    let mut leads = ctx.leads.lock().unwrap();
+    for (op, outcome) in ops.iter().zip(&outcomes) {
+      if matches!(op.kind, OpKind::Copy | OpKind::Link) && leaders.contains(op.rel()) {
+        let lead = match outcome {
+          Some(Outcome::Done { sha, .. }) => Lead::Done(sha.as_deref().copied()),
+          _ => Lead::Failed,
+        };
+        leads.insert(op.rel().into(), lead);
+      }
+    }
+  }
+  pool.install(|| {
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_follower(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
 
   if let Some(err) = fatal.into_inner().unwrap() {
@@ -436,9 +549,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         count(&mut report, op);
         catalog_len += u64::from(op.kind == OpKind::Delete);
       }
-      Outcome::Done { stored, inconsistent, .. } => {
+      Outcome::Done { linked, note, stored, inconsistent, .. } => {
         count(&mut report, op);
-        if op.kind == OpKind::Copy {
+        if op.kind == OpKind::Copy && !linked {
           report.bytes_copied += stored.as_deref().or(op.entry).unwrap().size;
         }
         if *inconsistent {
@@ -450,6 +563,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
                content and is marked inconsistent in the metadata; the next run copies it again"
             ),
           ));
+        }
+        if let Some(w) = note {
+          report.warnings.push((**w).clone());
         }
         catalog_len += u64::from(op.tracked);
       }
@@ -556,7 +672,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
       Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha(), fallback))
     }
-    (Outcome::Done { sha, fallback, stored, inconsistent }, OpKind::Copy | OpKind::Link) if op.tracked => {
+    (Outcome::Done { sha, fallback, attrs, linked, stored, inconsistent, .. }, OpKind::Copy | OpKind::Link) if op.tracked => {
       let e = stored.as_deref().or(op.entry).unwrap();
       let mut c = meta::catalog_entry(
         e.size,
@@ -568,6 +684,8 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
         *fallback,
       );
       c.inconsistent = inconsistent.then_some(true);
+      c.link = if *linked { e.link.as_deref().map(str::to_string) } else { None };
+      c.xattrs = attrs.as_deref().and_then(xattrs::to_catalog);
       Some(c)
     }
     _ => None,
@@ -578,16 +696,17 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 enum StateRef<'a> {
   /// Unchanged (or an op that was not done): the old entry, with the current role.
   Old(&'a StateEntry, bool),
-  /// Copied or linked this run, with the hash of what the mirror now holds
-  /// and whether that copy is inconsistent.
-  New(&'a Entry, Option<&'a [u8; 32]>, bool),
+  /// Copied or linked this run, with the hash of what the mirror now holds,
+  /// its xattr digest, whether it is linked to its group's first path, and
+  /// whether that copy is inconsistent.
+  New(&'a Entry, Option<&'a [u8; 32]>, Option<&'a [u8; 32]>, bool, bool),
 }
 
 impl<'a> StateRef<'a> {
   fn tracked(&self) -> bool {
     match self {
       StateRef::Old(_, t) => *t,
-      StateRef::New(e, _, _) => e.role == Role::Tracked,
+      StateRef::New(e, ..) => e.role == Role::Tracked,
     }
   }
   fn line(&self) -> state::StateLine<'a> {
@@ -601,8 +720,10 @@ impl<'a> StateRef<'a> {
         tracked: t,
         sha256: if t { o.sha() } else { None },
         inconsistent: o.inconsistent,
+        link: o.link.as_deref(),
+        xattr: o.xattr.as_deref().copied(),
       },
-      StateRef::New(e, sha, inconsistent) => state::StateLine {
+      StateRef::New(e, sha, xattr, linked, inconsistent) => state::StateLine {
         rel: &e.rel,
         kind: e.kind,
         size: e.size,
@@ -611,6 +732,8 @@ impl<'a> StateRef<'a> {
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.copied() } else { None },
         inconsistent,
+        link: if linked { e.link.as_deref() } else { None },
+        xattr: xattr.copied(),
       },
     }
   }
@@ -641,8 +764,8 @@ fn next_state<'a>(
     }
     if k < ops.len() && ops[k].rel() == &*e.rel {
       match (&outcomes[k], ops[k].old) {
-        (Some(Outcome::Done { sha, stored, inconsistent, .. }), _) => {
-          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), *inconsistent))
+        (Some(Outcome::Done { sha, xattr, linked, stored, inconsistent, .. }), _) => {
+          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
         }
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
         _ => {}
@@ -722,6 +845,19 @@ struct ApplyCtx<'a> {
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
   checked: Mutex<std::collections::HashSet<String>>,
+  /// Which xattrs copies carry.
+  xattrs: xattrs::Policy,
+  /// Hard-link groups' first paths copied or linked this run, filled before
+  /// the later members are applied.
+  leads: Mutex<std::collections::HashMap<Box<str>, Lead>>,
+}
+
+/// What became of a hard-link group's first path this run.
+enum Lead {
+  /// Its mirror copy is current; the SHA-256 if tracked.
+  Done(Option<[u8; 32]>),
+  /// Not done: the later members are copied on their own.
+  Failed,
 }
 
 fn is_link_unsupported(e: &io::Error) -> bool {
@@ -743,6 +879,7 @@ impl ApplyCtx<'_> {
       return None;
     }
     let res = match op.kind {
+      OpKind::Copy if op.entry.is_some_and(|e| e.link.is_some()) => self.copy_follower(op),
       OpKind::Copy => self.copy(op),
       OpKind::Link => self.link_only(op),
       OpKind::Delete => self.delete(op),
@@ -814,17 +951,23 @@ impl ApplyCtx<'_> {
       if attempt > 0 {
         match longpath::with(&src, |p| fs::symlink_metadata(p)) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = n,
+            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
             None => break,
           },
           Err(err) => return Err(("cannot read", err)),
         }
       }
+      // Xattrs only when the scan saw some: the common case costs no extra syscall.
+      let xa = e.xattr.is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match longpath::with2(&src, &tmp, |s, t| fsutil::copy_entry(s, t, &cur, op.tracked, accept_torn, self.progress)) {
+      match longpath::with2(&src, &tmp, |s, t| fsutil::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
-          let stored = c.stored.take().or_else(|| (cur != *e).then_some(cur));
+          let stored = c
+            .stored
+            .take()
+            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
+            .or_else(|| (!cur.same_stat(e)).then_some(cur));
           copied = Some((c, stored));
           break;
         }
@@ -860,7 +1003,86 @@ impl ApplyCtx<'_> {
     }
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
-    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback, stored: stored.map(Box::new), inconsistent: c.torn })
+    Ok(Outcome::Done {
+      sha: c.sha256.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&c.xattrs).map(Box::new),
+      note: c.xattr_warning(op.rel()).map(Box::new),
+      attrs: (op.tracked && !c.xattrs.is_empty()).then(|| Box::new(c.xattrs)),
+      linked: false,
+      stored: stored.map(Box::new),
+      inconsistent: c.torn,
+    })
+  }
+
+  /// A hard-link group's later member: `mirror/<rel>` becomes a hardlink of
+  /// the group's first path's mirror copy (link to the temp name, then
+  /// rename, so nothing is written in place), without reading the source
+  /// again. Falls back to a copy of its own when the first path was not
+  /// copied, the source is no longer the scanned inode, or links fail.
+  fn copy_follower(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
+    use std::os::unix::fs::MetadataExt;
+    let e = op.entry.unwrap();
+    let leader = e.link.as_deref().unwrap();
+    let lead_sha = match self.leads.lock().unwrap().get(leader) {
+      Some(Lead::Done(sha)) => Some(*sha),
+      Some(Lead::Failed) => return self.copy(op),
+      None => None, // unchanged this run: its mirror copy is current
+    };
+    let src = self.src.join(names::to_path(op.rel()));
+    let dst = self.l.mirror_path(op.rel());
+    let lead = self.l.mirror_path(leader);
+    let same = |md: &fs::Metadata| md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode;
+    match (fs::symlink_metadata(&src), fs::symlink_metadata(&lead)) {
+      (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
+      _ => return self.copy(op),
+    }
+    ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
+    self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
+    let tmp = fsutil::temp_path(&dst);
+    let _ = fs::remove_file(&tmp);
+    let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b));
+    // Already linked (a killed run got that far): rename(2) of two links of
+    // one inode would do nothing and leave the temp name behind.
+    if !linked_already {
+      match fs::hard_link(&lead, &tmp) {
+        Ok(()) => {}
+        Err(err) if is_link_unsupported(&err) || err.kind() == io::ErrorKind::NotFound => return self.copy(op),
+        Err(err) => return Err(("cannot link into the mirror", err)),
+      }
+      fault_point();
+      if let Ok(md) = fs::symlink_metadata(&dst) {
+        if md.is_dir() {
+          if let Err(err) = fs::remove_dir(&dst) {
+            let _ = fs::remove_file(&tmp);
+            return Err(("cannot replace the mirror folder", err));
+          }
+        }
+      }
+      let renamed = fs::rename(&tmp, &dst);
+      let _ = fs::remove_file(&tmp);
+      if let Err(err) = renamed {
+        return Err(("cannot rename into the mirror", err));
+      }
+      fault_point();
+    }
+    let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+    let sha = match (op.tracked, lead_sha.flatten()) {
+      (false, _) => None,
+      (true, Some(h)) => Some(h),
+      (true, None) => Some(fsutil::sha256_of(&dst).map_err(|err| ("cannot read the mirror copy of", err))?),
+    };
+    let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
+    Ok(Outcome::Done {
+      sha: sha.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&attrs).map(Box::new),
+      attrs: (op.tracked && !attrs.is_empty()).then(|| Box::new(attrs)),
+      linked: true,
+      note: None,
+      stored: None,
+      inconsistent: false,
+    })
   }
 
   /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
@@ -894,7 +1116,19 @@ impl ApplyCtx<'_> {
     match longpath::with(&dst, fsutil::sha256_of) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
-        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback, stored: None, inconsistent: false })
+        let old = op.old.unwrap();
+        let attrs =
+          if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+        Ok(Outcome::Done {
+          sha: Some(Box::new(sha)),
+          fallback,
+          xattr: old.xattr.clone(),
+          attrs: (!attrs.is_empty()).then(|| Box::new(attrs)),
+          linked: old.link.is_some(),
+          note: None,
+          stored: None,
+          inconsistent: false,
+        })
       }
       Err(err) if err.kind() == io::ErrorKind::NotFound => self.copy(&Op { kind: OpKind::Copy, ..*op }),
       Err(err) => Err(("cannot read the mirror copy of", err)),
@@ -917,7 +1151,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback, stored: None, inconsistent: false })
+    Ok(Outcome::Done { sha: None, fallback, xattr: None, attrs: None, linked: false, note: None, stored: None, inconsistent: false })
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
@@ -928,7 +1162,7 @@ impl ApplyCtx<'_> {
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback: false, stored: None, inconsistent: false })
+    Ok(Outcome::Done { sha: None, fallback: false, xattr: None, attrs: None, linked: false, note: None, stored: None, inconsistent: false })
   }
 }
 
@@ -975,8 +1209,8 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   };
 
   // (op index, sha256, stored as a copy, the stored version when it is not
-  // the journaled one)
-  type Done = (usize, Option<[u8; 32]>, bool, Option<(u64, i64, u32)>);
+  // the journaled one, the file that was written)
+  type Done = (usize, Option<[u8; 32]>, bool, Option<(u64, i64, u32)>, Option<PathBuf>);
   let done: Vec<Done> = ops
     .par_iter()
     .enumerate()
@@ -1003,7 +1237,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             None => longpath::with(&f, fsutil::sha256_of).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
-          Some((k, Some(sha), !linked, other))
+          Some((k, Some(sha), !linked, other, Some(f)))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
@@ -1013,27 +1247,35 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               let _ = longpath::with(&mirror, |p| fs::remove_file(p));
             }
           }
-          Some((k, None, false, None))
+          Some((k, None, false, None, None))
         }
         ("copy", false) => {
           let m = mmd?;
           let same = m.len() == op.s
             && fsutil::mtime_ns(&m) == op.m
             && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
-          same.then_some((k, None, false, None))
+          same.then_some((k, None, false, None, Some(mirror)))
         }
-        ("remove", _) => mmd.is_none().then_some((k, None, false, None)),
+        ("remove", _) => mmd.is_none().then_some((k, None, false, None, None)),
         _ => None,
       }
     })
     .collect();
 
   let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-  for &(k, sha, copied, other) in &done {
-    let op = &ops[k];
+  for (k, sha, copied, other, file) in &done {
+    let (op, sha, copied, other) = (&ops[*k], *sha, *copied, *other);
     match op.op.as_str() {
       "copy" | "link" => {
         let (size, mtime_ns, mode) = other.unwrap_or((op.s, op.m, op.mode));
+        // What the written file holds: its xattrs, and whether it is linked
+        // to its group's first path (else the next run links it).
+        let attrs = file.as_deref().map(xattrs::read_quiet).unwrap_or_default();
+        let link = op.l.as_ref().filter(|lead| {
+          let a = fs::symlink_metadata(l.mirror_path(&op.p));
+          let b = fs::symlink_metadata(l.mirror_path(lead));
+          matches!((a, b), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b))
+        });
         state.insert(
           op.p.clone(),
           StateEntry {
@@ -1045,12 +1287,16 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             tracked: op.t,
             sha256: if op.t { sha.map(Box::new) } else { None },
             inconsistent: other.is_some(),
+            link: link.map(|s| s.as_str().into()),
+            xattr: xattrs::digest(&attrs).map(Box::new),
           },
         );
         if op.t {
           let what = op.change.as_deref().unwrap_or("new");
           let mut c = meta::catalog_entry(size, mtime_ns, mode, op.k, what, sha, copied);
           c.inconsistent = other.map(|_| true);
+          c.link = link.cloned();
+          c.xattrs = xattrs::to_catalog(&attrs);
           catalog.insert(op.p.clone(), c);
         }
       }

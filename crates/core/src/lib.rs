@@ -46,5 +46,6 @@ pub mod rules;
 pub mod scan;
 pub mod state;
 pub mod verify;
+pub mod xattrs;
 
 pub use error::{Error, ErrorKind, Warning};

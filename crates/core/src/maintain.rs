@@ -575,13 +575,29 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
   let state_ok = l.state.is_file() && state::read(&l.state).is_ok();
   if (!state_ok || force) && only.is_none() && l.mirror.is_dir() {
     let files = walk_files(&l.mirror, &mut report.warnings);
+    // Mirror paths sharing an inode are a hard-link group (increments share
+    // inodes with the mirror, never two mirror paths otherwise).
+    let mut first: std::collections::HashMap<(u64, u64), &str> = std::collections::HashMap::new();
+    let links: Vec<Option<Box<str>>> = files
+      .iter()
+      .map(|(p, md)| {
+        if !md.is_file() || md.nlink() < 2 {
+          return None;
+        }
+        let lead = *first.entry((md.dev(), md.ino())).or_insert(p.as_str());
+        (lead != p.as_str()).then(|| lead.into())
+      })
+      .collect();
     let entries: Vec<StateEntry> = pool.install(|| {
       files
         .par_iter()
-        .map(|(p, md)| {
+        .zip(links)
+        .map(|((p, md), link)| {
           let tracked = live.get(p).copied().unwrap_or(false);
           let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
           StateEntry {
+            link,
+            xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&l.mirror.join(crate::names::to_path(p)))).map(Box::new),
             rel: p.as_str().into(),
             kind: kind_of(md),
             size: md.len(),

@@ -510,7 +510,7 @@ fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), Str
   };
   let target = l.mirror.join(crate::names::to_path(rel));
   let tmp = fsutil::temp_path(&target);
-  match fsutil::copy_entry(&from, &tmp, &entry, true, false, &Progress::new()) {
+  match fsutil::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
     Ok(fsutil::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
       fs::rename(&tmp, &target).map_err(|e| format!("cannot replace the mirror copy: {e}"))
     }
