@@ -342,6 +342,18 @@ mod tests {
   }
 
   #[test]
+  fn unmatched_patterns() {
+    let spec = RuleSpec {
+      include_dirs: vec![pat("include_dirs", "docs"), pat("include_dirs", "Docs")],
+      track_files: vec![pat("track_files", "**/*.pdf"), pat("track_files", "**/*.txt")],
+      ..Default::default()
+    };
+    let rels = ["docs/a/b.txt", "x.txt"];
+    let names: Vec<&str> = unmatched(&spec, &rels).iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(names, ["**/*.pdf", "Docs"]);
+  }
+
+  #[test]
   fn anchored_prefix_prunes() {
     let spec = RuleSpec { include_files: vec![pat("include_files", "Projects/*/data.json")], ..Default::default() };
     let r = Rules::compile(&spec).unwrap();
