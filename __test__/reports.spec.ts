@@ -148,7 +148,7 @@ describe('damaged increment metadata is never invisible', () => {
 })
 
 describe('an interrupted run is pending, never corruption', () => {
-  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', () => {
+  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
     const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
     expect(cli(['run', '-c', base.config]).status).toBe(0)
     const old = listTree(base.src)
@@ -189,6 +189,8 @@ describe('an interrupted run is pending, never corruption', () => {
       if (increments(path.join(dir, 'dst')).some((i) => readMeta(path.join(dir, 'dst'), i).origin === 'recovered')) sawRecovered++
       fs.rmSync(dir, { recursive: true })
       if (killed.status === 0) break
+      // Let the test runner's worker breathe between the synchronous CLI calls.
+      await new Promise((r) => setImmediate(r))
     }
     expect(sawPending).toBeGreaterThan(3)
     expect(sawRecovered).toBeGreaterThan(0)
