@@ -79,7 +79,7 @@ describe('config', () => {
     expect(r.status, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout)
     expect(Object.keys(j).sort()).toEqual(
-      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints', 'refused'].sort(),
+      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints', 'refused', 'targetFs', 'targetLimits'].sort(),
     )
     expect(j).toMatchObject({ new: 1, mirrorFiles: 1, trackedFiles: 1, bytesCopied: 1 })
     expect(j.increment).toMatch(/^backup_/)

@@ -307,7 +307,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
-    fsutil::probe_caps(&l.meta)
+    let caps = fsutil::probe_caps(&l.meta);
+    fsutil::record_caps(&l.meta, &caps);
+    caps
   };
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
   let auto_tol = if caps.mtime_granularity_ns >= 1_000_000_000 { caps.mtime_granularity_ns } else { 0 };
@@ -623,7 +625,20 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
 /// For each anchored one-segment include/track file pattern that selected
 /// nothing directly in `src`: does it match deeper? (A bounded probe.)
+/// Then every other include/track pattern that selected nothing at all.
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
+  let mut hints = deeper_hints(src, spec, entries);
+  let rels: Vec<&str> = entries.iter().map(|e| &*e.rel).collect();
+  for p in crate::rules::unmatched(spec, &rels) {
+    if !hints.iter().any(|h| h.starts_with(&format!("{}: {:?} ", p.key, p.source))) {
+      hints.push(format!("{}: {:?} selected nothing in src (patterns are relative to src; check the spelling)", p.key, p.source));
+    }
+  }
+  hints
+}
+
+/// The anchored one-segment file patterns of [`pattern_hints`] that match deeper.
+fn deeper_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = Vec::new();
   for p in spec.include_files.iter().chain(&spec.track_files) {
     if p.glob.contains('/') {
@@ -895,6 +910,13 @@ impl ApplyCtx<'_> {
         }
         self.stop.store(true, Ordering::SeqCst);
         None
+      }
+      Err((_, e)) if op.entry.is_some_and(|x| x.kind == Kind::Symlink) && fsutil::is_symlink_unsupported(&e) => {
+        Some(Outcome::Skipped(Box::new(Warning::new(
+          op.rel(),
+          "symlink-unsupported",
+          "this file system cannot store symlinks (exFAT, FAT…), so the symlink is not in the backup",
+        ))))
       }
       Err((what, e)) => Some(Outcome::Skipped(Box::new(Warning::from_io(op.rel(), what, &e)))),
     }

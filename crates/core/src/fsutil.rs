@@ -105,7 +105,7 @@ pub fn is_fat(path: &Path) -> bool {
 }
 
 /// What the file system of the backup folder can do, found by trying.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct FsCaps {
   pub hardlinks: bool,
   /// How coarse stored mtimes are (0 = exact to the nanosecond as far as we can tell).
@@ -114,6 +114,13 @@ pub struct FsCaps {
   pub xattrs: bool,
   /// POSIX ACLs can be set.
   pub acls: bool,
+  /// Whether a symlink can be created (exFAT/FAT cannot: `ENOSYS`, `EPERM`).
+  pub symlinks: bool,
+  /// The most hardlinks one file can have (`pathconf(_PC_LINK_MAX)`), if
+  /// the file system says; each increment that stores a version adds one.
+  pub link_max: Option<u64>,
+  /// The file-system type, from `statfs` (`ext4`, `exfat`, `fuseblk`…).
+  pub fs_type: &'static str,
 }
 
 impl FsCaps {
@@ -121,8 +128,109 @@ impl FsCaps {
   /// (for dry runs; `probe_caps` refines it by trying).
   pub fn from_fs_type(path: &Path) -> Self {
     let fat = is_fat(path);
-    Self { hardlinks: !fat, mtime_granularity_ns: if fat { 2_000_000_000 } else { 0 }, xattrs: !fat, acls: !fat }
+    Self {
+      hardlinks: !fat,
+      mtime_granularity_ns: if fat { 2_000_000_000 } else { 0 },
+      xattrs: !fat,
+      acls: !fat,
+      symlinks: !fat,
+      link_max: link_max(path),
+      fs_type: fs_type_name(path),
+    }
   }
+
+  /// What the target cannot do, in words (empty when nothing is limited):
+  /// printed once up front by `run` and by `status`.
+  pub fn limits(&self) -> Vec<String> {
+    let mut v = Vec::new();
+    if !self.hardlinks {
+      v.push("no hardlinks (each stored version is a full copy)".to_string());
+    }
+    if !self.symlinks {
+      v.push("no symlinks (symlinks cannot be backed up here)".to_string());
+    }
+    if self.mtime_granularity_ns >= 1_000_000_000 {
+      v.push(format!("mtimes to {} s", self.mtime_granularity_ns / 1_000_000_000));
+    }
+    if let Some(n) = self.link_max.filter(|&n| n < 1000) {
+      v.push(format!("at most {n} hardlinks per file (more versions become copies)"));
+    }
+    v
+  }
+}
+
+/// The link limit of the file system of `path`, from its type (the
+/// documented limits; `pathconf(_PC_LINK_MAX)` answers a default 127 for
+/// types glibc does not know, such as tmpfs, so it is not used). None when
+/// unknown or practically unlimited. Nothing is created to find it out.
+fn link_max(path: &Path) -> Option<u64> {
+  match fs_type_name(path) {
+    "ext4" => Some(65_000),
+    "btrfs" => Some(65_535),
+    "ntfs" => Some(1_024),
+    "vfat" | "exfat" => Some(1),
+    _ => None,
+  }
+}
+
+/// The name of the file-system type of `path` (the common ones; else `other`).
+fn fs_type_name(path: &Path) -> &'static str {
+  #[cfg(target_os = "linux")]
+  {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return "unknown" };
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `s` a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 {
+      return "unknown";
+    }
+    match s.f_type as i64 {
+      0xEF53 => "ext4",
+      0x5846_5342 => "xfs",
+      0x9123_683E => "btrfs",
+      0x0102_1994 => "tmpfs",
+      0x4d44 => "vfat",
+      0x2011_BAB0 => "exfat",
+      0x6573_5546 => "fuse",
+      0x6969 => "nfs",
+      0xFF53_4D42 | 0xFE53_4D42 => "cifs",
+      0x794C_7630 => "overlay",
+      0x2FC1_2FC1 => "zfs",
+      0x5346_544E => "ntfs",
+      _ => "other",
+    }
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    let _ = path;
+    "unknown"
+  }
+}
+
+/// Whether a symlink can be created in `dir` (a scratch one, removed).
+fn probe_symlinks(dir: &Path) -> bool {
+  let s = dir.join(".probe-s");
+  let _ = fs::remove_file(&s);
+  let ok = std::os::unix::fs::symlink(".probe-a", &s).is_ok();
+  let _ = fs::remove_file(&s);
+  ok
+}
+
+/// Whether an I/O error says the file system cannot store a symlink
+/// (exFAT through FUSE: `ENOSYS`; FAT: `EPERM`; others: `EOPNOTSUPP`).
+pub fn is_symlink_unsupported(e: &io::Error) -> bool {
+  matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EPERM))
+}
+
+/// Records the probe in `dst/.axiomatic/target.json` (for `status`, and
+/// for `run` to show what the target cannot do), atomically.
+pub fn record_caps(meta: &Path, caps: &FsCaps) {
+  let v = serde_json::json!({
+    "probed": crate::meta::iso(std::time::SystemTime::now()),
+    "caps": caps,
+    "limits": caps.limits(),
+  });
+  let _ =
+    write_atomic(&meta.join("target.json"), |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
 }
 
 /// Probes `dir` (which must exist and be writable): a hardlink, an odd
@@ -156,6 +264,7 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
       }
     }
   }
+  caps.symlinks = probe_symlinks(dir);
   let _ = fs::remove_file(&a);
   let _ = fs::remove_file(&b);
   (caps.xattrs, caps.acls) = crate::xattrs::probe(dir);

@@ -281,6 +281,42 @@ impl Rules {
   }
 }
 
+/// The include/track patterns (files and dirs) under which none of the
+/// selected paths `rels` lies: a pattern that selects nothing is usually a
+/// typo or a path given relative to the wrong folder, and must not be silent.
+/// Each pattern stops at its first match; folder patterns are tried on the
+/// distinct folders of the paths only.
+pub fn unmatched<'a>(spec: &'a RuleSpec, rels: &[&str]) -> Vec<&'a Pattern> {
+  let mut out = Vec::new();
+  let file_pats = spec.include_files.iter().chain(&spec.track_files);
+  for p in file_pats {
+    let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
+    if !rels.iter().any(|r| g.matches(r)) {
+      out.push(p);
+    }
+  }
+  let dir_pats: Vec<&Pattern> = spec.include_dirs.iter().chain(&spec.track_dirs).collect();
+  if dir_pats.is_empty() {
+    return out;
+  }
+  let mut dirs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+  for r in rels {
+    let mut end = 0;
+    while let Some(i) = r[end..].find('/') {
+      end += i;
+      dirs.insert(&r[..end]);
+      end += 1;
+    }
+  }
+  for p in dir_pats {
+    let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
+    if !dirs.iter().any(|d| g.matches(d)) {
+      out.push(p);
+    }
+  }
+  out
+}
+
 /// One line of an explanation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -303,6 +339,18 @@ mod tests {
 
   fn pat(key: &str, glob: &str) -> Pattern {
     Pattern { key: key.into(), source: glob.into(), glob: glob.into() }
+  }
+
+  #[test]
+  fn unmatched_patterns() {
+    let spec = RuleSpec {
+      include_dirs: vec![pat("include_dirs", "docs"), pat("include_dirs", "Docs")],
+      track_files: vec![pat("track_files", "**/*.pdf"), pat("track_files", "**/*.txt")],
+      ..Default::default()
+    };
+    let rels = ["docs/a/b.txt", "x.txt"];
+    let names: Vec<&str> = unmatched(&spec, &rels).iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(names, ["**/*.pdf", "Docs"]);
   }
 
   #[test]

@@ -536,3 +536,19 @@ fn relink(good: &Path, path: &Path) -> std::io::Result<()> {
   }
   fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn embedded_public_key() {
+    let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAu66KX5u7aAmOjNFnB2yJ0zUZwrxpv8fWm1XRnpmNdSE=\n-----END PUBLIC KEY-----\n";
+    // The same key as JWK `x` (base64url): u66KX5u7aAmOjNFnB2yJ0zUZwrxpv8fWm1XRnpmNdSE.
+    let want = hex::decode("bbae8a5f9bbb68098e8cd167076c89d33519c2bc69bfc7d69b55d19e998d7521").unwrap();
+    assert_eq!(ed25519_from_pem(pem), Some(want));
+    assert_eq!(ed25519_from_pem("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----"), None);
+    assert_eq!(base64_decode("TWFu"), Some(b"Man".to_vec()));
+    assert_eq!(base64_decode("TWE="), Some(b"Ma".to_vec()));
+  }
+}

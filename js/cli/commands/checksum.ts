@@ -57,7 +57,9 @@ export default class ChecksumCommand extends BaseCommand {
       threads = Number(this.threads)
       if (!/^\d+$/.test(this.threads) || threads < 1) throw new UsageError(`--threads: expected a whole number ≥ 1, got ${this.threads}`)
     }
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json, {
+      apply: 'hash',
+    })
     const opts = { algos, threads, format: this.format as ReportFormat, signKey: this.signKey, onProgress: line.update }
     const results: ChecksumResult[] = []
     let toStdout: string | undefined

@@ -50,7 +50,7 @@ export default class RestoreCommand extends DstCommand {
   targets = Option.Rest({ name: 'PATH' })
 
   async run(): Promise<number> {
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty, { apply: 'restore', plan: 'plan' })
     const controller = new AbortController()
     const onSignal = () => controller.abort()
     process.once('SIGINT', onSignal)
