@@ -465,7 +465,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 }
 
 /// For each anchored one-segment include/track file pattern that selected
-/// nothing directly in `src`: does it match deeper? (A bounded probe.)
+/// nothing directly in `src`: does it match deeper? (A bounded probe.) The
+/// same for bare `exclude_dirs` names (`rules::exclude_dir_hints`).
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = Vec::new();
   for p in spec.include_files.iter().chain(&spec.track_files) {
@@ -494,6 +495,7 @@ pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<Stri
       }
     }
   }
+  hints.extend(crate::rules::exclude_dir_hints(src, spec));
   hints
 }
 
