@@ -854,7 +854,9 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
     let slot = b.slot(&self.rel);
     for ((_, h), i) in pairs.iter().zip(idx) {
       if let Some(i) = i {
-        slot.put_sum(i, h, &lens, algos);
+        // The original service takes `sha256sum`'s first word, which for a name with `\` or a
+        // newline carries coreutils' escape mark: `\<hex>`.
+        slot.put_sum(i, h.strip_prefix('\\').unwrap_or(h), &lens, algos);
       }
     }
     Ok(())
@@ -1146,4 +1148,22 @@ pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error
     root_data: path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
     ..Default::default()
   })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::relative_to_root;
+
+  #[test]
+  fn report_paths_made_relative_to_the_root() {
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g//a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("./a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/a/f.bin", "/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g", "/data/g"), ".");
+    // A sibling folder is not under the root (the original checker's text replacement makes `.2/x`).
+    assert_eq!(relative_to_root("/data/g2/x", "/data/g"), "/data/g2/x");
+  }
 }
