@@ -22,6 +22,7 @@ const PACKAGES: Record<string, string> = {
   getfacl: 'acl',
   setfattr: 'attr',
   getfattr: 'attr',
+  python3: 'python3',
 }
 
 function have(tool: string): boolean {

@@ -22,6 +22,7 @@ setfacl:acl
 getfacl:acl
 setfattr:attr
 getfattr:attr
+python3:python3
 "
 
 have() {

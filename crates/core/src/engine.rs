@@ -624,8 +624,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 }
 
 /// For each anchored one-segment include/track file pattern that selected
-/// nothing directly in `src`: does it match deeper? (A bounded probe.)
-/// Then every other include/track pattern that selected nothing at all.
+/// nothing directly in `src`: does it match deeper? (A bounded probe.) The
+/// same for bare `exclude_dirs` names (`rules::exclude_dir_hints`). Then
+/// every other include/track pattern that selected nothing at all.
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = deeper_hints(src, spec, entries);
   let rels: Vec<&str> = entries.iter().map(|e| &*e.rel).collect();
@@ -666,6 +667,7 @@ fn deeper_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
       }
     }
   }
+  hints.extend(crate::rules::exclude_dir_hints(src, spec));
   hints
 }
 

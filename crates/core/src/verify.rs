@@ -180,7 +180,8 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
     found.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     ri.par_sort_unstable_by(|&a, &b| rep.files[a as usize].rel.cmp(&rep.files[b as usize].rel));
   });
-  let lines_report = rep.digest.is_none();
+  // Check-line reports and the original service's (`find -type f`) cannot list symlinks.
+  let no_symlinks = !rep.records_symlinks;
   let mut pairs: Vec<(u32, Option<u32>)> = Vec::with_capacity(ri.len());
   let mut new_files: Vec<u32> = Vec::new();
   let (mut i, mut j) = (0, 0);
@@ -202,8 +203,8 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
         i += 1;
       }
       _ => {
-        // Check-line reports cannot list symlinks: those are not NEW.
-        if !(lines_report && found[j].link.is_some()) {
+        // A report that cannot list symlinks does not make them NEW.
+        if !(no_symlinks && found[j].link.is_some()) {
           new_files.push(j as u32);
         }
         j += 1;
@@ -227,6 +228,12 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
         let want = &rep.files[wi as usize];
         let out = match cur.map(|c| &found[c as usize]) {
           None => (Status::Missing, None),
+          // A recorded symlink is checked by its target text (reports list symlinks in `symlinks` only).
+          Some(cur) if want.link.is_some() => match &cur.link {
+            Some(t) if t == want.link.as_ref().unwrap() => (Status::Ok, None),
+            Some(t) => (Status::Failed, Some(format!("symlink target is now {t:?}"))),
+            None => (Status::Failed, Some("was a symlink, now a file".into())),
+          },
           Some(cur) => {
             let same_meta = want.size.is_none_or(|s| s == cur.size) && want.stat.is_none_or(|(m, _, _)| m == cur.mtime_ns);
             if incremental && want.stat == Some((cur.mtime_ns, cur.ctime_ns, cur.ino)) && want.size == Some(cur.size) {

@@ -71,7 +71,7 @@ export default class ChecksumCommand extends BaseCommand {
         if (this.group && this.dirs.length > 1) throw new UsageError('--group names one folder; with several DIRs each is named after its folder')
         const outIsDir = !!this.out && (this.dirs.length > 1 || fs.statSync(this.out, { throwIfNoEntry: false })?.isDirectory())
         if (outIsDir) {
-          results.push(...(await checksumGroups({ groups: this.dirs.map((d) => ({ name: this.group ?? path.basename(path.resolve(d)), path: d })), output_dir: this.out! }, opts)))
+          results.push(...(await checksumGroups({ groups: this.dirs.map((d) => ({ name: this.group ?? path.basename(path.resolve(d)), path: d })), output_dir: this.out! }, opts, true)))
         } else {
           const dir = this.dirs[0]
           const group = this.group ?? path.basename(path.resolve(dir))
