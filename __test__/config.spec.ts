@@ -79,7 +79,7 @@ describe('config', () => {
     expect(r.status, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout)
     expect(Object.keys(j).sort()).toEqual(
-      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints', 'refused', 'adopted'].sort(),
+      ['increment', 'recovered', 'dryRun', 'mirrorFiles', 'trackedFiles', 'new', 'changed', 'deleted', 'removedFromMirror', 'mirrorUpdated', 'bytesCopied', 'linkFallbacks', 'specialSkipped', 'mtimeToleranceS', 'durationMs', 'warnings', 'hints', 'refused', 'targetFs', 'targetLimits', 'adopted'].sort(),
     )
     expect(j).toMatchObject({ new: 1, mirrorFiles: 1, trackedFiles: 1, bytesCopied: 1 })
     expect(j.increment).toMatch(/^backup_/)
@@ -95,16 +95,24 @@ describe('config', () => {
 
   it('explain names the rule that selected, tracked or excluded a path', () => {
     const dir = ws()
-    const file = writeConfig(dir, { src: 'src', dst: 'dst', include_dirs: ['Documents'], exclude_dirs: ['cache'], track_files: ['*.pdf:rec'] })
+    const file = writeConfig(dir, { src: 'src', dst: 'dst', include_dirs: ['Documents'], exclude_dirs: ['cache:rec'], track_files: ['*.pdf:rec'] })
     const r = cli(['explain', 'Documents/cache/x.bin', '-c', file])
     expect(r.status).toBe(1)
     expect(r.stdout).toContain('Documents: include_dirs "Documents": includes directory')
-    expect(r.stdout).toContain('Documents/cache: exclude_dirs "cache": excludes directory')
+    expect(r.stdout).toContain('Documents/cache: exclude_dirs "cache:rec": excludes directory')
     expect(r.stdout).toContain('not selected: inside an excluded directory')
     const j = JSON.parse(cli(['explain', 'Documents/cache/r.pdf', '--json', '-c', file]).stdout)
     expect(j).toMatchObject({ selected: true, role: 'tracked' })
     expect(j.steps.at(-2)).toMatchObject({ key: 'track_files', pattern: '*.pdf:rec' })
     expect(cli(['explain', '../etc/passwd', '-c', file]).status).toBe(64)
+    // A bare exclude_dirs name is anchored at src (as the original backup.py): explain says so.
+    const bare = writeConfig(dir, { src: 'src', dst: 'dst', include_dirs: ['Documents'], exclude_dirs: ['cache'] }, 'bare.json')
+    const b = cli(['explain', 'Documents/cache/x.bin', '-c', bare])
+    expect(b.status).toBe(0)
+    expect(b.stdout).toContain(
+      'Documents/cache: exclude_dirs "cache": does not exclude this directory: exclude_dirs patterns are relative to src (only "cache"); "cache:rec" excludes it at any depth',
+    )
+    expect(b.stdout).toContain('selected: mirrored only')
   })
 
   it('hints when an anchored pattern matches only deeper', () => {
@@ -115,6 +123,21 @@ describe('config', () => {
     const r = cli(['run', '--dry-run', '-c', file])
     expect(r.status).toBe(0)
     expect(r.stderr).toContain('hint: include_files: "*.txt" matches nothing directly in src but matches deeper (e.g. "notes/a.txt"); did you mean "*.txt:rec"?')
+  })
+
+  it('hints when a bare exclude_dirs name matches no folder directly in src but exists deeper; such folders are kept', () => {
+    const dir = ws()
+    fs.mkdirSync(path.join(dir, 'src/Projects/cache'), { recursive: true })
+    fs.writeFileSync(path.join(dir, 'src/Projects/cache/keep.bin'), 'k')
+    const file = writeConfig(dir, { src: 'src', dst: 'dst', track_dirs: ['Projects'], exclude_dirs: ['cache', 'node_modules'] })
+    const r = cli(['run', '-c', file])
+    expect(r.status).toBe(0)
+    expect(r.stderr).toContain('hint: exclude_dirs: "cache" matches no folder directly in src but matches deeper (e.g. "Projects/cache"); did you mean "cache:rec"?')
+    expect(r.stderr).not.toContain('"node_modules"')
+    expect(fs.readFileSync(path.join(dir, 'dst/mirror/Projects/cache/keep.bin'), 'utf8')).toBe('k')
+    // With src/cache present the pattern does what it says: no hint.
+    fs.mkdirSync(path.join(dir, 'src/cache'))
+    expect(cli(['run', '--dry-run', '-c', file]).stderr).not.toContain('hint:')
   })
 
   it('a missing native addon: the error names the platform binary and how to build it', () => {

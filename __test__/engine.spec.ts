@@ -19,7 +19,7 @@ const RULES = {
   include_dirs: ['Documents'],
   track_dirs: ['Projects'],
   track_files: ['todo.txt'],
-  exclude_dirs: ['cache'],
+  exclude_dirs: ['cache:rec'],
   exclude_files: ['*.tmp'],
 }
 

@@ -65,11 +65,13 @@ describe('checksum', () => {
     expect(Object.keys(env).sort()).toEqual(['data', 'signature'])
     expect(env.signature).toBe(hash('sha3-512', env.data))
     expect(data).toMatchObject({ group: 'g1', root_data: dir, algorithms: ['sha256', 'md5', 'sha512', 'sha3-512', 'blake3', 'xxh3'] })
-    expect(data.files[0]).toBe('big.bin') // largest first
-    expect(data.files).toHaveLength(10)
-    for (const rel of data.files.filter((f: string) => f !== 'link')) {
-      const content = fs.readFileSync(path.join(dir, rel))
-      const sums = data.checksums[rel]
+    // Absolute paths, as the original service writes them; symlinks only in `symlinks` (find -type f lists none).
+    expect(data.files[0]).toBe(`${dir}/big.bin`) // largest first
+    expect(data.files).toHaveLength(9)
+    for (const abs of data.files) {
+      const rel = path.relative(dir, abs)
+      const content = fs.readFileSync(abs)
+      const sums = data.checksums[abs]
       expect({ rel, sha256: sums.sha256, md5: sums.md5, sha512: sums.sha512, sha3: sums['sha3-512'] }).toEqual({
         rel,
         sha256: hash('sha256', content),
@@ -79,15 +81,15 @@ describe('checksum', () => {
       })
       expect(sums.blake3).toMatch(/^[0-9a-f]{64}$/)
       expect(sums.xxh3).toMatch(/^[0-9a-f]{16}$/)
-      expect(data.sizes[rel]).toBe(content.length)
+      expect(data.sizes[abs]).toBe(content.length)
     }
     // Symlinks are recorded, not followed.
-    expect(data.symlinks).toEqual({ link: 'a.txt' })
-    expect(data.checksums.link.sha256).toBe(hash('sha256', 'a.txt'))
+    expect(data.symlinks).toEqual({ [`${dir}/link`]: 'a.txt' })
+    expect(data.checksums[`${dir}/link`]).toBeUndefined()
     // blake3 agrees with b3sum.
     const b3 = spawnSync('b3sum', ['--no-names', path.join(dir, 'big.bin')], { encoding: 'utf8' })
     expect(b3.status).toBe(0)
-    expect(data.checksums['big.bin'].blake3).toBe(b3.stdout.trim())
+    expect(data.checksums[`${dir}/big.bin`].blake3).toBe(b3.stdout.trim())
   })
 
   it.skipIf(needs('check-line formats', ['sha256sum', 'b3sum']))('--format sha256sum and b3sum write lines that sha256sum -c and b3sum --check accept, odd names included', async () => {
@@ -126,7 +128,8 @@ describe('checksum', () => {
       expect(files[0]).toMatch(/^all_\d+\.json$/)
     }
     const idx = JSON.parse(fs.readFileSync(path.join(base, 'out/groups.json'), 'utf8'))
-    expect(idx.groups.map((g: { name: string }) => g.name)).toEqual(['one', 'two'])
+    // A list, as the original checker reads it.
+    expect(idx.map((g: { name: string; path: string }) => [g.name, g.path])).toEqual([['one', path.join(base, 'one')], ['two', path.join(base, 'two')]])
     // Config mistakes name the key.
     fs.writeFileSync(path.join(base, 'bad.json'), JSON.stringify({ groups: [{ name: 'a b', path: 'one' }], output_dir: 'out' }))
     const bad = cli(['checksum', '--config', path.join(base, 'bad.json')])
@@ -163,11 +166,11 @@ describe('verify', () => {
     await checksumFolder(dir, 'g', report)
     const v = await verify(report, { incremental: true })
     expect(v.counts).toEqual({ OK: 10 })
-    expect(v.trusted).toBe(10)
+    expect(v.trusted).toBe(9) // the symlink is checked by its target text
     expect(v.bytesRead).toBe(0)
     fs.writeFileSync(path.join(dir, 'a.txt'), 'ALPHA') // same size; ctime changes
     const v2 = await verify(report, { incremental: true })
-    expect(v2.trusted).toBe(9)
+    expect(v2.trusted).toBe(8)
     expect(v2.results.find((x) => x.path === 'a.txt')!.status).not.toBe('OK')
     expect(v.results).toEqual([]) // only problems without `all`
   })
@@ -196,7 +199,7 @@ describe('verify', () => {
     // any file would give another error: the refusal comes first.
     const env = JSON.parse(fs.readFileSync(report, 'utf8'))
     const data = JSON.parse(env.data)
-    data.checksums['a.txt'].sha256 = hash('sha256', 'evil')
+    data.checksums[`${dir}/a.txt`].sha256 = hash('sha256', 'evil')
     env.data = JSON.stringify(data)
     fs.writeFileSync(report, JSON.stringify(env))
     fs.rmSync(dir, { recursive: true })

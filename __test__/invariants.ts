@@ -1,4 +1,5 @@
 /** Checks of the DEVELOPERS.md invariants on a real backup folder. */
+import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -9,7 +10,7 @@ import { native } from '../js/native'
 import type { ResolvedConfig } from '../js/config'
 import { increments, listTree, readMeta, type FileInfo } from './helpers'
 
-/** Invariant 2: the mirror equals the selected source set (content, mtime, mode, kind). */
+/** Invariant 2: the mirror equals the selected source set (content, mtime, mode, kind, hard-link groups, xattrs/ACLs). */
 export function expectMirrorEqualsSource(cfg: ResolvedConfig): void {
   const selected = new Set(native().selectFiles(cfg.src, cfg.rules).map((c) => c.path))
   const src = listTree(cfg.src, { skip: () => false })
@@ -21,6 +22,47 @@ export function expectMirrorEqualsSource(cfg: ResolvedConfig): void {
     expect({ p, kind: m.kind, size: m.size, sha: m.sha, mtime: m.mtimeMs }).toEqual({ p, kind: s.kind, size: s.size, sha: s.sha, mtime: s.mtimeMs })
     if (s.kind === 'file') expect({ p, mode: m.mode }).toEqual({ p, mode: s.mode })
   }
+  expect(linkGroups(mirror)).toEqual(linkGroups(want))
+  const sx = xattrsOf(cfg.src)
+  const mx = xattrsOf(path.join(cfg.dst, 'mirror'))
+  for (const p of want.keys()) expect({ p, xattrs: mx.get(p) ?? {} }).toEqual({ p, xattrs: sx.get(p) ?? {} })
+}
+
+/** Hard-link groups of a tree listing: for each file sharing its inode with others, the first path of its group. */
+export function linkGroups(tree: Map<string, FileInfo>): Record<string, string> {
+  const first = new Map<number, string>()
+  const out: Record<string, string> = {}
+  for (const p of [...tree.keys()].sort()) {
+    const f = tree.get(p)!
+    if (f.kind !== 'file') continue
+    const lead = first.get(f.ino)
+    if (lead === undefined) first.set(f.ino, p)
+    else out[p] = lead
+  }
+  return out
+}
+
+/** The xattrs a backup keeps (user.*, the access ACL, and as root security.*, trusted.*) of every file below `root`, hex values. */
+export function xattrsOf(root: string): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>()
+  if (!fs.existsSync(root)) return out
+  const r = spawnSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { encoding: 'latin1', maxBuffer: 256 * 1024 * 1024 })
+  // getfattr escapes unusual bytes in names as \ooo (octal) and a backslash as \\.
+  const unescape = (s: string) => Buffer.from(s.replace(/\\(\d{3})|\\\\/g, (m, o) => (o ? String.fromCharCode(parseInt(o, 8)) : '\\')), 'latin1').toString('utf8')
+  const kept = (n: string) => n.startsWith('user.') || n === 'system.posix_acl_access' || n.startsWith('security.') || n.startsWith('trusted.')
+  for (const block of r.stdout.split('\n\n')) {
+    const lines = block.split('\n').filter((l) => l)
+    if (!lines[0]?.startsWith('# file: ')) continue
+    const file = path.relative(root, unescape(lines[0].slice('# file: '.length)))
+    const attrs: Record<string, string> = {}
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf('=')
+      const name = i < 0 ? l : l.slice(0, i)
+      if (kept(name)) attrs[name] = i < 0 ? '' : l.slice(i + 1).replace(/^0x/, '')
+    }
+    if (Object.keys(attrs).length) out.set(file, attrs)
+  }
+  return out
 }
 
 /** Every increment: the files match the catalog exactly (size, sha256), and nothing else is there. */

@@ -48,7 +48,9 @@ function refMatch(key: string, pattern: string, p: string): boolean {
   const rec = s.endsWith(':rec')
   if (rec) s = s.slice(0, -4)
   s = s.replace(/^\/+/, '')
-  const anyDepth = key.startsWith('exclude_') ? rec || !s.includes('/') : rec
+  // Only exclude_files match a bare name at any depth (the original matches the file's name there);
+  // exclude_dirs are anchored at src like every other list, unless ":rec".
+  const anyDepth = key === 'exclude_files' ? rec || !s.includes('/') : rec
   const re = globToRegex(s)
   const segs = p.split('/')
   if (!anyDepth) return re.test(p)
@@ -116,8 +118,20 @@ export const EXAMPLES: { rules: Rules; selected: Record<string, string>; why: st
     selected: { 'notes/b.txt': 'tracked', 'notes/deep/c.txt': 'tracked' },
   },
   {
-    why: 'exclusions without "/" match names at any depth',
-    rules: { include_dirs: ['Documents'], exclude_dirs: ['node_modules', 'cache'], exclude_files: ['*.tmp'] },
+    why: 'exclude_dirs are anchored at src: a bare "cache" is src/cache only (as the original backup.py)',
+    rules: { include_dirs: ['Documents'], exclude_dirs: ['node_modules', 'cache'] },
+    selected: {
+      'Documents/report.pdf': 'mirrored',
+      'Documents/2024/scan.pdf': 'mirrored',
+      'Documents/node_modules/m.js': 'mirrored',
+      'Documents/cache/tmp.bin': 'mirrored',
+      'Documents/x.tmp': 'mirrored',
+      'Documents/sub/y.tmp': 'mirrored',
+    },
+  },
+  {
+    why: '"node_modules:rec" excludes at any depth; exclude_files without "/" match file names at any depth',
+    rules: { include_dirs: ['Documents'], exclude_dirs: ['node_modules:rec', 'cache:rec'], exclude_files: ['*.tmp'] },
     selected: { 'Documents/report.pdf': 'mirrored', 'Documents/2024/scan.pdf': 'mirrored' },
   },
   {
@@ -142,7 +156,7 @@ export const EXAMPLES: { rules: Rules; selected: Record<string, string>; why: st
   },
   {
     why: 'file rules beat exclusions: include_files inside an excluded dir',
-    rules: { include_dirs: ['Documents'], exclude_dirs: ['cache'], exclude_files: ['*.pdf'], include_files: ['Documents/cache/*', 'Documents/report.pdf'] },
+    rules: { include_dirs: ['Documents'], exclude_dirs: ['Documents/cache'], exclude_files: ['*.pdf'], include_files: ['Documents/cache/*', 'Documents/report.pdf'] },
     selected: {
       'Documents/report.pdf': 'mirrored',
       'Documents/cache/tmp.bin': 'mirrored',
@@ -164,6 +178,11 @@ export const EXAMPLES: { rules: Rules; selected: Record<string, string>; why: st
       'Documents/sub/y.tmp': 'mirrored',
     },
   },
+  {
+    why: 'include_files beats track_dirs: such a file is mirrored, not tracked',
+    rules: { track_dirs: ['notes'], include_files: ['notes/b.txt'] },
+    selected: { 'notes/b.txt': 'mirrored', 'notes/deep/c.txt': 'tracked' },
+  },
   { why: 'nothing else is selected (default exclusion)', rules: {}, selected: {} },
 ]
 
@@ -179,7 +198,9 @@ describe('selection semantics', () => {
     expect(normalizePattern('include_files', '*.txt').glob).toBe('*.txt')
     expect(normalizePattern('include_files', '*.txt:rec').glob).toBe('**/*.txt')
     expect(normalizePattern('track_dirs', '/Projects/').glob).toBe('Projects')
-    expect(normalizePattern('exclude_dirs', 'node_modules').glob).toBe('**/node_modules')
+    expect(normalizePattern('exclude_dirs', 'node_modules').glob).toBe('node_modules')
+    expect(normalizePattern('exclude_dirs', 'node_modules:rec').glob).toBe('**/node_modules')
+    expect(normalizePattern('exclude_files', '*.tmp').glob).toBe('**/*.tmp')
     expect(normalizePattern('exclude_files', 'Documents/*.pdf').glob).toBe('Documents/*.pdf')
     expect(normalizePattern('exclude_files', 'Documents/*.pdf:rec').glob).toBe('**/Documents/*.pdf')
     expect(() => normalizePattern('include_dirs', '../etc')).toThrow(/include_dirs.*"\.\.\/etc".*cannot leave/)

@@ -2,15 +2,17 @@
  * Hidden or false reports (issue 9, items 10–13): every command tells the truth about damaged
  * metadata, unfinished runs, signatures and the target's limits.
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 
 import { checksumFolder, keygen } from '../js'
-import { cli, increments, listTree, readMeta, tmpdir, workspace, writeTree } from './helpers'
+import { parseSshUrl } from '../js/integrity/ssh'
+import { BIN, cli, increments, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
 
 const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
 
@@ -76,8 +78,8 @@ describe('damaged increment metadata is never invisible', () => {
     const text = fs.readFileSync(file)
     fs.writeFileSync(file, text.subarray(0, Math.floor(text.length / 2)))
     const fix = `backup recreate --backup ${w.first}`
-    const names = (out: string) => {
-      expect(out).toContain(file)
+    const names = (out: string, shownFile = file) => {
+      expect(out).toContain(shownFile)
       expect(out).toContain('the file ends early')
       expect(out).toContain(fix)
     }
@@ -91,10 +93,10 @@ describe('damaged increment metadata is never invisible', () => {
     expect(r.status).toBe(1)
     expect(JSON.parse(r.stdout).damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
 
-    // status: exit 1 and the damage named.
+    // status: exit 1 and the damage named (paths inside the backup folder relative to it, named once on top).
     r = cli(['status', '-c', w.config])
     expect(r.status).toBe(1)
-    names(r.stdout)
+    names(r.stdout, `${w.first}/${w.first}.json`)
     expect(JSON.parse(cli(['status', '-c', w.config, '--json']).stdout).damaged).toHaveLength(1)
 
     // list: the increment is listed as damaged, the detail on stderr (exit 1).
@@ -141,12 +143,12 @@ describe('damaged increment metadata is never invisible', () => {
     fs.rmSync(file)
     const r = cli(['status', '-c', w.config])
     expect(r.status).toBe(1)
-    expect(r.stdout).toContain(`${file}: damaged increment metadata: the metadata file is missing; rebuild it with \`backup recreate --backup ${w.first}\``)
+    expect(r.stdout).toContain(`${path.relative(w.dst, file)}: damaged increment metadata: the metadata file is missing; rebuild it with \`backup recreate --backup ${w.first}\``)
   })
 })
 
 describe('an interrupted run is pending, never corruption', () => {
-  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', () => {
+  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
     const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
     expect(cli(['run', '-c', base.config]).status).toBe(0)
     const old = listTree(base.src)
@@ -189,8 +191,150 @@ describe('an interrupted run is pending, never corruption', () => {
       if (increments(path.join(dir, 'dst')).some((i) => readMeta(path.join(dir, 'dst'), i).origin === 'recovered')) sawRecovered++
       fs.rmSync(dir, { recursive: true })
       if (killed.status === 0) break
+      // Let the test runner's worker breathe between the synchronous CLI calls.
+      await new Promise((r) => setImmediate(r))
     }
     expect(sawPending).toBeGreaterThan(3)
     expect(sawRecovered).toBeGreaterThan(0)
+  })
+})
+
+const mounts: (() => void)[] = []
+afterAll(() => {
+  for (const m of mounts.reverse()) m()
+})
+
+/** A tmpfs of `size` mounted on a fresh folder (a real small or read-only disk). */
+function mountTmpfs(size: string): string {
+  const mnt = tmpdir('tmpfs-')
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt])
+  mounts.push(() => spawnSync('umount', ['-l', mnt]))
+  return mnt
+}
+
+/** A real exFAT image mounted through FUSE (as `disks.spec.ts`). */
+function mountExfat(): string {
+  const dir = tmpdir('exfat-')
+  const img = path.join(dir, 'disk.img')
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  execFileSync('truncate', ['-s', '64M', img])
+  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
+  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
+  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
+  mounts.push(() => {
+    spawnSync('umount', [mnt])
+    spawnSync('losetup', ['-d', loop])
+  })
+  return mnt
+}
+
+describe('errors and small items say what is wrong', () => {
+  it('a mistyped command is an unknown command, not a missing config', () => {
+    const r = cli(['frobnicate'], { cwd: tmpdir() })
+    expect(r.status).toBe(64)
+    expect(r.stderr).toContain('unknown command "frobnicate"')
+    expect(r.stderr).not.toContain('not found')
+    // A config given as a path is still a config.
+    expect(cli(['nope.json'], { cwd: tmpdir() }).stderr).toContain('config file')
+    expect(cli(['nope.json'], { cwd: tmpdir() }).stderr).toContain('not found')
+  })
+
+  it('ssh://host/path without a user uses the current user, as ssh does', () => {
+    const u = parseSshUrl('ssh://example.com:2222/srv/reports')
+    expect(u).toMatchObject({ user: os.userInfo().username, host: 'example.com', port: 2222, path: '/srv/reports' })
+    expect(parseSshUrl('ssh://me@example.com/x').user).toBe('me')
+  })
+
+  it('checksum progress is labelled hash, not apply', () => {
+    const dir = tmpdir('data-')
+    // Enough to read that the progress line shows at least once (on a terminal, through script(1)).
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `f${i}`), crypto.randomBytes(4 * 1024 * 1024))
+    const out = path.join(tmpdir(), 'r.json')
+    const r = spawnSync('script', ['-qec', `${process.execPath} ${BIN} checksum ${dir} --out ${out} --threads 1`, '/dev/null'], { encoding: 'utf8' })
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/hash: \d+\/40 files/)
+    expect(r.stdout).not.toContain('apply:')
+  })
+
+  it('an include/track pattern that selects nothing is a hint', () => {
+    const w = workspace({ 'docs/a.txt': 'a', 'proj/b.txt': 'b' }, { include_dirs: ['docs', 'Docs'], track_dirs: ['proj'], track_files: ['*.pdf:rec'] })
+    const r = cli(['run', '-c', w.config])
+    expect(r.status).toBe(0)
+    expect(r.stderr).toContain('hint: include_dirs: "Docs" selected nothing in src')
+    expect(r.stderr).toContain('hint: track_files: "*.pdf:rec" selected nothing in src')
+    expect(r.stderr).not.toContain('"docs" selected nothing')
+    expect(r.stderr).not.toContain('"proj" selected nothing')
+  })
+
+  it('list keeps its columns with damaged metadata; status names the backup folder once', () => {
+    const w = twoIncrements()
+    fs.writeFileSync(path.join(w.dst, w.first, `${w.first}.json`), '{"version": 1, "backup_name": "x", "file_catalog": {"a": ')
+    const lines = cli(['list', '-c', w.config]).stdout.trimEnd().split('\n')
+    const col = (l: string) => l.indexOf('2') // the TIME column starts with the year
+    expect(new Set(lines.slice(1).map(col)).size).toBe(1)
+    expect(lines.every((l) => l.length < 100)).toBe(true)
+    // An unreadable state: its path is shown relative to the folder, which is named once.
+    fs.writeFileSync(path.join(w.dst, '.axiomatic/state.jsonl'), '{"format":"axiomatic-mirror-state","version":1,"entries":5}\n')
+    const r = cli(['status', '-c', w.config])
+    expect(r.stdout.split(w.dst).length - 1).toBe(1)
+    expect(r.stdout).toContain('mirror state: unreadable: .axiomatic/state.jsonl')
+  })
+
+  it('a read-only target: a clear error, and status says so (not "last run: ok")', () => {
+    const mnt = mountTmpfs('4m')
+    const w = workspace({ 't/a.txt': 'a' }, { track_dirs: ['t'] })
+    const config = writeConfig(w.dir, { src: w.src, dst: path.join(mnt, 'dst'), track_dirs: ['t'] })
+    expect(cli(['run', '-c', config]).status).toBe(0)
+    execFileSync('mount', ['-o', 'remount,ro', mnt])
+    fs.writeFileSync(path.join(w.src, 't/b.txt'), 'b')
+    let r = cli(['run', '-c', config])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('is on a read-only file system')
+    expect(r.stderr).not.toContain('EROFS: read-only file system, open')
+    expect(JSON.parse(cli(['run', '-c', config, '--json']).stdout).error.code).toBe('EROFS')
+    r = cli(['status', '-c', config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain('not writable (EROFS): it is on a read-only file system')
+  })
+
+  it('a full disk is ENOSPC in status, not EIO', () => {
+    const mnt = mountTmpfs('1m')
+    const w = workspace({ 't/a.txt': 'a' }, { track_dirs: ['t'] })
+    const config = writeConfig(w.dir, { src: w.src, dst: path.join(mnt, 'dst'), track_dirs: ['t'] })
+    expect(cli(['run', '-c', config]).status).toBe(0)
+    fs.writeFileSync(path.join(w.src, 't/big.bin'), crypto.randomBytes(2 * 1024 * 1024))
+    expect(cli(['run', '-c', config]).status).toBe(2)
+    const r = cli(['status', '-c', config])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain('ENOSPC: cannot copy t/big.bin: disk full')
+    expect(r.stdout).not.toContain('EIO')
+  })
+
+  it('exFAT: the probe finds no hardlinks and no symlinks; a symlink is reported as such, up front and in status', () => {
+    const mnt = mountExfat()
+    const w = workspace({ 'docs/a.txt': 'a', 'docs/link': { symlink: 'a.txt' } }, { include_dirs: ['docs'] })
+    const dst = path.join(mnt, 'dst')
+    const config = writeConfig(w.dir, { src: w.src, dst, include_dirs: ['docs'] })
+    let r = cli(['run', '-c', config])
+    expect(r.status).toBe(1)
+    expect(r.stdout.split('\n')[0]).toMatch(/^target \(\w+\): no hardlinks .*; no symlinks .*; mtimes to \d s/)
+    expect(r.stderr).toContain('docs/link: symlink-unsupported: this file system cannot store symlinks')
+    expect(r.stderr).not.toContain('Function not implemented (os error 38)')
+    const target = JSON.parse(fs.readFileSync(path.join(dst, '.axiomatic/target.json'), 'utf8'))
+    expect(target.caps).toMatchObject({ hardlinks: false, symlinks: false })
+    r = cli(['status', '-c', config])
+    expect(r.stdout).toMatch(/target: \w+: no hardlinks .*no symlinks/)
+  })
+
+  it('an ordinary target: probed once per run, recorded, nothing printed', () => {
+    const w = workspace({ 't/a.txt': 'a' }, { track_dirs: ['t'] })
+    const r = cli(['run', '-c', w.config])
+    expect(r.stdout).not.toContain('target (')
+    const target = JSON.parse(fs.readFileSync(path.join(w.dst, '.axiomatic/target.json'), 'utf8'))
+    expect(target.caps).toMatchObject({ hardlinks: true, symlinks: true })
+    expect(target.limits).toEqual([])
+    expect(fs.readdirSync(path.join(w.dst, '.axiomatic')).filter((n) => n.startsWith('.probe'))).toEqual([])
+    expect(cli(['status', '-c', w.config]).stdout).toMatch(/target: \w+, no limits found/)
   })
 })

@@ -3,7 +3,7 @@
  * backup, an empty or foreign source and a mass deletion are refused before anything changes, and a
  * `dst` that is inside `src` through a bind mount is refused like one inside it by path.
  */
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -42,7 +42,7 @@ function umount(target: string): void {
 
 let pkg: string | undefined
 /** Runs the CLI as `nobody` (from a copy of the package that `nobody` can read). */
-function cliAsNobody(args: string[]): ReturnType<typeof spawnSync<string>> {
+function cliAsNobody(args: string[]): SpawnSyncReturns<string> {
   const base = path.dirname(tmpdir())
   fs.chmodSync(base, 0o755)
   if (!pkg) {

@@ -6,7 +6,7 @@ import { BackupError, ConfigError, ExitCode } from './errors'
 import { loadConfig, parseMaxDelete, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingProgress } from './native'
-import { writeLastRun, type LastRun } from './explore'
+import { readTarget, writeLastRun, type LastRun } from './explore'
 
 /** A per-file problem that did not stop the run. */
 export interface Warning {
@@ -54,6 +54,10 @@ export interface Stats {
   warnings: Warning[]
   /** Advice about the rules, e.g. `did you mean "*.txt:rec"?`. */
   hints: string[]
+  /** What the target cannot do, found by the run's probe (`dst/.axiomatic/target.json`); empty when nothing is limited. */
+  targetLimits: string[]
+  /** The target's file-system type (from the probe), or null. */
+  targetFs: string | null
   /** Only with `listChanges`. */
   changes?: PathChange[]
   /**
@@ -155,6 +159,13 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       hints: r.hints,
       refused: r.refused ?? null,
       adopted: r.adopted,
+      targetLimits: [],
+      targetFs: null,
+    }
+    const target = opts.dryRun ? null : readTarget(cfg.dst)
+    if (target) {
+      stats.targetLimits = target.limits
+      stats.targetFs = target.caps.fs_type
     }
     if (opts.listChanges) stats.changes = r.changes as PathChange[]
     record({

@@ -58,8 +58,33 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * The error for a target that cannot be written at all (the first write of a command is the lock): says
+ * what is wrong in words, with the errno as the code (`EROFS`, `ENOSPC`, `EACCES`); other errors unchanged.
+ */
+export function targetError(dst: string, e: unknown): unknown {
+  const code = (e as NodeJS.ErrnoException).code
+  const why: Record<string, string> = {
+    EROFS: 'is on a read-only file system (mounted read-only, or remounted so after disk errors); remount it read-write or check the disk',
+    ENOSPC: 'is on a full disk (no space left on device); free space, then run again',
+    EDQUOT: 'is over its disk quota; free space, then run again',
+    EACCES: 'is not writable by this user (permission denied)',
+    EPERM: 'is not writable by this user (operation not permitted)',
+  }
+  if (!code || !why[code]) return e
+  return new BackupError(code === 'EDQUOT' ? 'ENOSPC' : code, `the backup folder ${dst} ${why[code]}; nothing was written`, ExitCode.Failed, { cause: e })
+}
+
 /** Takes the lock of `dst`; returns its release function. Refuses (exit 2) while another command holds it. */
 export function acquireLock(dst: string, command = 'run'): () => void {
+  try {
+    return takeLock(dst, command)
+  } catch (e) {
+    throw targetError(dst, e)
+  }
+}
+
+function takeLock(dst: string, command: string): () => void {
   const file = lockPath(dst)
   fs.mkdirSync(path.dirname(file), { recursive: true })
   const me: LockInfo = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command }

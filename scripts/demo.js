@@ -30,7 +30,7 @@ const config = {
   track_dirs: ['Projects'],
   include_files: ['*.md'],
   track_files: ['todo-link'],
-  exclude_dirs: ['node_modules'],
+  exclude_dirs: ['node_modules:rec'],
   exclude_files: ['*.tmp'],
 }
 fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2))

@@ -19,24 +19,34 @@ export function duration(ms: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`
 }
 
-/** A progress line on a TTY; silent otherwise. */
+/**
+ * A progress line on a TTY; silent otherwise. `labels` names the engine's phases for this command
+ * (checksum's and verify's `apply` phase is hashing, not applying a plan).
+ */
 export class ProgressLine {
   private readonly started = Date.now()
   private last = ''
-  constructor(private readonly stream: NodeJS.WriteStream, private readonly enabled: boolean) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly enabled: boolean,
+    private readonly labels: Partial<Record<string, string>> = {},
+  ) {}
+
+  /** The line for one progress report (what `update` shows). */
+  format(p: Progress, secs: number): string {
+    const label = this.labels[p.phase] ?? p.phase
+    if (p.phase === 'scan' || p.phase === 'recover' || p.phase === 'plan') {
+      return `${label}: ${p.filesScanned.toLocaleString('en-US')} files, ${bytes(p.bytesScanned)}`
+    }
+    const rate = secs > 0 ? p.bytesDone / secs : 0
+    const left = p.bytesTotal - p.bytesDone
+    const eta = rate > 0 && left > 0 ? ` · ETA ${duration((left / rate) * 1000)}` : ''
+    return `${label}: ${p.opsDone.toLocaleString('en-US')}/${p.opsTotal.toLocaleString('en-US')} files · ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)} · ${bytes(rate)}/s${eta}`
+  }
 
   update = (p: Progress): void => {
     if (!this.enabled) return
-    const secs = (Date.now() - this.started) / 1000
-    let line: string
-    if (p.phase === 'scan' || p.phase === 'recover' || p.phase === 'plan') {
-      line = `${p.phase}: ${p.filesScanned.toLocaleString('en-US')} files, ${bytes(p.bytesScanned)}`
-    } else {
-      const rate = secs > 0 ? p.bytesDone / secs : 0
-      const left = p.bytesTotal - p.bytesDone
-      const eta = rate > 0 && left > 0 ? ` · ETA ${duration((left / rate) * 1000)}` : ''
-      line = `${p.phase}: ${p.opsDone.toLocaleString('en-US')}/${p.opsTotal.toLocaleString('en-US')} files · ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)} · ${bytes(rate)}/s${eta}`
-    }
+    const line = this.format(p, (Date.now() - this.started) / 1000)
     if (line === this.last) return
     this.last = line
     this.stream.write(`\r\x1b[2K${line.slice(0, (this.stream.columns || 100) - 1)}`)

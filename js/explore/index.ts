@@ -136,6 +136,10 @@ export interface CatalogEntry {
   carried_from?: string
   /** Present when the file kept changing while it was read: the copy may mix old and new content. */
   inconsistent?: true
+  /** A hard-link group's later member: the group's first path (restored as a hardlink of it). */
+  link?: string
+  /** Extended attributes and POSIX ACLs (`system.posix_acl_access`): name → hex value. */
+  xattrs?: Record<string, string>
 }
 
 export interface SearchHit extends CatalogEntry {
@@ -446,6 +450,37 @@ export interface BackupStatus {
   newest: string | null
   /** Increments whose metadata is missing or damaged (needs attention: exit 1). */
   damaged: DamagedMetadata[]
+  /** The target as the last run's probe found it, or null. */
+  target: TargetInfo | null
+  /** Why the backup folder cannot be written (`EROFS`: mounted read-only; `EACCES`), or null. Needs attention. */
+  notWritable: string | null
+}
+
+/** What the last run's probe found the target can do (`dst/.axiomatic/target.json`). */
+export interface TargetInfo {
+  probed: string
+  caps: { hardlinks: boolean; mtime_granularity_ns: number; symlinks: boolean; link_max: number | null; fs_type: string }
+  /** What it cannot do, in words; empty when nothing is limited. */
+  limits: string[]
+}
+
+/** The recorded probe of the target, or null (never probed, or unreadable). */
+export function readTarget(dst: string): TargetInfo | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dst, '.axiomatic', 'target.json'), 'utf8')) as TargetInfo
+  } catch {
+    return null
+  }
+}
+
+/** Whether `dst` can be written: null if so, else the errno code (`EROFS`, `EACCES`…). */
+function writeProblem(dst: string): string | null {
+  try {
+    fs.accessSync(dst, fs.constants.W_OK)
+    return null
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'EIO'
+  }
 }
 
 export function lastRunPath(dst: string): string {
@@ -482,6 +517,8 @@ export async function status(dst: string): Promise<BackupStatus> {
     increments: increments.length,
     newest: increments.at(-1)?.name ?? null,
     damaged,
+    target: readTarget(dir),
+    notWritable: writeProblem(dir),
   }
 }
 

@@ -132,6 +132,10 @@ export interface ChecksumOptions {
   signKey?: string
   onProgress?: (p: BindingProgress) => void
   signal?: AbortSignal
+  /** Unix time recorded as `start_timestamp` (default: now); the report name uses the same second. */
+  startTimestamp?: number
+  /** Folder for the unfinished report (default: beside it); same file system as `out`. */
+  tmpDir?: string
 }
 
 export interface ChecksumResult {
@@ -162,8 +166,8 @@ export async function checksumFolder(root: string, group: string, out: string, o
   if (!fs.statSync(abs, { throwIfNoEntry: false })?.isDirectory()) throw new ConfigError(`${abs} is not a folder to checksum`)
   const target = path.resolve(out)
   fs.mkdirSync(path.dirname(target), { recursive: true })
-  const tmp = `${target}.tmp-${process.pid}`
-  const start = Date.now() / 1000
+  const tmp = opts.tmpDir ? path.join(opts.tmpDir, `${path.basename(target)}.${process.pid}`) : `${target}.tmp-${process.pid}`
+  const start = opts.startTimestamp ?? Date.now() / 1000
   let r: { digest: string | null; files: number; errors: { path: string; error: string }[]; bytes: number; workTime: number }
   try {
     r = await call(native().checksumFolder(abs, algos, opts.threads ?? os.availableParallelism(), group, start, format, tmp, opts.onProgress, opts.signal))
@@ -183,23 +187,54 @@ export async function checksumFolder(root: string, group: string, out: string, o
 
 /**
  * Checksums every group of a config as the original service does:
- * `<output_dir>/<group>/all_<unix-ts>.json` per group and `<output_dir>/groups.json`.
+ * `<output_dir>/<group>/all_<unix-ts>.json` per group and `<output_dir>/groups.json`,
+ * a list `[{name, path, …}]` as the original checker reads it. A group folder
+ * holds nothing but `all_<ts>.json` reports (that checker takes the newest
+ * by the number in every file name there): unfinished reports are written
+ * in `<output_dir>/.tmp-XXXXXX/` and renamed into place. `groups.json` lists
+ * the config's groups, as the original writes it; with `keepOtherGroups`
+ * (folders given on the command line) groups listed by an earlier run stay.
  */
-export async function checksumGroups(cfg: ChecksumConfig, opts: ChecksumOptions = {}): Promise<ChecksumResult[]> {
+export async function checksumGroups(cfg: ChecksumConfig, opts: ChecksumOptions = {}, keepOtherGroups = false): Promise<ChecksumResult[]> {
   const results: ChecksumResult[] = []
-  for (const g of cfg.groups) {
-    const ts = Math.floor(Date.now() / 1000)
-    const out = path.join(cfg.output_dir, g.name, `all_${ts}.json`)
-    results.push(await checksumFolder(g.path, g.name, out, opts))
+  fs.mkdirSync(cfg.output_dir, { recursive: true })
+  const tmpDir = fs.mkdtempSync(path.join(cfg.output_dir, '.tmp-'))
+  try {
+    for (const g of cfg.groups) {
+      const ts = Math.floor(Date.now() / 1000)
+      const out = path.join(cfg.output_dir, g.name, `all_${ts}.json`)
+      results.push(await checksumFolder(g.path, g.name, out, { ...opts, startTimestamp: ts, tmpDir }))
+    }
+  } finally {
+    fs.rmSync(tmpDir, { recursive: true, force: true })
   }
   const index = path.join(cfg.output_dir, 'groups.json')
   const tmp = `${index}.tmp-${process.pid}`
-  fs.writeFileSync(
-    tmp,
-    JSON.stringify({ groups: results.map((r) => ({ name: r.group, path: r.root, latest: path.relative(cfg.output_dir, r.report), files: r.files, errors: r.errors.length, work_time: r.workTime })) }, null, 2) + '\n',
-  )
+  const listed = keepOtherGroups ? readGroupsIndex(index).filter((g) => !results.some((r) => r.group === g.name)) : []
+  const groups = [
+    ...listed,
+    ...results.map((r) => ({ name: r.group, path: r.root, latest: path.relative(cfg.output_dir, r.report), files: r.files, errors: r.errors.length, work_time: r.workTime })),
+  ]
+  fs.writeFileSync(tmp, JSON.stringify(groups, null, 4) + '\n')
   fs.renameSync(tmp, index)
   return results
+}
+
+/**
+ * The groups of an output folder's `groups.json`: the original's list
+ * `[{name, path}]`, or the `{"groups": […]}` our earlier versions wrote.
+ * Missing or unreadable: none.
+ */
+export function readGroupsIndex(file: string): { name: string; path: string }[] {
+  let raw: unknown
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch {
+    return []
+  }
+  const list = Array.isArray(raw) ? raw : (raw as { groups?: unknown })?.groups
+  if (!Array.isArray(list)) return []
+  return list.filter((g): g is { name: string; path: string } => typeof g?.name === 'string' && typeof g?.path === 'string')
 }
 
 // ---------------------------------------------------------------- verify

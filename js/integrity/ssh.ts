@@ -42,18 +42,28 @@ export interface SshUrl extends HostSpec {
   label: string
 }
 
-export function parseHost(spec: string, what = '--jump'): HostSpec {
-  const m = /^([^@/:]+)@(\[[^\]]+\]|[^:/]+)(?::(\d+))?$/.exec(spec)
-  if (!m) throw new ConfigError(`${what} ${JSON.stringify(spec)}: expected user@host or user@host:port`)
-  const port = m[3] ? Number(m[3]) : 22
-  if (port < 1 || port > 65535) throw new ConfigError(`${what} ${JSON.stringify(spec)}: port out of range`)
-  return { user: m[1], host: m[2].replace(/^\[|\]$/g, ''), port }
+/** The local user name, which ssh uses when the destination names none. */
+function currentUser(): string {
+  try {
+    return os.userInfo().username
+  } catch {
+    return process.env.USER ?? process.env.LOGNAME ?? 'root'
+  }
 }
 
-/** `ssh://user@host[:port]/path/to/output_dir`. */
+/** `[user@]host[:port]`; without a user, the current user (as ssh does). */
+export function parseHost(spec: string, what = '--jump'): HostSpec {
+  const m = /^(?:([^@/:]+)@)?(\[[^\]]+\]|[^:/@]+)(?::(\d+))?$/.exec(spec)
+  if (!m) throw new ConfigError(`${what} ${JSON.stringify(spec)}: expected [user@]host or [user@]host:port`)
+  const port = m[3] ? Number(m[3]) : 22
+  if (port < 1 || port > 65535) throw new ConfigError(`${what} ${JSON.stringify(spec)}: port out of range`)
+  return { user: m[1] ?? currentUser(), host: m[2].replace(/^\[|\]$/g, ''), port }
+}
+
+/** `ssh://[user@]host[:port]/path/to/output_dir` (no user: the current one, as ssh). */
 export function parseSshUrl(url: string): SshUrl {
   const m = /^ssh:\/\/([^/]+)(\/.*)$/.exec(url)
-  if (!m) throw new ConfigError(`${url}: expected ssh://user@host[:port]/path/to/output_dir`)
+  if (!m) throw new ConfigError(`${url}: expected ssh://[user@]host[:port]/path/to/output_dir`)
   const h = parseHost(m[1], url)
   return { ...h, path: decodeURIComponent(m[2]), label: h.port === 22 ? `${h.user}@${h.host}` : `${h.user}@${h.host}:${h.port}` }
 }

@@ -5,10 +5,13 @@
  * - Paths are relative to `src`; a leading `/` is relative to `src` too.
  * - `*` and `?` stay within one path segment, `[...]` is a class, `**` spans
  *   segments; `*` matches names that start with `.`.
- * - Include and track patterns are anchored at `src`; a trailing `:rec`
- *   makes them match at any depth (`X:rec` ≡ `**∕X`).
- * - Exclusion patterns without `/` match a name at any depth; with `/` they
- *   are anchored unless they end in `:rec`.
+ * - Include, track and `exclude_dirs` patterns are anchored at `src` (as the
+ *   seed and the original backup.py: `"exclude_dirs": ["cache"]` is
+ *   `src/cache` only); a trailing `:rec` makes them match at any depth
+ *   (`X:rec` ≡ `**∕X`).
+ * - `exclude_files` patterns without `/` match a file name at any depth (the
+ *   original matches the name there); with `/` they are anchored unless they
+ *   end in `:rec`.
  */
 import { ConfigError } from '../errors'
 import type { BindingPattern, BindingRules } from '../native'
@@ -38,7 +41,7 @@ export function normalizePattern(key: RuleKey, source: string): BindingPattern {
   if (s.split('/').some((seg) => seg === '..' || seg === '.')) {
     throw new ConfigError(`${where} contains "." or ".." segments; patterns are relative to src and cannot leave it`)
   }
-  const anyDepth = key.startsWith('exclude_') ? rec || !s.includes('/') : rec
+  const anyDepth = key === 'exclude_files' ? rec || !s.includes('/') : rec
   const glob = anyDepth && !s.startsWith('**/') && s !== '**' ? `**/${s}` : s
   return { key, source, glob }
 }

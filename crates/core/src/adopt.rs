@@ -92,7 +92,12 @@ pub fn original_state(l: &Layout, hash: bool, warnings: &mut Vec<Warning>) -> Re
       let tracked = listed.get(p).map_or_else(|| live.get(p).copied().unwrap_or(false), |o| o.tracked);
       let kind = if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File };
       let sha = if hash && tracked { fsutil::sha256_of(&l.mirror.join(names::to_path(p))).ok().map(Box::new) } else { None };
+      let file = l.mirror.join(names::to_path(p));
       StateEntry {
+        // backup.py copies every path on its own: no hard-link groups. Its
+        // shutil.copy2 copies xattrs, so the mirror file's are recorded.
+        link: None,
+        xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&file)).map(Box::new),
         rel: p.as_str().into(),
         kind,
         size: md.len(),

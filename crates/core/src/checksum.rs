@@ -395,69 +395,91 @@ fn json_str(w: &mut impl Write, s: &str) -> io::Result<()> {
   serde_json::to_writer(&mut *w, s).map_err(io::Error::other)
 }
 
-/// Writes the report data JSON (the seed's keys plus `algorithms`, `stat`, `symlinks`).
+/// A report path as the original service writes it: absolute, `<root>/<rel>`,
+/// as `find <root> -type f` prints it (its checker turns `"<root>` into `".`).
+fn abs_path(root: &str, rel: &str) -> String {
+  if rel == "." || rel.is_empty() {
+    root.to_string()
+  } else if root.ends_with('/') {
+    format!("{root}{rel}")
+  } else {
+    format!("{root}/{rel}")
+  }
+}
+
+/// Writes the report data JSON: the original service's keys in its order
+/// (`checksums`, `errors`, `files`, `start_timestamp` as a string,
+/// `work_time`, `group`, `root_data`), absolute paths, then our additions
+/// (`algorithms`, `sizes`, `mtimes`, `stat`, `symlinks`). Symlinks are only
+/// in `symlinks` (and the metadata maps): `find -type f` does not list them,
+/// so the original checker would call them lost on an original server.
 fn write_data(w: &mut impl Write, run: &Run, group: &str, start_timestamp: f64) -> io::Result<()> {
-  w.write_all(b"{\"group\":")?;
-  json_str(w, group)?;
-  w.write_all(b",\"root_data\":")?;
-  json_str(w, &run.root.to_string_lossy())?;
-  write!(w, ",\"start_timestamp\":{start_timestamp},\"work_time\":{},\"algorithms\":[", run.work_time)?;
-  for (i, a) in run.algos.iter().enumerate() {
-    write!(w, "{}\"{}\"", if i > 0 { "," } else { "" }, a.name())?;
-  }
-  w.write_all(b"],\"files\":[")?;
-  for (i, s) in run.sums.iter().enumerate() {
+  let root = run.root.to_string_lossy();
+  let abs = |rel: &str| abs_path(&root, rel);
+  let files = || run.sums.iter().filter(|s| s.f.link.is_none());
+  w.write_all(b"{\"checksums\":{")?;
+  for (i, s) in files().enumerate() {
     if i > 0 {
       w.write_all(b",")?;
     }
-    json_str(w, &s.f.rel)?;
-  }
-  w.write_all(b"],\"checksums\":{")?;
-  for (i, s) in run.sums.iter().enumerate() {
-    if i > 0 {
-      w.write_all(b",")?;
-    }
-    json_str(w, &s.f.rel)?;
+    json_str(w, &abs(&s.f.rel))?;
     w.write_all(b":{")?;
     for (j, a) in run.algos.iter().enumerate() {
       write!(w, "{}\"{}\":\"{}\"", if j > 0 { "," } else { "" }, a.name(), s.hex(&run.algos, j))?;
     }
     w.write_all(b"}")?;
   }
+  w.write_all(b"},\"errors\":{")?;
+  for (i, (p, e)) in run.errors.iter().enumerate() {
+    if i > 0 {
+      w.write_all(b",")?;
+    }
+    json_str(w, &abs(p))?;
+    w.write_all(b":{\"error\":")?;
+    json_str(w, e)?;
+    w.write_all(b"}")?;
+  }
+  w.write_all(b"},\"files\":[")?;
+  for (i, s) in files().enumerate() {
+    if i > 0 {
+      w.write_all(b",")?;
+    }
+    json_str(w, &abs(&s.f.rel))?;
+  }
+  // `str(int(time))`, as the original writes it.
+  write!(w, "],\"start_timestamp\":\"{}\",\"work_time\":{:?},\"group\":", start_timestamp.floor() as i64, run.work_time)?;
+  json_str(w, group)?;
+  w.write_all(b",\"root_data\":")?;
+  json_str(w, &root)?;
+  w.write_all(b",\"algorithms\":[")?;
+  for (i, a) in run.algos.iter().enumerate() {
+    write!(w, "{}\"{}\"", if i > 0 { "," } else { "" }, a.name())?;
+  }
+  w.write_all(b"]")?;
   let map = |w: &mut dyn Write, key: &str, f: &dyn Fn(&Sum) -> String| -> io::Result<()> {
-    write!(w, "}},\"{key}\":{{")?;
+    write!(w, ",\"{key}\":{{")?;
     for (i, s) in run.sums.iter().enumerate() {
       if i > 0 {
         w.write_all(b",")?;
       }
-      serde_json::to_writer(&mut *w, &s.f.rel).map_err(io::Error::other)?;
+      serde_json::to_writer(&mut *w, &abs(&s.f.rel)).map_err(io::Error::other)?;
       write!(w, ":{}", f(s))?;
     }
-    Ok(())
+    w.write_all(b"}")
   };
   map(w, "sizes", &|s| s.f.size.to_string())?;
   map(w, "mtimes", &|s| format!("{:.9}", s.f.mtime_ns as f64 / 1e9))?;
   map(w, "stat", &|s| format!("[{},{},{}]", s.f.mtime_ns, s.f.ctime_ns, s.f.ino))?;
-  w.write_all(b"},\"symlinks\":{")?;
+  w.write_all(b",\"symlinks\":{")?;
   let mut first = true;
   for s in run.sums.iter().filter(|s| s.f.link.is_some()) {
     if !first {
       w.write_all(b",")?;
     }
     first = false;
-    json_str(w, &s.f.rel)?;
+    json_str(w, &abs(&s.f.rel))?;
     w.write_all(b":")?;
     json_str(w, s.f.link.as_deref().unwrap())?;
-  }
-  w.write_all(b"},\"errors\":{")?;
-  for (i, (p, e)) in run.errors.iter().enumerate() {
-    if i > 0 {
-      w.write_all(b",")?;
-    }
-    json_str(w, p)?;
-    w.write_all(b":{\"error\":")?;
-    json_str(w, e)?;
-    w.write_all(b"}")?;
   }
   w.write_all(b"}}")
 }
@@ -565,6 +587,36 @@ pub struct Report {
   /// The signer's public key as written into the report (SPKI PEM). It proves
   /// the report was not altered after signing, not who signed it.
   pub public_key: Option<String>,
+  /// The report has a `symlinks` map (ours): one without it (the original
+  /// service's, `find -type f`) cannot say anything about symlinks.
+  #[serde(skip)]
+  pub records_symlinks: bool,
+}
+
+/// The path relative to `root` of a report path: the original service
+/// writes absolute paths (`<root>/a/f.bin`, as `find <root>` prints them;
+/// its checker replaces the text `"<root>` by `".`), ours were relative,
+/// and `./a/f.bin` is what that checker makes. Only a whole `<root>/`
+/// prefix is taken off (`/data2/x` is not under `/data`), so a path is
+/// never moved out of the root it was recorded under.
+pub fn relative_to_root<'a>(p: &'a str, root: &str) -> &'a str {
+  let base = root.trim_end_matches('/');
+  if root.starts_with('/') {
+    if p == root || p == base {
+      return ".";
+    }
+    if let Some(rest) = p.strip_prefix(base).and_then(|r| r.strip_prefix('/')) {
+      let rest = rest.trim_start_matches('/');
+      if !rest.is_empty() {
+        return rest;
+      }
+    }
+  }
+  let mut p = p;
+  while let Some(rest) = p.strip_prefix("./") {
+    p = rest.trim_start_matches('/');
+  }
+  p
 }
 
 /// One file of a report, kept compact (a million are held while verifying).
@@ -806,7 +858,9 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
     let slot = b.slot(&self.rel);
     for ((_, h), i) in pairs.iter().zip(idx) {
       if let Some(i) = i {
-        slot.put_sum(i, h, &lens, algos);
+        // The original service takes `sha256sum`'s first word, which for a name with `\` or a
+        // newline carries coreutils' escape mark: `\<hex>`.
+        slot.put_sum(i, h.strip_prefix('\\').unwrap_or(h), &lens, algos);
       }
     }
     Ok(())
@@ -899,8 +953,22 @@ impl<'de> Visitor<'de> for DataVisitor<'_> {
       match &*k {
         "group" => b.head.group = map.next_value()?,
         "root_data" => b.head.root_data = map.next_value()?,
-        "start_timestamp" => b.head.start_timestamp = map.next_value()?,
+        // The original writes `str(int(time))`; ours used to be a number.
+        "start_timestamp" => {
+          let v: serde_json::Value = map.next_value()?;
+          b.head.start_timestamp = match &v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(t) => t.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+            _ => None,
+          }
+          .ok_or_else(|| serde::de::Error::custom(format!("start_timestamp {v} is not a Unix time (a number or a string of digits)")))?;
+        }
         "work_time" => b.head.work_time = map.next_value()?,
+        // In the original's key order (ours since issue 10) `algorithms` follows
+        // `checksums`, whose first entry already named them: that order stays.
+        "algorithms" if !b.head.algorithms.is_empty() => {
+          map.next_value::<serde::de::IgnoredAny>()?;
+        }
         "algorithms" => {
           b.head.algorithms = map.next_value()?;
           // Lay each file's digests out for these algorithms.
@@ -914,6 +982,7 @@ impl<'de> Visitor<'de> for DataVisitor<'_> {
           map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: (i64, i64, u64)| f.stat = Some(v), _t: std::marker::PhantomData })?
         }
         "symlinks" => {
+          b.head.records_symlinks = true;
           map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: String| f.link = Some(v.into()), _t: std::marker::PhantomData })?
         }
         "errors" => {
@@ -991,6 +1060,19 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
   }
   let mut rep = b.head;
   rep.files = b.files;
+  // `root_data` comes last in the original's key order: paths are made relative once all is read.
+  for f in &mut rep.files {
+    let rel = relative_to_root(&f.rel, &rep.root_data);
+    if rel.len() != f.rel.len() {
+      f.rel = rel.into();
+    }
+  }
+  for (p, _) in &mut rep.errors {
+    let rel = relative_to_root(p, &rep.root_data);
+    if rel.len() != p.len() {
+      *p = rel.to_string();
+    }
+  }
   rep.digest = Some(digest);
   rep.signature_ed25519 = tail.signature_ed25519;
   rep.public_key = tail.public_key;
@@ -1073,4 +1155,22 @@ pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error
     root_data: path.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
     ..Default::default()
   })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::relative_to_root;
+
+  #[test]
+  fn report_paths_made_relative_to_the_root() {
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g//a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("./a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/a/f.bin", "/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g", "/data/g"), ".");
+    // A sibling folder is not under the root (the original checker's text replacement makes `.2/x`).
+    assert_eq!(relative_to_root("/data/g2/x", "/data/g"), "/data/g2/x");
+  }
 }

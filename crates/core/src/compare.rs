@@ -84,11 +84,20 @@ pub fn compare(inputs: &[Input]) -> Result<CompareResult, Error> {
       .collect();
     // path (NFC) → per report: algorithm → digest
     let mut all: BTreeMap<String, Vec<Option<HashMap<&str, String>>>> = BTreeMap::new();
+    // The original service does not list symlinks (`find -type f`): they are
+    // compared (by target) only when every report of the group records them.
+    let links = reps.iter().all(|(_, r)| r.records_symlinks);
     for (k, (_, r)) in reps.iter().enumerate() {
       for f in &r.files {
+        if f.link.is_some() && !links {
+          continue;
+        }
         let key: String = f.rel.nfc().collect();
         let slot = all.entry(key).or_insert_with(|| vec![None; reps.len()]);
-        let sums: HashMap<&str, String> = r.algorithms.iter().enumerate().filter_map(|(i, a)| f.sum(i).map(|s| (a.as_str(), s))).collect();
+        let sums: HashMap<&str, String> = match &f.link {
+          Some(t) => HashMap::from([("symlink", t.to_string())]),
+          None => r.algorithms.iter().enumerate().filter_map(|(i, a)| f.sum(i).map(|s| (a.as_str(), s))).collect(),
+        };
         slot[k] = Some(sums);
       }
     }

@@ -37,12 +37,14 @@ use crate::adopt;
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fsutil::{self, fault_point, CopyResult};
 use crate::guard;
+use crate::longpath;
 use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
 use crate::names;
 use crate::progress::{Phase, Progress};
 use crate::rules::{Role, RuleSpec, Rules};
 use crate::scan::{self, Entry, Kind};
 use crate::state::{self, StateEntry};
+use crate::xattrs::{self, Xattrs};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -194,16 +196,29 @@ impl<'a> Op<'a> {
       m,
       mode,
       h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
+      l: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
     }
   }
 }
 
 enum Outcome {
   /// Done; for copies/links the new state entry's hash and whether the
-  /// increment holds a copy instead of a hardlink; `stored` when the mirror
-  /// holds another version than the scan saw (the file changed before it
-  /// was copied); `inconsistent` when it changed while it was read.
-  Done { sha: Option<Box<[u8; 32]>>, fallback: bool, stored: Option<Box<Entry>>, inconsistent: bool },
+  /// increment holds a copy instead of a hardlink; the digest of the xattrs
+  /// the mirror copy holds, and for tracked entries the xattrs themselves;
+  /// `linked` when the mirror copy is a hardlink of its group's first path
+  /// (nothing copied); a warning about a partial success; `stored` when the
+  /// mirror holds another version than the scan saw (the file changed
+  /// before it was copied); `inconsistent` when it changed while it was read.
+  Done {
+    sha: Option<Box<[u8; 32]>>,
+    fallback: bool,
+    xattr: Option<Box<[u8; 32]>>,
+    attrs: Option<Box<Xattrs>>,
+    linked: bool,
+    note: Option<Box<Warning>>,
+    stored: Option<Box<Entry>>,
+    inconsistent: bool,
+  },
   /// Not done; the old state entry stays.
   Skipped(Box<Warning>),
   /// Deleted but the mirror copy was already gone.
@@ -214,7 +229,60 @@ enum Outcome {
 /// inconsistent copy always differs: it is copied again until a read sees
 /// the file hold still.
 fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
-  o.inconsistent || e.kind != o.kind || e.size != o.size || e.mode != o.mode || (e.mtime_ns - o.mtime_ns).abs() > tol
+  o.inconsistent
+    || e.kind != o.kind
+    || e.size != o.size
+    || e.mode != o.mode
+    || (e.mtime_ns - o.mtime_ns).abs() > tol
+    || e.xattr != o.xattr
+    || e.link != o.link
+}
+
+/// The once-per-run warnings about what the target cannot hold (xattrs,
+/// ACLs, hard links) or a non-root run cannot set, instead of one per file.
+fn capability_warnings(dst: &Path, caps: &fsutil::FsCaps, notes: &xattrs::ScanNotes, followers: u64) -> Vec<Warning> {
+  let mut out = Vec::new();
+  let eg = |p: &Option<Box<str>>| p.as_deref().map(|p| format!(" (e.g. {p:?})")).unwrap_or_default();
+  if notes.target_cannot.0 > 0 {
+    let (code, what) = match (caps.xattrs, caps.acls) {
+      (true, _) => ("target-no-acls", "POSIX ACLs"),
+      (false, true) => ("target-no-xattrs", "extended attributes"),
+      (false, false) => ("target-no-xattrs", "extended attributes or ACLs"),
+    };
+    out.push(Warning::new(
+      "",
+      code,
+      format!(
+        "{} selected files have {what}{}, but {} cannot hold them (exFAT, some FUSE or network file systems): the files are backed up without them",
+        notes.target_cannot.0,
+        eg(&notes.target_cannot.1),
+        dst.display()
+      ),
+    ));
+  }
+  if notes.need_root.0 > 0 {
+    out.push(Warning::new(
+      "",
+      "xattrs-need-root",
+      format!(
+        "{} selected files have security.* or trusted.* extended attributes{} (SELinux labels, file capabilities) that only root can set: they are backed up without them; run as root to keep them",
+        notes.need_root.0,
+        eg(&notes.need_root.1)
+      ),
+    ));
+  }
+  if followers > 0 && !caps.hardlinks {
+    out.push(Warning::new(
+      "",
+      "target-no-hardlinks",
+      format!(
+        "{followers} selected files are hard links of other selected files, but {} has no hard links: each is stored as a separate copy",
+        dst.display()
+      ),
+    ));
+  }
+  out.extend(notes.warnings.iter().cloned());
+  out
 }
 
 pub(crate) fn build_pool(workers: usize) -> Result<rayon::ThreadPool, Error> {
@@ -243,7 +311,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
-    fsutil::probe_caps(&l.meta)
+    let caps = fsutil::probe_caps(&l.meta);
+    fsutil::record_caps(&l.meta, &caps);
+    caps
   };
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
   let auto_tol = if caps.mtime_granularity_ns >= 1_000_000_000 { caps.mtime_granularity_ns } else { 0 };
@@ -267,7 +337,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
   report.refused = source.refused;
-  let entries = scanned.entries;
+  let mut entries = scanned.entries;
+  // Hard-link groups and xattr digests, compared with the state like size and mtime.
+  let policy = xattrs::Policy { xattrs: caps.xattrs, acls: caps.acls, privileged: xattrs::is_root() };
+  let notes = pool.install(|| xattrs::digest_entries(&opts.src, &mut entries, &policy));
+  let followers = scan::link_groups(&mut entries);
+  if !caps.hardlinks {
+    entries.iter_mut().for_each(|e| e.link = None);
+  }
+  report.warnings.extend(capability_warnings(&opts.dst, &caps, &notes, followers));
+  let entries = entries;
+  // A group's first path: when it is copied, the whole group is relinked to the new copy.
+  let leaders: std::collections::HashSet<&str> = entries.iter().filter_map(|e| e.link.as_deref()).collect();
+  let mut recopied: std::collections::HashSet<&str> = std::collections::HashSet::new();
   // Paths that could not be read keep their state entry and mirror copy.
   let unreadable: std::collections::HashSet<&str> = scanned.unreadable.iter().map(|r| &**r).collect();
   let mut kept: Vec<&StateEntry> = Vec::new();
@@ -288,6 +370,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Less => {
         let e = &entries[i];
         ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: None, tracked: e.role == Role::Tracked, changed: false });
+        if leaders.contains(&*e.rel) {
+          recopied.insert(&e.rel);
+        }
         i += 1;
       }
       std::cmp::Ordering::Greater => {
@@ -303,8 +388,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       std::cmp::Ordering::Equal => {
         let (e, o) = (&entries[i], &old[j]);
         let tracked = e.role == Role::Tracked;
-        if differs(e, o, tol) {
+        let regroup = e.link.as_deref().is_some_and(|l| recopied.contains(l));
+        if differs(e, o, tol) || regroup {
           ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
+          if leaders.contains(&*e.rel) {
+            recopied.insert(&e.rel);
+          }
         } else if tracked && !o.tracked {
           ops.push(Op { kind: OpKind::Link, entry: Some(e), old: Some(o), tracked, changed: false });
         } else if !tracked && o.tracked {
@@ -351,7 +440,10 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 
   let tracked_ops = ops.iter().filter(|o| o.tracked).count();
   progress.ops_total.store(ops.len() as u64, Ordering::Relaxed);
-  progress.bytes_total.store(ops.iter().filter(|o| o.kind == OpKind::Copy).map(|o| o.entry.map_or(0, |e| e.size)).sum(), Ordering::Relaxed);
+  // Later members of hard-link groups are linked, not copied: no bytes.
+  let copied_bytes =
+    ops.iter().filter(|o| o.kind == OpKind::Copy).filter_map(|o| o.entry).filter(|e| e.link.is_none()).map(|e| e.size).sum();
+  progress.bytes_total.store(copied_bytes, Ordering::Relaxed);
 
   if opts.dry_run {
     for op in &ops {
@@ -404,18 +496,42 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     stop: &stop,
     fallbacks: &fallbacks,
     checked: Mutex::new(Default::default()),
+    xattrs: policy,
+    leads: Mutex::new(Default::default()),
   };
 
-  // Removals first (a file may replace a folder and back), then copies;
-  // each outcome is written into its slot, no intermediate lists.
+  // Removals first (a file may replace a folder and back), then copies,
+  // then the later members of hard-link groups (linked to their group's
+  // first path, copied just before); each outcome is written into its
+  // slot, no intermediate lists.
   let is_removal = |op: &Op| matches!(op.kind, OpKind::Delete | OpKind::Remove);
+  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link.is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
     ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
   prune_empty_dirs(&l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), &opts.preserved_dirs);
   pool.install(|| {
-    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| !is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
+    ops
+      .par_iter()
+      .zip(outcomes.par_iter_mut())
+      .filter(|(op, _)| !is_removal(op) && !is_follower(op))
+      .for_each(|(op, slot)| *slot = ctx.apply(op));
+  });
+  {
+    let mut leads = ctx.leads.lock().unwrap();
+    for (op, outcome) in ops.iter().zip(&outcomes) {
+      if matches!(op.kind, OpKind::Copy | OpKind::Link) && leaders.contains(op.rel()) {
+        let lead = match outcome {
+          Some(Outcome::Done { sha, .. }) => Lead::Done(sha.as_deref().copied()),
+          _ => Lead::Failed,
+        };
+        leads.insert(op.rel().into(), lead);
+      }
+    }
+  }
+  pool.install(|| {
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_follower(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
 
   if let Some(err) = fatal.into_inner().unwrap() {
@@ -442,9 +558,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
         count(&mut report, op);
         catalog_len += u64::from(op.kind == OpKind::Delete);
       }
-      Outcome::Done { stored, inconsistent, .. } => {
+      Outcome::Done { linked, note, stored, inconsistent, .. } => {
         count(&mut report, op);
-        if op.kind == OpKind::Copy {
+        if op.kind == OpKind::Copy && !linked {
           report.bytes_copied += stored.as_deref().or(op.entry).unwrap().size;
         }
         if *inconsistent {
@@ -456,6 +572,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
                content and is marked inconsistent in the metadata; the next run copies it again"
             ),
           ));
+        }
+        if let Some(w) = note {
+          report.warnings.push((**w).clone());
         }
         catalog_len += u64::from(op.tracked);
       }
@@ -517,8 +636,22 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 }
 
 /// For each anchored one-segment include/track file pattern that selected
-/// nothing directly in `src`: does it match deeper? (A bounded probe.)
+/// nothing directly in `src`: does it match deeper? (A bounded probe.) The
+/// same for bare `exclude_dirs` names (`rules::exclude_dir_hints`). Then
+/// every other include/track pattern that selected nothing at all.
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
+  let mut hints = deeper_hints(src, spec, entries);
+  let rels: Vec<&str> = entries.iter().map(|e| &*e.rel).collect();
+  for p in crate::rules::unmatched(spec, &rels) {
+    if !hints.iter().any(|h| h.starts_with(&format!("{}: {:?} ", p.key, p.source))) {
+      hints.push(format!("{}: {:?} selected nothing in src (patterns are relative to src; check the spelling)", p.key, p.source));
+    }
+  }
+  hints
+}
+
+/// The anchored one-segment file patterns of [`pattern_hints`] that match deeper.
+fn deeper_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = Vec::new();
   for p in spec.include_files.iter().chain(&spec.track_files) {
     if p.glob.contains('/') {
@@ -546,6 +679,7 @@ pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<Stri
       }
     }
   }
+  hints.extend(crate::rules::exclude_dir_hints(src, spec));
   hints
 }
 
@@ -567,7 +701,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let fallback = matches!(outcome, Outcome::Done { fallback: true, .. });
       Some(meta::catalog_entry(o.size, o.mtime_ns, o.mode, o.kind, "deleted", o.sha(), fallback))
     }
-    (Outcome::Done { sha, fallback, stored, inconsistent }, OpKind::Copy | OpKind::Link) if op.tracked => {
+    (Outcome::Done { sha, fallback, attrs, linked, stored, inconsistent, .. }, OpKind::Copy | OpKind::Link) if op.tracked => {
       let e = stored.as_deref().or(op.entry).unwrap();
       let mut c = meta::catalog_entry(
         e.size,
@@ -579,6 +713,8 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
         *fallback,
       );
       c.inconsistent = inconsistent.then_some(true);
+      c.link = if *linked { e.link.as_deref().map(str::to_string) } else { None };
+      c.xattrs = attrs.as_deref().and_then(xattrs::to_catalog);
       Some(c)
     }
     _ => None,
@@ -589,16 +725,17 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 enum StateRef<'a> {
   /// Unchanged (or an op that was not done): the old entry, with the current role.
   Old(&'a StateEntry, bool),
-  /// Copied or linked this run, with the hash of what the mirror now holds
-  /// and whether that copy is inconsistent.
-  New(&'a Entry, Option<&'a [u8; 32]>, bool),
+  /// Copied or linked this run, with the hash of what the mirror now holds,
+  /// its xattr digest, whether it is linked to its group's first path, and
+  /// whether that copy is inconsistent.
+  New(&'a Entry, Option<&'a [u8; 32]>, Option<&'a [u8; 32]>, bool, bool),
 }
 
 impl<'a> StateRef<'a> {
   fn tracked(&self) -> bool {
     match self {
       StateRef::Old(_, t) => *t,
-      StateRef::New(e, _, _) => e.role == Role::Tracked,
+      StateRef::New(e, ..) => e.role == Role::Tracked,
     }
   }
   fn line(&self) -> state::StateLine<'a> {
@@ -612,8 +749,10 @@ impl<'a> StateRef<'a> {
         tracked: t,
         sha256: if t { o.sha() } else { None },
         inconsistent: o.inconsistent,
+        link: o.link.as_deref(),
+        xattr: o.xattr.as_deref().copied(),
       },
-      StateRef::New(e, sha, inconsistent) => state::StateLine {
+      StateRef::New(e, sha, xattr, linked, inconsistent) => state::StateLine {
         rel: &e.rel,
         kind: e.kind,
         size: e.size,
@@ -622,6 +761,8 @@ impl<'a> StateRef<'a> {
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.copied() } else { None },
         inconsistent,
+        link: if linked { e.link.as_deref() } else { None },
+        xattr: xattr.copied(),
       },
     }
   }
@@ -652,8 +793,8 @@ fn next_state<'a>(
     }
     if k < ops.len() && ops[k].rel() == &*e.rel {
       match (&outcomes[k], ops[k].old) {
-        (Some(Outcome::Done { sha, stored, inconsistent, .. }), _) => {
-          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), *inconsistent))
+        (Some(Outcome::Done { sha, xattr, linked, stored, inconsistent, .. }), _) => {
+          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
         }
         (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
         _ => {}
@@ -733,6 +874,19 @@ struct ApplyCtx<'a> {
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
   checked: Mutex<std::collections::HashSet<String>>,
+  /// Which xattrs copies carry.
+  xattrs: xattrs::Policy,
+  /// Hard-link groups' first paths copied or linked this run, filled before
+  /// the later members are applied.
+  leads: Mutex<std::collections::HashMap<Box<str>, Lead>>,
+}
+
+/// What became of a hard-link group's first path this run.
+enum Lead {
+  /// Its mirror copy is current; the SHA-256 if tracked.
+  Done(Option<[u8; 32]>),
+  /// Not done: the later members are copied on their own.
+  Failed,
 }
 
 fn is_link_unsupported(e: &io::Error) -> bool {
@@ -740,10 +894,7 @@ fn is_link_unsupported(e: &io::Error) -> bool {
 }
 
 fn ensure_parent(p: &Path) -> io::Result<()> {
-  match p.parent() {
-    Some(d) => fs::create_dir_all(d),
-    None => Ok(()),
-  }
+  longpath::ensure_parent(p)
 }
 
 impl ApplyCtx<'_> {
@@ -757,6 +908,7 @@ impl ApplyCtx<'_> {
       return None;
     }
     let res = match op.kind {
+      OpKind::Copy if op.entry.is_some_and(|e| e.link.is_some()) => self.copy_follower(op),
       OpKind::Copy => self.copy(op),
       OpKind::Link => self.link_only(op),
       OpKind::Delete => self.delete(op),
@@ -773,6 +925,13 @@ impl ApplyCtx<'_> {
         self.stop.store(true, Ordering::SeqCst);
         None
       }
+      Err((_, e)) if op.entry.is_some_and(|x| x.kind == Kind::Symlink) && fsutil::is_symlink_unsupported(&e) => {
+        Some(Outcome::Skipped(Box::new(Warning::new(
+          op.rel(),
+          "symlink-unsupported",
+          "this file system cannot store symlinks (exFAT, FAT…), so the symlink is not in the backup",
+        ))))
+      }
       Err((what, e)) => Some(Outcome::Skipped(Box::new(Warning::from_io(op.rel(), what, &e)))),
     }
   }
@@ -783,14 +942,14 @@ impl ApplyCtx<'_> {
     let target = inc.join(sub).join(names::to_path(rel));
     ensure_parent(&target).map_err(|e| ("cannot create the increment folder for", e))?;
     if !self.no_links {
-      match fs::hard_link(mirror, &target) {
+      match longpath::with2(mirror, &target, |a, b| fs::hard_link(a, b)) {
         Ok(()) => {
           fault_point();
           return Ok(false);
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-          let _ = fs::remove_file(&target);
-          if fs::hard_link(mirror, &target).is_ok() {
+          let _ = longpath::with(&target, |p| fs::remove_file(p));
+          if longpath::with2(mirror, &target, |a, b| fs::hard_link(a, b)).is_ok() {
             fault_point();
             return Ok(false);
           }
@@ -799,8 +958,8 @@ impl ApplyCtx<'_> {
         Err(e) => return Err(("cannot link into the increment", e)),
       }
     }
-    let _ = fs::remove_file(&target);
-    fsutil::copy_plain(mirror, &target).map_err(|e| ("cannot copy into the increment", e))?;
+    let _ = longpath::with(&target, |p| fs::remove_file(p));
+    longpath::with2(mirror, &target, fsutil::copy_plain).map_err(|e| ("cannot copy into the increment", e))?;
     fault_point();
     self.fallbacks.fetch_add(1, Ordering::Relaxed);
     Ok(true)
@@ -826,31 +985,37 @@ impl ApplyCtx<'_> {
     for attempt in 0..COPY_ATTEMPTS {
       let mut cur = e.clone();
       if attempt > 0 {
-        match fs::symlink_metadata(&src) {
+        match longpath::with(&src, |p| fs::symlink_metadata(p)) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = n,
+            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
             None => break,
           },
           Err(err) => return Err(("cannot read", err)),
         }
       }
+      // Xattrs only when the scan saw some: the common case costs no extra syscall.
+      let xa = e.xattr.is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match fsutil::copy_entry(&src, &tmp, &cur, op.tracked, accept_torn, self.progress) {
+      match longpath::with2(&src, &tmp, |s, t| fsutil::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
-          let stored = c.stored.take().or_else(|| (cur != *e).then_some(cur));
+          let stored = c
+            .stored
+            .take()
+            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
+            .or_else(|| (!cur.same_stat(e)).then_some(cur));
           copied = Some((c, stored));
           break;
         }
         Ok(CopyResult::Changed(m)) => last = m,
         Err(err) => {
-          let _ = fs::remove_file(&tmp);
+          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
           return Err(("cannot copy", err));
         }
       }
     }
     let Some((c, stored)) = copied else {
-      let _ = fs::remove_file(&tmp);
+      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
       return Ok(Outcome::Skipped(Box::new(Warning::new(
         op.rel(),
         "changed-during-read",
@@ -858,23 +1023,102 @@ impl ApplyCtx<'_> {
       ))));
     };
     fault_point();
-    if let Ok(md) = fs::symlink_metadata(&dst) {
+    if let Ok(md) = longpath::with(&dst, |p| fs::symlink_metadata(p)) {
       if md.is_dir() {
         // A folder became a file: the folder is empty by now unless it holds
         // preserved or foreign entries.
-        if let Err(err) = fs::remove_dir(&dst) {
-          let _ = fs::remove_file(&tmp);
+        if let Err(err) = longpath::with(&dst, |p| fs::remove_dir(p)) {
+          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
           return Err(("cannot replace the mirror folder", err));
         }
       }
     }
-    if let Err(err) = fs::rename(&tmp, &dst) {
-      let _ = fs::remove_file(&tmp);
+    if let Err(err) = longpath::with2(&tmp, &dst, |a, b| fs::rename(a, b)) {
+      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
       return Err(("cannot rename into the mirror", err));
     }
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
-    Ok(Outcome::Done { sha: c.sha256.map(Box::new), fallback, stored: stored.map(Box::new), inconsistent: c.torn })
+    Ok(Outcome::Done {
+      sha: c.sha256.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&c.xattrs).map(Box::new),
+      note: c.xattr_warning(op.rel()).map(Box::new),
+      attrs: (op.tracked && !c.xattrs.is_empty()).then(|| Box::new(c.xattrs)),
+      linked: false,
+      stored: stored.map(Box::new),
+      inconsistent: c.torn,
+    })
+  }
+
+  /// A hard-link group's later member: `mirror/<rel>` becomes a hardlink of
+  /// the group's first path's mirror copy (link to the temp name, then
+  /// rename, so nothing is written in place), without reading the source
+  /// again. Falls back to a copy of its own when the first path was not
+  /// copied, the source is no longer the scanned inode, or links fail.
+  fn copy_follower(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
+    use std::os::unix::fs::MetadataExt;
+    let e = op.entry.unwrap();
+    let leader = e.link.as_deref().unwrap();
+    let lead_sha = match self.leads.lock().unwrap().get(leader) {
+      Some(Lead::Done(sha)) => Some(*sha),
+      Some(Lead::Failed) => return self.copy(op),
+      None => None, // unchanged this run: its mirror copy is current
+    };
+    let src = self.src.join(names::to_path(op.rel()));
+    let dst = self.l.mirror_path(op.rel());
+    let lead = self.l.mirror_path(leader);
+    let same = |md: &fs::Metadata| md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode;
+    match (fs::symlink_metadata(&src), fs::symlink_metadata(&lead)) {
+      (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
+      _ => return self.copy(op),
+    }
+    ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
+    self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
+    let tmp = fsutil::temp_path(&dst);
+    let _ = fs::remove_file(&tmp);
+    let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b));
+    // Already linked (a killed run got that far): rename(2) of two links of
+    // one inode would do nothing and leave the temp name behind.
+    if !linked_already {
+      match fs::hard_link(&lead, &tmp) {
+        Ok(()) => {}
+        Err(err) if is_link_unsupported(&err) || err.kind() == io::ErrorKind::NotFound => return self.copy(op),
+        Err(err) => return Err(("cannot link into the mirror", err)),
+      }
+      fault_point();
+      if let Ok(md) = fs::symlink_metadata(&dst) {
+        if md.is_dir() {
+          if let Err(err) = fs::remove_dir(&dst) {
+            let _ = fs::remove_file(&tmp);
+            return Err(("cannot replace the mirror folder", err));
+          }
+        }
+      }
+      let renamed = fs::rename(&tmp, &dst);
+      let _ = fs::remove_file(&tmp);
+      if let Err(err) = renamed {
+        return Err(("cannot rename into the mirror", err));
+      }
+      fault_point();
+    }
+    let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+    let sha = match (op.tracked, lead_sha.flatten()) {
+      (false, _) => None,
+      (true, Some(h)) => Some(h),
+      (true, None) => Some(fsutil::sha256_of(&dst).map_err(|err| ("cannot read the mirror copy of", err))?),
+    };
+    let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
+    Ok(Outcome::Done {
+      sha: sha.map(Box::new),
+      fallback,
+      xattr: xattrs::digest(&attrs).map(Box::new),
+      attrs: (op.tracked && !attrs.is_empty()).then(|| Box::new(attrs)),
+      linked: true,
+      note: None,
+      stored: None,
+      inconsistent: false,
+    })
   }
 
   /// Makes sure no folder on the way to `mirror/<rel>` is a symlink (or a
@@ -891,9 +1135,9 @@ impl ApplyCtx<'_> {
         continue;
       }
       let p = self.l.mirror_path(dir);
-      match fs::symlink_metadata(&p) {
+      match longpath::with(&p, |p| fs::symlink_metadata(p)) {
         Ok(md) if md.is_dir() => {}
-        Ok(_) => fs::remove_file(&p)?,
+        Ok(_) => longpath::with(&p, |p| fs::remove_file(p))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
       }
@@ -905,10 +1149,22 @@ impl ApplyCtx<'_> {
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
     // The mirror holds the version already: hash it and link it.
-    match fsutil::sha256_of(&dst) {
+    match longpath::with(&dst, fsutil::sha256_of) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
-        Ok(Outcome::Done { sha: Some(Box::new(sha)), fallback, stored: None, inconsistent: false })
+        let old = op.old.unwrap();
+        let attrs =
+          if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+        Ok(Outcome::Done {
+          sha: Some(Box::new(sha)),
+          fallback,
+          xattr: old.xattr.clone(),
+          attrs: (!attrs.is_empty()).then(|| Box::new(attrs)),
+          linked: old.link.is_some(),
+          note: None,
+          stored: None,
+          inconsistent: false,
+        })
       }
       Err(err) if err.kind() == io::ErrorKind::NotFound => self.copy(&Op { kind: OpKind::Copy, ..*op }),
       Err(err) => Err(("cannot read the mirror copy of", err)),
@@ -917,7 +1173,7 @@ impl ApplyCtx<'_> {
 
   fn delete(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
-    if fs::symlink_metadata(&dst).is_err() {
+    if longpath::with(&dst, |p| fs::symlink_metadata(p)).is_err() {
       return Ok(Outcome::DoneMissing(Box::new(Warning::new(
         op.rel(),
         "mirror-missing",
@@ -925,24 +1181,24 @@ impl ApplyCtx<'_> {
       ))));
     }
     let fallback = self.store(&dst, "deleted", op.rel())?;
-    match fs::remove_file(&dst) {
+    match longpath::with(&dst, |p| fs::remove_file(p)) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback, stored: None, inconsistent: false })
+    Ok(Outcome::Done { sha: None, fallback, xattr: None, attrs: None, linked: false, note: None, stored: None, inconsistent: false })
   }
 
   fn remove(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
-    match fs::remove_file(self.l.mirror_path(op.rel())) {
+    match longpath::with(&self.l.mirror_path(op.rel()), |p| fs::remove_file(p)) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
       Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {}
       Err(e) => return Err(("cannot remove from the mirror", e)),
     }
     fault_point();
-    Ok(Outcome::Done { sha: None, fallback: false, stored: None, inconsistent: false })
+    Ok(Outcome::Done { sha: None, fallback: false, xattr: None, attrs: None, linked: false, note: None, stored: None, inconsistent: false })
   }
 }
 
@@ -962,7 +1218,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
   let keep = |d: &str| preserved.iter().any(|p| p.trim_matches('/') == d || p.trim_matches('/').starts_with(&format!("{d}/")));
   for d in dirs {
     if !keep(d) {
-      let _ = fs::remove_dir(l.mirror.join(names::to_path(d)));
+      let _ = longpath::with(&l.mirror.join(names::to_path(d)), |p| fs::remove_dir(p));
     }
   }
 }
@@ -989,19 +1245,19 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   };
 
   // (op index, sha256, stored as a copy, the stored version when it is not
-  // the journaled one)
-  type Done = (usize, Option<[u8; 32]>, bool, Option<(u64, i64, u32)>);
+  // the journaled one, the file that was written)
+  type Done = (usize, Option<[u8; 32]>, bool, Option<(u64, i64, u32)>, Option<PathBuf>);
   let done: Vec<Done> = ops
     .par_iter()
     .enumerate()
     .filter_map(|(k, op)| {
       let mirror = l.mirror_path(&op.p);
-      let _ = fs::remove_file(fsutil::temp_path(&mirror));
-      let mmd = fs::symlink_metadata(&mirror).ok();
+      let _ = longpath::with(&fsutil::temp_path(&mirror), |p| fs::remove_file(p));
+      let mmd = longpath::with(&mirror, |p| fs::symlink_metadata(p)).ok();
       match (op.op.as_str(), op.t) {
         ("copy" | "link", true) => {
           let f = inc_dir.as_ref()?.join("track").join(names::to_path(&op.p));
-          let md = fs::symlink_metadata(&f).ok()?;
+          let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           // A file that changed before or while it was copied is stored as
           // read, not as journaled: kept, with what the file itself says,
           // and marked inconsistent (this run cannot know whether it was).
@@ -1014,40 +1270,48 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               hex::decode_to_slice(h, &mut b).ok()?;
               b
             }
-            None => fsutil::sha256_of(&f).ok()?,
+            None => longpath::with(&f, fsutil::sha256_of).ok()?,
           };
           let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
-          Some((k, Some(sha), !linked, other))
+          Some((k, Some(sha), !linked, other, Some(f)))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
-          let md = fs::symlink_metadata(&f).ok()?;
+          let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           if let Some(m) = &mmd {
             if fsutil::same_file(m, &md) || fsutil::mtime_ns(m) == op.m && m.len() == op.s {
-              let _ = fs::remove_file(&mirror);
+              let _ = longpath::with(&mirror, |p| fs::remove_file(p));
             }
           }
-          Some((k, None, false, None))
+          Some((k, None, false, None, None))
         }
         ("copy", false) => {
           let m = mmd?;
           let same = m.len() == op.s
             && fsutil::mtime_ns(&m) == op.m
             && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
-          same.then_some((k, None, false, None))
+          same.then_some((k, None, false, None, Some(mirror)))
         }
-        ("remove", _) => mmd.is_none().then_some((k, None, false, None)),
+        ("remove", _) => mmd.is_none().then_some((k, None, false, None, None)),
         _ => None,
       }
     })
     .collect();
 
   let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-  for &(k, sha, copied, other) in &done {
-    let op = &ops[k];
+  for (k, sha, copied, other, file) in &done {
+    let (op, sha, copied, other) = (&ops[*k], *sha, *copied, *other);
     match op.op.as_str() {
       "copy" | "link" => {
         let (size, mtime_ns, mode) = other.unwrap_or((op.s, op.m, op.mode));
+        // What the written file holds: its xattrs, and whether it is linked
+        // to its group's first path (else the next run links it).
+        let attrs = file.as_deref().map(xattrs::read_quiet).unwrap_or_default();
+        let link = op.l.as_ref().filter(|lead| {
+          let a = fs::symlink_metadata(l.mirror_path(&op.p));
+          let b = fs::symlink_metadata(l.mirror_path(lead));
+          matches!((a, b), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b))
+        });
         state.insert(
           op.p.clone(),
           StateEntry {
@@ -1059,12 +1323,16 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
             tracked: op.t,
             sha256: if op.t { sha.map(Box::new) } else { None },
             inconsistent: other.is_some(),
+            link: link.map(|s| s.as_str().into()),
+            xattr: xattrs::digest(&attrs).map(Box::new),
           },
         );
         if op.t {
           let what = op.change.as_deref().unwrap_or("new");
           let mut c = meta::catalog_entry(size, mtime_ns, mode, op.k, what, sha, copied);
           c.inconsistent = other.map(|_| true);
+          c.link = link.cloned();
+          c.xattrs = xattrs::to_catalog(&attrs);
           catalog.insert(op.p.clone(), c);
         }
       }

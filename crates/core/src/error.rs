@@ -22,6 +22,10 @@ pub enum ErrorKind {
   /// The run would remove what it should not (a foreign source, a mass
   /// deletion) and changed nothing (exit 2).
   Refused,
+  /// The target is full (`ENOSPC`, `EDQUOT`; exit 2, the next run finishes).
+  DiskFull,
+  /// The target is mounted read-only (`EROFS`; exit 2, nothing written).
+  ReadOnly,
 }
 
 /// A fatal error.
@@ -36,8 +40,21 @@ impl Error {
   pub fn config(message: impl Into<String>) -> Self {
     Self { kind: ErrorKind::Config, path: None, message: message.into() }
   }
+  /// An I/O error; a full or read-only target gets its own kind (and
+  /// code), so `status` and scripts can tell it from other failures.
   pub fn io(path: &Path, what: &str, err: &io::Error) -> Self {
-    Self { kind: ErrorKind::Io, path: Some(path.to_path_buf()), message: format!("{what} {}: {err}", path.display()) }
+    let kind = if is_disk_full(err) {
+      ErrorKind::DiskFull
+    } else if err.raw_os_error() == Some(libc::EROFS) {
+      ErrorKind::ReadOnly
+    } else {
+      ErrorKind::Io
+    };
+    let hint = match kind {
+      ErrorKind::ReadOnly => "; the file system is mounted read-only (remount it read-write, or check the disk for errors)",
+      _ => "",
+    };
+    Self { kind, path: Some(path.to_path_buf()), message: format!("{what} {}: {err}{hint}", path.display()) }
   }
   pub fn corrupt(path: &Path, message: impl Into<String>) -> Self {
     Self { kind: ErrorKind::Corrupt, path: Some(path.to_path_buf()), message: format!("{}: {}", path.display(), message.into()) }
@@ -55,6 +72,8 @@ impl Error {
       ErrorKind::Aborted => "EABORTED",
       ErrorKind::Corrupt => "ECORRUPT",
       ErrorKind::Refused => "EREFUSED",
+      ErrorKind::DiskFull => "ENOSPC",
+      ErrorKind::ReadOnly => "EROFS",
     }
   }
 }

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use crate::error::Error;
+use crate::error::{Error, Warning};
 use crate::progress::Progress;
 use crate::scan::{Entry, Kind};
+use crate::xattrs::{Policy, Xattrs};
 
 const BUF: usize = 256 * 1024;
 
@@ -104,11 +105,22 @@ pub fn is_fat(path: &Path) -> bool {
 }
 
 /// What the file system of the backup folder can do, found by trying.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct FsCaps {
   pub hardlinks: bool,
   /// How coarse stored mtimes are (0 = exact to the nanosecond as far as we can tell).
   pub mtime_granularity_ns: i64,
+  /// Extended attributes (`user.*` at least) can be set.
+  pub xattrs: bool,
+  /// POSIX ACLs can be set.
+  pub acls: bool,
+  /// Whether a symlink can be created (exFAT/FAT cannot: `ENOSYS`, `EPERM`).
+  pub symlinks: bool,
+  /// The most hardlinks one file can have (`pathconf(_PC_LINK_MAX)`), if
+  /// the file system says; each increment that stores a version adds one.
+  pub link_max: Option<u64>,
+  /// The file-system type, from `statfs` (`ext4`, `exfat`, `fuseblk`…).
+  pub fs_type: &'static str,
 }
 
 impl FsCaps {
@@ -116,13 +128,114 @@ impl FsCaps {
   /// (for dry runs; `probe_caps` refines it by trying).
   pub fn from_fs_type(path: &Path) -> Self {
     let fat = is_fat(path);
-    Self { hardlinks: !fat, mtime_granularity_ns: if fat { 2_000_000_000 } else { 0 } }
+    Self {
+      hardlinks: !fat,
+      mtime_granularity_ns: if fat { 2_000_000_000 } else { 0 },
+      xattrs: !fat,
+      acls: !fat,
+      symlinks: !fat,
+      link_max: link_max(path),
+      fs_type: fs_type_name(path),
+    }
+  }
+
+  /// What the target cannot do, in words (empty when nothing is limited):
+  /// printed once up front by `run` and by `status`.
+  pub fn limits(&self) -> Vec<String> {
+    let mut v = Vec::new();
+    if !self.hardlinks {
+      v.push("no hardlinks (each stored version is a full copy)".to_string());
+    }
+    if !self.symlinks {
+      v.push("no symlinks (symlinks cannot be backed up here)".to_string());
+    }
+    if self.mtime_granularity_ns >= 1_000_000_000 {
+      v.push(format!("mtimes to {} s", self.mtime_granularity_ns / 1_000_000_000));
+    }
+    if let Some(n) = self.link_max.filter(|&n| n < 1000) {
+      v.push(format!("at most {n} hardlinks per file (more versions become copies)"));
+    }
+    v
   }
 }
 
-/// Probes `dir` (which must exist and be writable): a hardlink and an odd
-/// mtime on a scratch file. FAT/exFAT (also through FUSE) have no hardlinks
-/// and 2-second (or 1-second) mtimes.
+/// The link limit of the file system of `path`, from its type (the
+/// documented limits; `pathconf(_PC_LINK_MAX)` answers a default 127 for
+/// types glibc does not know, such as tmpfs, so it is not used). None when
+/// unknown or practically unlimited. Nothing is created to find it out.
+fn link_max(path: &Path) -> Option<u64> {
+  match fs_type_name(path) {
+    "ext4" => Some(65_000),
+    "btrfs" => Some(65_535),
+    "ntfs" => Some(1_024),
+    "vfat" | "exfat" => Some(1),
+    _ => None,
+  }
+}
+
+/// The name of the file-system type of `path` (the common ones; else `other`).
+fn fs_type_name(path: &Path) -> &'static str {
+  #[cfg(target_os = "linux")]
+  {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return "unknown" };
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `s` a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } != 0 {
+      return "unknown";
+    }
+    match s.f_type as i64 {
+      0xEF53 => "ext4",
+      0x5846_5342 => "xfs",
+      0x9123_683E => "btrfs",
+      0x0102_1994 => "tmpfs",
+      0x4d44 => "vfat",
+      0x2011_BAB0 => "exfat",
+      0x6573_5546 => "fuse",
+      0x6969 => "nfs",
+      0xFF53_4D42 | 0xFE53_4D42 => "cifs",
+      0x794C_7630 => "overlay",
+      0x2FC1_2FC1 => "zfs",
+      0x5346_544E => "ntfs",
+      _ => "other",
+    }
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    let _ = path;
+    "unknown"
+  }
+}
+
+/// Whether a symlink can be created in `dir` (a scratch one, removed).
+fn probe_symlinks(dir: &Path) -> bool {
+  let s = dir.join(".probe-s");
+  let _ = fs::remove_file(&s);
+  let ok = std::os::unix::fs::symlink(".probe-a", &s).is_ok();
+  let _ = fs::remove_file(&s);
+  ok
+}
+
+/// Whether an I/O error says the file system cannot store a symlink
+/// (exFAT through FUSE: `ENOSYS`; FAT: `EPERM`; others: `EOPNOTSUPP`).
+pub fn is_symlink_unsupported(e: &io::Error) -> bool {
+  matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EPERM))
+}
+
+/// Records the probe in `dst/.axiomatic/target.json` (for `status`, and
+/// for `run` to show what the target cannot do), atomically.
+pub fn record_caps(meta: &Path, caps: &FsCaps) {
+  let v = serde_json::json!({
+    "probed": crate::meta::iso(std::time::SystemTime::now()),
+    "caps": caps,
+    "limits": caps.limits(),
+  });
+  let _ =
+    write_atomic(&meta.join("target.json"), |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
+}
+
+/// Probes `dir` (which must exist and be writable): a hardlink, an odd
+/// mtime, an xattr and an ACL on a scratch file. FAT/exFAT (also through
+/// FUSE) have no hardlinks, no xattrs and 2-second (or 1-second) mtimes.
 pub fn probe_caps(dir: &Path) -> FsCaps {
   let a = dir.join(".probe-a");
   let b = dir.join(".probe-b");
@@ -151,8 +264,10 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
       }
     }
   }
+  caps.symlinks = probe_symlinks(dir);
   let _ = fs::remove_file(&a);
   let _ = fs::remove_file(&b);
+  (caps.xattrs, caps.acls) = crate::xattrs::probe(dir);
   caps
 }
 
@@ -205,6 +320,25 @@ pub struct Copied {
   /// Only with `accept_torn`: the source changed while it was read, so the
   /// copy may mix old and new content.
   pub torn: bool,
+  /// The xattrs set on the copy (sorted).
+  pub xattrs: Xattrs,
+  /// Xattrs that could not be set, with why.
+  pub xattr_errors: Vec<(String, io::Error)>,
+  /// `security.*`/`trusted.*` xattrs left out because the process is not root.
+  pub xattrs_need_root: u32,
+}
+
+impl Copied {
+  /// One warning for the xattrs that could not be set, if any.
+  pub fn xattr_warning(&self, rel: &str) -> Option<Warning> {
+    let (first, err) = self.xattr_errors.first()?;
+    let names: Vec<&str> = self.xattr_errors.iter().map(|(n, _)| n.as_str()).collect();
+    Some(Warning::new(
+      rel,
+      "xattrs-not-copied",
+      format!("extended attributes {} could not be set ({first}: {err}); the file itself was copied", names.join(", ")),
+    ))
+  }
 }
 
 /// Outcome of copying one entry into a temp file.
@@ -238,15 +372,32 @@ fn set_owner(path: &Path, uid: u32, gid: u32, nofollow: bool) {
 }
 
 /// Copies the entry `e` found at `src` into the new file `tmp` (which must
-/// not be shared with anything), with its mode, owner (as root) and mtime;
-/// hashes the bytes read when `hash` is set. Zero blocks become holes.
+/// not be shared with anything), with its owner (as root), mode and mtime,
+/// in that order (a chown clears setuid/setgid, so it must come before the
+/// chmod); hashes the bytes read when `hash` is set. Zero blocks become holes.
+pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, progress: &Progress) -> io::Result<CopyResult> {
+  copy_entry_with(src, tmp, e, hash, Some(&Policy::for_process()), false, progress)
+}
+
+/// As [`copy_entry`], with the xattrs (ACLs included) that `xattrs` allows
+/// (none with `None`), set after the mode and before the mtime: a chown
+/// clears `security.capability`, and setting an ACL rewrites the group
+/// bits to its mask, which the source's mode already equals.
 ///
 /// With `accept_torn` (the last attempt of a file that keeps changing),
 /// the copy never gives up on a change: a file that differs from `e` when
 /// opened is copied as it is then, and one that changes during the read is
-/// kept as read (`Torn`), so a file that is always being written still gets
+/// kept as read (`torn`), so a file that is always being written still gets
 /// a copy.
-pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, accept_torn: bool, progress: &Progress) -> io::Result<CopyResult> {
+pub fn copy_entry_with(
+  src: &Path,
+  tmp: &Path,
+  e: &Entry,
+  hash: bool,
+  xattrs: Option<&Policy>,
+  accept_torn: bool,
+  progress: &Progress,
+) -> io::Result<CopyResult> {
   if e.kind == Kind::Symlink {
     let _ = fs::remove_file(tmp);
     let md = fs::symlink_metadata(src)?;
@@ -255,11 +406,18 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, accept_torn: bo
     }
     let target = fs::read_link(src)?;
     std::os::unix::fs::symlink(&target, tmp)?;
+    set_owner(tmp, e.uid, e.gid, true);
+    let mut c = Copied { sha256: hash.then(|| sha256(target.as_os_str().as_bytes())), ..Default::default() };
+    if let Some(p) = xattrs {
+      let found = crate::xattrs::read_path(src, p)?;
+      c.xattr_errors = crate::xattrs::write_path(tmp, &found.attrs);
+      c.xattrs_need_root = found.need_root;
+      c.xattrs = found.attrs;
+      c.xattrs.retain(|(n, _)| !c.xattr_errors.iter().any(|(f, _)| f == n));
+    }
     let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
     filetime::set_symlink_file_times(tmp, mt, mt)?;
-    set_owner(tmp, e.uid, e.gid, true);
-    let sha = hash.then(|| sha256(target.as_os_str().as_bytes()));
-    return Ok(CopyResult::Done(Copied { sha256: sha, bytes: 0, stored: None, torn: false }));
+    return Ok(CopyResult::Done(c));
   }
   let mut input = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src)?;
   let before = input.metadata()?;
@@ -325,12 +483,22 @@ pub fn copy_entry(src: &Path, tmp: &Path, e: &Entry, hash: bool, accept_torn: bo
     return Ok(CopyResult::Changed("the file changed while it was copied".into()));
   }
   start_writeback(&out);
-  out.set_permissions(fs::Permissions::from_mode(e.mode))?;
+  // Owner first, then mode: Linux clears setuid/setgid on a chown.
   set_owner(tmp, e.uid, e.gid, false);
+  out.set_permissions(fs::Permissions::from_mode(e.mode))?;
+  let mut c = Copied { sha256: hasher.map(Hasher::finish), bytes: total, ..Default::default() };
+  if let Some(p) = xattrs {
+    let found = crate::xattrs::read_file(&input, p)?;
+    c.xattr_errors = crate::xattrs::write_file(&out, &found.attrs);
+    c.xattrs_need_root = found.need_root;
+    c.xattrs = found.attrs;
+    c.xattrs.retain(|(n, _)| !c.xattr_errors.iter().any(|(f, _)| f == n));
+  }
   let mt = filetime::FileTime::from_unix_time(e.mtime_ns.div_euclid(1_000_000_000), e.mtime_ns.rem_euclid(1_000_000_000) as u32);
   filetime::set_file_handle_times(&out, Some(mt), Some(mt))?;
-  let stored = (torn || replaced).then(|| Entry { size: total, ..e.clone() });
-  Ok(CopyResult::Done(Copied { sha256: hasher.map(Hasher::finish), bytes: total, stored, torn }))
+  c.stored = (torn || replaced).then(|| Entry { size: total, ..e.clone() });
+  c.torn = torn;
+  Ok(CopyResult::Done(c))
 }
 
 /// Starts writing a copied file to the disk now, without waiting, so the
@@ -369,15 +537,19 @@ pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
   Ok(h.finish())
 }
 
-/// Copies an existing backup file (used when a hardlink is impossible).
+/// Copies an existing backup file (used when a hardlink is impossible),
+/// with its mode, xattrs (where the target holds them) and mtime.
 pub fn copy_plain(from: &Path, to: &Path) -> io::Result<()> {
   let md = fs::symlink_metadata(from)?;
+  let attrs = crate::xattrs::read_quiet(from);
   if md.file_type().is_symlink() {
     std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+    let _ = crate::xattrs::write_path(to, &attrs);
     let mt = filetime::FileTime::from_last_modification_time(&md);
     return filetime::set_symlink_file_times(to, mt, mt);
   }
   fs::copy(from, to)?;
+  let _ = crate::xattrs::write_path(to, &attrs);
   let mt = filetime::FileTime::from_last_modification_time(&md);
   filetime::set_file_mtime(to, mt)
 }

@@ -191,6 +191,10 @@ pub struct EntryRef<'a> {
   pub carried_from: Option<Cow<'a, str>>,
   #[serde(default)]
   pub inconsistent: Option<bool>,
+  #[serde(borrow, default)]
+  pub link: Option<Cow<'a, str>>,
+  #[serde(default)]
+  pub xattrs: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn default_kind() -> Kind {
@@ -229,6 +233,8 @@ impl EntryRef<'_> {
       stored_as: self.stored_as.as_deref().unwrap_or("hardlink").to_string(),
       carried_from: self.carried_from.as_deref().map(str::to_string),
       inconsistent: self.inconsistent,
+      link: self.link.as_deref().map(str::to_string),
+      xattrs: self.xattrs.clone(),
     }
   }
 }
@@ -550,6 +556,8 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
         stored_as: None,
         carried_from: None,
         inconsistent: None,
+        link: None,
+        xattrs: None,
       };
       f(&p, e);
     }

@@ -37,6 +37,7 @@ pub mod fsutil;
 pub mod guard;
 pub mod increments;
 pub mod lock;
+pub mod longpath;
 pub mod maintain;
 pub mod meta;
 pub mod names;
@@ -46,5 +47,6 @@ pub mod rules;
 pub mod scan;
 pub mod state;
 pub mod verify;
+pub mod xattrs;
 
 pub use error::{Error, ErrorKind, Warning};

@@ -459,7 +459,7 @@ pub struct RecreateReport {
 /// Every file and symlink under `root` (relative, sorted), skipping our temp files.
 pub(crate) fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
   fn go(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>, warnings: &mut Vec<Warning>) {
-    let rd = match fs::read_dir(dir) {
+    let rd = match crate::longpath::with(dir, |p| fs::read_dir(p)) {
       Ok(r) => r,
       Err(e) if e.kind() == io::ErrorKind::NotFound => return,
       Err(e) => return warnings.push(Warning::from_io(dir.display().to_string(), "cannot read", &e)),
@@ -472,7 +472,7 @@ pub(crate) fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(Strin
       let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
       let Ok(md) = e.metadata() else { continue };
       if md.is_dir() {
-        go(&e.path(), &r, out, warnings);
+        go(&dir.join(e.file_name()), &r, out, warnings);
       } else if md.is_file() || md.file_type().is_symlink() {
         out.push((r, md));
       }
@@ -578,6 +578,19 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
   let state_ok = l.state.is_file() && state::read(&l.state).is_ok();
   if (!state_ok || force) && only.is_none() && l.mirror.is_dir() {
     let files = walk_files(&l.mirror, &mut report.warnings);
+    // Mirror paths sharing an inode are a hard-link group (increments share
+    // inodes with the mirror, never two mirror paths otherwise).
+    let mut first: std::collections::HashMap<(u64, u64), &str> = std::collections::HashMap::new();
+    let links: Vec<Option<Box<str>>> = files
+      .iter()
+      .map(|(p, md)| {
+        if !md.is_file() || md.nlink() < 2 {
+          return None;
+        }
+        let lead = *first.entry((md.dev(), md.ino())).or_insert(p.as_str());
+        (lead != p.as_str()).then(|| lead.into())
+      })
+      .collect();
     // A folder of the original backup.py: tracked as its mirror.json says.
     let original = crate::adopt::is_original(&l);
     let entries: Vec<StateEntry> = if original {
@@ -586,10 +599,13 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       pool.install(|| {
         files
           .par_iter()
-          .map(|(p, md)| {
+          .zip(links)
+          .map(|((p, md), link)| {
             let tracked = live.get(p).copied().unwrap_or(false);
             let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
             StateEntry {
+              link,
+              xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&l.mirror.join(crate::names::to_path(p)))).map(Box::new),
               rel: p.as_str().into(),
               kind: kind_of(md),
               size: md.len(),
@@ -648,6 +664,8 @@ pub fn check_state(dst: &Path) -> StateCheck {
           .unwrap_or_default()
           .into_iter()
           .map(|(p, o)| StateEntry {
+            link: None,
+            xattr: None,
             rel: p.into(),
             kind: Kind::File,
             size: o.size,

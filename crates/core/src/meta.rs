@@ -47,6 +47,13 @@ pub struct CatalogEntry {
   /// may mix old and new content (absent otherwise).
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub inconsistent: Option<bool>,
+  /// A hard-link group's later member: the group's first path (the stored
+  /// file is the same inode as that path's version).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub link: Option<String>,
+  /// Extended attributes (ACLs included): name → hex value.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub xattrs: Option<BTreeMap<String, String>>,
 }
 
 fn file_kind() -> Kind {
@@ -152,6 +159,8 @@ pub fn catalog_entry(size: u64, mtime_ns: i64, mode: u32, kind: Kind, op: &str, 
     stored_as: if copied { "copy".into() } else { "hardlink".into() },
     carried_from: None,
     inconsistent: None,
+    link: None,
+    xattrs: None,
   }
 }
 
@@ -277,6 +286,9 @@ pub struct JournalOp {
   pub mode: u32,
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub h: Option<String>,
+  /// For a hard-link group's later member: the group's first path.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub l: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

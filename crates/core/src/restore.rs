@@ -61,6 +61,9 @@ pub struct Item {
   /// The folder the stored file is under (`dst/mirror`, `dst/<inc>/track`).
   #[serde(skip)]
   root: PathBuf,
+  /// A hard-link group's later member: the group's first path.
+  #[serde(skip)]
+  link: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -107,16 +110,17 @@ impl Dirs {
       if self.0.lock().unwrap().contains(&cur) {
         continue;
       }
-      match fs::symlink_metadata(&cur) {
+      match crate::longpath::with(&cur, |p| fs::symlink_metadata(p)) {
         Ok(md) if md.file_type().is_symlink() => {
           return Err(Warning::new(rel, "symlink-in-target", format!("{} is a symlink; refusing to follow it", cur.display())))
         }
         Ok(md) if !md.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display()))),
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(&cur) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match crate::longpath::with(&cur, |p| fs::create_dir(p)) {
           Ok(()) => {}
           Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let md = fs::symlink_metadata(&cur).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
+            let md =
+              crate::longpath::with(&cur, |p| fs::symlink_metadata(p)).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
             if !md.is_dir() {
               return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display())));
             }
@@ -172,6 +176,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
               mode: op.mode,
               sha256: None,
               root: l.mirror.clone(),
+              link: op.l.clone(),
             });
           }
           return;
@@ -187,6 +192,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       mode: s.mode,
       sha256: s.sha().map(hex::encode),
       root: l.mirror.clone(),
+      link: s.link.as_deref().map(str::to_string),
     });
   };
   match &o.at {
@@ -216,6 +222,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
           mode: e.mode,
           sha256: e.sha256.clone(),
           root: upto[*i].dir.join("track"),
+          link: e.link.clone(),
         });
       }
       for s in mirror_state.iter().filter(|s| !s.tracked && keep(&s.rel) && !mentions.contains_key(&*s.rel)) {
@@ -251,12 +258,115 @@ enum Done {
   Exists,
 }
 
-fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, progress: &Progress) -> Result<Done, Warning> {
+/// Xattr problems of a whole restore, reported once rather than per file.
+#[derive(Default)]
+struct XattrTally {
+  /// Files whose xattrs the target refused as unsupported, and the first.
+  unsupported: Mutex<(u64, Option<String>)>,
+  /// Files with `security.*`/`trusted.*` xattrs a non-root restore cannot set.
+  need_root: Mutex<(u64, Option<String>)>,
+}
+
+impl XattrTally {
+  fn add(slot: &Mutex<(u64, Option<String>)>, rel: &str) {
+    let mut s = slot.lock().unwrap();
+    s.0 += 1;
+    if s.1.as_deref().is_none_or(|f| rel < f) {
+      s.1 = Some(rel.to_string());
+    }
+  }
+
+  fn warnings(self, to: &Path) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let (n, first) = self.unsupported.into_inner().unwrap();
+    if n > 0 {
+      out.push(Warning::new(
+        "",
+        "target-no-xattrs",
+        format!(
+          "{n} restored files had extended attributes or ACLs (e.g. {:?}) that {} cannot hold; the files were restored without them",
+          first.unwrap_or_default(),
+          to.display()
+        ),
+      ));
+    }
+    let (n, first) = self.need_root.into_inner().unwrap();
+    if n > 0 {
+      out.push(Warning::new(
+        "",
+        "xattrs-need-root",
+        format!(
+          "{n} restored files had security.* or trusted.* extended attributes (e.g. {:?}) that only root can set; restore as root to get them back",
+          first.unwrap_or_default()
+        ),
+      ));
+    }
+    out
+  }
+}
+
+/// Restores a hard-link group's later member as a hardlink of the group's
+/// first path, restored just before by this restore (`lead`), when both
+/// are the same version: the same stored inode, or the same recorded
+/// SHA-256, size, mtime and mode. `None`: restore it on its own.
+fn restore_linked(o: &RestoreOptions, it: &Item, lead: &Item, dirs_src: &Dirs, dirs_dst: &Dirs) -> Option<Result<Done, Warning>> {
+  use std::os::unix::fs::MetadataExt;
+  let rel = it.path.as_str();
+  dirs_src.ensure(&it.root, rel, false).ok()?;
+  let a = fs::symlink_metadata(it.root.join(crate::names::to_path(rel))).ok()?;
+  let b = fs::symlink_metadata(lead.root.join(crate::names::to_path(&lead.path))).ok()?;
+  let same_inode = a.dev() == b.dev() && a.ino() == b.ino();
+  let same_version =
+    it.sha256.is_some() && it.sha256 == lead.sha256 && (it.size, it.mtime_ns, it.mode) == (lead.size, lead.mtime_ns, lead.mode);
+  if !a.is_file() || !(same_inode || same_version) {
+    return None;
+  }
+  if let Err(w) = dirs_dst.ensure(&o.to, rel, true) {
+    return Some(Err(w));
+  }
+  let target = o.to.join(crate::names::to_path(rel));
+  match fs::symlink_metadata(&target) {
+    Ok(t) if t.is_dir() => {
+      return Some(Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))))
+    }
+    Ok(_) if !o.overwrite => return Some(Ok(Done::Exists)),
+    _ => {}
+  }
+  let tmp = fsutil::temp_path(&target);
+  let _ = fs::remove_file(&tmp);
+  // No hardlinks in the target (FAT) or at the link limit: a copy of its own.
+  fs::hard_link(o.to.join(crate::names::to_path(&lead.path)), &tmp).ok()?;
+  let put = if o.overwrite {
+    // (rename(2) of two links of one inode does nothing: remove the temp name.)
+    fs::rename(&tmp, &target).map(|()| Done::Restored).inspect(|_| {
+      let _ = fs::remove_file(&tmp);
+    })
+  } else {
+    match fs::hard_link(&tmp, &target) {
+      Ok(()) => fs::remove_file(&tmp).map(|()| Done::Restored),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::remove_file(&tmp).map(|()| Done::Exists),
+      Err(e) => Err(e),
+    }
+  };
+  Some(put.map_err(|e| {
+    let _ = fs::remove_file(&tmp);
+    Warning::from_io(rel, "cannot restore", &e)
+  }))
+}
+
+fn restore_one(
+  o: &RestoreOptions,
+  it: &Item,
+  dirs_src: &Dirs,
+  dirs_dst: &Dirs,
+  tally: &XattrTally,
+  progress: &Progress,
+) -> Result<Done, Warning> {
   let rel = it.path.as_str();
   // The source must not lead out of the backup through a symlinked folder.
   dirs_src.ensure(&it.root, rel, false).map_err(|w| Warning::new(rel, "unsafe-path", format!("in the backup: {}", w.message)))?;
   let source = it.root.join(crate::names::to_path(rel));
-  let md = fs::symlink_metadata(&source).map_err(|e| {
+  let md = crate::longpath::with(&source, |p| fs::symlink_metadata(p)).map_err(|e| {
     if e.kind() == io::ErrorKind::NotFound {
       Warning::new(rel, "missing-in-backup", format!("{} is missing", source.display()))
     } else {
@@ -278,17 +388,17 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
     it.sha256.is_none() && it.from != "mirror" && (entry.size != it.size || (entry.mtime_ns - it.mtime_ns).abs() > 1_000_000_000);
   dirs_dst.ensure(&o.to, rel, true)?;
   let target = o.to.join(crate::names::to_path(rel));
-  match fs::symlink_metadata(&target) {
+  match crate::longpath::with(&target, |p| fs::symlink_metadata(p)) {
     Ok(t) if t.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))),
     Ok(_) if !o.overwrite => return Ok(Done::Exists),
     _ => {}
   }
   let tmp = fsutil::temp_path(&target);
-  let copied = match fsutil::copy_entry(&source, &tmp, &entry, it.sha256.is_some(), false, progress) {
+  let mut copied = match crate::longpath::with2(&source, &tmp, |s, t| fsutil::copy_entry(s, t, &entry, it.sha256.is_some(), progress)) {
     Ok(CopyResult::Done(c)) => c,
     Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
     Err(e) => {
-      let _ = fs::remove_file(&tmp);
+      let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
       return Err(Warning::from_io(rel, "cannot restore", &e));
     }
   };
@@ -297,24 +407,43 @@ fn restore_one(o: &RestoreOptions, it: &Item, dirs_src: &Dirs, dirs_dst: &Dirs, 
   let original_version = it.sha256.is_none() && it.from != "mirror";
   if entry.mtime_ns != it.mtime_ns && !original_version {
     let mt = filetime::FileTime::from_unix_time(it.mtime_ns.div_euclid(1_000_000_000), it.mtime_ns.rem_euclid(1_000_000_000) as u32);
-    let r = if entry.kind == Kind::Symlink { filetime::set_symlink_file_times(&tmp, mt, mt) } else { filetime::set_file_mtime(&tmp, mt) };
+    let r = crate::longpath::with(&tmp, |t| {
+      if entry.kind == Kind::Symlink {
+        filetime::set_symlink_file_times(t, mt, mt)
+      } else {
+        filetime::set_file_mtime(t, mt)
+      }
+    });
     r.map_err(|e| Warning::from_io(rel, "cannot set the mtime", &e))?;
   }
   let put = if o.overwrite {
-    fs::rename(&tmp, &target).map(|()| Done::Restored)
+    crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
   } else {
-    match fs::hard_link(&tmp, &target) {
-      Ok(()) => fs::remove_file(&tmp).map(|()| Done::Restored),
-      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::remove_file(&tmp).map(|()| Done::Exists),
+    match crate::longpath::with2(&tmp, &target, |a, b| fs::hard_link(a, b)) {
+      Ok(()) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Restored),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
       // No hardlinks here (FAT): check, then rename.
-      Err(_) if fs::symlink_metadata(&target).is_err() => fs::rename(&tmp, &target).map(|()| Done::Restored),
-      Err(_) => fs::remove_file(&tmp).map(|()| Done::Exists),
+      Err(_) if crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_err() => {
+        crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
+      }
+      Err(_) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
     }
   };
   let done = put.map_err(|e| {
-    let _ = fs::remove_file(&tmp);
+    let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
     Warning::from_io(rel, "cannot restore", &e)
   })?;
+  if copied.xattrs_need_root > 0 {
+    XattrTally::add(&tally.need_root, rel);
+  }
+  let unsupported = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS));
+  if copied.xattr_errors.iter().any(|(_, e)| unsupported(e)) {
+    XattrTally::add(&tally.unsupported, rel);
+    copied.xattr_errors.retain(|(_, e)| !unsupported(e));
+  }
+  if let Some(w) = copied.xattr_warning(rel) {
+    return Err(Warning { code: "xattrs-not-restored".into(), ..w });
+  }
   if let (Some(want), Some(got)) = (&it.sha256, copied.sha256) {
     if *want != hex::encode(got) {
       return Err(Warning::new(
@@ -350,7 +479,10 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   report.bytes = items.iter().map(|i| i.size).sum();
   report.untracked = items.iter().filter(|i| i.untracked).count() as u64;
   if o.dry_run {
-    report.existing = items.iter().filter(|i| fs::symlink_metadata(o.to.join(crate::names::to_path(&i.path))).is_ok()).count() as u64;
+    report.existing = items
+      .iter()
+      .filter(|i| crate::longpath::with(&o.to.join(crate::names::to_path(&i.path)), |p| fs::symlink_metadata(p)).is_ok())
+      .count() as u64;
     report.items = items;
     return Ok(report);
   }
@@ -361,19 +493,29 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   let pool = crate::engine::build_pool(o.workers)?;
   let dirs_src = Dirs(Mutex::new(HashSet::new()));
   let dirs_dst = Dirs(Mutex::new(HashSet::new()));
-  let results: Vec<Result<Done, Warning>> = pool.install(|| {
-    items
-      .par_iter()
-      .map(|it| {
+  let tally = XattrTally::default();
+  // Hard-link groups: later members whose first path is restored too are
+  // restored after it, as hardlinks of it.
+  let index: std::collections::HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.path.as_str(), i)).collect();
+  let lead_of = |it: &Item| it.link.as_deref().and_then(|l| index.get(l).copied());
+  let mut results: Vec<Option<Result<Done, Warning>>> = (0..items.len()).map(|_| None).collect();
+  let mut restored: HashSet<usize> = HashSet::new();
+  for second in [false, true] {
+    pool.install(|| {
+      items.par_iter().zip(results.par_iter_mut()).filter(|(it, _)| lead_of(it).is_some() == second).for_each(|(it, slot)| {
         if progress.is_aborted() {
-          return Err(Warning::new(it.path.clone(), "aborted", "not restored: the restore was aborted"));
+          *slot = Some(Err(Warning::new(it.path.clone(), "aborted", "not restored: the restore was aborted")));
+          return;
         }
-        let r = restore_one(o, it, &dirs_src, &dirs_dst, progress);
+        let linked = lead_of(it).filter(|i| restored.contains(i)).and_then(|i| restore_linked(o, it, &items[i], &dirs_src, &dirs_dst));
+        let r = linked.unwrap_or_else(|| restore_one(o, it, &dirs_src, &dirs_dst, &tally, progress));
         progress.ops_done.fetch_add(1, Relaxed);
-        r
-      })
-      .collect()
-  });
+        *slot = Some(r);
+      });
+    });
+    restored = results.iter().enumerate().filter(|(_, r)| matches!(r, Some(Ok(Done::Restored)))).map(|(i, _)| i).collect();
+  }
+  let results: Vec<Result<Done, Warning>> = results.into_iter().map(|r| r.expect("every item has a result")).collect();
   if progress.is_aborted() {
     return Err(Error::aborted());
   }
@@ -389,6 +531,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
       }
     }
   }
+  report.warnings.splice(0..0, tally.warnings(&o.to));
   if report.existing > 0 {
     report.warnings.push(Warning::new(
       "",

@@ -2,8 +2,8 @@
 //!
 //! The rules arrive already normalized by the TypeScript layer
 //! (`js/patterns/`): every pattern is a glob relative to `src`, with `:rec`
-//! already turned into a leading `**/` and bare exclusion names turned into
-//! `**/name`. This module only compiles them (with `globset`, `*` and `?`
+//! already turned into a leading `**/` and bare `exclude_files` names turned
+//! into `**/name` (`exclude_dirs` stay anchored, as in the original backup.py). This module only compiles them (with `globset`, `*` and `?`
 //! never crossing `/`) and answers three questions while the walker runs:
 //!
 //! * what a directory brings in (`DirCtx`: inside an include / track dir,
@@ -123,6 +123,12 @@ impl Group {
     self.set.matches(rel).first().map(|&i| &self.patterns[i])
   }
 
+  /// The first one-segment anchored pattern (a bare name like `cache`)
+  /// matching the name `name`: it would match at `src` only.
+  fn bare_name_match(&self, name: &str) -> Option<&Pattern> {
+    self.segs.iter().position(|s| matches!(s.as_slice(), [Seg::One(g)] if g.is_match(name))).map(|i| &self.patterns[i])
+  }
+
   /// Could some pattern match a path strictly below the directory `dir`?
   fn could_match_below(&self, dir: &[&str]) -> bool {
     self.segs.iter().any(|s| prefix_ok(s, dir))
@@ -223,6 +229,21 @@ impl Rules {
           steps.push(Step { path: dir.clone(), rule: Some(p.clone()), effect: what.to_string() });
         }
       }
+      // Users of other tools expect a bare exclude_dirs name to work at any depth: say why not.
+      if i > 0 && self.exclude_dirs.first_match(&dir).is_none() {
+        if let Some(p) = self.exclude_dirs.bare_name_match(segs[i]) {
+          let bare = p.source.trim_start_matches('/');
+          steps.push(Step {
+            path: dir.clone(),
+            rule: Some(p.clone()),
+            effect: format!(
+              "does not exclude this directory: exclude_dirs patterns are relative to src (only {:?}); {:?} excludes it at any depth",
+              p.glob,
+              format!("{bare}:rec")
+            ),
+          });
+        }
+      }
       ctx = self.enter_dir(ctx, &dir);
     }
     if is_dir {
@@ -281,6 +302,89 @@ impl Rules {
   }
 }
 
+/// The include/track patterns (files and dirs) under which none of the
+/// selected paths `rels` lies: a pattern that selects nothing is usually a
+/// typo or a path given relative to the wrong folder, and must not be silent.
+/// Each pattern stops at its first match; folder patterns are tried on the
+/// distinct folders of the paths only.
+pub fn unmatched<'a>(spec: &'a RuleSpec, rels: &[&str]) -> Vec<&'a Pattern> {
+  let mut out = Vec::new();
+  let file_pats = spec.include_files.iter().chain(&spec.track_files);
+  for p in file_pats {
+    let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
+    if !rels.iter().any(|r| g.matches(r)) {
+      out.push(p);
+    }
+  }
+  let dir_pats: Vec<&Pattern> = spec.include_dirs.iter().chain(&spec.track_dirs).collect();
+  if dir_pats.is_empty() {
+    return out;
+  }
+  let mut dirs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+  for r in rels {
+    let mut end = 0;
+    while let Some(i) = r[end..].find('/') {
+      end += i;
+      dirs.insert(&r[..end]);
+      end += 1;
+    }
+  }
+  for p in dir_pats {
+    let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
+    if !dirs.iter().any(|d| g.matches(d)) {
+      out.push(p);
+    }
+  }
+  out
+}
+
+/// For each bare `exclude_dirs` name (one segment, no `:rec`) that matches
+/// no folder directly in `src` but a folder deeper (a bounded probe): the
+/// hint that it is anchored (users of other tools expect any depth).
+pub fn exclude_dir_hints(src: &std::path::Path, spec: &RuleSpec) -> Vec<String> {
+  let mut hints = Vec::new();
+  for p in &spec.exclude_dirs {
+    if p.glob.contains('/') || p.source.ends_with(":rec") {
+      continue;
+    }
+    let Ok(g) = build_glob(p) else { continue };
+    let m = g.compile_matcher();
+    let is_dir = |e: &std::fs::DirEntry| e.file_type().is_ok_and(|t| t.is_dir());
+    let Ok(top) = std::fs::read_dir(src) else { continue };
+    let top: Vec<std::fs::DirEntry> = top.flatten().filter(is_dir).collect();
+    if top.iter().any(|e| m.is_match(e.file_name().to_string_lossy().as_ref())) {
+      continue;
+    }
+    // Breadth first, at most 2000 folders: the nearest example.
+    let mut queue: std::collections::VecDeque<(std::path::PathBuf, String)> =
+      top.iter().map(|e| (e.path(), e.file_name().to_string_lossy().into_owned())).collect();
+    let mut seen = 0;
+    'probe: while let Some((dir, rel)) = queue.pop_front() {
+      seen += 1;
+      if seen > 2000 {
+        break;
+      }
+      let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+      for e in rd.flatten().filter(is_dir) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let sub = format!("{rel}/{name}");
+        if m.is_match(&name) {
+          hints.push(format!(
+            "{}: {:?} matches no folder directly in src but matches deeper (e.g. {:?}); did you mean {:?}?",
+            p.key,
+            p.source,
+            sub,
+            format!("{}:rec", p.source.trim_start_matches('/'))
+          ));
+          break 'probe;
+        }
+        queue.push_back((e.path(), sub));
+      }
+    }
+  }
+  hints
+}
+
 /// One line of an explanation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -303,6 +407,18 @@ mod tests {
 
   fn pat(key: &str, glob: &str) -> Pattern {
     Pattern { key: key.into(), source: glob.into(), glob: glob.into() }
+  }
+
+  #[test]
+  fn unmatched_patterns() {
+    let spec = RuleSpec {
+      include_dirs: vec![pat("include_dirs", "docs"), pat("include_dirs", "Docs")],
+      track_files: vec![pat("track_files", "**/*.pdf"), pat("track_files", "**/*.txt")],
+      ..Default::default()
+    };
+    let rels = ["docs/a/b.txt", "x.txt"];
+    let names: Vec<&str> = unmatched(&spec, &rels).iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(names, ["**/*.pdf", "Docs"]);
   }
 
   #[test]

@@ -46,6 +46,16 @@ pub struct Entry {
   pub uid: u32,
   pub gid: u32,
   pub role: Role,
+  /// Device and inode, and the link count (saturated): files sharing an
+  /// inode are one hard-link group.
+  pub dev: u64,
+  pub ino: u64,
+  pub nlink: u32,
+  /// For a hard-link group's later members: the first path of the group
+  /// (in path order), which the mirror copy is linked to.
+  pub link: Option<Box<str>>,
+  /// Digest of the xattrs (ACLs included) a run copies; `None` = none.
+  pub xattr: Option<Box<[u8; 32]>>,
 }
 
 impl Entry {
@@ -67,8 +77,44 @@ impl Entry {
       uid: md.uid(),
       gid: md.gid(),
       role,
+      dev: md.dev(),
+      ino: md.ino(),
+      nlink: md.nlink().min(u64::from(u32::MAX)) as u32,
+      link: None,
+      xattr: None,
     })
   }
+
+  /// Same file as scanned (kind, size, mtime, mode, owner, inode)? The
+  /// link and xattr fields, which a scan adds later, are not compared.
+  pub fn same_stat(&self, o: &Entry) -> bool {
+    (self.kind, self.size, self.mtime_ns, self.mode, self.uid, self.gid, self.dev, self.ino)
+      == (o.kind, o.size, o.mtime_ns, o.mode, o.uid, o.gid, o.dev, o.ino)
+  }
+}
+
+/// Marks hard-link groups among the sorted `entries`: regular files with
+/// more than one link that share (device, inode). Every member but the
+/// first (in path order) gets `link` = the first one's path. Returns the
+/// number of such members. Files linked only to unselected paths form no
+/// group.
+pub fn link_groups(entries: &mut [Entry]) -> u64 {
+  let mut first: std::collections::HashMap<(u64, u64), usize> = std::collections::HashMap::new();
+  let mut marks: Vec<(usize, usize)> = Vec::new();
+  for (i, e) in entries.iter().enumerate() {
+    if e.kind == Kind::File && e.nlink > 1 {
+      match first.entry((e.dev, e.ino)) {
+        std::collections::hash_map::Entry::Occupied(o) => marks.push((i, *o.get())),
+        std::collections::hash_map::Entry::Vacant(v) => {
+          v.insert(i);
+        }
+      }
+    }
+  }
+  for &(i, lead) in &marks {
+    entries[i].link = Some(entries[lead].rel.clone());
+  }
+  marks.len() as u64
 }
 
 /// What a scan found.
@@ -166,7 +212,8 @@ impl Walker<'_> {
     {
       return out;
     }
-    let rd = match fs::read_dir(abs) {
+    // A folder deeper than one system call takes is read through a handle.
+    let rd = match crate::longpath::with(abs, |p| fs::read_dir(p)) {
       Ok(rd) => rd,
       Err(e) => {
         out.failed(rel.to_string(), "cannot read directory", &e);
@@ -195,7 +242,7 @@ impl Walker<'_> {
       if ft.is_dir() {
         let cctx = self.rules.enter_dir(ctx, &child);
         if self.rules.descend(cctx, &child) {
-          subdirs.push((de.path(), child, cctx));
+          subdirs.push((abs.join(&os_name), child, cctx));
         }
         continue;
       }

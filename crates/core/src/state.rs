@@ -4,7 +4,8 @@
 //! object per mirrored entry, sorted by path. Written to a temp file, fsynced
 //! and renamed over the old one, so a reader sees either the old or the new
 //! state, never a mix. Tracked entries carry the SHA-256 of the version the
-//! mirror holds (computed when it was copied).
+//! mirror holds (computed when it was copied); entries with xattrs a digest
+//! of them, later members of a hard-link group the group's first path.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -40,6 +41,13 @@ pub struct StateEntry {
   /// run copies it again whatever its size and mtime say.
   #[serde(rename = "i", default)]
   pub inconsistent: bool,
+  /// A hard-link group's later member: the group's first path, which the
+  /// mirror copy is a hardlink of.
+  #[serde(rename = "l", default)]
+  pub link: Option<Box<str>>,
+  /// Digest of the xattrs (ACLs included) the mirror copy holds.
+  #[serde(rename = "x", default, deserialize_with = "sha_hex::deserialize_boxed")]
+  pub xattr: Option<Box<[u8; 32]>>,
 }
 
 mod sha_hex {
@@ -146,6 +154,10 @@ pub struct StateLine<'a> {
   pub sha256: Option<[u8; 32]>,
   #[serde(rename = "i", skip_serializing_if = "std::ops::Not::not")]
   pub inconsistent: bool,
+  #[serde(rename = "l", skip_serializing_if = "Option::is_none")]
+  pub link: Option<&'a str>,
+  #[serde(rename = "x", skip_serializing_if = "Option::is_none", with = "sha_hex")]
+  pub xattr: Option<[u8; 32]>,
 }
 
 impl StateEntry {
@@ -164,6 +176,8 @@ impl StateEntry {
       tracked: self.tracked,
       sha256: self.sha(),
       inconsistent: self.inconsistent,
+      link: self.link.as_deref(),
+      xattr: self.xattr.as_deref().copied(),
     }
   }
 }

@@ -184,7 +184,8 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
     found.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     ri.par_sort_unstable_by(|&a, &b| rep.files[a as usize].rel.cmp(&rep.files[b as usize].rel));
   });
-  let lines_report = rep.digest.is_none();
+  // Check-line reports and the original service's (`find -type f`) cannot list symlinks.
+  let no_symlinks = !rep.records_symlinks;
   let mut pairs: Vec<(u32, Option<u32>)> = Vec::with_capacity(ri.len());
   let mut new_files: Vec<u32> = Vec::new();
   let (mut i, mut j) = (0, 0);
@@ -206,8 +207,8 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
         i += 1;
       }
       _ => {
-        // Check-line reports cannot list symlinks: those are not NEW.
-        if !(lines_report && found[j].link.is_some()) {
+        // A report that cannot list symlinks does not make them NEW.
+        if !(no_symlinks && found[j].link.is_some()) {
           new_files.push(j as u32);
         }
         j += 1;
@@ -231,6 +232,12 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
         let want = &rep.files[wi as usize];
         let out = match cur.map(|c| &found[c as usize]) {
           None => (Status::Missing, None),
+          // A recorded symlink is checked by its target text (reports list symlinks in `symlinks` only).
+          Some(cur) if want.link.is_some() => match &cur.link {
+            Some(t) if t == want.link.as_ref().unwrap() => (Status::Ok, None),
+            Some(t) => (Status::Failed, Some(format!("symlink target is now {t:?}"))),
+            None => (Status::Failed, Some("was a symlink, now a file".into())),
+          },
           Some(cur) => {
             let same_meta = want.size.is_none_or(|s| s == cur.size) && want.stat.is_none_or(|(m, _, _)| m == cur.mtime_ns);
             if incremental && want.stat == Some((cur.mtime_ns, cur.ctime_ns, cur.ino)) && want.size == Some(cur.size) {
@@ -449,7 +456,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       .par_iter()
       .map(|c| {
         progress.ops_done.fetch_add(1, Relaxed);
-        let md = match fs::symlink_metadata(&c.path) {
+        let md = match crate::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
           Ok(m) => m,
           Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
           Err(e) => return Some((Status::Error, e.to_string())),
@@ -458,7 +465,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
         let cached = seen.lock().unwrap().get(&key).cloned();
         let got = match cached {
           Some(h) => h,
-          None => match fsutil::sha256_of(&c.path) {
+          None => match crate::longpath::with(&c.path, fsutil::sha256_of) {
             Ok(h) => {
               bytes.fetch_add(md.len(), Relaxed);
               progress.bytes_done.fetch_add(md.len(), Relaxed);
@@ -551,7 +558,7 @@ fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), Str
   };
   let target = l.mirror.join(crate::names::to_path(rel));
   let tmp = fsutil::temp_path(&target);
-  match fsutil::copy_entry(&from, &tmp, &entry, true, false, &Progress::new()) {
+  match fsutil::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
     Ok(fsutil::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
       fs::rename(&tmp, &target).map_err(|e| format!("cannot replace the mirror copy: {e}"))
     }
@@ -576,4 +583,20 @@ fn relink(good: &Path, path: &Path) -> std::io::Result<()> {
     Err(_) => fsutil::copy_plain(good, &tmp)?,
   }
   fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn embedded_public_key() {
+    let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAu66KX5u7aAmOjNFnB2yJ0zUZwrxpv8fWm1XRnpmNdSE=\n-----END PUBLIC KEY-----\n";
+    // The same key as JWK `x` (base64url): u66KX5u7aAmOjNFnB2yJ0zUZwrxpv8fWm1XRnpmNdSE.
+    let want = hex::decode("bbae8a5f9bbb68098e8cd167076c89d33519c2bc69bfc7d69b55d19e998d7521").unwrap();
+    assert_eq!(ed25519_from_pem(pem), Some(want));
+    assert_eq!(ed25519_from_pem("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----"), None);
+    assert_eq!(base64_decode("TWFu"), Some(b"Man".to_vec()));
+    assert_eq!(base64_decode("TWE="), Some(b"Ma".to_vec()));
+  }
 }

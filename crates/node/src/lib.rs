@@ -639,7 +639,16 @@ pub fn acquire_run_lock(path: String, info: String) -> Result<RunLock> {
   match axiomatic_core::lock::acquire(Path::new(&path), &info) {
     Ok(axiomatic_core::lock::Acquire::Held(l)) => Ok(RunLock { inner: Some(l), holder: None }),
     Ok(axiomatic_core::lock::Acquire::Busy(h)) => Ok(RunLock { inner: None, holder: Some(h) }),
-    Err(e) => Err(Error::from_reason(format!("EIO: cannot take the lock {path}: {e}"))),
+    Err(e) => {
+      // The errno's name as the code, so the caller can say what is wrong (read-only, full, no permission).
+      let code = match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => "EROFS",
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => "ENOSPC",
+        std::io::ErrorKind::PermissionDenied => "EACCES",
+        _ => "EIO",
+      };
+      Err(Error::from_reason(format!("{code}: cannot take the lock {path}: {e}")))
+    }
   }
 }
 

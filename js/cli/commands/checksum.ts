@@ -57,7 +57,9 @@ export default class ChecksumCommand extends BaseCommand {
       threads = Number(this.threads)
       if (!/^\d+$/.test(this.threads) || threads < 1) throw new UsageError(`--threads: expected a whole number ≥ 1, got ${this.threads}`)
     }
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json, {
+      apply: 'hash',
+    })
     const opts = { algos, threads, format: this.format as ReportFormat, signKey: this.signKey, onProgress: line.update }
     const results: ChecksumResult[] = []
     let toStdout: string | undefined
@@ -69,7 +71,7 @@ export default class ChecksumCommand extends BaseCommand {
         if (this.group && this.dirs.length > 1) throw new UsageError('--group names one folder; with several DIRs each is named after its folder')
         const outIsDir = !!this.out && (this.dirs.length > 1 || fs.statSync(this.out, { throwIfNoEntry: false })?.isDirectory())
         if (outIsDir) {
-          results.push(...(await checksumGroups({ groups: this.dirs.map((d) => ({ name: this.group ?? path.basename(path.resolve(d)), path: d })), output_dir: this.out! }, opts)))
+          results.push(...(await checksumGroups({ groups: this.dirs.map((d) => ({ name: this.group ?? path.basename(path.resolve(d)), path: d })), output_dir: this.out! }, opts, true)))
         } else {
           const dir = this.dirs[0]
           const group = this.group ?? path.basename(path.resolve(dir))

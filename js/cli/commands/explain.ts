@@ -15,6 +15,9 @@ export default class ExplainCommand extends BaseCommand {
     details: `
       PATH is relative to \`src\` (or absolute inside it). Prints each rule that applies, in order, and the
       verdict: tracked, mirrored only, or not selected. A directory is recognised from \`src\`, or with \`--dir\`.
+      Patterns are anchored at \`src\` unless they end in \`:rec\` (only \`exclude_files\` without \`/\` match a file
+      name at any depth): a folder whose name a bare \`exclude_dirs\` pattern names, below \`src\`, is shown with
+      why it is not excluded (\`"cache"\` is \`src/cache\`; \`"cache:rec"\` excludes every \`cache\`).
       Exit code 0 if the path is selected, 1 if not, 64 on bad usage.
     `,
     examples: [

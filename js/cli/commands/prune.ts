@@ -50,7 +50,7 @@ export default class PruneCommand extends DstCommand {
       keepWeekly: count('--keep-weekly', this.keepWeekly),
       keepMonthly: count('--keep-monthly', this.keepMonthly),
     }
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty, { apply: 'prune' })
     let r
     try {
       const opts = { dryRun: this.dryRun, onProgress: this.tty ? line.update : undefined }

@@ -31,7 +31,7 @@ export default class RecreateCommand extends DstCommand {
   force = Option.Boolean('--force', false, { description: 'Also rebuild metadata (and the state) that reads fine' })
 
   async run(): Promise<number> {
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty, { apply: 'hash' })
     let r
     try {
       r = await recreate(this.backupDir(), { backup: this.backup, force: this.force, onProgress: this.tty ? line.update : undefined })

@@ -18,7 +18,9 @@ export default class RestoreCommand extends DstCommand {
 
       A tracked file gets the version stored in the newest increment at or before WHEN that mentions it, and is
       not restored if that mention is a deletion. An untracked file has no history: its current mirror copy is
-      restored (counted as "untracked" in the output). Files keep their mode and mtime (and owner, as root).
+      restored (counted as "untracked" in the output). Files keep their mode (setuid/setgid included), mtime,
+      xattrs and ACLs (security.* and trusted.* only as root), and owner as root; files that were hard links of
+      each other at that point come back as hard links when restored together.
 
       Safety: restored files are copies (editing them never touches the backup); nothing is written outside
       \`--to\`; a symlink on the way inside \`--to\` is refused, never followed; paths in the metadata that are
@@ -48,7 +50,7 @@ export default class RestoreCommand extends DstCommand {
   targets = Option.Rest({ name: 'PATH' })
 
   async run(): Promise<number> {
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, this.tty, { apply: 'restore', plan: 'plan' })
     const controller = new AbortController()
     const onSignal = () => controller.abort()
     process.once('SIGINT', onSignal)

@@ -1,10 +1,15 @@
-import { Command, Option } from 'clipanion'
+import fs from 'node:fs'
+
+import { Command, Option, UsageError } from 'clipanion'
 
 import { backup, type Stats } from '../../backup'
 import { loadConfig } from '../../config'
 import { ExitCode } from '../../errors'
 import { BaseCommand } from '../base'
 import { ProgressLine, bytes, duration } from '../format'
+
+/** The command names, for the unknown-command message. */
+const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen']
 
 export default class RunCommand extends BaseCommand {
   static paths = [Command.Default, ['run']]
@@ -35,6 +40,8 @@ export default class RunCommand extends BaseCommand {
       \`specialSkipped\`, \`mtimeToleranceS\`, \`durationMs\`, \`warnings\` ([{path, code, message}]), \`hints\`,
       \`refused\` (dry run: why the real run would be refused, else null), \`adopted\` (true when the folder was made
       by the original backup.py and its mirror/mirror.json were taken as the previous state),
+      \`targetFs\`, \`targetLimits\` (what the target cannot do, from its probe: hardlinks, symlinks, mtime granularity,
+      link limit; printed as one \`target (fs): …\` line first, only when something is limited),
       and with \`--dry-run --verbose\` \`changes\` ([{path, role, change}]).
     `,
     examples: [
@@ -63,6 +70,14 @@ export default class RunCommand extends BaseCommand {
   configArg = Option.String({ name: 'CONFIG', required: false })
 
   async run(): Promise<number> {
+    // `backup frobnicate`: a word that is no file and looks like no path is a mistyped command, not a config.
+    const arg = this.configArg
+    if (arg !== undefined && !fs.existsSync(arg) && /^[a-z][a-z0-9-]*$/i.test(arg)) {
+      throw new UsageError(
+        `unknown command ${JSON.stringify(arg)}; the commands are ${COMMANDS.join(', ')} (see \`backup --help\`). ` +
+          `To use a config file, give its path (e.g. ./${arg}.json).`,
+      )
+    }
     const cfg = loadConfig(this.configArg ?? this.config)
     const tty = !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json
     const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, tty)
@@ -94,6 +109,7 @@ export default class RunCommand extends BaseCommand {
     }
     const out = this.context.stdout
     const err = this.context.stderr
+    if (stats.targetLimits.length) out.write(`target (${stats.targetFs}): ${stats.targetLimits.join('; ')}\n`)
     if (stats.changes) {
       for (const c of stats.changes) out.write(`${c.change.padEnd(14)} ${c.role.padEnd(8)} ${c.path}\n`)
     }

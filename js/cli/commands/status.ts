@@ -18,9 +18,10 @@ export default class StatusCommand extends DstCommand {
       \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
       lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
       prunePending, deletePending }, state: { statePresent, original, stateError, stateEntries, mirrorFiles, missing, extra,
-      differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }] }\`.
+      differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }], target: { probed,
+      caps: { hardlinks, symlinks, mtime_granularity_ns, link_max, fs_type }, limits } | null, notWritable }\`.
       Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees, damaged
-      metadata); 2; 64.
+      metadata, a backup folder that cannot be written); 2; 64.
     `,
     examples: [['Check a backup', '$0 status --config usb.json']],
   })
@@ -29,6 +30,7 @@ export default class StatusCommand extends DstCommand {
     const s = await status(this.backupDir())
     const lo = s.leftovers
     const attention =
+      !!s.notWritable ||
       s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees || s.damaged.length > 0
     const code = attention ? 1 : 0
     if (this.json) {
@@ -36,8 +38,22 @@ export default class StatusCommand extends DstCommand {
       return code
     }
     const c = this.colors
-    const out = this.context.stdout
-    out.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
+    // The folder is named once, on the first line; paths inside it are shown relative to it.
+    const stdout = this.context.stdout
+    const inside = s.dst.endsWith('/') ? s.dst : s.dst + '/'
+    const out = { write: (t: string) => stdout.write(t.split(inside).join('')) }
+    stdout.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
+    if (s.notWritable) {
+      const why: Record<string, string> = {
+        EROFS: 'it is on a read-only file system (mounted read-only, or remounted so after disk errors): no run can write to it; remount it read-write or check the disk',
+        EACCES: 'this user may not write to it (permission denied)',
+      }
+      out.write(c.red(`not writable (${s.notWritable}): ${why[s.notWritable] ?? 'writing is refused'}\n`))
+    }
+    if (s.target) {
+      const t = s.target
+      out.write(`target: ${t.caps.fs_type}${t.limits.length ? `: ${t.limits.join('; ')}` : ', no limits found'} (probed ${localTime(Date.parse(t.probed), true)})\n`)
+    }
     const lr = s.lastRun
     const killed = lo.interruptedRun && (!lr || Date.parse(lr.finished) < Date.parse(lo.interruptedRun.started))
     if (killed) out.write(c.red(`last run: interrupted (started ${lo.interruptedRun!.started}, never finished); the next run completes it\n`))

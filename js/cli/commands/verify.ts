@@ -65,7 +65,7 @@ export default class VerifyCommand extends BaseCommand {
 
   async run(): Promise<number> {
     const tty = !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, tty)
+    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, tty, { apply: 'verify' })
     const c = colors(!!(this.context.stdout as NodeJS.WriteStream).isTTY && !process.env.NO_COLOR)
     const out = this.context.stdout
     if (this.backup !== undefined) {
