@@ -252,7 +252,7 @@ describe('real disks', () => {
     const r = spawnSync('script', ['-qec', `${process.execPath} ${path.join(__dirname, '..', 'bin', 'backup.js')} run -c ${w.config}`, '/dev/null'], { encoding: 'utf8' })
     expect(r.status).toBe(0)
     expect(r.stdout).toMatch(/(scan|apply): [\d,]+/)
-    expect(r.stdout).toMatch(/apply: [\d,]+\/[\d,]+ files · .* MiB\/s/)
+    expect(r.stdout).toMatch(/apply: [\d,]+\/[\d,]+ files · .* [KMG]iB\/s/)
     fs.writeFileSync(path.join(w.src, 'proj/f1.bin'), 'changed')
     const piped = cli(['run', '-c', w.config])
     expect(piped.stderr).toBe('')
