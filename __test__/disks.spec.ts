@@ -10,7 +10,7 @@ import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { acquireLock, backup, loadConfig } from '../js'
-import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
 import { needs } from './tools'
 import { expectHistoryUnchanged, expectIncrementsMatchMetadata, sha, snapshotHistory } from './invariants'
 
@@ -19,25 +19,10 @@ afterAll(() => {
   for (const c of cleanups.reverse()) c()
 })
 
-function mountExfat(): string {
-  const dir = tmpdir('exfat-')
-  const img = path.join(dir, 'disk.img')
-  const mnt = path.join(dir, 'mnt')
-  fs.mkdirSync(mnt)
-  execFileSync('truncate', ['-s', '256M', img])
-  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
-  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
-  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
-  cleanups.push(() => {
-    spawnSync('umount', [mnt])
-    spawnSync('losetup', ['-d', loop])
-  })
-  return mnt
-}
 
 describe('real disks', () => {
   it.skipIf(needs('exFAT target', ['mkfs.exfat', 'mount.exfat-fuse', 'losetup'], { root: true }))('exFAT target: no hardlinks (increments hold copies), coarse mtimes tolerated, history intact', async () => {
-    const mnt = mountExfat()
+    const mnt = mountExfat(cleanups, '256M')
     const dir = tmpdir()
     const src = path.join(dir, 'src')
     writeTree(src, { 'proj/a.txt': 'alpha', 'proj/b.txt': 'beta', 'docs/c.txt': 'gamma' })

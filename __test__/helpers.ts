@@ -1,5 +1,5 @@
 /** Declarative fixture trees and helpers shared by the specs. */
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -136,4 +136,24 @@ let clock = 1_700_000_000
 export function bump(p: fs.PathLike): void {
   clock += 10
   fs.utimesSync(p, clock, clock)
+}
+
+/**
+ * A real exFAT image mounted through FUSE (no hard links, no xattrs, no symlinks, 2 s mtimes); its
+ * unmount is pushed onto `cleanups`.
+ */
+export function mountExfat(cleanups: (() => void)[], size = '64M'): string {
+  const dir = tmpdir('exfat-')
+  const img = path.join(dir, 'disk.img')
+  const mnt = path.join(dir, 'mnt')
+  fs.mkdirSync(mnt)
+  execFileSync('truncate', ['-s', size, img])
+  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
+  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
+  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
+  cleanups.push(() => {
+    spawnSync('umount', [mnt])
+    spawnSync('losetup', ['-d', loop])
+  })
+  return mnt
 }

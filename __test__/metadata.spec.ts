@@ -10,7 +10,7 @@ import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { backup, loadConfig, restore } from '../js'
-import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
 import {
   expectHistoryUnchanged,
   expectIncrementsMatchMetadata,
@@ -25,22 +25,6 @@ afterAll(() => {
   for (const c of cleanups.reverse()) c()
 })
 
-/** A real exFAT image mounted through FUSE (no hard links, no xattrs). */
-function mountExfat(): string {
-  const dir = tmpdir('exfat-')
-  const img = path.join(dir, 'disk.img')
-  const mnt = path.join(dir, 'mnt')
-  fs.mkdirSync(mnt)
-  execFileSync('truncate', ['-s', '64M', img])
-  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
-  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
-  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
-  cleanups.push(() => {
-    spawnSync('umount', [mnt])
-    spawnSync('losetup', ['-d', loop])
-  })
-  return mnt
-}
 
 function setfattr(p: string, name: string, value: string) {
   execFileSync('setfattr', ['-h', '-n', name, '-v', value, p])
@@ -250,7 +234,7 @@ describe('file metadata', () => {
   })
 
   it('a target without xattrs or hard links (exFAT): one warning each per run, not per file; nothing is copied again', async () => {
-    const mnt = mountExfat()
+    const mnt = mountExfat(cleanups)
     const dir = tmpdir()
     const src = path.join(dir, 'src')
     writeTree(src, { 'proj/a.txt': 'a', 'proj/b.txt': 'b', 'proj/c.txt': 'c', 'docs/d.txt': 'd' })

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 import { checksumFolder, keygen } from '../js'
 import { parseSshUrl } from '../js/integrity/ssh'
-import { BIN, cli, increments, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { BIN, cli, increments, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
 
 const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
 
@@ -214,22 +214,6 @@ function mountTmpfs(size: string): string {
   return mnt
 }
 
-/** A real exFAT image mounted through FUSE (as `disks.spec.ts`). */
-function mountExfat(): string {
-  const dir = tmpdir('exfat-')
-  const img = path.join(dir, 'disk.img')
-  const mnt = path.join(dir, 'mnt')
-  fs.mkdirSync(mnt)
-  execFileSync('truncate', ['-s', '64M', img])
-  execFileSync('mkfs.exfat', [img], { stdio: 'ignore' })
-  const loop = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim()
-  execFileSync('mount.exfat-fuse', [loop, mnt], { stdio: 'ignore' })
-  mounts.push(() => {
-    spawnSync('umount', [mnt])
-    spawnSync('losetup', ['-d', loop])
-  })
-  return mnt
-}
 
 describe('errors and small items say what is wrong', () => {
   it('a mistyped command is an unknown command, not a missing config', () => {
@@ -314,7 +298,7 @@ describe('errors and small items say what is wrong', () => {
   })
 
   it('exFAT: the probe finds no hardlinks and no symlinks; a symlink is reported as such, up front and in status', () => {
-    const mnt = mountExfat()
+    const mnt = mountExfat(mounts)
     const w = workspace({ 'docs/a.txt': 'a', 'docs/link': { symlink: 'a.txt' } }, { include_dirs: ['docs'] })
     const dst = path.join(mnt, 'dst')
     const config = writeConfig(w.dir, { src: w.src, dst, include_dirs: ['docs'] })
