@@ -9,7 +9,8 @@ import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
-import { cli, readMeta, tmpdir, workspace } from './helpers'
+import { cli, increments, readMeta, tmpdir, workspace } from './helpers'
+import { expectIncrementsMatchMetadata } from './invariants'
 
 /**
  * Goes down `segs` one folder at a time (each chdir a short relative path, so any depth works),
@@ -65,5 +66,19 @@ describe('long paths', () => {
     // History and search know them.
     const h = cli(['history', mid, '--dst', w.dst, '--json'])
     expect(JSON.parse(h.stdout).versions.length).toBe(1)
+    // Prune carries the deep versions into the kept increment; delete removes one; all verified.
+    fs.writeFileSync(path.join(w.src, 'proj/a.txt'), 'a, version two')
+    expect(cli(['run', '-c', w.config]).status).toBe(0)
+    const p = cli(['prune', '--keep-last', '1', '--dst', w.dst])
+    expect(p.status, p.stdout + p.stderr).toBe(0)
+    const kept = increments(w.dst)
+    expect(kept.length).toBe(1)
+    expect(Object.keys(readMeta(w.dst, kept[0]).file_catalog).sort()).toEqual([deep, mid, 'proj/a.txt'].sort())
+    expect(cli(['verify', '--backup', w.dst]).status).toBe(0)
+    const d = cli(['delete', kept[0], '--mask', 'deep.txt', '--dst', w.dst])
+    expect(d.status, d.stdout + d.stderr).toBe(0)
+    expect(Object.keys(readMeta(w.dst, kept[0]).file_catalog).sort()).toEqual([mid, 'proj/a.txt'].sort())
+    expectIncrementsMatchMetadata(w.dst)
+    expect(fs.readdirSync(path.join(w.dst, '.axiomatic')).filter((n) => n === 'trash' || n.startsWith('pending'))).toEqual([])
   })
 })

@@ -191,7 +191,7 @@ export async function checksumFolder(root: string, group: string, out: string, o
  * a list `[{name, path, …}]` as the original checker reads it. A group folder
  * holds nothing but `all_<ts>.json` reports (that checker takes the newest
  * by the number in every file name there): unfinished reports are written
- * in `<output_dir>/.tmp-XXXXXX/` and renamed into place. `groups.json` lists
+ * in `<output_dir>/.tmp-<random>/` and renamed into place. `groups.json` lists
  * the config's groups, as the original writes it; with `keepOtherGroups`
  * (folders given on the command line) groups listed by an earlier run stay.
  */

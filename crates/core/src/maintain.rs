@@ -46,7 +46,7 @@ fn real_dirs(root: &Path, rel: &str) -> bool {
   let comps: Vec<&str> = rel.split('/').collect();
   comps[..comps.len() - 1].iter().all(|c| {
     cur.push(crate::names::to_path(c));
-    fs::symlink_metadata(&cur).is_ok_and(|m| m.is_dir())
+    crate::longpath::with(&cur, |p| fs::symlink_metadata(p)).is_ok_and(|m| m.is_dir())
   })
 }
 
@@ -63,10 +63,12 @@ fn clear_dir(dir: &Path) -> (Vec<PathBuf>, u64) {
   use std::os::unix::ffi::OsStrExt;
   let mut sub = Vec::new();
   let mut n = 0;
-  let (Ok(rd), Ok(fd)) = (fs::read_dir(dir), fs::File::open(dir)) else { return (sub, 0) };
+  let rd = crate::longpath::with(dir, |p| fs::read_dir(p));
+  let fd = crate::longpath::with(dir, |p| fs::File::open(p));
+  let (Ok(rd), Ok(fd)) = (rd, fd) else { return (sub, 0) };
   for e in rd.flatten() {
     if e.file_type().is_ok_and(|t| t.is_dir()) {
-      sub.push(e.path());
+      sub.push(dir.join(e.file_name()));
       continue;
     }
     let Ok(name) = std::ffi::CString::new(e.file_name().as_bytes()) else { continue };
@@ -114,7 +116,7 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
     }
     for level in levels.iter().rev() {
       level.par_iter().for_each(|d| {
-        let _ = fs::remove_dir(d);
+        let _ = crate::longpath::with(d, |p| fs::remove_dir(p));
       });
     }
   });
@@ -164,7 +166,7 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
       if cat.contains(inner) || !safe_rel(&rel) || !real_dirs(dst, &rel) {
         continue;
       }
-      match fs::remove_file(dst.join(crate::names::to_path(&rel))) {
+      match crate::longpath::with(&dst.join(crate::names::to_path(&rel)), |p| fs::remove_file(p)) {
         Ok(()) => n += 1,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&dst.join(crate::names::to_path(&rel)), "cannot remove", &e)),
@@ -337,38 +339,38 @@ fn carry_file(from: &Increment, to: &Increment, p: &str, category: &str) -> Resu
   if !real_dirs(&src_root, p) {
     return Err(Error::corrupt(&src, "a folder on the way is a symlink; refusing to follow it"));
   }
-  let md = match fs::symlink_metadata(&src) {
+  let md = match crate::longpath::with(&src, |p| fs::symlink_metadata(p)) {
     Ok(m) => m,
     // Already moved by an interrupted prune (no-hardlink file systems).
-    Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&target).is_ok() => return Ok(()),
+    Err(e) if e.kind() == io::ErrorKind::NotFound && crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok() => return Ok(()),
     // The stored file is gone (deleted by hand): nothing to carry; the entry still documents the version.
     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
     Err(e) => return Err(Error::io(&src, "cannot read", &e)),
   };
   if !real_dirs(&dst_root, p) {
     let parent = target.parent().unwrap();
-    fs::create_dir_all(parent).map_err(|e| Error::io(parent, "cannot create", &e))?;
+    crate::longpath::create_dir_all(parent).map_err(|e| Error::io(parent, "cannot create", &e))?;
     if !real_dirs(&dst_root, p) {
       return Err(Error::corrupt(&target, "a folder on the way is a symlink; refusing to follow it"));
     }
   }
   // Usually the name is free: one link(2). A leftover of a killed prune (a
   // stray not in the metadata) is replaced through a temp name + rename.
-  match fs::hard_link(&src, &target) {
+  match crate::longpath::with2(&src, &target, |a, b| fs::hard_link(a, b)) {
     Ok(()) => {}
     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-      if fs::symlink_metadata(&target).is_ok_and(|t| fsutil::same_file(&t, &md)) {
+      if crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok_and(|t| fsutil::same_file(&t, &md)) {
         return Ok(());
       }
       let tmp = fsutil::temp_path(&target);
-      let _ = fs::remove_file(&tmp);
-      match fs::hard_link(&src, &tmp) {
-        Ok(()) => fs::rename(&tmp, &target).map_err(|e| Error::io(&target, "cannot create", &e))?,
-        Err(_) => fs::rename(&src, &target).map_err(|e| Error::io(&target, "cannot move into", &e))?,
+      let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
+      match crate::longpath::with2(&src, &tmp, |a, b| fs::hard_link(a, b)) {
+        Ok(()) => crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot create", &e))?,
+        Err(_) => crate::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?,
       }
     }
     // No hardlinks here (FAT) or the link limit: move it (the source goes away anyway).
-    Err(_) => fs::rename(&src, &target).map_err(|e| Error::io(&target, "cannot move into", &e))?,
+    Err(_) => crate::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?,
   }
   fault_point();
   Ok(())
@@ -434,7 +436,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   for r in &rels {
     let mut d = dst.join(crate::names::to_path(r));
     while d.pop() && d != inc.dir && d.starts_with(&inc.dir) {
-      if fs::remove_dir(&d).is_err() {
+      if crate::longpath::with(&d, |p| fs::remove_dir(p)).is_err() {
         break;
       }
     }
