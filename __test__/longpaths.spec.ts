@@ -10,7 +10,6 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { cli, increments, readMeta, tmpdir, workspace } from './helpers'
-import { expectIncrementsMatchMetadata } from './invariants'
 
 /**
  * Goes down `segs` one folder at a time (each chdir a short relative path, so any depth works),
@@ -78,7 +77,11 @@ describe('long paths', () => {
     const d = cli(['delete', kept[0], '--mask', 'deep.txt', '--dst', w.dst])
     expect(d.status, d.stdout + d.stderr).toBe(0)
     expect(Object.keys(readMeta(w.dst, kept[0]).file_catalog).sort()).toEqual([mid, 'proj/a.txt'].sort())
-    expectIncrementsMatchMetadata(w.dst)
+    // (Node cannot open such paths itself: the product's verify checks the stored files against the metadata.)
+    const v2 = cli(['verify', '--backup', w.dst, '--json'])
+    expect(v2.status, v2.stdout + v2.stderr).toBe(0)
+    const gone = spawnSync(process.execPath, ['-e', `try { for (const d of JSON.parse(process.argv[1])) process.chdir(d) } catch { process.exit(0) } process.exit(require('fs').existsSync('deep.txt') ? 1 : 0)`, JSON.stringify([w.dst, kept[0], 'track', 'proj', ...dirs(20)])])
+    expect(gone.status, String(gone.stderr)).toBe(0) // the file, and the folders it alone used, are gone
     expect(fs.readdirSync(path.join(w.dst, '.axiomatic')).filter((n) => n === 'trash' || n.startsWith('pending'))).toEqual([])
   })
 })
