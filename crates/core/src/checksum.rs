@@ -705,7 +705,10 @@ impl<R: io::BufRead> DataReader<R> {
             return Err(io::Error::other("lone surrogate"));
           }
           let lo = self.hex4()?;
-          v = 0x10000 + ((v - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
+          if !(0xdc00..0xe000).contains(&lo) {
+            return Err(io::Error::other("a high surrogate without its low half"));
+          }
+          v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
         }
         char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
       }
@@ -1159,7 +1162,47 @@ pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error
 
 #[cfg(test)]
 mod tests {
-  use super::relative_to_root;
+  use super::{relative_to_root, sum_line, unescape_sum, DataReader, Digester};
+  use std::io::Read;
+
+  /// The envelope's data string (after its opening quote) unescaped as the reader does.
+  fn unescape_data(escaped: &str) -> std::io::Result<String> {
+    let src = format!("{escaped}\"");
+    let mut r = std::io::BufReader::new(src.as_bytes());
+    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+    let mut out = String::new();
+    dr.read_to_string(&mut out)?;
+    Ok(out)
+  }
+
+  #[test]
+  fn data_unescaper_handles_every_json_escape_and_surrogate_pairs() {
+    assert_eq!(unescape_data(r#"a\"b\\c\/d\n\r\t\b\f"#).unwrap(), "a\"b\\c/d\n\r\t\u{8}\u{c}");
+    assert_eq!(unescape_data(r"\u00e9\u0416").unwrap(), "éЖ");
+    // A character outside the BMP, as json.dumps(ensure_ascii=True) writes it.
+    assert_eq!(unescape_data(r"\ud83d\ude00!").unwrap(), "😀!");
+    // Broken pairs are errors, never a wrong character.
+    assert!(unescape_data(r"\ud83dx").is_err());
+    assert!(unescape_data(r"\ud83d\u0041").is_err());
+    assert!(unescape_data(r"\ude00").is_err());
+    assert!(unescape_data(r"\uZZZZ").is_err());
+    assert!(unescape_data(r"\q").is_err());
+    assert!(unescape_data("unterminated\\").is_err());
+  }
+
+  #[test]
+  fn check_lines_escape_and_unescape_names_as_sha256sum_does() {
+    let h = "ab".repeat(32);
+    assert_eq!(sum_line(&h, "plain name.txt"), format!("{h}  plain name.txt\n"));
+    for name in ["back\\slash", "new\nline", "cr\rhere", "both\\and\nthis"] {
+      let line = sum_line(&h, name);
+      assert!(line.starts_with('\\'), "{line:?}");
+      let esc = line.trim_end_matches('\n').split_once("  ").unwrap().1;
+      assert_eq!(unescape_sum(esc), name);
+    }
+    // An unknown escape is kept as written.
+    assert_eq!(unescape_sum(r"a\qb"), r"a\qb");
+  }
 
   #[test]
   fn report_paths_made_relative_to_the_root() {
