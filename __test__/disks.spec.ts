@@ -20,6 +20,14 @@ afterAll(() => {
 })
 
 
+/** A writer that keeps moving `p`'s mtime (a file that is always changing); started and running. */
+async function keepTouching(p: string) {
+  const toucher = spawn(process.execPath, ['-e', `const fs=require('fs');let t=1e9;for(;;){t+=1;try{fs.utimesSync(${JSON.stringify(p)},t,t)}catch{}}`], { stdio: 'ignore' })
+  cleanups.push(() => toucher.kill('SIGKILL'))
+  await new Promise((r) => setTimeout(r, 300))
+  return toucher
+}
+
 describe('real disks', () => {
   it.skipIf(needs('exFAT target', ['mkfs.exfat', 'mount.exfat-fuse', 'losetup'], { root: true }))('exFAT target: no hardlinks (increments hold copies), coarse mtimes tolerated, history intact', async () => {
     const mnt = mountExfat(cleanups, '256M')
@@ -111,9 +119,7 @@ describe('real disks', () => {
     const hot = path.join(w.src, 'proj/hot.bin')
     fs.writeFileSync(hot, Buffer.alloc(64 * 1024 * 1024, 1))
     // A writer that keeps moving the mtime while the run copies the file.
-    const toucher = spawn(process.execPath, ['-e', `const fs=require('fs');let t=1e9;for(;;){t+=1;try{fs.utimesSync(${JSON.stringify(hot)},t,t)}catch{}}`], { stdio: 'ignore' })
-    cleanups.push(() => toucher.kill('SIGKILL'))
-    await new Promise((r) => setTimeout(r, 300))
+    const toucher = await keepTouching(hot)
     const s = await backup(w.config)
     toucher.kill('SIGKILL')
     expect(s.warnings.map((x) => [x.path, x.code])).toEqual([['proj/hot.bin', 'inconsistent-copy']])
@@ -135,9 +141,7 @@ describe('real disks', () => {
     const w = workspace({ 'proj/stable.txt': 'stable' }, { track_dirs: ['proj'] })
     const hot = path.join(w.src, 'proj/hot.bin')
     fs.writeFileSync(hot, Buffer.alloc(64 * 1024 * 1024, 1))
-    const toucher = spawn(process.execPath, ['-e', `const fs=require('fs');let t=1e9;for(;;){t+=1;try{fs.utimesSync(${JSON.stringify(hot)},t,t)}catch{}}`], { stdio: 'ignore' })
-    cleanups.push(() => toucher.kill('SIGKILL'))
-    await new Promise((r) => setTimeout(r, 300))
+    const toucher = await keepTouching(hot)
     const r = cli(['run', '-c', w.config, '--json', '--skip-inconsistent'])
     toucher.kill('SIGKILL')
     expect(r.status, r.stderr).toBe(1)

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -22,10 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Layout;
 use crate::error::{Error, Warning};
+use crate::fsutil;
 use crate::increments::{self, EntryRef};
-use crate::scan::Kind;
 use crate::state::{self, StateEntry};
-use crate::{fsutil, names};
 
 /// The original's mirror state file, beside `mirror/`.
 pub const MIRROR_JSON: &str = "mirror.json";
@@ -90,23 +88,9 @@ pub fn original_state(l: &Layout, hash: bool, warnings: &mut Vec<Warning>) -> Re
     .par_iter()
     .map(|(p, md)| {
       let tracked = listed.get(p).map_or_else(|| live.get(p).copied().unwrap_or(false), |o| o.tracked);
-      let kind = if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File };
-      let sha = if hash && tracked { fsutil::sha256_of(&l.mirror.join(names::to_path(p))).ok().map(Box::new) } else { None };
-      let file = l.mirror.join(names::to_path(p));
-      StateEntry {
-        // backup.py copies every path on its own: no hard-link groups. Its
-        // shutil.copy2 copies xattrs, so the mirror file's are recorded.
-        link: None,
-        xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&file)).map(Box::new),
-        rel: p.as_str().into(),
-        kind,
-        size: md.len(),
-        mtime_ns: fsutil::mtime_ns(md),
-        mode: md.mode() & 0o7777,
-        tracked,
-        sha256: sha,
-        inconsistent: false,
-      }
+      // backup.py copies every path on its own: no hard-link groups. Its
+      // shutil.copy2 copies xattrs, so the mirror file's are recorded.
+      StateEntry::from_mirror(&l.mirror, p, md, tracked, hash && tracked, None)
     })
     .collect();
   Ok(out)

@@ -604,19 +604,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
           .zip(links)
           .map(|((p, md), link)| {
             let tracked = live.get(p).copied().unwrap_or(false);
-            let sha = if tracked { fsutil::sha256_of(&l.mirror.join(crate::names::to_path(p))).ok().map(Box::new) } else { None };
-            StateEntry {
-              link,
-              xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&l.mirror.join(crate::names::to_path(p)))).map(Box::new),
-              rel: p.as_str().into(),
-              kind: kind_of(md),
-              size: md.len(),
-              mtime_ns: fsutil::mtime_ns(md),
-              mode: md.mode() & 0o7777,
-              tracked,
-              sha256: sha,
-              inconsistent: false,
-            }
+            StateEntry::from_mirror(&l.mirror, p, md, tracked, tracked, link)
           })
           .collect()
       })

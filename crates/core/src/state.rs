@@ -161,6 +161,26 @@ pub struct StateLine<'a> {
 }
 
 impl StateEntry {
+  /// The entry for the mirror file `mirror/<rel>` as it is (rebuilding a
+  /// state: `recreate`, adopting a folder of the original backup.py): its
+  /// size, mtime, mode and xattrs; the SHA-256 read from it when `hash`.
+  pub fn from_mirror(mirror: &Path, rel: &str, md: &fs::Metadata, tracked: bool, hash: bool, link: Option<Box<str>>) -> Self {
+    use std::os::unix::fs::MetadataExt;
+    let file = mirror.join(crate::names::to_path(rel));
+    StateEntry {
+      rel: rel.into(),
+      kind: if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File },
+      size: md.len(),
+      mtime_ns: fsutil::mtime_ns(md),
+      mode: md.mode() & 0o7777,
+      tracked,
+      sha256: if hash { fsutil::sha256_of(&file).ok().map(Box::new) } else { None },
+      inconsistent: false,
+      link,
+      xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&file)).map(Box::new),
+    }
+  }
+
   /// The recorded SHA-256, if any.
   pub fn sha(&self) -> Option<[u8; 32]> {
     self.sha256.as_deref().copied()

@@ -10,14 +10,15 @@ export default class HistoryCommand extends DstCommand {
   static usage = Command.Usage({
     description: 'Every stored version of one file',
     details: `
-      PATH is relative to the backed-up folder. Lists each increment that mentions the file, oldest first: the
+      PATH is relative to the backed-up folder (a byte of a name that is not UTF-8 is written \`\\xNN\`, as the
+      output shows it). Lists each increment that mentions the file, oldest first: the
       increment's time, the version's size, mtime, what happened (new, changed, deleted) and its SHA-256, then the
       copy the mirror holds now (and whether the file is tracked; untracked files have no history). Increments whose
       metadata is missing or damaged cannot be searched for the file: each is named on stderr with what is wrong and
       \`backup recreate --backup NAME\`, and the exit code is 1 (the list may be incomplete).
 
       \`--json\`: \`{ path, versions: [{ increment, timestamp, present, size, mtime, mtime_ns, mode, kind, category, op,
-      sha256, stored_as, carried_from? }], mirror: { size, mtimeNs, mode, kind, tracked, sha256, present } | null, skipped,
+      sha256, stored_as, carried_from?, link?, xattrs?, inconsistent? }], mirror: { size, mtimeNs, mode, kind, tracked, sha256, present } | null, skipped,
       damaged: [{ increment, file, problem, fix }] }\`.
       Exit codes: 0, 1 if the backup knows nothing of PATH or some metadata is damaged, 2, 64.
     `,

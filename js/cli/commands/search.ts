@@ -16,7 +16,8 @@ export default class SearchCommand extends DstCommand {
     description: 'Find file versions across increments',
     details: `
       Every filter given must match. \`--mask\` (repeatable; one must match) is a glob on the file name or on the
-      relative path; a mask without wildcards means \`*MASK*\`; \`*\` also crosses \`/\` as in Python's fnmatch.
+      relative path; a mask without wildcards means \`*MASK*\`; \`*\` also crosses \`/\` as in Python's fnmatch. A
+      byte of a name that is not UTF-8 is written \`\\xNN\` in masks, as the output shows it.
       \`--size\`: \`500K\` (exactly), \`>100M\`, \`>=100M\`, \`<1G\`, \`<=1G\`, \`10K-100K\` (K/M/G/T are 1024-based).
       \`--time\` (file mtime, local time): \`2024-01-15\` (that day), \`>2024-01-01\` (from its start on),
       \`<2024-01-31\` (before its start), \`<=2024-01-31\` (up to its end), \`2024-01-01..2024-01-15\` (both days included).
