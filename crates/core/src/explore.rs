@@ -394,7 +394,7 @@ pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
       }
       Ok(None) => {
         found.skipped.push(inc.name.clone());
-        found.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+        found.damaged.push(DamagedMeta::missing(inc));
       }
       Err(e) => {
         found.skipped.push(inc.name.clone());
@@ -472,7 +472,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       Ok(Some(None)) => {}
       Ok(None) => {
         h.skipped.push(inc.name.clone());
-        h.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+        h.damaged.push(DamagedMeta::missing(inc));
       }
       Err(e) => {
         h.skipped.push(inc.name.clone());

@@ -423,6 +423,11 @@ impl DamagedMeta {
     }
   }
 
+  /// An increment folder without its metadata file.
+  pub fn missing(inc: &Increment) -> Self {
+    Self::new(inc, "the metadata file is missing")
+  }
+
   /// From an error of [`parse`], [`read_head`] or [`read_bytes`] (its message without the leading path).
   pub fn from_error(inc: &Increment, e: &Error) -> Self {
     let p = format!("{}: ", inc.meta_path().display());
@@ -468,7 +473,7 @@ pub fn missing_error(inc: &Increment, why: &str) -> Error {
 /// entries counted against the summary.
 pub fn damage(inc: &Increment, quick: bool) -> Option<DamagedMeta> {
   let head = match read_head(inc) {
-    Ok(None) => return Some(DamagedMeta::new(inc, "the metadata file is missing")),
+    Ok(None) => return Some(DamagedMeta::missing(inc)),
     Err(e) => return Some(DamagedMeta::from_error(inc, &e)),
     Ok(Some(h)) => h,
   };
@@ -477,7 +482,7 @@ pub fn damage(inc: &Increment, quick: bool) -> Option<DamagedMeta> {
   }
   let bytes = match read_bytes(inc) {
     Ok(Some(b)) => b,
-    Ok(None) => return Some(DamagedMeta::new(inc, "the metadata file is missing")),
+    Ok(None) => return Some(DamagedMeta::missing(inc)),
     Err(e) => return Some(DamagedMeta::from_error(inc, &e)),
   };
   let mut n = 0u64;

@@ -391,7 +391,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
     let bytes = match increments::read_bytes(inc) {
       Ok(Some(b)) => b,
       Ok(None) => {
-        res.damaged.push(DamagedMeta::new(inc, "the metadata file is missing"));
+        res.damaged.push(DamagedMeta::missing(inc));
         continue;
       }
       Err(e) => {
