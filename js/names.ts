@@ -1,6 +1,6 @@
 /**
  * Names that are not valid UTF-8, as the metadata holds them (see
- * `crates/core/src/names.rs`): each byte that is not part of valid UTF-8 is
+ * `crates/core/src/fs/names.rs`): each byte that is not part of valid UTF-8 is
  * the code point U+10FF00 + byte. People see and type such a byte as `\xNN`.
  */
 

@@ -1,6 +1,6 @@
 //! `cargo run --release --example hashspeed`: single-core speed of each
 //! report algorithm here (to compare with `openssl speed -evp sha256`).
-use axiomatic_core::checksum::{Algo, Multi};
+use axiomatic_core::integrity::checksum::{Algo, Multi};
 fn main() {
   let buf = vec![7u8; 256 * 1024];
   let total = 512u64 << 20;

@@ -5,6 +5,6 @@ fn main() {
   let dir = a.next().expect("DIR");
   let threads: usize = a.next().and_then(|t| t.parse().ok()).unwrap_or(8);
   let t = std::time::Instant::now();
-  let n = axiomatic_core::maintain::remove_tree_with(std::path::Path::new(&dir), threads).unwrap();
+  let n = axiomatic_core::explore::maintain::remove_tree_with(std::path::Path::new(&dir), threads).unwrap();
   println!("{n} files, {threads} threads: {} ms", t.elapsed().as_millis());
 }

@@ -1,16 +1,18 @@
 //! The per-file engine of axiomatic-backup.
 //!
-//! Pure Rust, no Node-API: the run lock ([`lock`]), selection rules ([`rules`]), the parallel scan
-//! ([`scan`]), the mirror state ([`state`]), increment metadata and the run
-//! journal ([`meta`]), and the run itself ([`engine`]); reading increments
-//! ([`increments`], [`explore`]), point-in-time restore ([`restore`]) and
-//! changing a backup outside a run ([`maintain`]: recreate, delete, prune);
-//! checksum reports ([`checksum`]), verification ([`verify`]) and comparing
-//! reports of several servers ([`compare`]).
+//! Pure Rust, no Node-API. The tree shows the architecture, each layer
+//! using only the ones listed before it:
+//!
+//! - shared underneath: errors and warnings ([`error`]), progress counters
+//!   and the abort flag ([`progress`]), file-system building blocks ([`fs`]);
+//! - [`backup`]: rules, scan, state, metadata and journal, the run;
+//! - [`explore`]: increments and catalogs, restore, recreate/delete/prune;
+//! - [`integrity`]: checksum reports, verify, compare.
+//!
 //! The napi binding in `crates/node` only converts types, errors and progress.
 //!
 //! ```no_run
-//! use axiomatic_core::{engine, progress::Progress, rules::RuleSpec};
+//! use axiomatic_core::{backup::engine, progress::Progress, backup::rules::RuleSpec};
 //! let opts = engine::Options {
 //!   src: "/home/me/Documents".into(),
 //!   dst: "/media/usb/backup".into(),
@@ -27,26 +29,11 @@
 //! println!("{} files would be copied", report.new + report.changed);
 //! ```
 
-pub mod adopt;
-pub mod checksum;
-pub mod compare;
-pub mod engine;
+pub mod backup;
 pub mod error;
 pub mod explore;
-pub mod fsutil;
-pub mod guard;
-pub mod increments;
-pub mod lock;
-pub mod longpath;
-pub mod maintain;
-pub mod meta;
-pub mod names;
+pub mod fs;
+pub mod integrity;
 pub mod progress;
-pub mod restore;
-pub mod rules;
-pub mod scan;
-pub mod state;
-pub mod verify;
-pub mod xattrs;
 
 pub use error::{Error, ErrorKind, Warning};

@@ -3,10 +3,10 @@
 use std::fs;
 use std::path::Path;
 
-use axiomatic_core::engine::{self, Layout, Options};
+use axiomatic_core::backup::engine::{self, Layout, Options};
+use axiomatic_core::backup::rules::{Pattern, RuleSpec, Rules};
+use axiomatic_core::backup::scan::{self, Limits};
 use axiomatic_core::progress::Progress;
-use axiomatic_core::rules::{Pattern, RuleSpec, Rules};
-use axiomatic_core::scan::{self, Limits};
 
 fn pat(key: &str, glob: &str) -> Pattern {
   Pattern { key: key.into(), source: glob.into(), glob: glob.into() }

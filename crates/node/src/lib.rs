@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use axiomatic_core::engine::{self, Options, Report};
-use axiomatic_core::explore::{self, SearchFilter};
-use axiomatic_core::guard;
-use axiomatic_core::maintain;
+use axiomatic_core::backup::engine::{self, Options, Report};
+use axiomatic_core::backup::guard;
+use axiomatic_core::backup::rules::{DirPriority, Pattern, RuleSpec, Rules};
+use axiomatic_core::explore::catalog::{self, SearchFilter};
+use axiomatic_core::explore::maintain;
+use axiomatic_core::explore::restore::{self, RestoreOptions};
 use axiomatic_core::progress::{Phase, Progress};
-use axiomatic_core::restore::{self, RestoreOptions};
-use axiomatic_core::rules::{DirPriority, Pattern, RuleSpec, Rules};
-use axiomatic_core::{checksum, compare, verify};
+use axiomatic_core::{integrity::checksum, integrity::compare, integrity::verify};
 use axiomatic_core::{Error as CoreError, ErrorKind};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -126,10 +126,10 @@ pub struct BindingReport {
   pub adopted: bool,
 }
 
-fn role_name(r: axiomatic_core::rules::Role) -> String {
+fn role_name(r: axiomatic_core::backup::rules::Role) -> String {
   match r {
-    axiomatic_core::rules::Role::Tracked => "tracked".into(),
-    axiomatic_core::rules::Role::Mirrored => "mirrored".into(),
+    axiomatic_core::backup::rules::Role::Tracked => "tracked".into(),
+    axiomatic_core::backup::rules::Role::Mirrored => "mirrored".into(),
   }
 }
 
@@ -361,14 +361,14 @@ pub fn explain_path(rules: BindingRules, path: String, is_dir: bool) -> Result<B
 #[napi]
 pub fn select_files(src: String, rules: BindingRules) -> Result<Vec<BindingChange>> {
   let r = Rules::compile(&rules.into_spec()?).map_err(to_napi)?;
-  let res = axiomatic_core::scan::scan(std::path::Path::new(&src), &r, &Progress::new(), Default::default()).map_err(to_napi)?;
+  let res = axiomatic_core::backup::scan::scan(std::path::Path::new(&src), &r, &Progress::new(), Default::default()).map_err(to_napi)?;
   Ok(res.entries.into_iter().map(|e| BindingChange { path: e.rel.into(), role: role_name(e.role), change: String::new() }).collect())
 }
 
 /// `backup list`: JSON of `explore::Listing`.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn list_increments(dst: String, detailed: bool) -> AsyncTask<JsonTask> {
-  json_task(move |_| json(explore::list(Path::new(&dst), detailed)?), None, None)
+  json_task(move |_| json(catalog::list(Path::new(&dst), detailed)?), None, None)
 }
 
 /// Search filters, already parsed and normalized by `js/explore`.
@@ -399,13 +399,13 @@ pub fn search_backup(dst: String, filter: BindingSearchFilter) -> AsyncTask<Json
     path_globs: filter.path_globs,
     last: filter.last.map(|n| n as usize),
   };
-  json_task(move |_| json(explore::search(Path::new(&dst), f)?), None, None)
+  json_task(move |_| json(catalog::search(Path::new(&dst), f)?), None, None)
 }
 
 /// `backup history PATH`: JSON of `explore::History`.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn file_history(dst: String, path: String) -> AsyncTask<JsonTask> {
-  json_task(move |_| json(explore::history(Path::new(&dst), &path)?), None, None)
+  json_task(move |_| json(catalog::history(Path::new(&dst), &path)?), None, None)
 }
 
 #[napi(object)]
@@ -608,7 +608,7 @@ pub fn compare_reports(inputs: Vec<BindingCompareInput>) -> AsyncTask<JsonTask> 
 /// holder wrote into the lock file (may be empty while it starts).
 #[napi]
 pub struct RunLock {
-  inner: Option<axiomatic_core::lock::RunLock>,
+  inner: Option<axiomatic_core::fs::lock::RunLock>,
   holder: Option<String>,
 }
 
@@ -636,9 +636,9 @@ impl RunLock {
 /// Tries to take the lock file `path` (its folder must exist), writing `info` into it.
 #[napi]
 pub fn acquire_run_lock(path: String, info: String) -> Result<RunLock> {
-  match axiomatic_core::lock::acquire(Path::new(&path), &info) {
-    Ok(axiomatic_core::lock::Acquire::Held(l)) => Ok(RunLock { inner: Some(l), holder: None }),
-    Ok(axiomatic_core::lock::Acquire::Busy(h)) => Ok(RunLock { inner: None, holder: Some(h) }),
+  match axiomatic_core::fs::lock::acquire(Path::new(&path), &info) {
+    Ok(axiomatic_core::fs::lock::Acquire::Held(l)) => Ok(RunLock { inner: Some(l), holder: None }),
+    Ok(axiomatic_core::fs::lock::Acquire::Busy(h)) => Ok(RunLock { inner: None, holder: Some(h) }),
     Err(e) => {
       // The errno's name as the code, so the caller can say what is wrong (read-only, full, no permission).
       let code = match e.kind() {
@@ -662,7 +662,7 @@ pub struct BindingLockProbe {
 
 #[napi]
 pub fn probe_run_lock(path: String) -> Result<Option<BindingLockProbe>> {
-  axiomatic_core::lock::probe(Path::new(&path))
+  axiomatic_core::fs::lock::probe(Path::new(&path))
     .map(|o| o.map(|(held, info)| BindingLockProbe { held, info }))
     .map_err(|e| Error::from_reason(format!("EIO: cannot read the lock {path}: {e}")))
 }

@@ -19,11 +19,11 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Layout;
+use crate::backup::engine::Layout;
+use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
-use crate::fsutil;
-use crate::increments::{self, EntryRef};
-use crate::state::{self, StateEntry};
+use crate::explore::increments::{self, EntryRef};
+use crate::fs::util;
 
 /// The original's mirror state file, beside `mirror/`.
 pub const MIRROR_JSON: &str = "mirror.json";
@@ -83,7 +83,7 @@ pub fn original_state(l: &Layout, hash: bool, warnings: &mut Vec<Warning>) -> Re
       });
     }
   }
-  let files = crate::maintain::walk_files(&l.mirror, warnings);
+  let files = crate::explore::maintain::walk_files(&l.mirror, warnings);
   let out = files
     .par_iter()
     .map(|(p, md)| {
@@ -119,7 +119,7 @@ pub fn update_mirror_json<'a>(dst: &Path, entries: impl Iterator<Item = (&'a str
       (rel.to_string(), serde_json::json!({ "size": size, "mtime": mtime_ns as f64 / 1e9, "tracked": tracked }))
     })
     .collect();
-  fsutil::write_atomic(&p, |f| {
+  util::write_atomic(&p, |f| {
     let mut w = std::io::BufWriter::new(f);
     serde_json::to_writer_pretty(&mut w, &map)?;
     std::io::Write::flush(&mut w)

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::fsutil;
+use crate::fs::util;
 
 /// What the caller allows beyond the default refusals.
 #[derive(Debug, Clone, Default)]
@@ -193,7 +193,7 @@ pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck,
 pub fn write_source(meta: &Path, id: &SourceId) -> Result<(), Error> {
   let mut text = serde_json::to_vec_pretty(id).expect("a source record serializes");
   text.push(b'\n');
-  fsutil::write_atomic(&record_path(meta), |f| io::Write::write_all(f, &text))
+  util::write_atomic(&record_path(meta), |f| io::Write::write_all(f, &text))
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::engine::Layout;
+use crate::backup::engine::Layout;
+use crate::backup::meta::{iso, CatalogEntry};
+use crate::backup::state::StateEntry;
 use crate::error::Error;
-use crate::increments::{self, DamagedMeta, EntryRef, Increment};
-use crate::meta::{iso, CatalogEntry};
-use crate::state::StateEntry;
+use crate::explore::increments::{self, DamagedMeta, EntryRef, Increment};
 
 /// One line of `backup list`.
 #[derive(Debug, Clone, Serialize)]
@@ -423,7 +423,7 @@ pub struct MirrorCopy {
   pub size: u64,
   pub mtime_ns: String,
   pub mode: u32,
-  pub kind: crate::scan::Kind,
+  pub kind: crate::backup::scan::Kind,
   pub tracked: bool,
   pub sha256: Option<String>,
   /// Whether `dst/mirror/<path>` exists.
@@ -443,7 +443,7 @@ pub struct History {
 }
 
 fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
-  Ok(crate::adopt::read_state(l, false)?.0.into_iter().find(|e| &*e.rel == rel))
+  Ok(crate::backup::adopt::read_state(l, false)?.0.into_iter().find(|e| &*e.rel == rel))
 }
 
 /// `backup history PATH`.
@@ -458,7 +458,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       }
     });
     v.map(|e| {
-      let present = increments::safe_rel(rel) && inc.dir.join(&e.category).join(crate::names::to_path(rel)).symlink_metadata().is_ok();
+      let present = increments::safe_rel(rel) && inc.dir.join(&e.category).join(crate::fs::names::to_path(rel)).symlink_metadata().is_ok();
       (e, present)
     })
   });
@@ -489,7 +489,7 @@ pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
       kind: s.kind,
       tracked: s.tracked,
       sha256: s.sha().map(hex::encode),
-      present: increments::safe_rel(rel) && l.mirror.join(crate::names::to_path(rel)).symlink_metadata().is_ok(),
+      present: increments::safe_rel(rel) && l.mirror.join(crate::fs::names::to_path(rel)).symlink_metadata().is_ok(),
     });
   }
   Ok(h)

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::backup::meta::{CatalogEntry, Summary};
+use crate::backup::scan::Kind;
 use crate::error::Error;
-use crate::meta::{CatalogEntry, Summary};
-use crate::scan::Kind;
 
 /// A committed increment folder `dst/backup_YYYYMMDD_HHMMSS[_N]`.
 #[derive(Debug, Clone, Serialize)]
@@ -305,7 +305,7 @@ impl Head {
     if let Some((secs, nanos)) = parse_iso(&self.timestamp) {
       if !self.timestamp.ends_with('Z') {
         let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs.max(0) as u64, nanos);
-        self.timestamp = crate::meta::iso(t);
+        self.timestamp = crate::backup::meta::iso(t);
       }
     }
     let s = &mut self.summary;
@@ -544,11 +544,11 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
   let h = h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)))?;
   if let Some(dir) = path.parent() {
     let mut warnings = Vec::new();
-    for (p, md) in crate::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+    for (p, md) in crate::explore::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
       if seen.contains(&p) || !want(&p) {
         continue;
       }
-      let ns = crate::fsutil::mtime_ns(&md);
+      let ns = crate::fs::util::mtime_ns(&md);
       let e = EntryRef {
         size: md.len(),
         mtime: ns as f64 / 1e9,

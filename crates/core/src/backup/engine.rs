@@ -33,18 +33,18 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::adopt;
+use crate::backup::adopt;
+use crate::backup::guard;
+use crate::backup::meta::{self, CatalogEntry, JournalHeader, JournalOp};
+use crate::backup::rules::{Role, RuleSpec, Rules};
+use crate::backup::scan::{self, Entry, Kind};
+use crate::backup::state::{self, StateEntry};
 use crate::error::{is_disk_full, Error, Warning};
-use crate::fsutil::{self, fault_point, CopyResult};
-use crate::guard;
-use crate::longpath;
-use crate::meta::{self, CatalogEntry, JournalHeader, JournalOp};
-use crate::names;
+use crate::fs::longpath;
+use crate::fs::names;
+use crate::fs::util::{self, fault_point, CopyResult};
+use crate::fs::xattrs::{self, Xattrs};
 use crate::progress::{Phase, Progress};
-use crate::rules::{Role, RuleSpec, Rules};
-use crate::scan::{self, Entry, Kind};
-use crate::state::{self, StateEntry};
-use crate::xattrs::{self, Xattrs};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -240,7 +240,7 @@ fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
 
 /// The once-per-run warnings about what the target cannot hold (xattrs,
 /// ACLs, hard links) or a non-root run cannot set, instead of one per file.
-fn capability_warnings(dst: &Path, caps: &fsutil::FsCaps, notes: &xattrs::ScanNotes, followers: u64) -> Vec<Warning> {
+fn capability_warnings(dst: &Path, caps: &util::FsCaps, notes: &xattrs::ScanNotes, followers: u64) -> Vec<Warning> {
   let mut out = Vec::new();
   let eg = |p: &Option<Box<str>>| p.as_deref().map(|p| format!(" (e.g. {p:?})")).unwrap_or_default();
   if notes.target_cannot.0 > 0 {
@@ -306,13 +306,13 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     return Err(Error::refused(why.clone()));
   }
   let caps = if opts.dry_run {
-    fsutil::FsCaps::from_fs_type(&opts.dst)
+    util::FsCaps::from_fs_type(&opts.dst)
   } else {
     for d in [&l.dst, &l.mirror, &l.meta, &l.incomplete] {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
-    let caps = fsutil::probe_caps(&l.meta);
-    fsutil::record_caps(&l.meta, &caps);
+    let caps = util::probe_caps(&l.meta);
+    util::record_caps(&l.meta, &caps);
     caps
   };
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
@@ -585,7 +585,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   report.mirror_files = next.len() as u64;
   report.tracked_files = next.iter().filter(|s| s.tracked()).count() as u64;
 
-  fsutil::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+  util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   fault_point();
   let mut committed = None;
   if let (Some(name), Some(dir)) = (&name, &inc_dir) {
@@ -624,7 +624,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   if let Some((name, dir)) = committed {
     let fin = l.dst.join(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
-    fsutil::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+    util::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
     fault_point();
     report.increment = Some(name);
   }
@@ -642,7 +642,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = deeper_hints(src, spec, entries);
   let rels: Vec<&str> = entries.iter().map(|e| &*e.rel).collect();
-  for p in crate::rules::unmatched(spec, &rels) {
+  for p in crate::backup::rules::unmatched(spec, &rels) {
     if !hints.iter().any(|h| h.starts_with(&format!("{}: {:?} ", p.key, p.source))) {
       hints.push(format!("{}: {:?} selected nothing in src (patterns are relative to src; check the spelling)", p.key, p.source));
     }
@@ -663,7 +663,7 @@ fn deeper_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
     if at_root {
       continue;
     }
-    let deep = crate::rules::Pattern { glob: format!("**/{}", p.glob), ..p.clone() };
+    let deep = crate::backup::rules::Pattern { glob: format!("**/{}", p.glob), ..p.clone() };
     let probe = RuleSpec { include_files: vec![deep], ..Default::default() };
     let Ok(r) = Rules::compile(&probe) else { continue };
     let pr = Progress::new();
@@ -679,7 +679,7 @@ fn deeper_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
       }
     }
   }
-  hints.extend(crate::rules::exclude_dir_hints(src, spec));
+  hints.extend(crate::backup::rules::exclude_dir_hints(src, spec));
   hints
 }
 
@@ -858,7 +858,7 @@ fn remove_journal(l: &Layout) -> Result<(), Error> {
     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
     Err(e) => return Err(Error::io(&l.journal, "cannot remove", &e)),
   }
-  fsutil::sync_dir(&l.meta).map_err(|e| Error::io(&l.meta, "cannot flush", &e))?;
+  util::sync_dir(&l.meta).map_err(|e| Error::io(&l.meta, "cannot flush", &e))?;
   fault_point();
   Ok(())
 }
@@ -925,7 +925,7 @@ impl ApplyCtx<'_> {
         self.stop.store(true, Ordering::SeqCst);
         None
       }
-      Err((_, e)) if op.entry.is_some_and(|x| x.kind == Kind::Symlink) && fsutil::is_symlink_unsupported(&e) => {
+      Err((_, e)) if op.entry.is_some_and(|x| x.kind == Kind::Symlink) && util::is_symlink_unsupported(&e) => {
         Some(Outcome::Skipped(Box::new(Warning::new(
           op.rel(),
           "symlink-unsupported",
@@ -959,7 +959,7 @@ impl ApplyCtx<'_> {
       }
     }
     let _ = longpath::with(&target, |p| fs::remove_file(p));
-    longpath::with2(mirror, &target, fsutil::copy_plain).map_err(|e| ("cannot copy into the increment", e))?;
+    longpath::with2(mirror, &target, util::copy_plain).map_err(|e| ("cannot copy into the increment", e))?;
     fault_point();
     self.fallbacks.fetch_add(1, Ordering::Relaxed);
     Ok(true)
@@ -969,7 +969,7 @@ impl ApplyCtx<'_> {
     let e = op.entry.unwrap();
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
-    let tmp = fsutil::temp_path(&dst);
+    let tmp = util::temp_path(&dst);
     if let Err(err) = ensure_parent(&dst) {
       return Err(("cannot create the mirror folder for", err));
     }
@@ -996,7 +996,7 @@ impl ApplyCtx<'_> {
       // Xattrs only when the scan saw some: the common case costs no extra syscall.
       let xa = e.xattr.is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match longpath::with2(&src, &tmp, |s, t| fsutil::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
+      match longpath::with2(&src, &tmp, |s, t| util::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
           let stored = c
@@ -1068,16 +1068,16 @@ impl ApplyCtx<'_> {
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
     let lead = self.l.mirror_path(leader);
-    let same = |md: &fs::Metadata| md.is_file() && md.len() == e.size && fsutil::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode;
+    let same = |md: &fs::Metadata| md.is_file() && md.len() == e.size && util::mtime_ns(md) == e.mtime_ns && md.mode() & 0o7777 == e.mode;
     match (fs::symlink_metadata(&src), fs::symlink_metadata(&lead)) {
       (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
       _ => return self.copy(op),
     }
     ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
     self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
-    let tmp = fsutil::temp_path(&dst);
+    let tmp = util::temp_path(&dst);
     let _ = fs::remove_file(&tmp);
-    let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b));
+    let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if util::same_file(&a, &b));
     // Already linked (a killed run got that far): rename(2) of two links of
     // one inode would do nothing and leave the temp name behind.
     if !linked_already {
@@ -1106,7 +1106,7 @@ impl ApplyCtx<'_> {
     let sha = match (op.tracked, lead_sha.flatten()) {
       (false, _) => None,
       (true, Some(h)) => Some(h),
-      (true, None) => Some(fsutil::sha256_of(&dst).map_err(|err| ("cannot read the mirror copy of", err))?),
+      (true, None) => Some(util::sha256_of(&dst).map_err(|err| ("cannot read the mirror copy of", err))?),
     };
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
     Ok(Outcome::Done {
@@ -1149,7 +1149,7 @@ impl ApplyCtx<'_> {
   fn link_only(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let dst = self.l.mirror_path(op.rel());
     // The mirror holds the version already: hash it and link it.
-    match longpath::with(&dst, fsutil::sha256_of) {
+    match longpath::with(&dst, util::sha256_of) {
       Ok(sha) => {
         let fallback = self.store(&dst, "track", op.rel())?;
         let old = op.old.unwrap();
@@ -1226,7 +1226,7 @@ fn prune_empty_dirs<'a>(l: &Layout, removed: impl Iterator<Item = &'a str>, pres
 /// Finishes a run that was interrupted, from its journal. Returns the name
 /// of the increment it committed, if any. Safe to run again at any point.
 pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
-  fsutil::clean_atomic_leftovers(&l.meta);
+  util::clean_atomic_leftovers(&l.meta);
   let Some((header, ops)) = meta::read_journal(&l.journal)? else { return Ok(None) };
   let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.to_string(), e)).collect();
   let inc_pending = header.increment.as_ref().map(|n| l.incomplete.join(n));
@@ -1237,7 +1237,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     _ => None,
   };
   if let Some(d) = &inc_dir {
-    fsutil::clean_atomic_leftovers(d);
+    util::clean_atomic_leftovers(d);
   }
   let existing_meta = match (&header.increment, &inc_dir) {
     (Some(n), Some(d)) if d.join(format!("{n}.json")).is_file() => Some(meta::read_meta(&d.join(format!("{n}.json")))?),
@@ -1252,7 +1252,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     .enumerate()
     .filter_map(|(k, op)| {
       let mirror = l.mirror_path(&op.p);
-      let _ = longpath::with(&fsutil::temp_path(&mirror), |p| fs::remove_file(p));
+      let _ = longpath::with(&util::temp_path(&mirror), |p| fs::remove_file(p));
       let mmd = longpath::with(&mirror, |p| fs::symlink_metadata(p)).ok();
       match (op.op.as_str(), op.t) {
         ("copy" | "link", true) => {
@@ -1261,8 +1261,8 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
           // A file that changed before or while it was copied is stored as
           // read, not as journaled: kept, with what the file itself says,
           // and marked inconsistent (this run cannot know whether it was).
-          let other = (md.len() != op.s || fsutil::mtime_ns(&md) != op.m)
-            .then(|| (md.len(), fsutil::mtime_ns(&md), std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777));
+          let other = (md.len() != op.s || util::mtime_ns(&md) != op.m)
+            .then(|| (md.len(), util::mtime_ns(&md), std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777));
           let known = existing_meta.as_ref().and_then(|m| m.file_catalog.get(&op.p)).and_then(|c| c.sha256.clone());
           let sha = match known {
             Some(h) => {
@@ -1270,16 +1270,16 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
               hex::decode_to_slice(h, &mut b).ok()?;
               b
             }
-            None => longpath::with(&f, fsutil::sha256_of).ok()?,
+            None => longpath::with(&f, util::sha256_of).ok()?,
           };
-          let linked = mmd.as_ref().is_some_and(|m| fsutil::same_file(m, &md));
+          let linked = mmd.as_ref().is_some_and(|m| util::same_file(m, &md));
           Some((k, Some(sha), !linked, other, Some(f)))
         }
         ("delete", _) => {
           let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
           let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           if let Some(m) = &mmd {
-            if fsutil::same_file(m, &md) || fsutil::mtime_ns(m) == op.m && m.len() == op.s {
+            if util::same_file(m, &md) || util::mtime_ns(m) == op.m && m.len() == op.s {
               let _ = longpath::with(&mirror, |p| fs::remove_file(p));
             }
           }
@@ -1288,7 +1288,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
         ("copy", false) => {
           let m = mmd?;
           let same = m.len() == op.s
-            && fsutil::mtime_ns(&m) == op.m
+            && util::mtime_ns(&m) == op.m
             && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
           same.then_some((k, None, false, None, Some(mirror)))
         }
@@ -1310,7 +1310,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
         let link = op.l.as_ref().filter(|lead| {
           let a = fs::symlink_metadata(l.mirror_path(&op.p));
           let b = fs::symlink_metadata(l.mirror_path(lead));
-          matches!((a, b), (Ok(a), Ok(b)) if fsutil::same_file(&a, &b))
+          matches!((a, b), (Ok(a), Ok(b)) if util::same_file(&a, &b))
         });
         state.insert(
           op.p.clone(),
@@ -1352,7 +1352,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     }
   }
 
-  fsutil::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+  util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   let mut committed = None;
   if let (Some(name), Some(dir)) = (&header.increment, &inc_dir) {
     let meta_path = dir.join(format!("{name}.json"));
@@ -1388,7 +1388,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     if p.is_dir() {
       let fin = l.dst.join(name);
       fs::rename(p, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
-      fsutil::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+      util::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
       fault_point();
     }
   }

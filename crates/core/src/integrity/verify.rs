@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::checksum::{self, Algo, Report};
-use crate::engine::Layout;
+use crate::backup::engine::Layout;
+use crate::backup::meta::PendingRun;
 use crate::error::Error;
-use crate::fsutil;
-use crate::increments::{self, safe_rel, DamagedMeta};
-use crate::meta::PendingRun;
+use crate::explore::increments::{self, safe_rel, DamagedMeta};
+use crate::fs::util;
+use crate::integrity::checksum::{self, Algo, Report};
 use crate::progress::{Phase, Progress};
 
 /// The verdict on one path.
@@ -175,7 +175,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = crate::engine::build_pool(threads)?;
+  let pool = crate::backup::engine::build_pool(threads)?;
   progress.set_phase(Phase::Scan);
   let (mut found, walk_errors) = pool.install(|| checksum::walk(root, progress));
   // Both sides sorted by path and merged (no hash maps of a million paths).
@@ -403,7 +403,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       if !safe_rel(p) {
         return;
       }
-      let path = inc.dir.join(e.folder()).join(crate::names::to_path(p));
+      let path = inc.dir.join(e.folder()).join(crate::fs::names::to_path(p));
       match e.sha256.as_deref() {
         Some(sha) => checks.push(Check { location: inc.name.clone(), rel: p.to_string(), path, sha: sha.to_string() }),
         None => match size_mtime_check(&path, e.size, e.mtime_ns()) {
@@ -422,11 +422,13 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   // already: those are pending (its journal has no hash for them yet; the
   // next run finishes and records them), not corrupt or missing.
   res.pending_run = PendingRun::read(&l.journal);
-  match crate::adopt::read_state(&l, false).map(|(st, _)| st) {
+  match crate::backup::adopt::read_state(&l, false).map(|(st, _)| st) {
     Ok(st) => {
       for s in st {
         if let Some(run) = &res.pending_run {
-          if safe_rel(&s.rel) && run.applied(&s.rel, &l.mirror.join(crate::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))).is_some() {
+          if safe_rel(&s.rel)
+            && run.applied(&s.rel, &l.mirror.join(crate::fs::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))).is_some()
+          {
             res.pending += 1;
             continue;
           }
@@ -435,7 +437,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
           Some(h) if safe_rel(&s.rel) => checks.push(Check {
             location: "mirror".into(),
             rel: s.rel.to_string(),
-            path: l.mirror.join(crate::names::to_path(&s.rel)),
+            path: l.mirror.join(crate::fs::names::to_path(&s.rel)),
             sha: hex::encode(h),
           }),
           _ => res.unverifiable += 1,
@@ -447,7 +449,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   res.files_checked = checks.len() as u64;
   progress.ops_total.store(checks.len() as u64, Relaxed);
   progress.set_phase(Phase::Apply);
-  let pool = crate::engine::build_pool(threads)?;
+  let pool = crate::backup::engine::build_pool(threads)?;
   // (dev, ino) → sha, so hardlinks are read once.
   let seen: Mutex<HashMap<(u64, u64), String>> = Mutex::new(HashMap::new());
   let bytes = std::sync::atomic::AtomicU64::new(0);
@@ -456,7 +458,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
       .par_iter()
       .map(|c| {
         progress.ops_done.fetch_add(1, Relaxed);
-        let md = match crate::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
+        let md = match crate::fs::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
           Ok(m) => m,
           Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
           Err(e) => return Some((Status::Error, e.to_string())),
@@ -465,7 +467,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
         let cached = seen.lock().unwrap().get(&key).cloned();
         let got = match cached {
           Some(h) => h,
-          None => match crate::longpath::with(&c.path, fsutil::sha256_of) {
+          None => match crate::fs::longpath::with(&c.path, util::sha256_of) {
             Ok(h) => {
               bytes.fetch_add(md.len(), Relaxed);
               progress.bytes_done.fetch_add(md.len(), Relaxed);
@@ -531,11 +533,11 @@ fn size_mtime_check(path: &Path, size: u64, mtime_ns: i64) -> Option<(Status, St
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
     Err(e) => return Some((Status::Error, e.to_string())),
   };
-  let got = fsutil::mtime_ns(&md);
+  let got = util::mtime_ns(&md);
   if md.len() == size && (got - mtime_ns).abs() <= 1_000_000_000 {
     return None;
   }
-  let when = |ns: i64| crate::meta::iso(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64));
+  let when = |ns: i64| crate::backup::meta::iso(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64));
   Some((
     Status::Overwritten,
     format!(
@@ -551,22 +553,22 @@ fn size_mtime_check(path: &Path, size: u64, mtime_ns: i64) -> Option<(Status, St
 
 /// Replaces `mirror/<rel>` from `src/<rel>` if the source has `sha` (temp + rename).
 fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), String> {
-  let from = src.join(crate::names::to_path(rel));
+  let from = src.join(crate::fs::names::to_path(rel));
   let md = fs::symlink_metadata(&from).map_err(|e| format!("cannot be repaired: the source copy is unavailable ({e})"))?;
-  let Some(entry) = crate::scan::Entry::from_metadata(rel, &md, crate::rules::Role::Tracked) else {
+  let Some(entry) = crate::backup::scan::Entry::from_metadata(rel, &md, crate::backup::rules::Role::Tracked) else {
     return Err("cannot be repaired: the source is not a file".into());
   };
-  let target = l.mirror.join(crate::names::to_path(rel));
-  let tmp = fsutil::temp_path(&target);
-  match fsutil::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
-    Ok(fsutil::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
+  let target = l.mirror.join(crate::fs::names::to_path(rel));
+  let tmp = util::temp_path(&target);
+  match util::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
+    Ok(util::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
       fs::rename(&tmp, &target).map_err(|e| format!("cannot replace the mirror copy: {e}"))
     }
-    Ok(fsutil::CopyResult::Done(_)) => {
+    Ok(util::CopyResult::Done(_)) => {
       let _ = fs::remove_file(&tmp);
       Err("cannot be repaired: the source now holds different content".into())
     }
-    Ok(fsutil::CopyResult::Changed(m)) => Err(format!("cannot be repaired now: {m}")),
+    Ok(util::CopyResult::Changed(m)) => Err(format!("cannot be repaired now: {m}")),
     Err(e) => {
       let _ = fs::remove_file(&tmp);
       Err(format!("cannot be repaired: {e}"))
@@ -576,11 +578,11 @@ fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), Str
 
 /// Points `path` at the inode of `good` (link to a temp name, rename over).
 fn relink(good: &Path, path: &Path) -> std::io::Result<()> {
-  let tmp = fsutil::temp_path(path);
+  let tmp = util::temp_path(path);
   let _ = fs::remove_file(&tmp);
   match fs::hard_link(good, &tmp) {
     Ok(()) => {}
-    Err(_) => fsutil::copy_plain(good, &tmp)?,
+    Err(_) => util::copy_plain(good, &tmp)?,
   }
   fs::rename(&tmp, path)
 }

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::checksum::{self, Report};
 use crate::error::Error;
+use crate::integrity::checksum::{self, Report};
 
 /// One report to compare: which server it comes from, and the file.
 #[derive(Debug, Clone)]

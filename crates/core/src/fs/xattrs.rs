@@ -19,9 +19,9 @@ use std::path::Path;
 use rayon::prelude::*;
 use xattr::FileExt;
 
+use crate::backup::scan::Entry;
 use crate::error::Warning;
-use crate::fsutil;
-use crate::scan::Entry;
+use crate::fs::util;
 
 /// Names and values, sorted by name.
 pub type Xattrs = Vec<(String, Vec<u8>)>;
@@ -125,7 +125,7 @@ fn collect(names: io::Result<xattr::XAttrs>, policy: &Policy, get: impl Fn(&OsSt
 /// The xattrs of `path` (a symlink's own, never its target's).
 pub fn read_path(path: &Path, policy: &Policy) -> io::Result<Found> {
   // Through a folder handle when the path is too long for one call.
-  crate::longpath::with(path, |p| collect(xattr::list(p), policy, |n| xattr::get(p, n)))
+  crate::fs::longpath::with(path, |p| collect(xattr::list(p), policy, |n| xattr::get(p, n)))
 }
 
 /// The xattrs of an open file.
@@ -135,7 +135,7 @@ pub fn read_file(f: &File, policy: &Policy) -> io::Result<Found> {
 
 /// Sets `attrs` on `path` (not following a symlink); returns the ones that failed.
 pub fn write_path(path: &Path, attrs: &Xattrs) -> Vec<(String, io::Error)> {
-  attrs.iter().filter_map(|(n, v)| crate::longpath::with(path, |p| xattr::set(p, n, v)).err().map(|e| (n.clone(), e))).collect()
+  attrs.iter().filter_map(|(n, v)| crate::fs::longpath::with(path, |p| xattr::set(p, n, v)).err().map(|e| (n.clone(), e))).collect()
 }
 
 /// Sets `attrs` on an open file; returns the ones that failed.
@@ -149,7 +149,7 @@ pub fn digest(attrs: &Xattrs) -> Option<[u8; 32]> {
   if attrs.is_empty() {
     return None;
   }
-  let mut h = fsutil::Hasher::new();
+  let mut h = util::Hasher::new();
   for (n, v) in attrs {
     h.update(n.as_bytes());
     h.update(&[0]);
@@ -197,7 +197,7 @@ pub fn digest_entries(src: &Path, entries: &mut [Entry], policy: &Policy) -> Sca
   entries
     .par_iter_mut()
     .fold(ScanNotes::default, |mut notes, e| {
-      let p = src.join(crate::names::to_path(&e.rel));
+      let p = src.join(crate::fs::names::to_path(&e.rel));
       match read_path(&p, policy) {
         Ok(f) => {
           if f.target_cannot > 0 {

@@ -20,15 +20,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Layout;
+use crate::backup::engine::Layout;
+use crate::backup::meta::{self, CatalogEntry, MetaHead};
+use crate::backup::scan::Kind;
+use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
-use crate::explore::{name_iso, Matcher, SearchFilter};
-use crate::fsutil::{self, fault_point};
-use crate::increments::{self, safe_rel, Increment};
-use crate::meta::{self, CatalogEntry, MetaHead};
+use crate::explore::catalog::{name_iso, Matcher, SearchFilter};
+use crate::explore::increments::{self, safe_rel, Increment};
+use crate::fs::util::{self, fault_point};
 use crate::progress::{Phase, Progress};
-use crate::scan::Kind;
-use crate::state::{self, StateEntry};
 
 fn pending_path(l: &Layout) -> PathBuf {
   l.meta.join("pending-removals.jsonl")
@@ -45,8 +45,8 @@ fn real_dirs(root: &Path, rel: &str) -> bool {
   let mut cur = root.to_path_buf();
   let comps: Vec<&str> = rel.split('/').collect();
   comps[..comps.len() - 1].iter().all(|c| {
-    cur.push(crate::names::to_path(c));
-    crate::longpath::with(&cur, |p| fs::symlink_metadata(p)).is_ok_and(|m| m.is_dir())
+    cur.push(crate::fs::names::to_path(c));
+    crate::fs::longpath::with(&cur, |p| fs::symlink_metadata(p)).is_ok_and(|m| m.is_dir())
   })
 }
 
@@ -63,8 +63,8 @@ fn clear_dir(dir: &Path) -> (Vec<PathBuf>, u64) {
   use std::os::unix::ffi::OsStrExt;
   let mut sub = Vec::new();
   let mut n = 0;
-  let rd = crate::longpath::with(dir, |p| fs::read_dir(p));
-  let fd = crate::longpath::with(dir, |p| fs::File::open(p));
+  let rd = crate::fs::longpath::with(dir, |p| fs::read_dir(p));
+  let fd = crate::fs::longpath::with(dir, |p| fs::File::open(p));
   let (Ok(rd), Ok(fd)) = (rd, fd) else { return (sub, 0) };
   for e in rd.flatten() {
     if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -98,7 +98,7 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
     fs::remove_file(root).map_err(|e| Error::io(root, "cannot remove", &e))?;
     return Ok(1);
   }
-  let pool = crate::engine::build_pool(threads)?;
+  let pool = crate::backup::engine::build_pool(threads)?;
   let mut levels: Vec<Vec<PathBuf>> = vec![vec![root.to_path_buf()]];
   let mut files = 0u64;
   pool.install(|| {
@@ -116,7 +116,7 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
     }
     for level in levels.iter().rev() {
       level.par_iter().for_each(|d| {
-        let _ = crate::longpath::with(d, |p| fs::remove_dir(p));
+        let _ = crate::fs::longpath::with(d, |p| fs::remove_dir(p));
       });
     }
   });
@@ -139,9 +139,9 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
   let l = Layout::new(dst);
   let mut done = Vec::new();
   // Temp files of metadata writes that were killed before their rename.
-  fsutil::clean_atomic_leftovers(&l.meta);
+  util::clean_atomic_leftovers(&l.meta);
   for inc in increments::list(dst)? {
-    fsutil::clean_atomic_leftovers(&inc.dir);
+    util::clean_atomic_leftovers(&inc.dir);
   }
   let pending = pending_path(&l);
   if let Ok(f) = fs::File::open(&pending) {
@@ -166,10 +166,10 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
       if cat.contains(inner) || !safe_rel(&rel) || !real_dirs(dst, &rel) {
         continue;
       }
-      match crate::longpath::with(&dst.join(crate::names::to_path(&rel)), |p| fs::remove_file(p)) {
+      match crate::fs::longpath::with(&dst.join(crate::fs::names::to_path(&rel)), |p| fs::remove_file(p)) {
         Ok(()) => n += 1,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&dst.join(crate::names::to_path(&rel)), "cannot remove", &e)),
+        Err(e) => return Err(Error::io(&dst.join(crate::fs::names::to_path(&rel)), "cannot remove", &e)),
       }
     }
     fs::remove_file(&pending).map_err(|e| Error::io(&pending, "cannot remove", &e))?;
@@ -230,11 +230,11 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut report = PruneReport { dry_run, ..Default::default() };
   report.removed = incs.iter().filter(|i| remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
   report.kept = incs.iter().filter(|i| !remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
-  let pool = crate::engine::build_pool(workers)?;
+  let pool = crate::backup::engine::build_pool(workers)?;
   if !dry_run && !report.removed.is_empty() {
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
-    fsutil::write_atomic(&prune_journal(&l), |f| f.write_all(&j))?;
+    util::write_atomic(&prune_journal(&l), |f| f.write_all(&j))?;
     fault_point();
   }
   progress.set_phase(Phase::Apply);
@@ -309,7 +309,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
         fs::rename(&r.dir, &to).map_err(|e| Error::io(&r.dir, "cannot move aside", &e))?;
         fault_point();
       }
-      fsutil::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
+      util::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
       for r in &group {
         report.files_removed += remove_tree_parallel(&t.join(&r.name))?;
         progress.ops_done.fetch_add(1, Relaxed);
@@ -334,43 +334,49 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
 fn carry_file(from: &Increment, to: &Increment, p: &str, category: &str) -> Result<(), Error> {
   let src_root = from.dir.join(category);
   let dst_root = to.dir.join(category);
-  let src = src_root.join(crate::names::to_path(p));
-  let target = dst_root.join(crate::names::to_path(p));
+  let src = src_root.join(crate::fs::names::to_path(p));
+  let target = dst_root.join(crate::fs::names::to_path(p));
   if !real_dirs(&src_root, p) {
     return Err(Error::corrupt(&src, "a folder on the way is a symlink; refusing to follow it"));
   }
-  let md = match crate::longpath::with(&src, |p| fs::symlink_metadata(p)) {
+  let md = match crate::fs::longpath::with(&src, |p| fs::symlink_metadata(p)) {
     Ok(m) => m,
     // Already moved by an interrupted prune (no-hardlink file systems).
-    Err(e) if e.kind() == io::ErrorKind::NotFound && crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok() => return Ok(()),
+    Err(e) if e.kind() == io::ErrorKind::NotFound && crate::fs::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok() => {
+      return Ok(())
+    }
     // The stored file is gone (deleted by hand): nothing to carry; the entry still documents the version.
     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
     Err(e) => return Err(Error::io(&src, "cannot read", &e)),
   };
   if !real_dirs(&dst_root, p) {
     let parent = target.parent().unwrap();
-    crate::longpath::create_dir_all(parent).map_err(|e| Error::io(parent, "cannot create", &e))?;
+    crate::fs::longpath::create_dir_all(parent).map_err(|e| Error::io(parent, "cannot create", &e))?;
     if !real_dirs(&dst_root, p) {
       return Err(Error::corrupt(&target, "a folder on the way is a symlink; refusing to follow it"));
     }
   }
   // Usually the name is free: one link(2). A leftover of a killed prune (a
   // stray not in the metadata) is replaced through a temp name + rename.
-  match crate::longpath::with2(&src, &target, |a, b| fs::hard_link(a, b)) {
+  match crate::fs::longpath::with2(&src, &target, |a, b| fs::hard_link(a, b)) {
     Ok(()) => {}
     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-      if crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok_and(|t| fsutil::same_file(&t, &md)) {
+      if crate::fs::longpath::with(&target, |p| fs::symlink_metadata(p)).is_ok_and(|t| util::same_file(&t, &md)) {
         return Ok(());
       }
-      let tmp = fsutil::temp_path(&target);
-      let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
-      match crate::longpath::with2(&src, &tmp, |a, b| fs::hard_link(a, b)) {
-        Ok(()) => crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot create", &e))?,
-        Err(_) => crate::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?,
+      let tmp = util::temp_path(&target);
+      let _ = crate::fs::longpath::with(&tmp, |p| fs::remove_file(p));
+      match crate::fs::longpath::with2(&src, &tmp, |a, b| fs::hard_link(a, b)) {
+        Ok(()) => {
+          crate::fs::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot create", &e))?
+        }
+        Err(_) => {
+          crate::fs::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?
+        }
       }
     }
     // No hardlinks here (FAT) or the link limit: move it (the source goes away anyway).
-    Err(_) => crate::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?,
+    Err(_) => crate::fs::longpath::with2(&src, &target, |a, b| fs::rename(a, b)).map_err(|e| Error::io(&target, "cannot move into", &e))?,
   }
   fault_point();
   Ok(())
@@ -417,7 +423,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   let rels: Vec<String> =
     report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
   fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
-  fsutil::write_atomic(&pending_path(&l), |f| {
+  util::write_atomic(&pending_path(&l), |f| {
     let mut w = io::BufWriter::new(f);
     for r in &rels {
       serde_json::to_writer(&mut w, r)?;
@@ -434,9 +440,9 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   finish_pending(dst, 1)?;
   // Folders left empty inside the increment go too.
   for r in &rels {
-    let mut d = dst.join(crate::names::to_path(r));
+    let mut d = dst.join(crate::fs::names::to_path(r));
     while d.pop() && d != inc.dir && d.starts_with(&inc.dir) {
-      if crate::longpath::with(&d, |p| fs::remove_dir(p)).is_err() {
+      if crate::fs::longpath::with(&d, |p| fs::remove_dir(p)).is_err() {
         break;
       }
     }
@@ -461,13 +467,13 @@ pub struct RecreateReport {
 /// Every file and symlink under `root` (relative, sorted), skipping our temp files.
 pub(crate) fn walk_files(root: &Path, warnings: &mut Vec<Warning>) -> Vec<(String, fs::Metadata)> {
   fn go(dir: &Path, rel: &str, out: &mut Vec<(String, fs::Metadata)>, warnings: &mut Vec<Warning>) {
-    let rd = match crate::longpath::with(dir, |p| fs::read_dir(p)) {
+    let rd = match crate::fs::longpath::with(dir, |p| fs::read_dir(p)) {
       Ok(r) => r,
       Err(e) if e.kind() == io::ErrorKind::NotFound => return,
       Err(e) => return warnings.push(Warning::from_io(dir.display().to_string(), "cannot read", &e)),
     };
     for e in rd.flatten() {
-      let name = crate::names::encode(&e.file_name()).into_owned();
+      let name = crate::fs::names::encode(&e.file_name()).into_owned();
       if name.starts_with(".axb-") && name.ends_with(".tmp") {
         continue;
       }
@@ -510,7 +516,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       return Err(Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())));
     }
   }
-  let pool = crate::engine::build_pool(workers)?;
+  let pool = crate::backup::engine::build_pool(workers)?;
   let mut report = RecreateReport::default();
   progress.set_phase(Phase::Apply);
   // Whether each path's newest mention so far is a stored (live) version.
@@ -539,7 +545,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       files
         .par_iter()
         .map(|(p, cat, md)| {
-          let h = fsutil::sha256_of(&inc.dir.join(cat).join(crate::names::to_path(p))).ok();
+          let h = util::sha256_of(&inc.dir.join(cat).join(crate::fs::names::to_path(p))).ok();
           progress.bytes_done.fetch_add(md.len(), Relaxed);
           progress.ops_done.fetch_add(1, Relaxed);
           h
@@ -558,7 +564,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       } else {
         "new"
       };
-      let e = meta::catalog_entry(md.len(), fsutil::mtime_ns(&md), md.mode() & 0o7777, kind_of(&md), op, sha, md.nlink() <= 1);
+      let e = meta::catalog_entry(md.len(), util::mtime_ns(&md), md.mode() & 0o7777, kind_of(&md), op, sha, md.nlink() <= 1);
       live.insert(p.clone(), cat != "deleted");
       catalog.insert(p, e);
     }
@@ -594,9 +600,9 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       })
       .collect();
     // A folder of the original backup.py: tracked as its mirror.json says.
-    let original = crate::adopt::is_original(&l);
+    let original = crate::backup::adopt::is_original(&l);
     let entries: Vec<StateEntry> = if original {
-      pool.install(|| crate::adopt::original_state(&l, true, &mut report.warnings))?
+      pool.install(|| crate::backup::adopt::original_state(&l, true, &mut report.warnings))?
     } else {
       pool.install(|| {
         files
@@ -644,11 +650,11 @@ pub struct StateCheck {
 pub fn check_state(dst: &Path) -> StateCheck {
   let l = Layout::new(dst);
   let mut c = StateCheck { state_present: l.state.is_file(), ..Default::default() };
-  c.original = crate::adopt::is_original(&l);
+  c.original = crate::backup::adopt::is_original(&l);
   // The original's mirror.json records float seconds: compared within 1 ms.
   let tol = if c.original { 1_000_000 } else { 0 };
   let st = if c.original {
-    match crate::adopt::read_mirror_json(dst) {
+    match crate::backup::adopt::read_mirror_json(dst) {
       Ok(m) => {
         let mut v: Vec<StateEntry> = m
           .unwrap_or_default()
@@ -691,7 +697,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
   while i < st.len() || j < files.len() {
     match (st.get(i), files.get(j)) {
       (Some(s), Some((p, md))) if &*s.rel == p.as_str() => {
-        if s.size != md.len() || (s.mtime_ns - fsutil::mtime_ns(md)).abs() > tol || s.kind != kind_of(md) {
+        if s.size != md.len() || (s.mtime_ns - util::mtime_ns(md)).abs() > tol || s.kind != kind_of(md) {
           c.differing.push(p.clone());
         }
         i += 1;
@@ -718,7 +724,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
     let mut pending = Vec::new();
     for list in [&mut c.missing, &mut c.extra, &mut c.differing] {
       list.retain(|p| {
-        let applied = safe_rel(p) && run.applied(p, &l.mirror.join(crate::names::to_path(p)), rec.get(p.as_str()).copied()).is_some();
+        let applied = safe_rel(p) && run.applied(p, &l.mirror.join(crate::fs::names::to_path(p)), rec.get(p.as_str()).copied()).is_some();
         if applied {
           pending.push(p.clone());
         }

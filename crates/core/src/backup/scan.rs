@@ -20,9 +20,9 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::rules::{DirCtx, Role, Rules};
 use crate::error::{Error, Warning};
 use crate::progress::Progress;
-use crate::rules::{DirCtx, Role, Rules};
 
 /// The kind of a selected entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +213,7 @@ impl Walker<'_> {
       return out;
     }
     // A folder deeper than one system call takes is read through a handle.
-    let rd = match crate::longpath::with(abs, |p| fs::read_dir(p)) {
+    let rd = match crate::fs::longpath::with(abs, |p| fs::read_dir(p)) {
       Ok(rd) => rd,
       Err(e) => {
         out.failed(rel.to_string(), "cannot read directory", &e);
@@ -231,7 +231,7 @@ impl Walker<'_> {
       };
       // A name that is not valid UTF-8 is kept, escaped losslessly (`names`).
       let os_name = de.file_name();
-      let child = join(rel, &crate::names::encode(&os_name));
+      let child = join(rel, &crate::fs::names::encode(&os_name));
       let ft = match de.file_type() {
         Ok(ft) => ft,
         Err(e) => {

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::scan::Kind;
 use crate::error::Error;
-use crate::fsutil;
-use crate::scan::Kind;
+use crate::fs::util;
 
 pub const FORMAT: &str = "axiomatic-mirror-state";
 pub const VERSION: u32 = 1;
@@ -166,18 +166,18 @@ impl StateEntry {
   /// size, mtime, mode and xattrs; the SHA-256 read from it when `hash`.
   pub fn from_mirror(mirror: &Path, rel: &str, md: &fs::Metadata, tracked: bool, hash: bool, link: Option<Box<str>>) -> Self {
     use std::os::unix::fs::MetadataExt;
-    let file = mirror.join(crate::names::to_path(rel));
+    let file = mirror.join(crate::fs::names::to_path(rel));
     StateEntry {
       rel: rel.into(),
       kind: if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File },
       size: md.len(),
-      mtime_ns: fsutil::mtime_ns(md),
+      mtime_ns: util::mtime_ns(md),
       mode: md.mode() & 0o7777,
       tracked,
-      sha256: if hash { fsutil::sha256_of(&file).ok().map(Box::new) } else { None },
+      sha256: if hash { util::sha256_of(&file).ok().map(Box::new) } else { None },
       inconsistent: false,
       link,
-      xattr: crate::xattrs::digest(&crate::xattrs::read_quiet(&file)).map(Box::new),
+      xattr: crate::fs::xattrs::digest(&crate::fs::xattrs::read_quiet(&file)).map(Box::new),
     }
   }
 
@@ -207,7 +207,7 @@ impl StateEntry {
 pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = StateLine<'a>>) -> Result<(), Error> {
   let dir = path.parent().expect("state path has a parent");
   fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", &e))?;
-  fsutil::write_atomic(path, |w| {
+  util::write_atomic(path, |w| {
     let mut w = BufWriter::with_capacity(1 << 20, w);
     serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: count })?;
     w.write_all(b"\n")?;

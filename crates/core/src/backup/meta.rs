@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::scan::Kind;
 use crate::error::Error;
-use crate::fsutil;
-use crate::scan::Kind;
+use crate::fs::util;
 
 pub const METADATA_VERSION: u32 = 1;
 
@@ -124,7 +124,7 @@ fn is_zero(n: &u64) -> bool {
 /// The whole metadata file of an increment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncrementMeta {
-  #[serde(default, deserialize_with = "crate::increments::version_any")]
+  #[serde(default, deserialize_with = "crate::explore::increments::version_any")]
   pub version: u32,
   #[serde(default)]
   pub backup_name: String,
@@ -139,7 +139,7 @@ pub struct IncrementMeta {
   pub summary: Summary,
   #[serde(default)]
   pub statistics: serde_json::Value,
-  /// The original's keys, only read (see [`crate::increments::Head`]).
+  /// The original's keys, only read (see [`crate::explore::increments::Head`]).
   #[serde(default, skip_serializing)]
   pub backup_timestamp: String,
   #[serde(default, skip_serializing)]
@@ -201,7 +201,7 @@ pub struct MetaHead {
 /// (entries in path order), so a first backup of a million files needs no
 /// catalog in memory. The result reads back as an `IncrementMeta`.
 pub fn write_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item = (&'a str, CatalogEntry)>) -> Result<(), Error> {
-  fsutil::write_atomic(path, |f| {
+  util::write_atomic(path, |f| {
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let head = serde_json::to_string_pretty(head)?;
     w.write_all(&head.as_bytes()[..head.len() - 2])?; // without the closing "\n}"
@@ -241,7 +241,7 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
     serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))?;
   if m.timestamp.is_empty() || !m.timestamp.ends_with('Z') {
     let ts = if m.timestamp.is_empty() { &m.backup_timestamp } else { &m.timestamp };
-    if let Some((s, n)) = crate::increments::parse_iso(ts) {
+    if let Some((s, n)) = crate::explore::increments::parse_iso(ts) {
       m.timestamp = iso(UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, n));
     }
   }
@@ -250,8 +250,8 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
     // backup.py never lists its deleted files (see increments::parse_filtered).
     if let Some(dir) = path.parent() {
       let mut warnings = Vec::new();
-      for (p, md) in crate::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
-        let ns = fsutil::mtime_ns(&md);
+      for (p, md) in crate::explore::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+        let ns = util::mtime_ns(&md);
         let kind = if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File };
         m.file_catalog.entry(p).or_insert_with(|| catalog_entry(md.len(), ns, 0, kind, "deleted", None, false));
       }
@@ -301,7 +301,7 @@ pub struct JournalHeader {
 
 /// Writes the journal, one operation at a time (nothing is materialized).
 pub fn write_journal(path: &Path, header: &JournalHeader, ops: impl Iterator<Item = JournalOp>) -> Result<(), Error> {
-  fsutil::write_atomic(path, |f| {
+  util::write_atomic(path, |f| {
     let mut w = BufWriter::with_capacity(1 << 20, f);
     serde_json::to_writer(&mut w, header)?;
     w.write_all(b"\n")?;
@@ -367,7 +367,7 @@ impl PendingRun {
     match op.op.as_str() {
       "copy" | "link" => {
         let md = md?;
-        let now = (md.len(), fsutil::mtime_ns(&md));
+        let now = (md.len(), util::mtime_ns(&md));
         (now == (op.s, op.m) && recorded != Some(now)).then_some(op)
       }
       _ => md.is_none().then_some(op),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha3::Digest;
 
 use crate::error::Error;
-use crate::fsutil::{self, fault_point};
+use crate::fs::util::{self, fault_point};
 use crate::progress::{Phase, Progress};
 
 /// A hash algorithm of the reports.
@@ -190,7 +190,7 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
         mine.push(Found {
           rel: r.into(),
           size: md.len(),
-          mtime_ns: fsutil::mtime_ns(&md),
+          mtime_ns: util::mtime_ns(&md),
           ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
           ino: md.ino(),
           link,
@@ -210,7 +210,7 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
   let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
   let before = f.metadata()?;
   let mut h = Multi::new(algos);
-  fsutil::with_buf(|buf| -> io::Result<()> {
+  util::with_buf(|buf| -> io::Result<()> {
     loop {
       let n = match f.read(buf) {
         Ok(0) => break,
@@ -224,7 +224,7 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
     Ok(())
   })?;
   let after = f.metadata()?;
-  if after.len() != before.len() || fsutil::mtime_ns(&after) != fsutil::mtime_ns(&before) {
+  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
     return Err(io::Error::other("the file changed while it was read"));
   }
   Ok((h.finish_raw(), before))
@@ -274,7 +274,7 @@ pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> 
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = crate::engine::build_pool(threads)?;
+  let pool = crate::backup::engine::build_pool(threads)?;
   progress.set_phase(Phase::Scan);
   let (mut found, mut errors) = pool.install(|| walk(root, progress));
   if threads <= 1 {
@@ -559,7 +559,7 @@ pub fn finish_report(tmp: &Path, path: &Path, extra: &str, json: bool) -> Result
     drop(f);
     fault_point();
     fs::rename(tmp, path)?;
-    fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))
+    util::sync_dir(path.parent().unwrap_or(Path::new(".")))
   })();
   r.map_err(|e| {
     let _ = fs::remove_file(tmp);

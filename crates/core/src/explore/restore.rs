@@ -18,16 +18,16 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::engine::Layout;
+use crate::backup::engine::Layout;
+use crate::backup::meta::PendingRun;
+use crate::backup::rules::Role;
+use crate::backup::scan::{Entry, Kind};
+use crate::backup::state;
 use crate::error::{Error, Warning};
-use crate::explore::{newest_mentions, prefix_match};
-use crate::fsutil::{self, CopyResult};
-use crate::increments::{self, safe_rel};
-use crate::meta::PendingRun;
+use crate::explore::catalog::{newest_mentions, prefix_match};
+use crate::explore::increments::{self, safe_rel};
+use crate::fs::util::{self, CopyResult};
 use crate::progress::{Phase, Progress};
-use crate::rules::Role;
-use crate::scan::{Entry, Kind};
-use crate::state;
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -106,21 +106,21 @@ impl Dirs {
     let mut cur = root.to_path_buf();
     let comps: Vec<&str> = rel.split('/').collect();
     for c in &comps[..comps.len() - 1] {
-      cur.push(crate::names::to_path(c));
+      cur.push(crate::fs::names::to_path(c));
       if self.0.lock().unwrap().contains(&cur) {
         continue;
       }
-      match crate::longpath::with(&cur, |p| fs::symlink_metadata(p)) {
+      match crate::fs::longpath::with(&cur, |p| fs::symlink_metadata(p)) {
         Ok(md) if md.file_type().is_symlink() => {
           return Err(Warning::new(rel, "symlink-in-target", format!("{} is a symlink; refusing to follow it", cur.display())))
         }
         Ok(md) if !md.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display()))),
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match crate::longpath::with(&cur, |p| fs::create_dir(p)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match crate::fs::longpath::with(&cur, |p| fs::create_dir(p)) {
           Ok(()) => {}
           Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let md =
-              crate::longpath::with(&cur, |p| fs::symlink_metadata(p)).map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
+            let md = crate::fs::longpath::with(&cur, |p| fs::symlink_metadata(p))
+              .map_err(|e| Warning::from_io(rel, "cannot check a folder", &e))?;
             if !md.is_dir() {
               return Err(Warning::new(rel, "not-a-directory", format!("{} is not a folder", cur.display())));
             }
@@ -143,7 +143,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   let l = Layout::new(&o.dst);
   // A folder of the original backup.py has no state of ours: its mirror is
   // the latest state (tracked as its mirror.json says).
-  let original = crate::adopt::is_original(&l);
+  let original = crate::backup::adopt::is_original(&l);
   if !l.state.is_file() && !original {
     return Err(Error::corrupt(
       &l.state,
@@ -152,7 +152,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   }
   let wanted: Vec<String> = o.paths.iter().map(|p| p.trim_start_matches("./").trim_end_matches('/').to_string()).collect();
   let keep = |p: &str| wanted.is_empty() || wanted.iter().any(|w| prefix_match(p, w));
-  let (mirror_state, _) = crate::adopt::read_state(&l, false)?;
+  let (mirror_state, _) = crate::backup::adopt::read_state(&l, false)?;
   let mut items = Vec::new();
   let mut unsafe_paths = Vec::new();
   // An interrupted run may have replaced or removed mirror files already:
@@ -164,7 +164,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   let from_state = |s: &state::StateEntry, items: &mut Vec<Item>| {
     if let Some(run) = &report.pending_run {
       if safe_rel(&s.rel) {
-        if let Some(op) = run.applied(&s.rel, &l.mirror.join(crate::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))) {
+        if let Some(op) = run.applied(&s.rel, &l.mirror.join(crate::fs::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))) {
           pending.set(pending.get() + 1);
           if op.op == "copy" || op.op == "link" {
             items.push(Item {
@@ -313,8 +313,8 @@ fn restore_linked(o: &RestoreOptions, it: &Item, lead: &Item, dirs_src: &Dirs, d
   use std::os::unix::fs::MetadataExt;
   let rel = it.path.as_str();
   dirs_src.ensure(&it.root, rel, false).ok()?;
-  let a = fs::symlink_metadata(it.root.join(crate::names::to_path(rel))).ok()?;
-  let b = fs::symlink_metadata(lead.root.join(crate::names::to_path(&lead.path))).ok()?;
+  let a = fs::symlink_metadata(it.root.join(crate::fs::names::to_path(rel))).ok()?;
+  let b = fs::symlink_metadata(lead.root.join(crate::fs::names::to_path(&lead.path))).ok()?;
   let same_inode = a.dev() == b.dev() && a.ino() == b.ino();
   let same_version =
     it.sha256.is_some() && it.sha256 == lead.sha256 && (it.size, it.mtime_ns, it.mode) == (lead.size, lead.mtime_ns, lead.mode);
@@ -324,7 +324,7 @@ fn restore_linked(o: &RestoreOptions, it: &Item, lead: &Item, dirs_src: &Dirs, d
   if let Err(w) = dirs_dst.ensure(&o.to, rel, true) {
     return Some(Err(w));
   }
-  let target = o.to.join(crate::names::to_path(rel));
+  let target = o.to.join(crate::fs::names::to_path(rel));
   match fs::symlink_metadata(&target) {
     Ok(t) if t.is_dir() => {
       return Some(Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))))
@@ -332,10 +332,10 @@ fn restore_linked(o: &RestoreOptions, it: &Item, lead: &Item, dirs_src: &Dirs, d
     Ok(_) if !o.overwrite => return Some(Ok(Done::Exists)),
     _ => {}
   }
-  let tmp = fsutil::temp_path(&target);
+  let tmp = util::temp_path(&target);
   let _ = fs::remove_file(&tmp);
   // No hardlinks in the target (FAT) or at the link limit: a copy of its own.
-  fs::hard_link(o.to.join(crate::names::to_path(&lead.path)), &tmp).ok()?;
+  fs::hard_link(o.to.join(crate::fs::names::to_path(&lead.path)), &tmp).ok()?;
   let put = if o.overwrite {
     // (rename(2) of two links of one inode does nothing: remove the temp name.)
     fs::rename(&tmp, &target).map(|()| Done::Restored).inspect(|_| {
@@ -365,8 +365,8 @@ fn restore_one(
   let rel = it.path.as_str();
   // The source must not lead out of the backup through a symlinked folder.
   dirs_src.ensure(&it.root, rel, false).map_err(|w| Warning::new(rel, "unsafe-path", format!("in the backup: {}", w.message)))?;
-  let source = it.root.join(crate::names::to_path(rel));
-  let md = crate::longpath::with(&source, |p| fs::symlink_metadata(p)).map_err(|e| {
+  let source = it.root.join(crate::fs::names::to_path(rel));
+  let md = crate::fs::longpath::with(&source, |p| fs::symlink_metadata(p)).map_err(|e| {
     if e.kind() == io::ErrorKind::NotFound {
       Warning::new(rel, "missing-in-backup", format!("{} is missing", source.display()))
     } else {
@@ -387,18 +387,18 @@ fn restore_one(
   let overwritten =
     it.sha256.is_none() && it.from != "mirror" && (entry.size != it.size || (entry.mtime_ns - it.mtime_ns).abs() > 1_000_000_000);
   dirs_dst.ensure(&o.to, rel, true)?;
-  let target = o.to.join(crate::names::to_path(rel));
-  match crate::longpath::with(&target, |p| fs::symlink_metadata(p)) {
+  let target = o.to.join(crate::fs::names::to_path(rel));
+  match crate::fs::longpath::with(&target, |p| fs::symlink_metadata(p)) {
     Ok(t) if t.is_dir() => return Err(Warning::new(rel, "not-a-directory", format!("{} is a folder; not replaced", target.display()))),
     Ok(_) if !o.overwrite => return Ok(Done::Exists),
     _ => {}
   }
-  let tmp = fsutil::temp_path(&target);
-  let mut copied = match crate::longpath::with2(&source, &tmp, |s, t| fsutil::copy_entry(s, t, &entry, it.sha256.is_some(), progress)) {
+  let tmp = util::temp_path(&target);
+  let mut copied = match crate::fs::longpath::with2(&source, &tmp, |s, t| util::copy_entry(s, t, &entry, it.sha256.is_some(), progress)) {
     Ok(CopyResult::Done(c)) => c,
     Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
     Err(e) => {
-      let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
+      let _ = crate::fs::longpath::with(&tmp, |p| fs::remove_file(p));
       return Err(Warning::from_io(rel, "cannot restore", &e));
     }
   };
@@ -407,7 +407,7 @@ fn restore_one(
   let original_version = it.sha256.is_none() && it.from != "mirror";
   if entry.mtime_ns != it.mtime_ns && !original_version {
     let mt = filetime::FileTime::from_unix_time(it.mtime_ns.div_euclid(1_000_000_000), it.mtime_ns.rem_euclid(1_000_000_000) as u32);
-    let r = crate::longpath::with(&tmp, |t| {
+    let r = crate::fs::longpath::with(&tmp, |t| {
       if entry.kind == Kind::Symlink {
         filetime::set_symlink_file_times(t, mt, mt)
       } else {
@@ -417,20 +417,20 @@ fn restore_one(
     r.map_err(|e| Warning::from_io(rel, "cannot set the mtime", &e))?;
   }
   let put = if o.overwrite {
-    crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
+    crate::fs::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
   } else {
-    match crate::longpath::with2(&tmp, &target, |a, b| fs::hard_link(a, b)) {
-      Ok(()) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Restored),
-      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
+    match crate::fs::longpath::with2(&tmp, &target, |a, b| fs::hard_link(a, b)) {
+      Ok(()) => crate::fs::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Restored),
+      Err(e) if e.kind() == io::ErrorKind::AlreadyExists => crate::fs::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
       // No hardlinks here (FAT): check, then rename.
-      Err(_) if crate::longpath::with(&target, |p| fs::symlink_metadata(p)).is_err() => {
-        crate::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
+      Err(_) if crate::fs::longpath::with(&target, |p| fs::symlink_metadata(p)).is_err() => {
+        crate::fs::longpath::with2(&tmp, &target, |a, b| fs::rename(a, b)).map(|()| Done::Restored)
       }
-      Err(_) => crate::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
+      Err(_) => crate::fs::longpath::with(&tmp, |p| fs::remove_file(p)).map(|()| Done::Exists),
     }
   };
   let done = put.map_err(|e| {
-    let _ = crate::longpath::with(&tmp, |p| fs::remove_file(p));
+    let _ = crate::fs::longpath::with(&tmp, |p| fs::remove_file(p));
     Warning::from_io(rel, "cannot restore", &e)
   })?;
   if copied.xattrs_need_root > 0 {
@@ -481,7 +481,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   if o.dry_run {
     report.existing = items
       .iter()
-      .filter(|i| crate::longpath::with(&o.to.join(crate::names::to_path(&i.path)), |p| fs::symlink_metadata(p)).is_ok())
+      .filter(|i| crate::fs::longpath::with(&o.to.join(crate::fs::names::to_path(&i.path)), |p| fs::symlink_metadata(p)).is_ok())
       .count() as u64;
     report.items = items;
     return Ok(report);
@@ -490,7 +490,7 @@ pub fn restore(o: &RestoreOptions, progress: &Progress) -> Result<RestoreReport,
   progress.ops_total.store(report.files, Relaxed);
   progress.bytes_total.store(report.bytes, Relaxed);
   progress.set_phase(Phase::Apply);
-  let pool = crate::engine::build_pool(o.workers)?;
+  let pool = crate::backup::engine::build_pool(o.workers)?;
   let dirs_src = Dirs(Mutex::new(HashSet::new()));
   let dirs_dst = Dirs(Mutex::new(HashSet::new()));
   let tally = XattrTally::default();

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use crate::backup::scan::{Entry, Kind};
 use crate::error::{Error, Warning};
+use crate::fs::xattrs::{Policy, Xattrs};
 use crate::progress::Progress;
-use crate::scan::{Entry, Kind};
-use crate::xattrs::{Policy, Xattrs};
 
 const BUF: usize = 256 * 1024;
 
@@ -225,7 +225,7 @@ pub fn is_symlink_unsupported(e: &io::Error) -> bool {
 /// for `run` to show what the target cannot do), atomically.
 pub fn record_caps(meta: &Path, caps: &FsCaps) {
   let v = serde_json::json!({
-    "probed": crate::meta::iso(std::time::SystemTime::now()),
+    "probed": crate::backup::meta::iso(std::time::SystemTime::now()),
     "caps": caps,
     "limits": caps.limits(),
   });
@@ -267,7 +267,7 @@ pub fn probe_caps(dir: &Path) -> FsCaps {
   caps.symlinks = probe_symlinks(dir);
   let _ = fs::remove_file(&a);
   let _ = fs::remove_file(&b);
-  (caps.xattrs, caps.acls) = crate::xattrs::probe(dir);
+  (caps.xattrs, caps.acls) = crate::fs::xattrs::probe(dir);
   caps
 }
 
@@ -409,8 +409,8 @@ pub fn copy_entry_with(
     set_owner(tmp, e.uid, e.gid, true);
     let mut c = Copied { sha256: hash.then(|| sha256(target.as_os_str().as_bytes())), ..Default::default() };
     if let Some(p) = xattrs {
-      let found = crate::xattrs::read_path(src, p)?;
-      c.xattr_errors = crate::xattrs::write_path(tmp, &found.attrs);
+      let found = crate::fs::xattrs::read_path(src, p)?;
+      c.xattr_errors = crate::fs::xattrs::write_path(tmp, &found.attrs);
       c.xattrs_need_root = found.need_root;
       c.xattrs = found.attrs;
       c.xattrs.retain(|(n, _)| !c.xattr_errors.iter().any(|(f, _)| f == n));
@@ -488,8 +488,8 @@ pub fn copy_entry_with(
   out.set_permissions(fs::Permissions::from_mode(e.mode))?;
   let mut c = Copied { sha256: hasher.map(Hasher::finish), bytes: total, ..Default::default() };
   if let Some(p) = xattrs {
-    let found = crate::xattrs::read_file(&input, p)?;
-    c.xattr_errors = crate::xattrs::write_file(&out, &found.attrs);
+    let found = crate::fs::xattrs::read_file(&input, p)?;
+    c.xattr_errors = crate::fs::xattrs::write_file(&out, &found.attrs);
     c.xattrs_need_root = found.need_root;
     c.xattrs = found.attrs;
     c.xattrs.retain(|(n, _)| !c.xattr_errors.iter().any(|(f, _)| f == n));
@@ -541,15 +541,15 @@ pub fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
 /// with its mode, xattrs (where the target holds them) and mtime.
 pub fn copy_plain(from: &Path, to: &Path) -> io::Result<()> {
   let md = fs::symlink_metadata(from)?;
-  let attrs = crate::xattrs::read_quiet(from);
+  let attrs = crate::fs::xattrs::read_quiet(from);
   if md.file_type().is_symlink() {
     std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
-    let _ = crate::xattrs::write_path(to, &attrs);
+    let _ = crate::fs::xattrs::write_path(to, &attrs);
     let mt = filetime::FileTime::from_last_modification_time(&md);
     return filetime::set_symlink_file_times(to, mt, mt);
   }
   fs::copy(from, to)?;
-  let _ = crate::xattrs::write_path(to, &attrs);
+  let _ = crate::fs::xattrs::write_path(to, &attrs);
   let mt = filetime::FileTime::from_last_modification_time(&md);
   filetime::set_file_mtime(to, mt)
 }
