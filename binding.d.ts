@@ -151,6 +151,14 @@ export interface BindingSearchFilter {
   last?: number
 }
 
+/** Single-core SHA-256 and MD5 speed measured inside this addon. */
+export interface BindingSha256Speed {
+  /** The CPU has SHA-256 instructions. */
+  shaExtensions: boolean
+  sha256Mbs: number
+  md5Mbs: number
+}
+
 export interface BindingStep {
   path: string
   key?: string
@@ -231,6 +239,13 @@ export declare function searchBackup(dst: string, filter: BindingSearchFilter): 
 
 /** Lists the files the rules select under `src` (sorted), for tests and `--dry-run`. */
 export declare function selectFiles(src: string, rules: BindingRules): Array<BindingChange>
+
+/**
+ * Which SHA-256 kernel runs in the addon as Node loads it (issue 12: the
+ * fear was CPU-feature detection failing inside a shared library), told
+ * by SHA-256 vs MD5 speed back to back; see `fs::util::sha256_speed`.
+ */
+export declare function sha256Speed(mib: number, rounds: number): BindingSha256Speed
 
 /** `backup verify --backup DST [--repair]`: JSON of `verify::BackupVerifyResult`. */
 export declare function verifyBackup(dst: string, source: string | undefined | null, threads: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>

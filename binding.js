@@ -854,5 +854,6 @@ module.exports.restoreBackup = nativeBinding.restoreBackup
 module.exports.runBackup = nativeBinding.runBackup
 module.exports.searchBackup = nativeBinding.searchBackup
 module.exports.selectFiles = nativeBinding.selectFiles
+module.exports.sha256Speed = nativeBinding.sha256Speed
 module.exports.verifyBackup = nativeBinding.verifyBackup
 module.exports.verifyReport = nativeBinding.verifyReport

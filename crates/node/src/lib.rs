@@ -666,3 +666,21 @@ pub fn probe_run_lock(path: String) -> Result<Option<BindingLockProbe>> {
     .map(|o| o.map(|(held, info)| BindingLockProbe { held, info }))
     .map_err(|e| Error::from_reason(format!("EIO: cannot read the lock {path}: {e}")))
 }
+
+/// Single-core SHA-256 and MD5 speed measured inside this addon.
+#[napi(object)]
+pub struct BindingSha256Speed {
+  /// The CPU has SHA-256 instructions.
+  pub sha_extensions: bool,
+  pub sha256_mbs: f64,
+  pub md5_mbs: f64,
+}
+
+/// Which SHA-256 kernel runs in the addon as Node loads it (issue 12: the
+/// fear was CPU-feature detection failing inside a shared library), told
+/// by SHA-256 vs MD5 speed back to back; see `fs::util::sha256_speed`.
+#[napi]
+pub fn sha256_speed(mib: u32, rounds: u32) -> BindingSha256Speed {
+  let s = axiomatic_core::fs::util::sha256_speed(mib as usize, rounds as usize);
+  BindingSha256Speed { sha_extensions: s.sha_extensions, sha256_mbs: s.sha256_mbs, md5_mbs: s.md5_mbs }
+}

@@ -308,6 +308,60 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
   h.finish()
 }
 
+/// Single-core SHA-256 and MD5 speed, MB/s of this thread's CPU time.
+#[derive(Debug, Clone, Copy)]
+pub struct Sha256Speed {
+  /// The CPU has SHA-256 instructions (x86-64 SHA-NI with SSSE3, AArch64 SHA2).
+  pub sha_extensions: bool,
+  pub sha256_mbs: f64,
+  pub md5_mbs: f64,
+}
+
+/// Tells, by speed, which SHA-256 kernel ring picked in this binary (ring
+/// does not say): SHA-256 and MD5 of one in-memory buffer (`mib` MiB per
+/// round), back to back in this thread, medians of `rounds`. With SHA
+/// instructions SHA-256 runs 2–3× MD5's speed, in software 0.4–0.6×: a
+/// ratio that load on the machine cannot move across 1, as both share the
+/// core in the same moments (a test asserts it in the Node addon too).
+pub fn sha256_speed(mib: usize, rounds: usize) -> Sha256Speed {
+  use md5::Digest;
+  fn cpu_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+  }
+  let buf: Vec<u8> = (0..1usize << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+  let mb = (mib << 20) as f64 / 1e6;
+  let timed = |f: &mut dyn FnMut(&[u8])| {
+    let t = cpu_secs();
+    for _ in 0..mib {
+      f(&buf);
+    }
+    mb / (cpu_secs() - t).max(1e-9)
+  };
+  let (mut s, mut m) = (Vec::new(), Vec::new());
+  for _ in 0..rounds.max(1) {
+    let mut h = Hasher::new();
+    s.push(timed(&mut |b| h.update(b)));
+    std::hint::black_box(h.finish());
+    let mut h = md5::Md5::new();
+    m.push(timed(&mut |b| h.update(b)));
+    std::hint::black_box(h.finalize());
+  }
+  let median = |v: &mut Vec<f64>| {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+  };
+  #[cfg(target_arch = "x86_64")]
+  let sha_extensions = std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("ssse3");
+  #[cfg(target_arch = "aarch64")]
+  let sha_extensions = std::arch::is_aarch64_feature_detected!("sha2");
+  #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+  let sha_extensions = false;
+  Sha256Speed { sha_extensions, sha256_mbs: median(&mut s), md5_mbs: median(&mut m) }
+}
+
 /// What a copy produced.
 #[derive(Debug, Default)]
 pub struct Copied {
