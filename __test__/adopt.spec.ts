@@ -183,7 +183,7 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     expect(fs.statSync(path.join(at, 'docs/a.txt')).mtimeMs).toBe(st.mtimeMs)
   })
 
-  it('status and verify --backup: stale mirror files named, overwritten versions named instead of called good', () => {
+  it('status and verify --dst: stale mirror files named, overwritten versions named instead of called good', () => {
     const f = originalFolder()
     const s = json(['status', '--dst', f.dst])
     expect(s.out.state.original).toBe(true)

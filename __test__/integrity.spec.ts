@@ -216,7 +216,7 @@ describe('verify', () => {
     expect(r.stderr).toContain('Ed25519 signature does not match')
   })
 
-  it('verify --backup finds bit rot in the mirror and increments, and --repair fixes it from the source', async () => {
+  it('verify --dst (and the old --backup) finds bit rot in the mirror and increments, and --repair fixes it from the source', async () => {
     const w = workspace({ 't/a.txt': 'version one of a', 't/b.txt': 'bee', 'plain/u.txt': 'untracked' }, { track_dirs: ['t'], include_dirs: ['plain'] })
     const cfg = loadConfig(w.config)
     await backup(cfg)

@@ -74,7 +74,7 @@ function twoIncrements() {
 }
 
 describe('damaged increment metadata is never invisible', () => {
-  it('history, status, list, search and verify --backup name the file, what is wrong and the fix', () => {
+  it('history, status, list, search and verify --dst name the file, what is wrong and the fix', () => {
     const w = twoIncrements()
     const file = path.join(w.dst, w.first, `${w.first}.json`)
     const text = fs.readFileSync(file)
@@ -112,7 +112,7 @@ describe('damaged increment metadata is never invisible', () => {
     expect(r.status).toBe(1)
     names(r.stderr)
 
-    // verify --backup: reports it and still checks everything else; a flipped byte elsewhere is found.
+    // verify (the backup of -c): reports it and still checks everything else; a flipped byte elsewhere is found.
     const stored = path.join(w.dst, w.second, 'track', 't/a.txt')
     const st = fs.statSync(stored)
     const fd = fs.openSync(stored, 'r+')
@@ -150,7 +150,7 @@ describe('damaged increment metadata is never invisible', () => {
 })
 
 describe('an interrupted run is pending, never corruption', () => {
-  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
+  it('verify --dst and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
     const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
     expect(cli(['run', '-c', base.config]).status).toBe(0)
     const old = listTree(base.src)
