@@ -85,6 +85,11 @@ describe('one meaning per flag name', () => {
     const both = cli(['checksum', path.join(base, 'one'), '--checksum-config', conf])
     expect(both.status).toBe(64)
     expect(both.stderr).toContain('give DIR arguments or --checksum-config FILE, not both')
+    // The old --config beside DIR arguments was ignored: it still is, and the note says so.
+    const ignored = cli(['checksum', path.join(base, 'one'), '-c', conf, '--json'])
+    expect(ignored.status, ignored.stderr).toBe(0)
+    expect(JSON.parse(JSON.parse(ignored.stdout).data).root_data).toBe(path.join(base, 'one')) // the report of DIR, on stdout
+    expectOneNote(ignored.stderr, 'checksum --config', 'it has no effect with DIR arguments')
   })
 
   it('-i is --ignore-case (search, delete); compare takes the key file as --identity, and its old -i still works with a note', () => {

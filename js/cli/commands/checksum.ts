@@ -46,7 +46,9 @@ export default class ChecksumCommand extends BaseCommand {
   signKey = options.pathOption('--sign-key', 'Ed25519 private key (backup keygen) to sign the report')
 
   async run(): Promise<ExitCodeValue> {
-    if (this.dirs.length && (this.checksumConfig ?? this.oldConfig)) throw new UsageError('give DIR arguments or --checksum-config FILE, not both')
+    if (this.dirs.length && this.checksumConfig) throw new UsageError('give DIR arguments or --checksum-config FILE, not both')
+    // Before 0.2 every command took --config, and checksum ignored it beside DIR arguments: still ignored, now said.
+    if (this.dirs.length && this.oldConfig) this.deprecated('checksum --config', 'it has no effect with DIR arguments: leave it out')
     const algos = parseAlgos(this.algo, this.format === 'b3sum' ? ['blake3'] : this.format === 'sha256sum' ? ['sha256'] : undefined)
     const results: ChecksumResult[] = []
     let toStdout: string | undefined
