@@ -183,12 +183,12 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     expect(fs.statSync(path.join(at, 'docs/a.txt')).mtimeMs).toBe(st.mtimeMs)
   })
 
-  it('status and verify --backup: stale mirror files named, overwritten versions named instead of called good', () => {
+  it('status and verify --dst: stale mirror files named, overwritten versions named instead of called good', () => {
     const f = originalFolder()
     const s = json(['status', '--dst', f.dst])
     expect(s.out.state.original).toBe(true)
     expect(s.out.state.extra).toEqual(['notes/y.txt'])
-    const v = json(['verify', '--backup', f.dst])
+    const v = json(['verify', '--dst', f.dst])
     expect(v.status).toBe(1)
     expect(v.out.damaged).toEqual([])
     expect(v.out.problems.map((p: any) => [p.location, p.path, p.status])).toEqual([[f.names[0], 'docs/a.txt', 'OVERWRITTEN']])
@@ -230,7 +230,7 @@ describe.skipIf(skip)('backup folders made by backup.py', () => {
     expect(h.out.versions.map((v: any) => v.increment)).toEqual([f.names[0], ours])
     // The original's versions are untouched by our run.
     expect(fs.readFileSync(path.join(f.dst, f.names[0], 'track/docs/c.txt'), 'utf8')).toBe('sea\n')
-    const v = json(['verify', '--backup', f.dst])
+    const v = json(['verify', '--dst', f.dst])
     expect(v.out.problems.map((p: any) => [p.location, p.path, p.status])).toEqual([[f.names[0], 'docs/a.txt', 'OVERWRITTEN']])
   })
 

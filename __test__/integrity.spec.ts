@@ -118,7 +118,7 @@ describe('checksum', () => {
     const base = tmpdir()
     writeTree(base, { 'one/x.txt': 'x', 'two/y.txt': 'y' })
     fs.writeFileSync(path.join(base, 'checksum.json'), JSON.stringify({ groups: [{ name: 'one', path: 'one' }, { name: 'two', path: 'two' }], output_dir: 'out' }))
-    const r = cli(['checksum', '--config', path.join(base, 'checksum.json'), '--json'])
+    const r = cli(['checksum', '--checksum-config', path.join(base, 'checksum.json'), '--json'])
     expect(r.status).toBe(0)
     const j = JSON.parse(r.stdout)
     expect(j.reports.map((x: { group: string }) => x.group)).toEqual(['one', 'two'])
@@ -132,8 +132,10 @@ describe('checksum', () => {
     expect(idx.map((g: { name: string; path: string }) => [g.name, g.path])).toEqual([['one', path.join(base, 'one')], ['two', path.join(base, 'two')]])
     // Config mistakes name the key.
     fs.writeFileSync(path.join(base, 'bad.json'), JSON.stringify({ groups: [{ name: 'a b', path: 'one' }], output_dir: 'out' }))
+    // The spelling before 0.2 (`--config`, now a backup profile everywhere) still works, with a note.
     const bad = cli(['checksum', '--config', path.join(base, 'bad.json')])
     expect(bad.status).toBe(64)
+    expect(bad.stderr).toContain('checksum --config FILE is deprecated')
     expect(bad.stderr).toContain('groups[0].name')
     expect(cli(['checksum', base, '--algo', 'sha1']).status).toBe(64)
   })
@@ -214,7 +216,7 @@ describe('verify', () => {
     expect(r.stderr).toContain('Ed25519 signature does not match')
   })
 
-  it('verify --backup finds bit rot in the mirror and increments, and --repair fixes it from the source', async () => {
+  it('verify --dst (and the old --backup) finds bit rot in the mirror and increments, and --repair fixes it from the source', async () => {
     const w = workspace({ 't/a.txt': 'version one of a', 't/b.txt': 'bee', 'plain/u.txt': 'untracked' }, { track_dirs: ['t'], include_dirs: ['plain'] })
     const cfg = loadConfig(w.config)
     await backup(cfg)
@@ -232,9 +234,11 @@ describe('verify', () => {
       [inc1, 't/a.txt', 'CORRUPT'],
       ['mirror', 't/a.txt', 'CORRUPT'],
     ])
-    const res = cli(['verify', '--backup', w.dst])
+    const res = cli(['verify', '--dst', w.dst])
     expect(res.status).toBe(1)
+    // The spelling before 0.2 still works: stdout is the one JSON object, the note is on stderr.
     const fixed = cli(['verify', '--backup', '--repair', '-c', w.config, '--json'])
+    expect(fixed.stderr).toContain('verify --backup is deprecated')
     const j = JSON.parse(fixed.stdout)
     expect(j.repaired).toBe(2)
     expect(fixed.status).toBe(0)

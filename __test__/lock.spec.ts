@@ -100,7 +100,7 @@ describe('run lock', () => {
     // The changes land in exactly one increment, whoever wrote it.
     expect(incs.length).toBe(1)
     expectIncrementsMatchMetadata(w.dst)
-    const v = cli(['verify', '--backup', w.dst, '--json'])
+    const v = cli(['verify', '--dst', w.dst, '--json'])
     expect(v.status, v.stdout + v.stderr).toBe(0)
     const s = await status(w.dst)
     expect(s.leftovers.interruptedRun).toBeNull()

@@ -53,7 +53,7 @@ describe('long paths', () => {
     expect(JSON.parse(r2.stdout)).toMatchObject({ increment: null, new: 0, changed: 0, mirrorUpdated: 0, bytesCopied: 0 })
     const st = cli(['status', '--dst', w.dst, '--json'])
     expect(JSON.parse(st.stdout).state.agrees, st.stdout).toBe(true)
-    const v = cli(['verify', '--backup', w.dst, '--json'])
+    const v = cli(['verify', '--dst', w.dst, '--json'])
     expect(v.status, v.stdout + v.stderr).toBe(0)
     // Restore: every file, at its full depth.
     const to = tmpdir('restore-')
@@ -73,12 +73,12 @@ describe('long paths', () => {
     const kept = increments(w.dst)
     expect(kept.length).toBe(1)
     expect(Object.keys(readMeta(w.dst, kept[0]).file_catalog).sort()).toEqual([deep, mid, 'proj/a.txt'].sort())
-    expect(cli(['verify', '--backup', w.dst]).status).toBe(0)
+    expect(cli(['verify', '-d', w.dst]).status).toBe(0)
     const d = cli(['delete', kept[0], '--mask', 'deep.txt', '--dst', w.dst])
     expect(d.status, d.stdout + d.stderr).toBe(0)
     expect(Object.keys(readMeta(w.dst, kept[0]).file_catalog).sort()).toEqual([mid, 'proj/a.txt'].sort())
     // (Node cannot open such paths itself: the product's verify checks the stored files against the metadata.)
-    const v2 = cli(['verify', '--backup', w.dst, '--json'])
+    const v2 = cli(['verify', '--dst', w.dst, '--json'])
     expect(v2.status, v2.stdout + v2.stderr).toBe(0)
     const gone = spawnSync(process.execPath, ['-e', `try { for (const d of JSON.parse(process.argv[1])) process.chdir(d) } catch { process.exit(0) } process.exit(require('fs').existsSync('deep.txt') ? 1 : 0)`, JSON.stringify([w.dst, kept[0], 'track', 'proj', ...dirs(20)])])
     expect(gone.status, String(gone.stderr)).toBe(0) // the file, and the folders it alone used, are gone

@@ -1,7 +1,7 @@
 /**
  * A drop-in for the original tools (issue 10): report folders of the
  * original backup_syncer service are read by `verify` and `compare` with the
- * answers its checker gives, and what `backup checksum --config` writes is
+ * answers its checker gives, and what `backup checksum --checksum-config` writes is
  * read by that checker. `fixtures/original_format.py` writes and reads those
  * formats from their description (our code, not theirs), run with python3.
  */
@@ -47,12 +47,12 @@ function originalService(data: string, flags: string[] = [], ts = '1796130439'):
   return out
 }
 
-/** Our output folder for `data` (group `g`), written by `backup checksum --config`. */
+/** Our output folder for `data` (group `g`), written by `backup checksum --checksum-config`. */
 function ourService(data: string): string {
   const base = tmpdir('ours-')
   const cfg = path.join(base, 'checksum.json')
   fs.writeFileSync(cfg, JSON.stringify({ groups: [{ name: 'g', path: data }], output_dir: 'out' }))
-  const r = cli(['checksum', '--config', cfg])
+  const r = cli(['checksum', '--checksum-config', cfg])
   expect(r.stderr).toBe('')
   expect(r.status).toBe(0)
   return path.join(base, 'out')
@@ -100,7 +100,7 @@ describe.skipIf(needs('original backup_syncer formats', ['python3']))('coming fr
     expect((await compare([outA, outB])).groups[0].lostFiles).toHaveLength(1)
   })
 
-  it('the original checker reads what `backup checksum --config` writes: the same format, the right answers', async () => {
+  it('the original checker reads what `backup checksum --checksum-config` writes: the same format, the right answers', async () => {
     const same = ourService(serverData())
     // The folder layout: groups.json a list, nothing but all_<int>.json in a group folder.
     expect(fs.readdirSync(same).sort()).toEqual(['g', 'groups.json'])

@@ -74,7 +74,7 @@ function twoIncrements() {
 }
 
 describe('damaged increment metadata is never invisible', () => {
-  it('history, status, list, search and verify --backup name the file, what is wrong and the fix', () => {
+  it('history, status, list, search and verify --dst name the file, what is wrong and the fix', () => {
     const w = twoIncrements()
     const file = path.join(w.dst, w.first, `${w.first}.json`)
     const text = fs.readFileSync(file)
@@ -112,18 +112,18 @@ describe('damaged increment metadata is never invisible', () => {
     expect(r.status).toBe(1)
     names(r.stderr)
 
-    // verify --backup: reports it and still checks everything else; a flipped byte elsewhere is found.
+    // verify (the backup of -c): reports it and still checks everything else; a flipped byte elsewhere is found.
     const stored = path.join(w.dst, w.second, 'track', 't/a.txt')
     const st = fs.statSync(stored)
     const fd = fs.openSync(stored, 'r+')
     fs.writeSync(fd, 'X', 0)
     fs.closeSync(fd)
     fs.utimesSync(stored, st.atime, st.mtime)
-    r = cli(['verify', '--backup', '-c', w.config])
+    r = cli(['verify', '-c', w.config])
     expect(r.status).toBe(1)
     names(r.stdout)
     expect(r.stdout).toMatch(new RegExp(`${w.second}/t/a.txt: .*CORRUPT`))
-    const j = JSON.parse(cli(['verify', '--backup', '-c', w.config, '--json']).stdout)
+    const j = JSON.parse(cli(['verify', '-c', w.config, '--json']).stdout)
     expect(j.damaged).toEqual([expect.objectContaining({ increment: w.first, file, fix })])
     expect(j.problems.map((p: { location: string; path: string }) => `${p.location}/${p.path}`)).toContain(`${w.second}/t/a.txt`)
 
@@ -150,7 +150,7 @@ describe('damaged increment metadata is never invisible', () => {
 })
 
 describe('an interrupted run is pending, never corruption', () => {
-  it('verify --backup and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
+  it('verify --dst and restore after a run killed at every step: nothing CORRUPT, the unfinished run named', async () => {
     const base = workspace({ 'proj/p0.txt': 'tracked 0', 'proj/p1.txt': 'tracked 1', 'proj/p2.txt': 'tracked 2', 'proj/gone.txt': 'to delete', 'docs/u.txt': 'untracked' }, { track_dirs: ['proj'], include_dirs: ['docs'] })
     expect(cli(['run', '-c', base.config]).status).toBe(0)
     const old = listTree(base.src)
@@ -170,7 +170,7 @@ describe('an interrupted run is pending, never corruption', () => {
       const config = path.join(dir, 'config.json')
       const killed = cli(['run', '-c', config], { env: { AXIOMATIC_FAULT_AFTER_OPS: String(n) } })
       const journal = fs.existsSync(path.join(dir, 'dst/.axiomatic/journal.jsonl'))
-      let r = cli(['verify', '--backup', '-c', config])
+      let r = cli(['verify', '-c', config])
       expect({ n, out: r.stdout }).not.toEqual({ n, out: expect.stringMatching(/CORRUPT|MISSING/) })
       expect({ n, status: r.status }).toEqual({ n, status: 0 })
       if (journal) {
@@ -188,7 +188,7 @@ describe('an interrupted run is pending, never corruption', () => {
       for (const [p, f] of listTree(out)) expect({ n, p, ok: [old.get(p)?.sha, now.get(p)?.sha].includes(f.sha) }).toEqual({ n, p, ok: true })
       // The next run finishes it; afterwards all is clean.
       expect(cli(['run', '-c', config]).status).toBe(0)
-      r = cli(['verify', '--backup', '-c', config])
+      r = cli(['verify', '-c', config])
       expect({ n, status: r.status, out: r.stdout }).toEqual({ n, status: 0, out: expect.not.stringContaining('PENDING') })
       if (increments(path.join(dir, 'dst')).some((i) => readMeta(path.join(dir, 'dst'), i).origin === 'recovered')) sawRecovered++
       fs.rmSync(dir, { recursive: true })

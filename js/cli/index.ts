@@ -2,9 +2,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { Builtins, Cli } from 'clipanion'
+import { Builtins, Cli, UsageError } from 'clipanion'
 
-import { ExitCode } from '../errors'
+import { BackupError, ExitCode } from '../errors'
+import { colorsOn, reportError } from './base'
 import ChecksumCommand from './commands/checksum'
 import CompareCommand from './commands/compare'
 import DeleteCommand from './commands/delete'
@@ -56,14 +57,21 @@ export function makeCli(colored = false): Cli {
   return cli
 }
 
-/** Runs the CLI; resolves to the exit code (64 for usage errors). */
+/**
+ * Runs the CLI; resolves to the exit code. A command line that does not parse, or a flag value its
+ * validator refuses, is a usage error (64) reported before any command runs: as clipanion's message
+ * with the usage line, or with `--json` as the `{error}` object every command prints.
+ */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  // Colours only on a terminal, and never with NO_COLOR.
-  const colored = !!process.stdout.isTTY && !process.env.NO_COLOR
+  const colored = colorsOn(process.stdout)
   const cli = makeCli(colored)
   try {
     cli.process(argv)
   } catch (e) {
+    const json = argv.includes('--json')
+    // Whatever fails here is the command line's fault (64), unless a validator's own error says otherwise.
+    if (e instanceof BackupError) return reportError(e, json, process.stdout, process.stderr)
+    if (json) return reportError(new UsageError((e as Error).message), json, process.stdout, process.stderr)
     process.stderr.write(cli.error(e as Error, { colored }))
     return ExitCode.Usage
   }

@@ -41,15 +41,22 @@ const TIME_FORMS =
   '`<=2024-01-31` (up to its end), `2024-01-01..2024-01-15` (both days included); ' +
   'a time may follow the date: `2024-01-15T10:30` (local time)'
 
-/** A local date or date-time: [start, end) in ms since the epoch. */
-function timeValue(text: string, whole: string): [number, number] {
+/**
+ * Whether y-mo-d h:mi:s is on the calendar and the clock. Checked by the numbers, not by `Date`,
+ * which rolls `10:60` into 11:00 and February 30 into March 1 without a word.
+ */
+function onCalendar(y: number, mo: number, d: number, h = 0, mi = 0, s = 0): boolean {
+  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate()
+  return mo >= 1 && mo <= 12 && d >= 1 && d <= days && h <= 23 && mi <= 59 && s <= 59
+}
+
+/** A local date or date-time: [start, end) in ms since the epoch. `option` names the flag in errors. */
+function timeValue(text: string, whole: string, option = '--time'): [number, number] {
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(text.trim())
-  if (!m) throw new ConfigError(`--time ${JSON.stringify(whole)}: cannot read ${JSON.stringify(text)}; use ${TIME_FORMS}`)
-  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])]
-  const start = new Date(y, mo - 1, d, Number(m[4] ?? 0), Number(m[5] ?? 0), Number(m[6] ?? 0))
-  if (start.getFullYear() !== y || start.getMonth() !== mo - 1 || start.getDate() !== d) {
-    throw new ConfigError(`--time ${JSON.stringify(whole)}: ${text} is not a calendar date`)
-  }
+  if (!m) throw new ConfigError(`${option} ${JSON.stringify(whole)}: cannot read ${JSON.stringify(text)}; use ${TIME_FORMS}`)
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map((x) => Number(x ?? 0))
+  if (!onCalendar(y, mo, d, h, mi, s)) throw new ConfigError(`${option} ${JSON.stringify(whole)}: ${text.trim()} is not a calendar date or time`)
+  const start = new Date(y, mo - 1, d, h, mi, s)
   let end: Date
   if (m[4] === undefined) end = new Date(y, mo - 1, d + 1)
   else if (m[6] === undefined) end = new Date(start.getTime() + 60_000)
@@ -100,14 +107,19 @@ export function parsePathFilter(p: string): { prefix?: string; glob?: string } {
 export function parseWhen(when: string): { name: string } | { ms: number } {
   if (/^backup_\d{8}_\d{6}(_\d+)?$/.test(when)) return { name: when }
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(when)
-  if (dateOnly) return { ms: timeValue(when, when)[1] - 1 }
+  if (dateOnly) return { ms: timeValue(when, when, '--at')[1] - 1 }
   const local = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$/.exec(when)
+  const iso = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.exec(when)
+  const parts = (local ?? iso)?.slice(1, 7).map((x) => Number(x ?? 0))
+  if (parts && !onCalendar(...(parts as [number, number, number, number, number, number]))) {
+    throw new ConfigError(`--at ${JSON.stringify(when)}: ${when} is not a calendar date or time`)
+  }
   if (local) {
-    const [y, mo, d, h, mi, s] = local.slice(1, 7).map((x) => Number(x ?? 0))
+    const [y, mo, d, h, mi, s] = parts!
     return { ms: new Date(y, mo - 1, d, h, mi, s, 999).getTime() }
   }
   const t = Date.parse(when)
-  if (/^\d{4}-\d{2}-\d{2}T/.test(when) && !Number.isNaN(t)) return { ms: t }
+  if (iso && !Number.isNaN(t)) return { ms: t }
   throw new ConfigError(
     `--at ${JSON.stringify(when)}: use an increment name (backup_20240115_103000, see \`backup list\`) or a date ` +
       `(2024-01-15 = the end of that day, 2024-01-15T10:30 local time, 2024-01-15T09:30:00Z)`,

@@ -316,7 +316,7 @@ export interface BackupVerifyResult {
   pending: number
 }
 
-/** `backup verify --backup DST [--repair --source SRC]`. */
+/** `backup verify --dst DST [--repair --source SRC]`. */
 export async function verifyBackup(
   dst: string,
   opts: { source?: string; threads?: number; onProgress?: (p: BindingProgress) => void } = {},

@@ -3,36 +3,29 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { Command, Option, UsageError } from 'clipanion'
+import * as t from 'typanion'
 
 import { checksumFolder, checksumGroups, loadChecksumConfig, parseAlgos, type ChecksumResult, type ReportFormat } from '../../integrity'
-import { ExitCode } from '../../errors'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { BaseCommand } from '../base'
-import { ProgressLine, bytes, duration, shown } from '../format'
+import { bytes, duration } from '../format'
+import * as options from '../options'
+
+const FORMATS = ['json', 'sha256sum', 'b3sum'] as const
 
 export default class ChecksumCommand extends BaseCommand {
   static paths = [['checksum']]
   static usage = Command.Usage({
     description: 'Write a signed checksum report of folders',
     details: `
-      Walks each DIR in parallel (symlinks are recorded with their target, never followed), hashes every file
-      with all the \`--algo\` algorithms in one read (sha256, md5, blake3, sha512, sha3-512, xxh3; default
-      \`sha256,md5\` as the original service), largest files first, on \`--threads\` threads (default: all cores;
-      \`--threads 1\` reads in inode order, which follows the disk layout: kinder to spinning disks).
+      Hashes every file under each DIR with all the \`--algo\` algorithms in one read (default \`sha256,md5\`) into a
+      report: \`--out FILE\` (one DIR), \`--out FOLDER\`, or stdout. Without DIR, the groups of
+      \`--checksum-config FILE\` (\`{"groups": [{"name", "path"}], "output_dir"}\`) are done as the original service
+      does from cron. \`--sign-key\` signs the report (Ed25519); \`--format sha256sum|b3sum\` writes check lines.
 
-      Without DIR, the groups of \`--config\` (\`{"groups": [{"name", "path"}], "output_dir"}\`) are checksummed into
-      \`<output_dir>/<group>/all_<unix-ts>.json\` and \`<output_dir>/groups.json\` is updated, as the original
-      service does from cron. With DIR: \`--out FILE\` (one DIR) or \`--out FOLDER\` (the same layout); without
-      \`--out\` the report goes to stdout.
+      Exit codes: 0; 1 some files could not be read (listed in the report's errors); 2; 64.
 
-      The JSON report is the original envelope \`{"data": "<report JSON>", "signature": "<SHA3-512 hex of data>"}\`;
-      data holds \`group\`, \`root_data\`, \`start_timestamp\`, \`work_time\`, \`algorithms\`, \`files\` (largest first),
-      \`checksums\` \`{path: {algo: hex}}\`, \`sizes\`, \`mtimes\`, \`stat\` \`{path: [mtime_ns, ctime_ns, inode]}\`, \`symlinks\`
-      \`{path: target}\`, \`errors\` \`{path: {error}}\`. The SHA3-512 digest proves the report is intact, not who made
-      it: \`--sign-key\` adds \`signature_ed25519\` (Ed25519 over the 64 digest bytes) and \`public_key\`.
-      \`--format sha256sum|b3sum\` writes check lines that \`sha256sum -c\` / \`b3sum --check\` accept.
-
-      \`--json\`: \`{ reports: [{ group, root, report, format, algorithms, files, bytes, errors, workTime, digest,
-      signed }] }\`. Exit codes: 0; 1 some files could not be read (listed in the report's errors); 2; 64.
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup checksum".
     `,
     examples: [
       ['Checksum a folder into a report', '$0 checksum /data/backups --group backups --out /var/lib/reports/backups.json'],
@@ -42,31 +35,28 @@ export default class ChecksumCommand extends BaseCommand {
   })
 
   dirs = Option.Rest({ name: 'DIR' })
+  checksumConfig = options.pathOption('--checksum-config', 'Checksum config: {"groups": [{"name", "path"}], "output_dir"} (instead of DIR)')
+  /** Until 0.2: `--config`/`-c` named the checksum config here, a backup profile everywhere else. */
+  oldConfig = options.deprecated.path('--config,-c')
   group = Option.String('--group', { description: 'Group name in the report (default: the folder name)' })
-  algo = Option.String('--algo', { description: 'Algorithms, comma-separated (default sha256,md5)' })
-  out = Option.String('--out,-o', { description: 'Report file (one DIR) or output folder' })
-  threads = Option.String('--threads', { description: 'Hashing threads (default: all cores; 1 = on-disk order)' })
-  format = Option.String('--format', 'json', { description: 'json, sha256sum or b3sum' })
-  signKey = Option.String('--sign-key', { description: 'Ed25519 private key (backup keygen) to sign the report' })
+  algo = options.algo('Algorithms, comma-separated (default sha256,md5)')
+  out = options.out('Report file (one DIR) or output folder')
+  threads = options.threads('Hashing threads (default: all cores; 1 = on-disk order)')
+  format = Option.String('--format', 'json', { validator: t.isEnum(FORMATS), description: 'json, sha256sum or b3sum' })
+  signKey = options.pathOption('--sign-key', 'Ed25519 private key (backup keygen) to sign the report')
 
-  async run(): Promise<number> {
-    if (!['json', 'sha256sum', 'b3sum'].includes(this.format)) throw new UsageError(`--format ${this.format}: use json, sha256sum or b3sum`)
+  async run(): Promise<ExitCodeValue> {
+    if (this.dirs.length && this.checksumConfig) throw new UsageError('give DIR arguments or --checksum-config FILE, not both')
+    // Before 0.2 every command took --config, and checksum ignored it beside DIR arguments: still ignored, now said.
+    if (this.dirs.length && this.oldConfig) this.deprecated('checksum --config', 'it has no effect with DIR arguments: leave it out')
     const algos = parseAlgos(this.algo, this.format === 'b3sum' ? ['blake3'] : this.format === 'sha256sum' ? ['sha256'] : undefined)
-    let threads: number | undefined
-    if (this.threads !== undefined) {
-      threads = Number(this.threads)
-      if (!/^\d+$/.test(this.threads) || threads < 1) throw new UsageError(`--threads: expected a whole number ≥ 1, got ${this.threads}`)
-    }
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json, {
-      apply: 'hash',
-    })
-    const opts = { algos, threads, format: this.format as ReportFormat, signKey: this.signKey, onProgress: line.update }
     const results: ChecksumResult[] = []
     let toStdout: string | undefined
-    try {
+    await this.withProgress({ apply: 'hash' }, async (onProgress) => {
+      const opts = { algos, threads: this.threads, format: this.format as ReportFormat, signKey: this.signKey, onProgress }
       if (this.dirs.length === 0) {
-        if (this.out) throw new UsageError('--out goes with DIR arguments; a config names its output_dir')
-        results.push(...(await checksumGroups(loadChecksumConfig(this.config), opts)))
+        if (this.out) throw new UsageError('--out goes with DIR arguments; a checksum config names its output_dir')
+        results.push(...(await checksumGroups(loadChecksumConfig(this.groupsFile()), opts)))
       } else {
         if (this.group && this.dirs.length > 1) throw new UsageError('--group names one folder; with several DIRs each is named after its folder')
         const outIsDir = !!this.out && (this.dirs.length > 1 || fs.statSync(this.out, { throwIfNoEntry: false })?.isDirectory())
@@ -79,9 +69,7 @@ export default class ChecksumCommand extends BaseCommand {
           results.push(await checksumFolder(dir, group, this.out ?? toStdout!, opts))
         }
       }
-    } finally {
-      line.done()
-    }
+    })
     if (toStdout) {
       await new Promise<void>((resolve, reject) => {
         const s = fs.createReadStream(toStdout!)
@@ -96,7 +84,7 @@ export default class ChecksumCommand extends BaseCommand {
       this.print({ reports: results })
       return code
     }
-    for (const r of results) for (const e of r.errors) this.context.stderr.write(`warning: ${shown(e.path)}: ${e.error}\n`)
+    for (const r of results) for (const e of r.errors) this.warning({ path: e.path, message: e.error })
     if (!this.quiet && !toStdout) {
       for (const r of results) {
         const rate = r.workTime > 0 ? ` (${bytes(r.bytes / r.workTime)}/s)` : ''
@@ -106,5 +94,12 @@ export default class ChecksumCommand extends BaseCommand {
       }
     }
     return code
+  }
+
+  /** The checksum config: `--checksum-config`, else the deprecated `--config` (with a note), else ./config.json as before. */
+  private groupsFile(): string {
+    if (this.checksumConfig) return this.checksumConfig
+    if (this.oldConfig) this.deprecated('checksum --config FILE', 'write `checksum --checksum-config FILE` (--config is a backup profile in every other command)')
+    return this.oldConfig ?? 'config.json'
   }
 }

@@ -1,30 +1,24 @@
 import { Command, Option } from 'clipanion'
 
 import { compare, writeCompareFiles } from '../../integrity'
-import { ExitCode } from '../../errors'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { BaseCommand } from '../base'
-import { colors, duration, shown, table } from '../format'
+import { duration, shown, table } from '../format'
+import * as options from '../options'
 
 export default class CompareCommand extends BaseCommand {
   static paths = [['compare']]
   static usage = Command.Usage({
     description: 'Compare the checksum reports of several servers',
     details: `
-      Each SOURCE is a report file, a report folder (the latest \`all_<ts>.json\` of each group folder in it, or of
-      the folder itself), or \`ssh://user@host[:port]/path/to/output_dir\` (the same, read over SSH). Every report's
-      SHA3-512 is checked. For each group present on several sources: lost files (present on some, missing on
-      others) and mismatched checksums, plus each server's work time. Paths are relative to each group's root and
-      compared after Unicode NFC normalization (macOS and Linux agree).
+      Each SOURCE is a report file, a report folder, or \`ssh://[user@]host[:port]/path/to/output_dir\`. For each group
+      present on several sources: lost files and mismatched checksums, plus each server's work time. SSH: key
+      authentication (\`--identity\`), host keys checked against \`--known-hosts\`. \`--out DIR\` writes
+      \`lost_files_<date>.json\` and \`mismatch_sum_<date>.json\`.
 
-      SSH: key authentication (\`--identity\`, default ~/.ssh/id_ed25519, id_ecdsa, id_rsa, or the agent); host keys
-      are checked against \`--known-hosts\` (default ~/.ssh/known_hosts, hashed entries too): an unknown host is an
-      error unless \`--accept-new-host-key\` (then it is recorded), a changed key always is. \`--jump user@host[:port]\`
-      connects through a jump host. Timeouts (\`--timeout\` seconds) and up to \`--retries\` retries with backoff.
-
-      \`--out DIR\` writes \`lost_files_<date>.json\` and \`mismatch_sum_<date>.json\` there; otherwise a table.
-      \`--json\`: \`{ groups: [{ group, servers: [{ server, report, startTimestamp, workTime, files, errors }],
-      lostFiles: [{ path, presentOn, missingOn }], mismatched: [{ path, algorithm, sums: { server: hex } }] }] }\`.
       Exit codes: 0 all agree; 1 lost or mismatched files; 2 a report unusable or a server unreachable; 64.
+
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup compare".
     `,
     examples: [
       ['Two servers over SSH', '$0 compare ssh://backup@srv1/var/lib/reports ssh://backup@srv2/var/lib/reports'],
@@ -33,22 +27,28 @@ export default class CompareCommand extends BaseCommand {
   })
 
   sources = Option.Rest({ name: 'SOURCE', required: 1 })
-  out = Option.String('--out,-o', { description: 'Write lost_files_<date>.json and mismatch_sum_<date>.json into this folder' })
-  identity = Option.String('--identity,-i', { description: 'SSH private key file' })
-  knownHosts = Option.String('--known-hosts', { description: 'known_hosts file (default ~/.ssh/known_hosts)' })
+  out = options.out('Write lost_files_<date>.json and mismatch_sum_<date>.json into this folder')
+  identity = options.pathOption('--identity', 'SSH private key file')
+  knownHosts = options.pathOption('--known-hosts', 'known_hosts file (default ~/.ssh/known_hosts)')
   acceptNew = Option.Boolean('--accept-new-host-key', false, { description: 'Trust (and record) the key of a host not yet known' })
   jump = Option.String('--jump', { description: 'Jump host user@host[:port]' })
-  timeout = Option.String('--timeout', '15', { description: 'SSH timeout in seconds' })
-  retries = Option.String('--retries', '2', { description: 'Retries after transient SSH failures' })
+  timeout = Option.String('--timeout', '15', { validator: options.isSeconds, description: 'SSH timeout in seconds' })
+  retries = Option.String('--retries', '2', { validator: options.isWholeNumber(0, 100), description: 'Retries after transient SSH failures' })
+  /** Until 0.2: `-i` was --identity here and --ignore-case in search and delete. */
+  oldIdentity = options.deprecated.path('-i')
+  /** Until 0.2: every command took --config; compare never read it. */
+  oldConfig = options.deprecated.string('--config,-c')
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
+    if (this.oldIdentity) this.deprecated('compare -i FILE', 'write `--identity FILE` (-i means --ignore-case in search and delete)')
+    if (this.oldConfig) this.deprecated('compare --config', 'it has no effect here (compare reads reports, not a backup profile): leave it out')
     const r = await compare(this.sources, {
-      identity: this.identity,
+      identity: this.identity ?? this.oldIdentity,
       knownHosts: this.knownHosts,
       acceptNewHostKey: this.acceptNew,
       jump: this.jump,
-      timeoutMs: Number(this.timeout) * 1000,
-      retries: Number(this.retries),
+      timeoutMs: this.timeout * 1000,
+      retries: this.retries,
     })
     const differs = r.groups.some((g) => g.lostFiles.length || g.mismatched.length)
     const code = differs ? ExitCode.Partial : ExitCode.Ok
@@ -58,7 +58,7 @@ export default class CompareCommand extends BaseCommand {
       this.print(files ? { ...r, files } : r)
       return code
     }
-    const c = colors(!!(this.context.stdout as NodeJS.WriteStream).isTTY && !process.env.NO_COLOR)
+    const c = this.colors
     const out = this.context.stdout
     for (const g of r.groups) {
       out.write(`${c.bold(g.group)}\n`)

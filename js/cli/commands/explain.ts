@@ -5,20 +5,20 @@ import { Command, Option, UsageError } from 'clipanion'
 
 import { explain } from '../../backup'
 import { loadConfig } from '../../config'
-import { ExitCode } from '../../errors'
-import { BaseCommand } from '../base'
+import { ExitCode, type ExitCodeValue } from '../../errors'
+import { ProfileCommand } from '../base'
 
-export default class ExplainCommand extends BaseCommand {
+export default class ExplainCommand extends ProfileCommand {
   static paths = [['explain']]
   static usage = Command.Usage({
     description: 'Say which rule selects, tracks or excludes a path',
     details: `
-      PATH is relative to \`src\` (or absolute inside it). Prints each rule that applies, in order, and the
-      verdict: tracked, mirrored only, or not selected. A directory is recognised from \`src\`, or with \`--dir\`.
-      Patterns are anchored at \`src\` unless they end in \`:rec\` (only \`exclude_files\` without \`/\` match a file
-      name at any depth): a folder whose name a bare \`exclude_dirs\` pattern names, below \`src\`, is shown with
-      why it is not excluded (\`"cache"\` is \`src/cache\`; \`"cache:rec"\` excludes every \`cache\`).
-      Exit code 0 if the path is selected, 1 if not, 64 on bad usage.
+      PATH is relative to \`src\` (or absolute inside it); \`--dir\` judges it as a directory even if it does not exist.
+      Prints each rule that applies, in order, and the verdict: tracked, mirrored only, or not selected.
+
+      Exit codes: 0 selected; 1 not selected; 64 bad usage.
+
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup explain".
     `,
     examples: [
       ['Why is this file not backed up?', '$0 explain Projects/old/notes.txt --config usb.json'],
@@ -29,7 +29,7 @@ export default class ExplainCommand extends BaseCommand {
   dir = Option.Boolean('--dir', false, { description: 'Treat PATH as a directory even if it does not exist' })
   target = Option.String({ name: 'PATH' })
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
     const cfg = loadConfig(this.config)
     let rel = this.target
     if (path.isAbsolute(rel)) {

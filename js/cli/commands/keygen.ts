@@ -1,29 +1,35 @@
 import { Command, Option } from 'clipanion'
 
 import { keygen } from '../../integrity'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { BaseCommand } from '../base'
+import * as options from '../options'
 
 export default class KeygenCommand extends BaseCommand {
   static paths = [['keygen']]
   static usage = Command.Usage({
     description: 'Make an Ed25519 key pair for signing checksum reports',
     details: `
-      Writes NAME.key (the private key, PKCS#8 PEM, mode 600: keep it on the server that makes the reports)
-      and NAME.pub (the public key, SPKI PEM: give it to whoever verifies). \`checksum --sign-key NAME.key\` signs,
+      Writes NAME.key (private, mode 600) and NAME.pub (public). \`checksum --sign-key NAME.key\` signs,
       \`verify --pubkey NAME.pub\` refuses a report not signed by that key.
 
-      \`--json\`: \`{ privateKey, publicKey }\` (paths). Exit codes: 0; 64 (a file exists; \`--force\` replaces it).
+      Exit codes: 0; 64 (a file exists; \`--force\` replaces it).
+
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup keygen".
     `,
     examples: [['Make report-signing keys', '$0 keygen /etc/backup/reports']],
   })
 
   prefix = Option.String({ name: 'NAME' })
-  force = Option.Boolean('--force', false, { description: 'Replace existing key files' })
+  force = options.force('Replace existing key files')
+  /** Until 0.2: every command took --config; keygen never read it. */
+  oldConfig = options.deprecated.string('--config,-c')
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
+    if (this.oldConfig) this.deprecated('keygen --config', 'it has no effect here (keygen writes a key pair, it reads no backup profile): leave it out')
     const r = keygen(this.prefix, { force: this.force })
     if (this.json) this.print(r)
     else if (!this.quiet) this.context.stdout.write(`private key: ${r.privateKey} (keep it secret)\npublic key:  ${r.publicKey}\n`)
-    return 0
+    return ExitCode.Ok
   }
 }

@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion'
 
 import { describeDamage, listIncrements } from '../../explore'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { DstCommand } from '../base'
 import { bytes, localTime, table } from '../format'
 
@@ -9,21 +10,13 @@ export default class ListCommand extends DstCommand {
   static usage = Command.Usage({
     description: 'List every increment, oldest first',
     details: `
-      For each increment: its name, time (local), how many files it added, changed and recorded as deleted,
-      entries carried in by \`prune\`, and the bytes of the versions it holds. An increment whose metadata is
-      missing or damaged (a quick check of each file's head and end) is listed as such, and a line on stderr names
-      the file, what is wrong and the command that rebuilds it (\`backup recreate --backup NAME\`); exit 1 then.
+      For each increment: name, time (local), files added, changed, deleted and carried in by \`prune\`, and the bytes
+      it holds. \`--detailed\` also walks the files to show what deleting each increment would free. Missing or damaged
+      metadata is listed as such and named on stderr with the fix.
 
-      \`--detailed\` also walks the folders and counts each inode once across the mirror and all increments:
-      EXCLUSIVE is what deleting that increment would free, DISK what its files take on disk in total.
+      Exit codes: 0; 1 some metadata missing or damaged; 2 unreadable folder; 64.
 
-      Increments made by the original backup.py are listed as they are (origin \`original\`, ordered by their recorded
-      time like all others); its metadata does not tell new from changed, so NEW is \`?\` and CHANGED counts both
-      (\`newOrChanged\` in JSON, \`new\`/\`changed\` 0).
-
-      \`--json\`: \`{ increments: [{ name, timestamp, origin, hasMetadata, metadataError, new, changed, newOrChanged?, deleted,
-      carried, files, bytes, exclusiveBytes, diskBytes, damaged }], totalDiskBytes, mirrorDiskBytes, damaged: [{ increment,
-      file, problem, fix }] }\`. Exit codes: 0, 1 (some metadata missing or damaged), 2 (unreadable folder), 64.
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup list".
     `,
     examples: [
       ['List the increments of the USB profile', '$0 list --config usb.json'],
@@ -33,9 +26,9 @@ export default class ListCommand extends DstCommand {
 
   detailed = Option.Boolean('--detailed', false, { description: 'Also the space each increment really holds (walks every file)' })
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
     const l = await listIncrements(this.backupDir(), { detailed: this.detailed })
-    const code = l.damaged.length ? 1 : 0
+    const code = l.damaged.length ? ExitCode.Partial : ExitCode.Ok
     if (this.json) {
       this.print(l)
       return code
@@ -44,7 +37,7 @@ export default class ListCommand extends DstCommand {
     const out = this.context.stdout
     if (l.increments.length === 0) {
       out.write('no increments yet\n')
-      return 0
+      return ExitCode.Ok
     }
     const head = ['NAME', 'TIME', 'NEW', 'CHANGED', 'DELETED', 'CARRIED', 'FILES', 'SIZE']
     if (this.detailed) head.push('EXCLUSIVE', 'DISK')
@@ -67,7 +60,7 @@ export default class ListCommand extends DstCommand {
     if (this.detailed) {
       out.write(`\n${l.increments.length} increments · mirror ${bytes(l.mirrorDiskBytes ?? 0)} on disk · backup folder ${bytes(l.totalDiskBytes ?? 0)} on disk (each inode once)\n`)
     }
-    for (const d of l.damaged) this.context.stderr.write(`${c.yellow('warning')}: ${describeDamage(d)}\n`)
+    for (const d of l.damaged) this.warn(describeDamage(d))
     return code
   }
 }

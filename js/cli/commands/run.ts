@@ -4,45 +4,28 @@ import { Command, Option, UsageError } from 'clipanion'
 
 import { backup, type Stats } from '../../backup'
 import { loadConfig } from '../../config'
-import { ExitCode } from '../../errors'
-import { BaseCommand } from '../base'
-import { ProgressLine, bytes, duration } from '../format'
+import { ExitCode, type ExitCodeValue } from '../../errors'
+import { ProfileCommand } from '../base'
+import { bytes, duration } from '../format'
+import * as options from '../options'
 
 /** The command names, for the unknown-command message. */
 const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen']
 
-export default class RunCommand extends BaseCommand {
+export default class RunCommand extends ProfileCommand {
   static paths = [Command.Default, ['run']]
   static usage = Command.Usage({
     description: 'Back up src into dst/mirror and record tracked changes in a new increment',
     details: `
       Scans \`src\` with the config's rules, brings \`dst/mirror\` up to date and, when tracked files were added,
-      changed or deleted, commits an increment \`dst/backup_YYYYMMDD_HHMMSS/\` (hardlinks to the mirror in
-      \`track/\` and \`deleted/\`, metadata in \`backup_YYYYMMDD_HHMMSS.json\`). A run that was interrupted
-      (killed, power loss, disk full) is finished by the next run.
-
-      A file that keeps changing while it is read (a log being written) is read up to 3 times; then what was
-      read is stored, marked \`inconsistent\` in the metadata, with an \`inconsistent-copy\` warning, and the
-      next run copies it again. \`--skip-inconsistent\` (config \`skip_inconsistent\`) skips such files instead.
-
-      Nothing is removed on doubt: a folder or file that cannot be read keeps its earlier backup (a warning
-      names it, exit 1); a run from another source than the one the backup records (\`dst/.axiomatic/source.json\`:
-      another path, or the disk not mounted) is refused unless \`--adopt-source\`; a run that would remove every
-      file of the mirror, or more than \`max_delete\` (default: more than half of a mirror of 100 files or more),
-      is refused unless \`--allow-mass-delete\`. A refused run changes nothing (exit 2); a dry run reports it in
-      \`refused\` (exit 2).
+      changed or deleted, commits an increment \`dst/backup_YYYYMMDD_HHMMSS/\`. An interrupted run is finished by the
+      next run. Nothing is removed on doubt: an unreadable file keeps its backup; a foreign source or a mass deletion
+      is refused (\`--adopt-source\`, \`--allow-mass-delete\`, \`--max-delete\`) and changes nothing.
 
       Exit codes: 0 done; 1 done, with warnings (files skipped, kept or stored inconsistent); 2 failed or refused, nothing
       new committed; 64 bad usage or config (nothing written).
 
-      \`--json\` prints one object: \`increment\`, \`recovered\`, \`dryRun\`, \`mirrorFiles\`, \`trackedFiles\`, \`new\`,
-      \`changed\`, \`deleted\`, \`removedFromMirror\`, \`mirrorUpdated\`, \`bytesCopied\`, \`linkFallbacks\`,
-      \`specialSkipped\`, \`mtimeToleranceS\`, \`durationMs\`, \`warnings\` ([{path, code, message}]), \`hints\`,
-      \`refused\` (dry run: why the real run would be refused, else null), \`adopted\` (true when the folder was made
-      by the original backup.py and its mirror/mirror.json were taken as the previous state),
-      \`targetFs\`, \`targetLimits\` (what the target cannot do, from its probe: hardlinks, symlinks, mtime granularity,
-      link limit; printed as one \`target (fs): …\` line first, only when something is limited),
-      and with \`--dry-run --verbose\` \`changes\` ([{path, role, change}]).
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup run".
     `,
     examples: [
       ['Back up with ./config.json', '$0'],
@@ -53,7 +36,7 @@ export default class RunCommand extends BaseCommand {
     ],
   })
 
-  dryRun = Option.Boolean('--dry-run,-n', false, { description: 'Plan only; write nothing' })
+  dryRun = options.dryRun('Plan only; write nothing')
   verbose = Option.Boolean('--verbose,-v', false, { description: 'With --dry-run: list every selected path with its role and change' })
   skipInconsistent = Option.Boolean('--skip-inconsistent', false, {
     description: 'Skip a file that keeps changing while it is read (default: store what was read, marked inconsistent)',
@@ -67,9 +50,9 @@ export default class RunCommand extends BaseCommand {
   maxDelete = Option.String('--max-delete', {
     description: 'The most mirror files this run may remove: N files or N% of the mirror (overrides max_delete)',
   })
-  configArg = Option.String({ name: 'CONFIG', required: false })
+  configArg = Option.String({ name: 'CONFIG', required: false, validator: options.isPath })
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
     // `backup frobnicate`: a word that is no file and looks like no path is a mistyped command, not a config.
     const arg = this.configArg
     if (arg !== undefined && !fs.existsSync(arg) && /^[a-z][a-z0-9-]*$/i.test(arg)) {
@@ -79,26 +62,25 @@ export default class RunCommand extends BaseCommand {
       )
     }
     const cfg = loadConfig(this.configArg ?? this.config)
-    const tty = !!(this.context.stderr as NodeJS.WriteStream).isTTY && !this.quiet && !this.json
-    const line = new ProgressLine(this.context.stderr as NodeJS.WriteStream, tty)
     const controller = new AbortController()
     const onSignal = () => controller.abort()
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
     let stats: Stats
     try {
-      stats = await backup(cfg, {
-        dryRun: this.dryRun,
-        listChanges: this.dryRun && this.verbose,
-        skipInconsistent: this.skipInconsistent || undefined,
-        onProgress: tty ? line.update : undefined,
-        signal: controller.signal,
-        adoptSource: this.adoptSource,
-        allowMassDelete: this.allowMassDelete,
-        maxDelete: this.maxDelete,
-      })
+      stats = await this.withProgress({}, (onProgress) =>
+        backup(cfg, {
+          dryRun: this.dryRun,
+          listChanges: this.dryRun && this.verbose,
+          skipInconsistent: this.skipInconsistent || undefined,
+          onProgress,
+          signal: controller.signal,
+          adoptSource: this.adoptSource,
+          allowMassDelete: this.allowMassDelete,
+          maxDelete: this.maxDelete,
+        }),
+      )
     } finally {
-      line.done()
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
     }
@@ -115,7 +97,7 @@ export default class RunCommand extends BaseCommand {
     }
     if (stats.adopted) err.write('adopted a backup folder made by backup.py: its mirror and mirror.json are the previous state\n')
     for (const h of stats.hints) err.write(`hint: ${h}\n`)
-    for (const w of stats.warnings) err.write(`warning: ${w.path}: ${w.code}: ${w.message}\n`)
+    for (const w of stats.warnings) this.warning(w)
     if (stats.refused) err.write(`backup: dry run: the real run would be refused: ${stats.refused}\n`)
     if (this.quiet) return code
     if (stats.recovered) out.write(`finished the interrupted run as ${stats.recovered}\n`)

@@ -5,9 +5,10 @@ import { Command, Option } from 'clipanion'
 
 import { describeDamage, search, type SearchHit } from '../../explore'
 import { restoreScript } from '../../explore/script'
-import { ConfigError } from '../../errors'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { DstCommand } from '../base'
 import { bytes, localTime, shown } from '../format'
+import * as options from '../options'
 import { parseName } from '../../names'
 
 export default class SearchCommand extends DstCommand {
@@ -15,25 +16,15 @@ export default class SearchCommand extends DstCommand {
   static usage = Command.Usage({
     description: 'Find file versions across increments',
     details: `
-      Every filter given must match. \`--mask\` (repeatable; one must match) is a glob on the file name or on the
-      relative path; a mask without wildcards means \`*MASK*\`; \`*\` also crosses \`/\` as in Python's fnmatch. A
-      byte of a name that is not UTF-8 is written \`\\xNN\` in masks, as the output shows it.
-      \`--size\`: \`500K\` (exactly), \`>100M\`, \`>=100M\`, \`<1G\`, \`<=1G\`, \`10K-100K\` (K/M/G/T are 1024-based).
-      \`--time\` (file mtime, local time): \`2024-01-15\` (that day), \`>2024-01-01\` (from its start on),
-      \`<2024-01-31\` (before its start), \`<=2024-01-31\` (up to its end), \`2024-01-01..2024-01-15\` (both days included).
-      \`--path\` (repeatable): a folder or file prefix of the relative path (\`docs\` matches \`docs/a.txt\`, not
-      \`docs2/\`), or a glob when it has wildcards (\`*\` stays inside one folder, \`**\` crosses folders).
+      Every filter given must match: \`--mask\` (repeatable, one must match; \`-i\` ignores case), \`--size\` (\`500K\`,
+      \`>100M\`, \`<=1G\`, \`10K-100K\`), \`--time\` (mtime, local: \`2024-01-15\`, \`>2024-01-01\`,
+      \`2024-01-01..2024-01-15\`), \`--path\` (folder prefix or glob), \`--last-backups N\`. Results are grouped by
+      increment, then folder: ✅ a stored version, ❌ a deletion. \`--generate-script FILE\` writes a POSIX sh script that
+      copies the newest found version of each path into the folder given as its argument.
 
-      Results are grouped by increment, then folder: ✅ a stored version, ❌ the version that was deleted.
-      \`--generate-script FILE\` writes a POSIX sh script that copies the newest found version of each path
-      into the folder given as its argument (\`sh FILE /restore/here\`); it never overwrites existing files.
+      Exit codes: 0 (also when nothing is found); 1 some metadata missing or damaged; 2 unreadable backup; 64 invalid filter.
 
-      Increments whose metadata is missing or damaged are not searched: each is named on stderr with what is wrong
-      and \`backup recreate --backup NAME\`, and the exit code is 1 (the answer may be incomplete).
-
-      \`--json\`: \`{ incrementsSearched, skipped, damaged: [{ increment, file, problem, fix }], hits: [{ increment, path, size, mtime, mtime_ns, mode, kind,
-      category, op, sha256, stored_as, carried_from? }], totals: { increments, files, bytes, tracked, deleted } }\`.
-      Exit codes: 0 (also when nothing is found), 1 some metadata missing or damaged, 2 unreadable backup, 64 invalid filter.
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup search".
     `,
     examples: [
       ['Find Python, PDF and Markdown files (as the original tool)', '$0 search --dst /media/usb/backup --mask "*.py" --mask "*.pdf" --mask "*.md"'],
@@ -43,28 +34,30 @@ export default class SearchCommand extends DstCommand {
     ],
   })
 
-  masks = Option.Array('--mask,-m', [], { description: 'Glob or text on the name or relative path (repeatable)' })
-  ignoreCase = Option.Boolean('--ignore-case,-i', false, { description: 'Masks ignore case' })
-  size = Option.String('--size', { description: 'Size filter: 500K, >100M, <1G, 10K-100K' })
-  time = Option.String('--time', { description: 'mtime filter: 2024-01-15, >2024-01-01, <2024-01-31, 2024-01-01..2024-01-15' })
+  masks = options.masks()
+  ignoreCase = options.ignoreCase()
+  size = options.size()
+  time = options.time()
   pathFilters = Option.Array('--path', [], { description: 'Folder prefix or glob of the relative path (repeatable)' })
-  lastBackups = Option.String('--last-backups', { description: 'Only the N newest increments' })
+  lastBackups = options.count('--last-backups', 1, 'Only the N newest increments')
   fullPaths = Option.Boolean('--full-paths', false, { description: 'Print the full path of each stored file' })
-  script = Option.String('--generate-script', { description: 'Write a POSIX sh restore script for the results to FILE' })
+  script = options.pathOption('--generate-script', 'Write a POSIX sh restore script for the results to FILE')
 
-  async run(): Promise<number> {
-    let last: number | undefined
-    if (this.lastBackups !== undefined) {
-      last = Number(this.lastBackups)
-      if (!/^\d+$/.test(this.lastBackups) || last < 1) throw new ConfigError(`--last-backups: expected a whole number ≥ 1, got ${JSON.stringify(this.lastBackups)}`)
-    }
+  async run(): Promise<ExitCodeValue> {
     const dst = this.backupDir()
-    const r = await search(dst, { masks: this.masks.map(parseName), ignoreCase: this.ignoreCase, size: this.size, time: this.time, paths: this.pathFilters, lastBackups: last })
+    const r = await search(dst, {
+      masks: this.masks.map(parseName),
+      ignoreCase: this.ignoreCase,
+      size: this.size,
+      time: this.time,
+      paths: this.pathFilters,
+      lastBackups: this.lastBackups,
+    })
     if (this.script) {
       const text = restoreScript(dst, r.hits, ['backup', ...process.argv.slice(2)].join(' '))
       fs.writeFileSync(this.script, text, { mode: 0o755 })
     }
-    const code = r.damaged.length ? 1 : 0
+    const code = r.damaged.length ? ExitCode.Partial : ExitCode.Ok
     if (this.json) {
       this.print(r)
       return code
@@ -99,7 +92,7 @@ export default class SearchCommand extends DstCommand {
       `\n${t.files} file version${t.files === 1 ? '' : 's'} (${bytes(t.bytes)}) in ${t.increments} of ${r.incrementsSearched} increments: ` +
         `${t.tracked} stored, ${t.deleted} deleted\n`,
     )
-    for (const d of r.damaged) this.context.stderr.write(`${c.yellow('warning')}: not searched: ${describeDamage(d)}\n`)
+    for (const d of r.damaged) this.warn(`not searched: ${describeDamage(d)}`)
     if (this.script) out.write(`restore script written to ${this.script}: sh ${this.script} TARGET_DIR\n`)
     return code
   }

@@ -1,6 +1,7 @@
 import { Command } from 'clipanion'
 
 import { describeDamage, status } from '../../explore'
+import { ExitCode, type ExitCodeValue } from '../../errors'
 import { DstCommand } from '../base'
 import { localTime, shown } from '../format'
 
@@ -9,30 +10,25 @@ export default class StatusCommand extends DstCommand {
   static usage = Command.Usage({
     description: 'The last run, work in progress or interrupted, and a fast consistency check',
     details: `
-      Shows the last run (time, result, warnings), a run or maintenance holding the lock (and whether its process
-      is alive), leftovers of an interrupted run (journal, unfinished increment: the next run finishes it) or of
-      an interrupted prune/delete, and whether the mirror state agrees with \`mirror/\` (a fast check of names,
-      sizes and mtimes; no file is read), and every increment whose metadata is missing or damaged (the file, what
-      is wrong, and \`backup recreate --backup NAME\`; a quick check of each file's head and end).
+      The last run, a run or maintenance holding the lock, leftovers of an interrupted run, prune or delete, a fast
+      check that the mirror state agrees with \`mirror/\` (nothing is read), and increments whose metadata is missing
+      or damaged.
 
-      \`--json\`: \`{ dst, lastRun: { started, finished, result, increment, warnings, warningSample, error } | null,
-      lock: { pid, host, started, command, alive } | null, leftovers: { interruptedRun, incompleteIncrements,
-      prunePending, deletePending }, state: { statePresent, original, stateError, stateEntries, mirrorFiles, missing, extra,
-      differing, pending, agrees }, increments, newest, damaged: [{ increment, file, problem, fix }], target: { probed,
-      caps: { hardlinks, symlinks, mtime_granularity_ns, link_max, fs_type }, limits } | null, notWritable }\`.
-      Exit codes: 0 all is well; 1 something needs attention (failed last run, leftovers, state disagrees, damaged
-      metadata, a backup folder that cannot be written); 2; 64.
+      Exit codes: 0; 1 something needs attention (an interrupted run, damaged metadata, a folder that cannot be
+      written); 2; 64.
+
+      Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup status".
     `,
     examples: [['Check a backup', '$0 status --config usb.json']],
   })
 
-  async run(): Promise<number> {
+  async run(): Promise<ExitCodeValue> {
     const s = await status(this.backupDir())
     const lo = s.leftovers
     const attention =
       !!s.notWritable ||
       s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees || s.damaged.length > 0
-    const code = attention ? 1 : 0
+    const code = attention ? ExitCode.Partial : ExitCode.Ok
     if (this.json) {
       this.print(s)
       return code
