@@ -1,7 +1,7 @@
 /**
  * The only importer of the generated napi loader (`binding.js`). Turns a
  * missing binary into an error that says which platform package is missing
- * and how to build it, and native errors (`ECONFIG: …`) into BackupErrors.
+ * and how to build it, and native errors (a JS Error whose `code` the binding set) into BackupErrors.
  */
 import { BackupError, ExitCode, errorFor, isErrorCode } from './errors'
 import type * as Binding from '../binding'

@@ -108,7 +108,7 @@ impl From<Warning> for BindingWarning {
   }
 }
 
-fn warnings(v: Vec<Warning>) -> Vec<BindingWarning> {
+fn js_warnings(v: Vec<Warning>) -> Vec<BindingWarning> {
   v.into_iter().map(Into::into).collect()
 }
 
@@ -181,26 +181,48 @@ pub struct BindingReport {
 
 impl From<Report> for BindingReport {
   fn from(r: Report) -> Self {
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let Report {
+      increment,
+      recovered,
+      mirror_files,
+      tracked_files,
+      new,
+      changed,
+      deleted,
+      removed_from_mirror,
+      mirror_updated,
+      bytes_copied,
+      link_fallbacks,
+      special_skipped,
+      mtime_tolerance_ns,
+      duration_ms,
+      warnings,
+      hints,
+      changes,
+      refused,
+      adopted,
+    } = r;
     Self {
-      increment: r.increment,
-      recovered: r.recovered,
-      mirror_files: r.mirror_files as f64,
-      tracked_files: r.tracked_files as f64,
-      new: r.new as f64,
-      changed: r.changed as f64,
-      deleted: r.deleted as f64,
-      removed_from_mirror: r.removed_from_mirror as f64,
-      mirror_updated: r.mirror_updated as f64,
-      bytes_copied: r.bytes_copied as f64,
-      link_fallbacks: r.link_fallbacks as f64,
-      special_skipped: r.special_skipped as f64,
-      mtime_tolerance_s: r.mtime_tolerance_ns as f64 / 1e9,
-      duration_ms: r.duration_ms as f64,
-      warnings: warnings(r.warnings),
-      hints: r.hints,
-      changes: r.changes.into_iter().map(|c| BindingChange { path: c.path, role: c.role.into(), change: c.change }).collect(),
-      refused: r.refused,
-      adopted: r.adopted,
+      increment,
+      recovered,
+      mirror_files: mirror_files as f64,
+      tracked_files: tracked_files as f64,
+      new: new as f64,
+      changed: changed as f64,
+      deleted: deleted as f64,
+      removed_from_mirror: removed_from_mirror as f64,
+      mirror_updated: mirror_updated as f64,
+      bytes_copied: bytes_copied as f64,
+      link_fallbacks: link_fallbacks as f64,
+      special_skipped: special_skipped as f64,
+      mtime_tolerance_s: mtime_tolerance_ns as f64 / 1e9,
+      duration_ms: duration_ms as f64,
+      warnings: js_warnings(warnings),
+      hints,
+      changes: changes.into_iter().map(|c| BindingChange { path: c.path, role: c.role.into(), change: c.change }).collect(),
+      refused,
+      adopted,
     }
   }
 }
@@ -506,7 +528,7 @@ impl From<DamagedMeta> for BindingDamagedMetadata {
   }
 }
 
-fn damaged(v: Vec<DamagedMeta>) -> Vec<BindingDamagedMetadata> {
+fn js_damaged(v: Vec<DamagedMeta>) -> Vec<BindingDamagedMetadata> {
   v.into_iter().map(Into::into).collect()
 }
 
@@ -545,23 +567,37 @@ pub struct BindingRestoreResult {
 
 impl From<restore::RestoreReport> for BindingRestoreResult {
   fn from(r: restore::RestoreReport) -> Self {
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let restore::RestoreReport {
+      at,
+      dry_run,
+      files,
+      bytes,
+      restored,
+      untracked,
+      existing,
+      deleted_at_point,
+      pending,
+      pending_run,
+      items,
+      warnings,
+    } = r;
     Self {
-      at: r.at,
-      dry_run: r.dry_run,
-      files: r.files as i64,
-      bytes: r.bytes as i64,
-      restored: r.restored as i64,
-      untracked: r.untracked as i64,
-      existing: r.existing as i64,
-      deleted_at_point: r.deleted_at_point as i64,
-      pending_run: r.pending_run.map(Into::into),
-      pending: r.pending as i64,
-      items: r
-        .items
+      at,
+      dry_run,
+      files: files as i64,
+      bytes: bytes as i64,
+      restored: restored as i64,
+      untracked: untracked as i64,
+      existing: existing as i64,
+      deleted_at_point: deleted_at_point as i64,
+      pending_run: pending_run.map(Into::into),
+      pending: pending as i64,
+      items: items
         .into_iter()
         .map(|i| BindingRestoreItem { path: i.path, from: i.from, untracked: i.untracked, size: i.size as i64 })
         .collect(),
-      warnings: warnings(r.warnings),
+      warnings: js_warnings(warnings),
     }
   }
 }
@@ -597,13 +633,9 @@ pub struct BindingRecreateResult {
 
 impl From<maintain::RecreateReport> for BindingRecreateResult {
   fn from(r: maintain::RecreateReport) -> Self {
-    Self {
-      rebuilt: r.rebuilt,
-      kept: r.kept,
-      state_rebuilt: r.state_rebuilt,
-      state_entries: r.state_entries as i64,
-      warnings: warnings(r.warnings),
-    }
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let maintain::RecreateReport { rebuilt, kept, state_rebuilt, state_entries, warnings } = r;
+    Self { rebuilt, kept, state_rebuilt, state_entries: state_entries as i64, warnings: js_warnings(warnings) }
   }
 }
 
@@ -639,11 +671,13 @@ pub struct BindingDeleteResult {
 
 impl From<maintain::DeleteReport> for BindingDeleteResult {
   fn from(r: maintain::DeleteReport) -> Self {
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let maintain::DeleteReport { increment, dry_run, removed, bytes } = r;
     Self {
-      increment: r.increment,
-      dry_run: r.dry_run,
-      removed: r.removed.into_iter().map(|f| BindingRemovedFile { path: f.path, category: f.category, size: f.size as i64 }).collect(),
-      bytes: r.bytes as i64,
+      increment,
+      dry_run,
+      removed: removed.into_iter().map(|f| BindingRemovedFile { path: f.path, category: f.category, size: f.size as i64 }).collect(),
+      bytes: bytes as i64,
     }
   }
 }
@@ -673,13 +707,9 @@ pub struct BindingPruneResult {
 
 impl From<maintain::PruneReport> for BindingPruneResult {
   fn from(r: maintain::PruneReport) -> Self {
-    Self {
-      dry_run: r.dry_run,
-      removed: r.removed,
-      kept: r.kept,
-      carried: r.carried.into_iter().map(|(k, v)| (k, v as i64)).collect(),
-      files_removed: r.files_removed as i64,
-    }
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let maintain::PruneReport { dry_run, removed, kept, carried, files_removed } = r;
+    Self { dry_run, removed, kept, carried: carried.into_iter().map(|(k, v)| (k, v as i64)).collect(), files_removed: files_removed as i64 }
   }
 }
 
@@ -738,30 +768,39 @@ pub struct StatusParts(maintain::StateCheck, maintain::Leftovers);
 
 impl From<StatusParts> for BindingStatus {
   fn from(StatusParts(c, l): StatusParts) -> Self {
-    let run = l.interrupted_run.map(|v| BindingPendingRun {
+    // Every field named, so a field added to the core structs fails to compile here until the binding carries it.
+    let maintain::StateCheck {
+      state_present,
+      original,
+      state_error,
+      state_entries,
+      mirror_files,
+      missing,
+      extra,
+      differing,
+      pending,
+      agrees,
+    } = c;
+    let maintain::Leftovers { interrupted_run, incomplete_increments, prune_pending, delete_pending } = l;
+    let run = interrupted_run.map(|v| BindingPendingRun {
       increment: v.get("increment").and_then(|i| i.as_str()).map(String::from),
       started: v.get("started").and_then(|s| s.as_str()).unwrap_or_default().into(),
       ops: v.get("ops").and_then(|o| o.as_i64()).unwrap_or_default(),
     });
     Self {
       state: BindingStateCheck {
-        state_present: c.state_present,
-        original: c.original,
-        state_error: c.state_error,
-        state_entries: c.state_entries as i64,
-        mirror_files: c.mirror_files as i64,
-        missing: c.missing,
-        extra: c.extra,
-        differing: c.differing,
-        pending: c.pending,
-        agrees: c.agrees,
+        state_present,
+        original,
+        state_error,
+        state_entries: state_entries as i64,
+        mirror_files: mirror_files as i64,
+        missing,
+        extra,
+        differing,
+        pending,
+        agrees,
       },
-      leftovers: BindingLeftovers {
-        interrupted_run: run,
-        incomplete_increments: l.incomplete_increments,
-        prune_pending: l.prune_pending,
-        delete_pending: l.delete_pending,
-      },
+      leftovers: BindingLeftovers { interrupted_run: run, incomplete_increments, prune_pending, delete_pending },
     }
   }
 }
@@ -944,18 +983,32 @@ pub struct BindingVerifyResult {
 
 impl From<verify::VerifyResult> for BindingVerifyResult {
   fn from(r: verify::VerifyResult) -> Self {
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let verify::VerifyResult {
+      root,
+      algorithms,
+      incremental,
+      digest,
+      signature_ed25519,
+      signature_check,
+      files,
+      trusted,
+      bytes_read,
+      counts,
+      results,
+    } = r;
     Self {
-      root: r.root,
-      algorithms: r.algorithms,
-      incremental: r.incremental,
-      digest: r.digest,
-      signature_ed25519: r.signature_ed25519,
-      signature_check: r.signature_check.into(),
-      files: r.files as i64,
-      trusted: r.trusted as i64,
-      bytes_read: r.bytes_read as i64,
-      counts: r.counts.into_iter().map(|(k, v)| (k, v as i64)).collect(),
-      results: r.results.into_iter().map(|v| BindingVerdict { path: v.path, status: v.status.into(), detail: v.detail }).collect(),
+      root,
+      algorithms,
+      incremental,
+      digest,
+      signature_ed25519,
+      signature_check: signature_check.into(),
+      files: files as i64,
+      trusted: trusted as i64,
+      bytes_read: bytes_read as i64,
+      counts: counts.into_iter().map(|(k, v)| (k, v as i64)).collect(),
+      results: results.into_iter().map(|v| BindingVerdict { path: v.path, status: v.status.into(), detail: v.detail }).collect(),
     }
   }
 }
@@ -1022,23 +1075,37 @@ pub struct BindingBackupVerifyResult {
 
 impl From<verify::BackupVerifyResult> for BindingBackupVerifyResult {
   fn from(r: verify::BackupVerifyResult) -> Self {
+    // Every field named, so a field added to the core struct fails to compile here until the binding carries it.
+    let verify::BackupVerifyResult {
+      increments,
+      files_checked,
+      inodes_read,
+      bytes_read,
+      unverifiable,
+      size_mtime_only,
+      problems,
+      repaired,
+      damaged,
+      state_error,
+      pending,
+      pending_run,
+    } = r;
     Self {
-      increments: r.increments as i64,
-      files_checked: r.files_checked as i64,
-      inodes_read: r.inodes_read as i64,
-      bytes_read: r.bytes_read as i64,
-      unverifiable: r.unverifiable as i64,
-      size_mtime_only: r.size_mtime_only as i64,
-      problems: r
-        .problems
+      increments: increments as i64,
+      files_checked: files_checked as i64,
+      inodes_read: inodes_read as i64,
+      bytes_read: bytes_read as i64,
+      unverifiable: unverifiable as i64,
+      size_mtime_only: size_mtime_only as i64,
+      problems: problems
         .into_iter()
         .map(|p| BindingBackupProblem { location: p.location, path: p.path, status: p.status.into(), detail: p.detail, repair: p.repair })
         .collect(),
-      repaired: r.repaired as i64,
-      damaged: damaged(r.damaged),
-      state_error: r.state_error,
-      pending_run: r.pending_run.map(Into::into),
-      pending: r.pending as i64,
+      repaired: repaired as i64,
+      damaged: js_damaged(damaged),
+      state_error,
+      pending_run: pending_run.map(Into::into),
+      pending: pending as i64,
     }
   }
 }
