@@ -25,13 +25,71 @@ export declare class RunLock {
 /** Tries to take the lock file `path` (its folder must exist), writing `info` into it. */
 export declare function acquireRunLock(path: string, info: string): RunLock
 
-/** `backup status`: JSON `{ state: maintain::StateCheck, leftovers: maintain::Leftovers }`. */
-export declare function backupStatus(dst: string): Promise<string>
+/** `backup status`: the mirror state check and the leftovers of interrupted commands. */
+export declare function backupStatus(dst: string): Promise<BindingStatus>
 
+/** One problem found in a backup folder. */
+export interface BindingBackupProblem {
+  /** `mirror` or the increment name. */
+  location: string
+  path: string
+  status: BindingVerifyStatus
+  detail: string | null
+  /** With repair: `repaired`, or why not. */
+  repair: string | null
+}
+
+/** What `verify --backup` found. */
+export interface BindingBackupVerifyResult {
+  increments: number
+  filesChecked: number
+  /** Distinct inodes hashed (hardlinked versions are read once). */
+  inodesRead: number
+  bytesRead: number
+  /** Untracked mirror files: no hash is recorded for them. */
+  unverifiable: number
+  /** Versions of the original backup.py without a hash, checked by size and mtime only. */
+  sizeMtimeOnly: number
+  problems: Array<BindingBackupProblem>
+  repaired: number
+  /** Increments whose metadata is missing or damaged (their readable entries were still checked). */
+  damaged: Array<BindingDamagedMetadata>
+  /** The mirror state could not be read, so the mirror was not checked. */
+  stateError: string | null
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: BindingPendingRun | null
+  /** Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING. */
+  pending: number
+}
+
+/** One path and the change a run gives it (dry run with `listChanges`). */
 export interface BindingChange {
   path: string
-  role: string
-  change: string
+  role: BindingRole
+  change: 'new' | 'changed' | 'deleted' | 'removed' | 'unchanged' | 'start-tracking'
+}
+
+/** A file `checksum` could not read. */
+export interface BindingChecksumError {
+  path: string
+  error: string
+}
+
+/** One folder's checksum run (the report is written, not yet finished). */
+export interface BindingChecksumRun {
+  /** SHA3-512 hex of the report data (json format). */
+  digest: string | null
+  files: number
+  errors: Array<BindingChecksumError>
+  bytes: number
+  workTime: number
+}
+
+export interface BindingCompareGroup {
+  group: string
+  servers: Array<BindingCompareServer>
+  lostFiles: Array<BindingLostFile>
+  mismatched: Array<BindingMismatch>
 }
 
 export interface BindingCompareInput {
@@ -39,10 +97,49 @@ export interface BindingCompareInput {
   path: string
 }
 
+/** What `compare` found, per group. */
+export interface BindingCompareResult {
+  groups: Array<BindingCompareGroup>
+}
+
+/** One server's report of a group. */
+export interface BindingCompareServer {
+  server: string
+  report: string
+  startTimestamp: number
+  workTime: number
+  files: number
+  errors: number
+}
+
+/** Increment metadata that is missing or damaged: the file, what is wrong, the command that rebuilds it. */
+export interface BindingDamagedMetadata {
+  increment: string
+  file: string
+  problem: string
+  fix: string
+}
+
+/** What `delete` removed (or would remove). */
+export interface BindingDeleteResult {
+  increment: string
+  dryRun: boolean
+  removed: Array<BindingRemovedFile>
+  bytes: number
+}
+
 export interface BindingExplanation {
   selected: boolean
-  role?: string
+  role?: BindingRole
   steps: Array<BindingStep>
+}
+
+/** What interrupted commands left in `.axiomatic/`. */
+export interface BindingLeftovers {
+  interruptedRun: BindingPendingRun | null
+  incompleteIncrements: Array<string>
+  prunePending: boolean
+  deletePending: boolean
 }
 
 /** Whether the lock file `path` is held right now (`null` without a lock file). */
@@ -52,6 +149,20 @@ export interface BindingLockProbe {
   info: string
 }
 
+/** A file some servers have and others lack. */
+export interface BindingLostFile {
+  path: string
+  presentOn: Array<string>
+  missingOn: Array<string>
+}
+
+/** A file whose sums differ between servers (`sums`: server → hex). */
+export interface BindingMismatch {
+  path: string
+  algorithm: string
+  sums: Record<string, string>
+}
+
 /** One normalized pattern (see `js/patterns`). */
 export interface BindingPattern {
   key: string
@@ -59,9 +170,20 @@ export interface BindingPattern {
   glob: string
 }
 
+/** An interrupted run (its journal is still there): the next `backup run` finishes it. */
+export interface BindingPendingRun {
+  /** The increment it was building, if any. */
+  increment: string | null
+  started: string
+  ops: number
+}
+
+/** The phase a long command is in (`Phase` of the core). */
+export type BindingPhase = 'recover' | 'scan' | 'plan' | 'apply' | 'commit' | 'done'
+
 /** A progress snapshot. */
 export interface BindingProgress {
-  phase: string
+  phase: BindingPhase
   filesScanned: number
   bytesScanned: number
   opsTotal: number
@@ -70,28 +192,79 @@ export interface BindingProgress {
   bytesDone: number
 }
 
+/** What `prune` removed and carried. */
+export interface BindingPruneResult {
+  dryRun: boolean
+  removed: Array<string>
+  kept: Array<string>
+  /** Entries carried into each kept increment. */
+  carried: Record<string, number>
+  filesRemoved: number
+}
+
+/** What `recreate` rebuilt. */
+export interface BindingRecreateResult {
+  rebuilt: Array<string>
+  kept: Array<string>
+  stateRebuilt: boolean
+  stateEntries: number
+  warnings: Array<BindingWarning>
+}
+
+/** A file `delete` removed from an increment. */
+export interface BindingRemovedFile {
+  path: string
+  /** `track` or `deleted`. */
+  category: string
+  size: number
+}
+
+/** The outcome of one run (the `Stats` of `js/backup.ts` adds `dryRun` and the target's probe). */
 export interface BindingReport {
-  increment?: string
-  recovered?: string
+  /** The increment this run committed, or null. */
+  increment: string | null
+  /** An increment finished on behalf of an interrupted earlier run, or null. */
+  recovered: string | null
   mirrorFiles: number
   trackedFiles: number
   new: number
   changed: number
   deleted: number
   removedFromMirror: number
+  /** Untracked files copied into the mirror. */
   mirrorUpdated: number
   bytesCopied: number
+  /** Increment files stored as copies because a hardlink was impossible. */
   linkFallbacks: number
+  /** Sockets, FIFOs and devices that the rules selected, skipped. */
   specialSkipped: number
   mtimeToleranceS: number
   durationMs: number
   warnings: Array<BindingWarning>
+  /** Advice about the rules, e.g. `did you mean "*.txt:rec"?`. */
   hints: Array<string>
+  /** Every selected path and its change (dry run with `listChanges`; else empty). */
   changes: Array<BindingChange>
-  /** Dry run only: why the real run would be refused. */
-  refused?: string
-  /** A folder of the original backup.py was adopted (its mirror and mirror.json as the previous state). */
+  /**
+   * Dry run only: why the real run would be refused (a foreign source or a mass deletion), or null.
+   * A real run is refused with an error of code `EREFUSED` instead.
+   */
+  refused: string | null
+  /**
+   * The backup folder was made by the original backup.py (no state of ours): its `mirror/` and `mirror.json` were
+   * taken as the previous state, so unchanged files were not copied again.
+   */
   adopted: boolean
+}
+
+/** A file a restore writes (dry run only). */
+export interface BindingRestoreItem {
+  path: string
+  /** `mirror` or the increment the version comes from. */
+  from: string
+  /** Restored from the mirror's current copy: no history is kept for it. */
+  untracked: boolean
+  size: number
 }
 
 export interface BindingRestoreOptions {
@@ -104,6 +277,30 @@ export interface BindingRestoreOptions {
   dryRun: boolean
   workers: number
 }
+
+/** What `restore` did (or would do). */
+export interface BindingRestoreResult {
+  /** The increment of the point in time; null = the latest state. */
+  at: string | null
+  dryRun: boolean
+  files: number
+  bytes: number
+  restored: number
+  /** Untracked files, restored from the mirror's current copy. */
+  untracked: number
+  existing: number
+  deletedAtPoint: number
+  /** An interrupted run, unfinished: the next `backup run` completes it. */
+  pendingRun: BindingPendingRun | null
+  /** Mirror files that run already replaced (restored as they are) or removed (not restored). */
+  pending: number
+  /** Dry run only: every file and where it comes from. */
+  items: Array<BindingRestoreItem>
+  warnings: Array<BindingWarning>
+}
+
+/** Whether a selected file keeps history (`tracked`) or only a mirror copy (`mirrored`). */
+export type BindingRole = 'tracked' | 'mirrored'
 
 /** The normalized rules. */
 export interface BindingRules {
@@ -151,6 +348,12 @@ export interface BindingSearchFilter {
   last?: number
 }
 
+/** A selected file (`selectFiles`). */
+export interface BindingSelected {
+  path: string
+  role: BindingRole
+}
+
 /** Single-core SHA-256 and MD5 speed measured inside this addon. */
 export interface BindingSha256Speed {
   /** The CPU has SHA-256 instructions. */
@@ -159,11 +362,46 @@ export interface BindingSha256Speed {
   md5Mbs: number
 }
 
+/**
+ * How the Ed25519 signature was checked: `pubkey` (by the key given: proves who signed), `embedded-key`
+ * (by the key written in the report: proves only that nothing changed after signing), `no-key` (signed,
+ * no key to check it with), `unsigned`. A signature that does not verify is an error (exit 2).
+ */
+export type BindingSignatureCheck = 'unsigned' | 'embedded-key' | 'no-key' | 'pubkey'
+
+/** Fast check (size, mtime) of the mirror state against `dst/mirror`. */
+export interface BindingStateCheck {
+  statePresent: boolean
+  /** A folder of the original backup.py: mirror.json compared with mirror/; the next run adopts it. */
+  original: boolean
+  stateError: string | null
+  stateEntries: number
+  mirrorFiles: number
+  missing: Array<string>
+  extra: Array<string>
+  differing: Array<string>
+  /** Differences an interrupted run already made (the next run finishes it). */
+  pending: Array<string>
+  agrees: boolean
+}
+
+export interface BindingStatus {
+  state: BindingStateCheck
+  leftovers: BindingLeftovers
+}
+
 export interface BindingStep {
   path: string
   key?: string
   pattern?: string
   effect: string
+}
+
+/** One path and its verdict (`detail` only when there is something to say). */
+export interface BindingVerdict {
+  path: string
+  status: BindingVerifyStatus
+  detail?: string
 }
 
 export interface BindingVerifyOptions {
@@ -179,32 +417,53 @@ export interface BindingVerifyOptions {
   all: boolean
 }
 
+/** What `verify REPORT` found. */
+export interface BindingVerifyResult {
+  root: string
+  algorithms: Array<string>
+  incremental: boolean
+  digest: string | null
+  signatureEd25519: string | null
+  signatureCheck: BindingSignatureCheck
+  files: number
+  /** Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged). */
+  trusted: number
+  bytesRead: number
+  /** Paths per status (`OK`, `FAILED`…); covers every path even without `all`. */
+  counts: Partial<Record<BindingVerifyStatus, number>>
+  /** The problems (every path with `all`), sorted by path. */
+  results: Array<BindingVerdict>
+}
+
+/** The verdict on one path (`verify`, `verify --backup`). */
+export type BindingVerifyStatus = 'OK' | 'FAILED' | 'CORRUPT' | 'MISSING' | 'NEW' | 'ERROR' | 'OVERWRITTEN'
+
+/** A per-path problem that did not stop the command (`code`: one of `WarningCode` in `js/warnings.ts`). */
 export interface BindingWarning {
   path: string
   code: string
   message: string
 }
 
-/** Compiles the rules once to check them; throws `ECONFIG: <key>: …` if a pattern cannot compile. */
+/** Compiles the rules once to check them; throws an error of code `ECONFIG` naming the key if a pattern cannot compile. */
 export declare function checkRules(rules: BindingRules): void
 
 /**
  * `backup checksum` for one folder: walks, hashes and streams the report
- * to `tmp` (unfinished: `finishReport` adds optional fields and renames
- * it). JSON `{ digest, files, errors, bytes, workTime }`.
+ * to `tmp` (unfinished: `finishReport` adds optional fields and renames it).
  */
-export declare function checksumFolder(root: string, algos: Array<string>, threads: number, group: string, startTimestamp: number, format: string, tmp: string, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>
+export declare function checksumFolder(root: string, algos: Array<string>, threads: number, group: string, startTimestamp: number, format: string, tmp: string, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingChecksumRun>
 
-/** `backup compare`: JSON of `compare::CompareResult`. */
-export declare function compareReports(inputs: Array<BindingCompareInput>): Promise<string>
+/** `backup compare`. */
+export declare function compareReports(inputs: Array<BindingCompareInput>): Promise<BindingCompareResult>
 
-/** `backup delete NAME --mask M`: JSON of `maintain::DeleteReport`. */
-export declare function deleteFromIncrement(dst: string, name: string, masks: Array<string>, ignoreCase: boolean, dryRun: boolean): Promise<string>
+/** `backup delete NAME --mask M`. */
+export declare function deleteFromIncrement(dst: string, name: string, masks: Array<string>, ignoreCase: boolean, dryRun: boolean): Promise<BindingDeleteResult>
 
 /** Says which rule selects, tracks or excludes `path` (relative to `src`). */
 export declare function explainPath(rules: BindingRules, path: string, isDir: boolean): BindingExplanation
 
-/** `backup history PATH`: JSON of `explore::History`. */
+/** `backup history PATH`: JSON text of `catalog::History`. */
 export declare function fileHistory(dst: string, path: string): Promise<string>
 
 /** Finishes what a killed `delete` or `prune` left; returns what it did. */
@@ -217,28 +476,28 @@ export declare function finishPending(dst: string, workers: number): Array<strin
  */
 export declare function finishReport(tmp: string, path: string, extra: string, jsonFormat: boolean): void
 
-/** `backup list`: JSON of `explore::Listing`. */
+/** `backup list`: JSON text of `catalog::Listing` (JSON: see "The binding" in docs/design.md). */
 export declare function listIncrements(dst: string, detailed: boolean): Promise<string>
 
 export declare function probeRunLock(path: string): BindingLockProbe | null
 
-/** `backup prune`: removes the named increments (the policy is applied in JS). JSON of `maintain::PruneReport`. */
-export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+/** `backup prune`: removes the named increments (the policy is applied in JS). */
+export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingPruneResult>
 
-/** `backup recreate`: JSON of `maintain::RecreateReport`. */
-export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+/** `backup recreate`. */
+export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingRecreateResult>
 
-/** `backup restore`: JSON of `restore::RestoreReport`. */
-export declare function restoreBackup(options: BindingRestoreOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>
+/** `backup restore`. */
+export declare function restoreBackup(options: BindingRestoreOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingRestoreResult>
 
 /** Runs one backup off the main thread. */
 export declare function runBackup(options: BindingRunOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingReport>
 
-/** `backup search`: JSON of `explore::Found`. */
+/** `backup search`: JSON text of `catalog::Found` (a million hits convert ≈ 2.5× faster as JSON). */
 export declare function searchBackup(dst: string, filter: BindingSearchFilter): Promise<string>
 
 /** Lists the files the rules select under `src` (sorted), for tests and `--dry-run`. */
-export declare function selectFiles(src: string, rules: BindingRules): Array<BindingChange>
+export declare function selectFiles(src: string, rules: BindingRules): Array<BindingSelected>
 
 /**
  * Which SHA-256 kernel runs in the addon as Node loads it (issue 12: the
@@ -247,11 +506,11 @@ export declare function selectFiles(src: string, rules: BindingRules): Array<Bin
  */
 export declare function sha256Speed(mib: number, rounds: number): BindingSha256Speed
 
-/** `backup verify --backup DST [--repair]`: JSON of `verify::BackupVerifyResult`. */
-export declare function verifyBackup(dst: string, source: string | undefined | null, threads: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<string>
+/** `backup verify --backup DST [--repair]`. */
+export declare function verifyBackup(dst: string, source: string | undefined | null, threads: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingBackupVerifyResult>
 
 /**
  * `backup verify REPORT`: checks the report (digest, and the Ed25519
- * signature: against the given key, else against the embedded one) before reading any file. JSON of `verify::VerifyResult`.
+ * signature: against the given key, else against the embedded one) before reading any file.
  */
-export declare function verifyReport(options: BindingVerifyOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<string>
+export declare function verifyReport(options: BindingVerifyOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingVerifyResult>

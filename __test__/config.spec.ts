@@ -4,7 +4,8 @@ import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
-import { ConfigError, loadConfig, resolveConfig } from '../js'
+import { BackupError, ConfigError, loadConfig, resolveConfig } from '../js'
+import { fromNative, native } from '../js/native'
 import { cli, tmpdir, writeConfig } from './helpers'
 
 function ws() {
@@ -151,4 +152,33 @@ describe('config', () => {
     expect(r.stderr).toContain('npm run build:native')
     expect(fs.existsSync(path.join(dir, 'dst'))).toBe(false)
   })
+
+  it('native errors carry a real code property; the message has no code prefix; the JS class follows the code', async () => {
+    const pat = (source: string) => ({ key: 'include_files', source, glob: source })
+    const rules = { includeDirs: [], trackDirs: [], excludeDirs: [], includeFiles: [pat('a[')], trackFiles: [], excludeFiles: [], directoryPriority: 'track' }
+    let thrown: unknown
+    try {
+      native().checkRules(rules)
+    } catch (e) {
+      thrown = e
+    }
+    expect(thrown).toBeInstanceOf(Error)
+    expect((thrown as NodeJS.ErrnoException).code).toBe('ECONFIG')
+    expect((thrown as Error).message).not.toMatch(/^E[A-Z]+: /)
+    expect((thrown as Error).message).toContain('a[')
+    const mapped = fromNative(thrown)
+    expect(mapped).toBeInstanceOf(ConfigError)
+    expect(mapped).toMatchObject({ code: 'ECONFIG', exitCode: 64, message: (thrown as Error).message })
+    // An async call rejects the same way: a missing temp report cannot be finished (EIO), from a worker thread.
+    const dir = ws()
+    const err = await native()
+      .checksumFolder(path.join(dir, 'none'), ['sha256'], 1, 'g', 0, 'json', path.join(dir, 'no', 'tmp'), null, null)
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect((err as NodeJS.ErrnoException).code).toMatch(/^E[A-Z]+$/)
+    const b = fromNative(err)
+    expect(b).toBeInstanceOf(BackupError)
+    expect(b).toMatchObject({ code: (err as NodeJS.ErrnoException).code, exitCode: 2 })
+  })
 })
+

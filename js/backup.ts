@@ -5,71 +5,28 @@
 import { BackupError, ConfigError, ExitCode } from './errors'
 import { loadConfig, parseMaxDelete, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
-import { fromNative, native, type BindingProgress } from './native'
+import { fromNative, native, type BindingChange, type BindingProgress, type BindingReport, type BindingRole } from './native'
+import { typedWarnings, type Warning } from './warnings'
 import { readTarget, writeLastRun, type LastRun } from './explore'
 
-/** A per-file problem that did not stop the run. */
-export interface Warning {
-  /** Path relative to `src`. */
-  path: string
-  /**
-   * Stable code: `permission-denied`, `vanished`, `changed-during-read` (skipped: it kept changing, with
-   * `skipInconsistent`), `inconsistent-copy` (stored as read while it kept changing, marked inconsistent),
-   * `io-error`, `mirror-missing`.
-   * A folder or file that could not be read (any code but `vanished`) keeps its earlier backup.
-   */
-  code: string
-  message: string
-}
+export type { Warning, WarningCode } from './warnings'
 
 /** One path and the change a run gives it (dry run with `listChanges`). */
-export interface PathChange {
-  path: string
-  role: 'tracked' | 'mirrored'
-  change: 'new' | 'changed' | 'deleted' | 'removed' | 'unchanged' | 'start-tracking'
-}
+export type PathChange = BindingChange
 
-/** Statistics of one run (`backup run --json` prints exactly this object). */
-export interface Stats {
-  /** The increment this run committed, or null. */
-  increment: string | null
-  /** An increment finished on behalf of an interrupted earlier run, or null. */
-  recovered: string | null
+/**
+ * Statistics of one run (`backup run --json` prints exactly this object): the binding's report (fields documented
+ * in `binding.d.ts`, `BindingReport`) and what the JS side adds.
+ */
+export type Stats = Omit<BindingReport, 'changes' | 'warnings'> & {
   dryRun: boolean
-  mirrorFiles: number
-  trackedFiles: number
-  new: number
-  changed: number
-  deleted: number
-  removedFromMirror: number
-  /** Untracked files copied into the mirror. */
-  mirrorUpdated: number
-  bytesCopied: number
-  /** Increment files stored as copies because a hardlink was impossible. */
-  linkFallbacks: number
-  /** Sockets, FIFOs and devices that the rules selected, skipped. */
-  specialSkipped: number
-  mtimeToleranceS: number
-  durationMs: number
   warnings: Warning[]
-  /** Advice about the rules, e.g. `did you mean "*.txt:rec"?`. */
-  hints: string[]
   /** What the target cannot do, found by the run's probe (`dst/.axiomatic/target.json`); empty when nothing is limited. */
   targetLimits: string[]
   /** The target's file-system type (from the probe), or null. */
   targetFs: string | null
   /** Only with `listChanges`. */
   changes?: PathChange[]
-  /**
-   * Dry run only: why the real run would be refused (a foreign source or a mass deletion), or null.
-   * A real run is refused with a `BackupError` of code `EREFUSED` instead.
-   */
-  refused: string | null
-  /**
-   * The backup folder was made by the original backup.py (no state of ours): its `mirror/` and `mirror.json` were taken
-   * as the previous state, so unchanged files were not copied again.
-   */
-  adopted: boolean
 }
 
 export type Progress = BindingProgress
@@ -104,9 +61,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
   if (opts.maxDelete !== undefined && maxDelete === undefined)
     throw new ConfigError(`maxDelete (--max-delete) must be a whole number of files or a percentage such as "20%", got ${JSON.stringify(opts.maxDelete)}`)
   if (opts.signal?.aborted) {
-    const e = new BackupError('EABORTED', 'the run was aborted before it started; nothing was written', ExitCode.Failed)
-    e.name = 'AbortError'
-    throw e
+    throw new BackupError('EABORTED', 'the run was aborted before it started; nothing was written')
   }
   const release = opts.dryRun ? () => {} : acquireLock(cfg.dst)
   const started = new Date().toISOString()
@@ -140,8 +95,8 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       opts.signal,
     )
     const stats: Stats = {
-      increment: r.increment ?? null,
-      recovered: r.recovered ?? null,
+      increment: r.increment,
+      recovered: r.recovered,
       dryRun: !!opts.dryRun,
       mirrorFiles: r.mirrorFiles,
       trackedFiles: r.trackedFiles,
@@ -155,9 +110,9 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       specialSkipped: r.specialSkipped,
       mtimeToleranceS: r.mtimeToleranceS,
       durationMs: r.durationMs,
-      warnings: r.warnings,
+      warnings: typedWarnings(r.warnings),
       hints: r.hints,
-      refused: r.refused ?? null,
+      refused: r.refused,
       adopted: r.adopted,
       targetLimits: [],
       targetFs: null,
@@ -167,7 +122,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
       stats.targetLimits = target.limits
       stats.targetFs = target.caps.fs_type
     }
-    if (opts.listChanges) stats.changes = r.changes as PathChange[]
+    if (opts.listChanges) stats.changes = r.changes
     record({
       result: stats.warnings.length ? 'partial' : 'ok',
       increment: stats.increment,
@@ -190,7 +145,7 @@ export async function backup(configOrPath: Config | ResolvedConfig | string, opt
 export interface Explanation {
   path: string
   selected: boolean
-  role: 'tracked' | 'mirrored' | null
+  role: BindingRole | null
   steps: { path: string; key: string | null; pattern: string | null; effect: string }[]
 }
 
@@ -200,7 +155,7 @@ export function explain(cfg: ResolvedConfig, relPath: string, isDir: boolean): E
   return {
     path: relPath,
     selected: e.selected,
-    role: (e.role ?? null) as Explanation['role'],
+    role: e.role ?? null,
     steps: e.steps.map((s) => ({ path: s.path, key: s.key ?? null, pattern: s.pattern ?? null, effect: s.effect })),
   }
 }

@@ -7,12 +7,13 @@
  * ```
  */
 export { backup, explain } from './backup'
-export type { BackupOptions, Stats, Warning, PathChange, Progress, Explanation } from './backup'
+export type { BackupOptions, Stats, Warning, WarningCode, PathChange, Progress, Explanation } from './backup'
 export { loadConfig, resolveConfig } from './config'
 export type { Config, ResolvedConfig } from './config'
 export { compileRules, normalizePattern } from './patterns'
 export type { RuleLists, RuleKey, DirectoryPriority } from './patterns'
 export { BackupError, ConfigError, ExitCode } from './errors'
+export type { ErrorCode, ExitCodeValue } from './errors'
 export { acquireLock, readLock } from './lock'
 export {
   listIncrements,

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
-import { BackupError, ExitCode } from './errors'
+import { BackupError, ExitCode, type ErrorCode } from './errors'
 import { fromNative, native } from './native'
 
 export interface LockInfo {
@@ -64,15 +64,17 @@ export function isAlive(pid: number): boolean {
  */
 export function targetError(dst: string, e: unknown): unknown {
   const code = (e as NodeJS.ErrnoException).code
-  const why: Record<string, string> = {
-    EROFS: 'is on a read-only file system (mounted read-only, or remounted so after disk errors); remount it read-write or check the disk',
-    ENOSPC: 'is on a full disk (no space left on device); free space, then run again',
-    EDQUOT: 'is over its disk quota; free space, then run again',
-    EACCES: 'is not writable by this user (permission denied)',
-    EPERM: 'is not writable by this user (operation not permitted)',
+  // errno → our code and what it means.
+  const why: Partial<Record<string, [ErrorCode, string]>> = {
+    EROFS: ['EROFS', 'is on a read-only file system (mounted read-only, or remounted so after disk errors); remount it read-write or check the disk'],
+    ENOSPC: ['ENOSPC', 'is on a full disk (no space left on device); free space, then run again'],
+    EDQUOT: ['ENOSPC', 'is over its disk quota; free space, then run again'],
+    EACCES: ['EACCES', 'is not writable by this user (permission denied)'],
+    EPERM: ['EPERM', 'is not writable by this user (operation not permitted)'],
   }
-  if (!code || !why[code]) return e
-  return new BackupError(code === 'EDQUOT' ? 'ENOSPC' : code, `the backup folder ${dst} ${why[code]}; nothing was written`, ExitCode.Failed, { cause: e })
+  const known = code ? why[code] : undefined
+  if (!known) return e
+  return new BackupError(known[0], `the backup folder ${dst} ${known[1]}; nothing was written`, ExitCode.Failed, { cause: e })
 }
 
 /** Takes the lock of `dst`; returns its release function. Refuses (exit 2) while another command holds it. */

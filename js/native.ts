@@ -1,9 +1,9 @@
 /**
  * The only importer of the generated napi loader (`binding.js`). Turns a
  * missing binary into an error that says which platform package is missing
- * and how to build it, and native errors (`ECONFIG: …`) into BackupErrors.
+ * and how to build it, and native errors (a JS Error whose `code` the binding set) into BackupErrors.
  */
-import { BackupError, ConfigError, ExitCode } from './errors'
+import { BackupError, ExitCode, errorFor, isErrorCode } from './errors'
 import type * as Binding from '../binding'
 
 export type * from '../binding'
@@ -52,17 +52,32 @@ export function native(): typeof Binding {
   return cached
 }
 
-/** Maps an error thrown by the binding to a BackupError with a code. */
+/**
+ * Maps an error thrown by the binding (a JS `Error` whose `code` the binding set: `ECONFIG`, `EIO`…) to the
+ * error class of its code; anything else (a napi `AbortError`, a bug) passes through unchanged.
+ */
 export function fromNative(err: unknown): Error {
   if (!(err instanceof Error)) return new BackupError('EIO', String(err))
-  const m = /^(E[A-Z]+): ([\s\S]*)$/.exec(err.message)
-  if (!m) return err
-  const [, code, message] = m
-  if (code === 'ECONFIG') return new ConfigError(message, { cause: err })
-  if (code === 'EABORTED') {
-    const e = new BackupError(code, message, ExitCode.Failed, { cause: err })
-    e.name = 'AbortError'
-    return e
-  }
-  return new BackupError(code, message, ExitCode.Failed, { cause: err })
+  const { code, syscall } = err as NodeJS.ErrnoException
+  // Node's own errors (they name a syscall) pass through as they are.
+  return isErrorCode(code) && syscall === undefined ? errorFor(code, err.message, { cause: err }) : err
 }
+
+/**
+ * Awaits a native call, its error mapped by `fromNative`. Most exports return typed objects (declared by the
+ * binding's `#[napi(object)]` structs in `binding.d.ts`); the few whose results can be huge (list, search,
+ * history) return JSON text, parsed with `callJson` (see docs/design.md, "The binding").
+ */
+export async function call<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** `call` for the exports that return JSON text: parses it into the documented type. */
+export async function callJson<T>(p: Promise<string>): Promise<T> {
+  return JSON.parse(await call(p)) as T
+}
+

@@ -11,8 +11,22 @@ import path from 'node:path'
 
 import { ConfigError } from '../errors'
 import { acquireLock, readLock, type LockInfo } from '../lock'
-import { fromNative, native, type BindingProgress } from '../native'
-import type { Warning } from '../backup'
+import {
+  call,
+  callJson,
+  fromNative,
+  native,
+  type BindingDamagedMetadata,
+  type BindingDeleteResult,
+  type BindingLeftovers,
+  type BindingPendingRun,
+  type BindingProgress,
+  type BindingPruneResult,
+  type BindingRecreateResult,
+  type BindingRestoreResult,
+  type BindingStateCheck,
+} from '../native'
+import { typedWarnings, type Warning } from '../warnings'
 import { normalizeMask, parsePathFilter, parseSize, parseTime, parseWhen } from './filters'
 import { applyPolicy, type Decision, type RetentionPolicy } from './retention'
 
@@ -33,14 +47,6 @@ export function requireBackupDir(dst: string): string {
     throw new ConfigError(`${abs} is not a backup folder (no mirror/, no .axiomatic/, no backup_* increments); check --dst`)
   }
   return abs
-}
-
-async function call<T>(p: Promise<string>): Promise<T> {
-  try {
-    return JSON.parse(await p) as T
-  } catch (e) {
-    throw fromNative(e)
-  }
 }
 
 function workers(): number {
@@ -69,12 +75,7 @@ async function locked<T>(dst: string, command: string, fn: (finished: string[]) 
  * An increment whose metadata is missing or damaged: every command that reads metadata reports it this way
  * (`file` is the metadata file, `problem` what is wrong, `fix` the command that rebuilds it).
  */
-export interface DamagedMetadata {
-  increment: string
-  file: string
-  problem: string
-  fix: string
-}
+export type DamagedMetadata = BindingDamagedMetadata
 
 /** One line per damaged metadata file: the file, what is wrong, the command that rebuilds it. */
 export function describeDamage(d: DamagedMetadata): string {
@@ -116,7 +117,7 @@ export interface Listing {
 
 /** `backup list`: every increment, oldest first. */
 export async function listIncrements(dst: string, opts: { detailed?: boolean } = {}): Promise<Listing> {
-  return call<Listing>(native().listIncrements(requireBackupDir(dst), !!opts.detailed))
+  return callJson<Listing>(native().listIncrements(requireBackupDir(dst), !!opts.detailed))
 }
 
 // ---------------------------------------------------------------- search
@@ -191,7 +192,7 @@ export async function search(dst: string, opts: SearchOptions = {}): Promise<Sea
     last: opts.lastBackups,
   }
   const dir = requireBackupDir(dst)
-  return call<SearchResult>(native().searchBackup(dir, filter))
+  return callJson<SearchResult>(native().searchBackup(dir, filter))
 }
 
 // ---------------------------------------------------------------- history
@@ -212,18 +213,13 @@ export async function history(dst: string, file: string): Promise<FileHistory> {
   if (!file || file.startsWith('/') || file.split('/').includes('..')) {
     throw new ConfigError(`history: ${JSON.stringify(file)}: give the file's path relative to the backed-up folder, e.g. docs/report.pdf`)
   }
-  return call<FileHistory>(native().fileHistory(requireBackupDir(dst), file))
+  return callJson<FileHistory>(native().fileHistory(requireBackupDir(dst), file))
 }
 
 // ---------------------------------------------------------------- restore
 
 /** An interrupted run (its journal is still there): the next `backup run` finishes it. */
-export interface PendingRun {
-  /** The increment it was building (under `.axiomatic/incomplete/`), if any. */
-  increment: string | null
-  started: string
-  ops: number
-}
+export type PendingRun = BindingPendingRun
 
 /** One line naming an unfinished run and what completes it. */
 export function describePendingRun(r: PendingRun): string {
@@ -243,25 +239,8 @@ export interface RestoreOptions {
   signal?: AbortSignal
 }
 
-export interface RestoreResult {
-  /** The increment of the point in time; null = latest state. */
-  at: string | null
-  dryRun: boolean
-  files: number
-  bytes: number
-  restored: number
-  /** Untracked files, restored from the mirror's current copy (no history is kept for them). */
-  untracked: number
-  existing: number
-  deletedAtPoint: number
-  /** An interrupted run, unfinished: the next `backup run` completes it. */
-  pendingRun: PendingRun | null
-  /** Mirror files that run already replaced (restored as they are, no recorded hash to check yet) or removed (not restored). */
-  pending: number
-  /** Dry run only: every file and where it comes from. */
-  items: { path: string; from: string; untracked: boolean; size: number }[]
-  warnings: Warning[]
-}
+/** What `restore` did (or would do); fields documented in `binding.d.ts`. */
+export type RestoreResult = Omit<BindingRestoreResult, 'warnings'> & { warnings: Warning[] }
 
 /** Resolves `--at` to the newest increment at or before it. */
 export async function resolveAt(dst: string, when: string): Promise<string> {
@@ -298,22 +277,19 @@ export async function restore(dst: string, opts: RestoreOptions): Promise<Restor
     }
   }
   const at = opts.at !== undefined ? await resolveAt(dir, opts.at) : undefined
-  return call<RestoreResult>(
+  const r = await call(
     native().restoreBackup(
       { dst: dir, to, paths: opts.paths ?? [], at, overwrite: !!opts.overwrite, dryRun: !!opts.dryRun, workers: workers() },
       opts.onProgress,
       opts.signal,
     ),
   )
+  return { ...r, warnings: typedWarnings(r.warnings) }
 }
 
 // ---------------------------------------------------------------- recreate, delete, prune
 
-export interface RecreateResult {
-  rebuilt: string[]
-  kept: string[]
-  stateRebuilt: boolean
-  stateEntries: number
+export type RecreateResult = Omit<BindingRecreateResult, 'warnings'> & {
   warnings: Warning[]
   /** Interrupted maintenance that was finished first. */
   finished: string[]
@@ -325,20 +301,13 @@ export async function recreate(
   opts: { backup?: string; force?: boolean; onProgress?: (p: BindingProgress) => void } = {},
 ): Promise<RecreateResult> {
   const dir = requireBackupDir(dst)
-  return locked(dir, 'recreate', async (finished) => ({
-    ...(await call<Omit<RecreateResult, 'finished'>>(
-      native().recreateMetadata(dir, opts.backup, !!opts.force, workers(), opts.onProgress),
-    )),
-    finished,
-  }))
+  return locked(dir, 'recreate', async (finished) => {
+    const r = await call(native().recreateMetadata(dir, opts.backup, !!opts.force, workers(), opts.onProgress))
+    return { ...r, warnings: typedWarnings(r.warnings), finished }
+  })
 }
 
-export interface DeleteResult {
-  increment: string
-  dryRun: boolean
-  removed: { path: string; category: string; size: number }[]
-  bytes: number
-}
+export type DeleteResult = BindingDeleteResult
 
 /** `backup delete NAME --mask M`: removes matching files from one increment and its metadata. */
 export async function deleteFiles(
@@ -349,20 +318,12 @@ export async function deleteFiles(
   const dir = requireBackupDir(dst)
   if (!opts.masks?.length) throw new ConfigError('delete needs at least one --mask (e.g. --mask "*.iso"); it never empties an increment by default')
   const masks = opts.masks.map(normalizeMask)
-  const run = () => call<DeleteResult>(native().deleteFromIncrement(dir, name, masks, !!opts.ignoreCase, !!opts.dryRun))
+  const run = () => call(native().deleteFromIncrement(dir, name, masks, !!opts.ignoreCase, !!opts.dryRun))
   return opts.dryRun ? run() : locked(dir, 'delete', run)
 }
 
-export interface PruneResult {
-  dryRun: boolean
-  decisions: Decision[]
-  removed: string[]
-  kept: string[]
-  /** Entries carried into each kept increment. */
-  carried: Record<string, number>
-  filesRemoved: number
-  finished: string[]
-}
+/** What `prune` removed, kept and carried (`decisions`: the policy's reasons; `finished`: interrupted maintenance finished first). */
+export type PruneResult = BindingPruneResult & { decisions: Decision[]; finished: string[] }
 
 /** `backup prune`: removes increments by retention policy, carrying what kept points in time need. */
 export async function prune(dst: string, policy: RetentionPolicy, opts: PruneOptions = {}): Promise<PruneResult> {
@@ -394,9 +355,7 @@ async function pruneBy(dst: string, decide: (incs: { name: string; timeMs: numbe
     const { increments } = await listIncrements(dir)
     const decisions = decide(increments.map((i) => ({ name: i.name, timeMs: Date.parse(i.timestamp) })))
     const remove = decisions.filter((d) => !d.keep).map((d) => d.name)
-    const r = await call<Omit<PruneResult, 'decisions' | 'finished'>>(
-      native().pruneIncrements(dir, remove, !!opts.dryRun, workers(), opts.onProgress),
-    )
+    const r = await call(native().pruneIncrements(dir, remove, !!opts.dryRun, workers(), opts.onProgress))
     return { ...r, decisions, finished }
   }
   return opts.dryRun ? run([]) : locked(dir, 'prune', run)
@@ -425,27 +384,10 @@ export interface BackupStatus {
    * is not held is the leftover of a process that died; the next command takes the lock.
    */
   lock: (LockInfo & { alive: boolean }) | null
-  leftovers: {
-    interruptedRun: { increment: string | null; started: string; ops: number } | null
-    incompleteIncrements: string[]
-    prunePending: boolean
-    deletePending: boolean
-  }
+  /** What interrupted commands left in `.axiomatic/`. */
+  leftovers: BindingLeftovers
   /** Fast check (size, mtime) of the mirror state against dst/mirror. */
-  state: {
-    statePresent: boolean
-    /** A folder of the original backup.py: mirror.json compared with mirror/; the next run adopts it. */
-    original: boolean
-    stateError: string | null
-    stateEntries: number
-    mirrorFiles: number
-    missing: string[]
-    extra: string[]
-    differing: string[]
-    /** Differences an interrupted run already made (the next run finishes it). */
-    pending: string[]
-    agrees: boolean
-  }
+  state: BindingStateCheck
   increments: number
   newest: string | null
   /** Increments whose metadata is missing or damaged (needs attention: exit 1). */
@@ -506,7 +448,7 @@ export async function status(dst: string): Promise<BackupStatus> {
     lastRun = null
   }
   const lock = readLock(dir)
-  const s = await call<{ state: BackupStatus['state']; leftovers: BackupStatus['leftovers'] }>(native().backupStatus(dir))
+  const s = await call(native().backupStatus(dir))
   const { increments, damaged } = await listIncrements(dir)
   return {
     dst: dir,

@@ -11,8 +11,17 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { ConfigError } from '../errors'
-import { fromNative, native, type BindingProgress } from '../native'
-import type { DamagedMetadata, PendingRun } from '../explore'
+import {
+  call,
+  fromNative,
+  native,
+  type BindingBackupVerifyResult,
+  type BindingChecksumRun,
+  type BindingCompareResult,
+  type BindingProgress,
+  type BindingVerifyResult,
+  type BindingVerifyStatus,
+} from '../native'
 import { latestReport } from './reports'
 import { fetchLatestReports, parseSshUrl } from './ssh'
 import type { SshOptions } from './ssh'
@@ -22,14 +31,6 @@ export type { SshOptions } from './ssh'
 export const ALGORITHMS = ['sha256', 'md5', 'blake3', 'sha512', 'sha3-512', 'xxh3'] as const
 export type Algorithm = (typeof ALGORITHMS)[number]
 export type ReportFormat = 'json' | 'sha256sum' | 'b3sum'
-
-async function call<T>(p: Promise<string>): Promise<T> {
-  try {
-    return JSON.parse(await p) as T
-  } catch (e) {
-    throw fromNative(e)
-  }
-}
 
 export function parseAlgos(list: string | string[] | undefined, fallback: Algorithm[] = ['sha256', 'md5']): Algorithm[] {
   if (list === undefined) return fallback
@@ -168,9 +169,9 @@ export async function checksumFolder(root: string, group: string, out: string, o
   fs.mkdirSync(path.dirname(target), { recursive: true })
   const tmp = opts.tmpDir ? path.join(opts.tmpDir, `${path.basename(target)}.${process.pid}`) : `${target}.tmp-${process.pid}`
   const start = opts.startTimestamp ?? Date.now() / 1000
-  let r: { digest: string | null; files: number; errors: { path: string; error: string }[]; bytes: number; workTime: number }
+  let r: BindingChecksumRun
   try {
-    r = await call(native().checksumFolder(abs, algos, opts.threads ?? os.availableParallelism(), group, start, format, tmp, opts.onProgress, opts.signal))
+    r = await native().checksumFolder(abs, algos, opts.threads ?? os.availableParallelism(), group, start, format, tmp, opts.onProgress, opts.signal)
     let extra = ''
     if (key && r.digest) {
       const sig = crypto.sign(null, Buffer.from(r.digest, 'hex'), key).toString('hex')
@@ -239,26 +240,11 @@ export function readGroupsIndex(file: string): { name: string; path: string }[] 
 
 // ---------------------------------------------------------------- verify
 
-export type VerifyStatus = 'OK' | 'FAILED' | 'CORRUPT' | 'MISSING' | 'NEW' | 'ERROR'
+/** The verdict on one path: `OK`, `FAILED`, `CORRUPT`, `MISSING`, `NEW`, `ERROR`, `OVERWRITTEN` (`verify --backup`). */
+export type VerifyStatus = BindingVerifyStatus
 
-export interface VerifyResult {
-  root: string
-  algorithms: string[]
-  incremental: boolean
-  digest: string | null
-  signatureEd25519: string | null
-  /**
-   * How the Ed25519 signature was checked: `pubkey` (by the key given: proves who signed), `embedded-key`
-   * (by the key written in the report: proves only that nothing changed after signing), `no-key` (signed,
-   * no key to check it with), `unsigned`. A signature that does not verify is an error (exit 2).
-   */
-  signatureCheck: 'pubkey' | 'embedded-key' | 'no-key' | 'unsigned'
-  files: number
-  trusted: number
-  bytesRead: number
-  counts: Partial<Record<VerifyStatus, number>>
-  results: { path: string; status: VerifyStatus; detail?: string }[]
-}
+/** What `verify REPORT` found; fields documented in `binding.d.ts`. */
+export type VerifyResult = BindingVerifyResult
 
 export interface VerifyOptions {
   root?: string
@@ -281,7 +267,7 @@ export interface VerifyOptions {
 export async function verify(report: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   if (!fs.existsSync(report)) throw new ConfigError(`report ${report} does not exist`)
   const publicKey = opts.pubkey ? rawPublicKey(opts.pubkey) : undefined
-  return call<VerifyResult>(
+  return call(
     native().verifyReport(
       {
         report: path.resolve(report),
@@ -298,44 +284,23 @@ export async function verify(report: string, opts: VerifyOptions = {}): Promise<
   )
 }
 
-export interface BackupVerifyResult {
-  increments: number
-  filesChecked: number
-  inodesRead: number
-  bytesRead: number
-  unverifiable: number
-  repaired: number
-  problems: { location: string; path: string; status: VerifyStatus; detail: string | null; repair: string | null }[]
-  /** Increments whose metadata is missing or damaged (their readable entries were still checked). */
-  damaged: DamagedMetadata[]
-  /** The mirror state could not be read, so the mirror was not checked. */
-  stateError: string | null
-  /** An interrupted run, unfinished: the next `backup run` completes it. */
-  pendingRun: PendingRun | null
-  /** Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING. */
-  pending: number
-}
+/** What `verify --backup` found; fields documented in `binding.d.ts`. */
+export type BackupVerifyResult = BindingBackupVerifyResult
 
 /** `backup verify --dst DST [--repair --source SRC]`. */
 export async function verifyBackup(
   dst: string,
   opts: { source?: string; threads?: number; onProgress?: (p: BindingProgress) => void } = {},
 ): Promise<BackupVerifyResult> {
-  return call<BackupVerifyResult>(
+  return call(
     native().verifyBackup(path.resolve(dst), opts.source ? path.resolve(opts.source) : undefined, opts.threads ?? os.availableParallelism(), opts.onProgress),
   )
 }
 
 // ---------------------------------------------------------------- compare
 
-export interface CompareResult {
-  groups: {
-    group: string
-    servers: { server: string; report: string; startTimestamp: number; workTime: number; files: number; errors: number }[]
-    lostFiles: { path: string; presentOn: string[]; missingOn: string[] }[]
-    mismatched: { path: string; algorithm: string; sums: Record<string, string> }[]
-  }[]
-}
+/** What `compare` found, per group; fields documented in `binding.d.ts`. */
+export type CompareResult = BindingCompareResult
 
 /** The newest `all_<ts>.json` of a folder, if any. */
 function latestIn(dir: string): string | undefined {
@@ -376,7 +341,7 @@ export async function compare(sources: string[], opts: SshOptions = {}): Promise
         for (const f of localReports(s)) inputs.push({ server: s, path: f })
       }
     }
-    return await call<CompareResult>(native().compareReports(inputs))
+    return await call(native().compareReports(inputs))
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true })
   }
