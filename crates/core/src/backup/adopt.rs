@@ -83,7 +83,7 @@ pub fn original_state(l: &Layout, hash: bool, warnings: &mut Vec<Warning>) -> Re
       });
     }
   }
-  let files = crate::explore::maintain::walk_files(&l.mirror, warnings);
+  let files = crate::fs::walk::files(&l.mirror, warnings);
   let out = files
     .par_iter()
     .map(|(p, md)| {

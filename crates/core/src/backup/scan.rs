@@ -1,11 +1,12 @@
 //! Parallel walk of `src` with the compiled rules.
 //!
-//! Each directory is read once; subdirectories are walked in parallel on the
-//! rayon pool of the caller. A directory is entered only when `Rules::descend`
-//! says something below it can still be selected, so unselected subtrees cost
-//! one `readdir` entry, not a walk. Entries are `lstat`ed only when selected.
-//! Symlinks are never followed. Results are gathered per directory and merged,
-//! then sorted by path so the plan can merge-join them with the mirror state.
+//! Built on the shared walker (`fs::walk`): each directory is read once;
+//! subdirectories are walked in parallel on the rayon pool of the caller. A
+//! directory is entered only when `Rules::descend` says something below it
+//! can still be selected, so unselected subtrees cost one `readdir` entry,
+//! not a walk. Entries are `lstat`ed only when selected. Symlinks are never
+//! followed. Results are gathered per thread and merged, then sorted by path
+//! so the plan can merge-join them with the mirror state.
 //!
 //! A folder or file that cannot be read for any reason other than "it is
 //! gone" is listed in `ScanResult::unreadable`: its absence from the scan is
@@ -14,7 +15,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::rules::{DirCtx, Role, Rules};
 use crate::error::{Error, Warning};
+use crate::fs::walk::{self, Dir, Visitor, WalkError};
 use crate::progress::Progress;
 
 /// The kind of a selected entry.
@@ -176,18 +178,6 @@ pub fn is_unreadable(unreadable: &std::collections::HashSet<&str>, rel: &str) ->
   }
 }
 
-fn join(rel: &str, name: &str) -> String {
-  if rel.is_empty() {
-    name.to_string()
-  } else {
-    let mut s = String::with_capacity(rel.len() + 1 + name.len());
-    s.push_str(rel);
-    s.push('/');
-    s.push_str(name);
-    s
-  }
-}
-
 /// Early stops, for probes that only need to know whether something exists.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
@@ -197,77 +187,53 @@ pub struct Limits {
   pub dirs: Option<u64>,
 }
 
-struct Walker<'a> {
+/// The scan's visitor: one per pool thread, each with its own result.
+struct Scanner<'a> {
   rules: &'a Rules,
   progress: &'a Progress,
   limits: Limits,
+  out: ScanResult,
 }
 
-impl Walker<'_> {
-  fn walk(&self, abs: &Path, rel: &str, ctx: DirCtx) -> ScanResult {
-    let mut out = ScanResult { dirs_read: 1, ..Default::default() };
-    if self.progress.is_aborted()
+impl Visitor for Scanner<'_> {
+  type Ctx = DirCtx;
+
+  fn enter(&mut self, _dir: &Dir<'_, DirCtx>) -> bool {
+    self.out.dirs_read += 1;
+    !(self.progress.is_aborted()
       || self.limits.files.is_some_and(|l| self.progress.files_scanned.load(Ordering::Relaxed) >= l)
-      || self.limits.dirs.is_some_and(|l| self.progress.dirs_read.fetch_add(1, Ordering::Relaxed) >= l)
-    {
-      return out;
+      || self.limits.dirs.is_some_and(|l| self.progress.dirs_read.fetch_add(1, Ordering::Relaxed) >= l))
+  }
+
+  fn entry(&mut self, dir: &Dir<'_, DirCtx>, e: &walk::Entry<'_>) -> Option<DirCtx> {
+    let child = e.rel();
+    let ft = e.file_type();
+    if ft.is_dir() {
+      let cctx = self.rules.enter_dir(*dir.ctx, child);
+      return self.rules.descend(cctx, child).then_some(cctx);
     }
-    // A folder deeper than one system call takes is read through a handle.
-    let rd = match crate::fs::longpath::with(abs, |p| fs::read_dir(p)) {
-      Ok(rd) => rd,
-      Err(e) => {
-        out.failed(rel.to_string(), "cannot read directory", &e);
-        return out;
-      }
-    };
-    let mut subdirs: Vec<(PathBuf, String, DirCtx)> = Vec::new();
-    for de in rd {
-      let de = match de {
-        Ok(de) => de,
-        Err(e) => {
-          out.failed(rel.to_string(), "cannot read directory", &e);
-          break;
-        }
-      };
-      // A name that is not valid UTF-8 is kept, escaped losslessly (`names`).
-      let os_name = de.file_name();
-      let child = join(rel, &crate::fs::names::encode(&os_name));
-      let ft = match de.file_type() {
-        Ok(ft) => ft,
-        Err(e) => {
-          out.failed(child, "cannot stat", &e);
-          continue;
-        }
-      };
-      if ft.is_dir() {
-        let cctx = self.rules.enter_dir(ctx, &child);
-        if self.rules.descend(cctx, &child) {
-          subdirs.push((abs.join(&os_name), child, cctx));
-        }
-        continue;
-      }
-      let Some(role) = self.rules.classify(ctx, &child) else { continue };
-      if !(ft.is_file() || ft.is_symlink()) {
-        out.special_skipped += 1;
-        continue;
-      }
-      match de.metadata() {
-        Ok(md) => match Entry::from_metadata(child, &md, role) {
-          Some(e) => {
-            self.progress.files_scanned.fetch_add(1, Ordering::Relaxed);
-            self.progress.bytes_scanned.fetch_add(e.size, Ordering::Relaxed);
-            out.entries.push(e)
-          }
-          None => out.special_skipped += 1,
-        },
-        Err(e) => out.failed(child, "cannot stat", &e),
-      }
+    let role = self.rules.classify(*dir.ctx, child)?;
+    if !(ft.is_file() || ft.is_symlink()) {
+      self.out.special_skipped += 1;
+      return None;
     }
-    if subdirs.is_empty() {
-      return out;
+    match e.metadata() {
+      Ok(md) => match Entry::from_metadata(child, &md, role) {
+        Some(en) => {
+          self.progress.files_scanned.fetch_add(1, Ordering::Relaxed);
+          self.progress.bytes_scanned.fetch_add(en.size, Ordering::Relaxed);
+          self.out.entries.push(en)
+        }
+        None => self.out.special_skipped += 1,
+      },
+      Err(err) => self.error(err),
     }
-    let subs = subdirs.into_par_iter().map(|(abs, rel, cctx)| self.walk(&abs, &rel, cctx)).reduce(ScanResult::default, ScanResult::merge);
-    out.merge(subs)
+    None
+  }
+
+  fn error(&mut self, err: WalkError) {
+    let what = err.what();
+    self.out.failed(err.rel, what, &err.err);
   }
 }
 
@@ -282,8 +248,8 @@ pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> R
     return Err(Error::config(format!("src {} is not a directory", src.display())));
   }
   fs::read_dir(src).map_err(|e| Error::io(src, "cannot read source", &e))?;
-  let walker = Walker { rules, progress, limits };
-  let mut res = walker.walk(src, "", DirCtx::default());
+  let parts = walk::walk(src, DirCtx::default(), || Scanner { rules, progress, limits, out: ScanResult::default() });
+  let mut res = parts.into_iter().map(|s| s.out).reduce(ScanResult::merge).unwrap_or_default();
   if progress.is_aborted() {
     return Err(Error::aborted());
   }

@@ -3,7 +3,6 @@
 //! file, and the state of every path at a point in time.
 
 use std::collections::HashMap;
-use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use crate::backup::meta::{iso, CatalogEntry};
 use crate::backup::state::StateEntry;
 use crate::error::Error;
 use crate::explore::increments::{self, DamagedMeta, EntryRef, Increment};
+use crate::fs::walk::{self, Dir, Visitor, WalkError};
 
 /// One line of `backup list`.
 #[derive(Debug, Clone, Serialize)]
@@ -143,16 +143,25 @@ struct InodeUse {
   shared: bool,
 }
 
-fn walk_inodes(root: &Path, out: &mut Vec<(u64, u64, u64, u64)>) {
-  let Ok(rd) = fs::read_dir(root) else { return };
-  for e in rd.flatten() {
-    let Ok(md) = e.metadata() else { continue };
-    if md.is_dir() {
-      walk_inodes(&e.path(), out);
-    } else {
-      out.push((md.dev(), md.ino(), md.blocks() * 512, md.nlink()));
+/// Every non-folder inode under `root`: (device, inode, bytes on disk,
+/// link count), from the shared parallel walker. An unreadable entry is
+/// left out of the disk usage (it is an estimate).
+fn walk_inodes(root: &Path) -> Vec<(u64, u64, u64, u64)> {
+  struct Inodes(Vec<(u64, u64, u64, u64)>);
+  impl Visitor for Inodes {
+    type Ctx = ();
+    fn entry(&mut self, _: &Dir<'_, ()>, e: &walk::Entry<'_>) -> Option<()> {
+      if e.is_dir() {
+        return Some(());
+      }
+      if let Ok(md) = e.metadata() {
+        self.0.push((md.dev(), md.ino(), md.blocks() * 512, md.nlink()));
+      }
+      None
     }
+    fn error(&mut self, _: WalkError) {}
   }
+  walk::walk(root, (), || Inodes(Vec::new())).into_iter().flat_map(|v| v.0).collect()
 }
 
 /// `backup list [--detailed]`.
@@ -165,14 +174,7 @@ pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
     // Owner 0 is the mirror, i + 1 the i-th increment.
     let mut roots: Vec<PathBuf> = vec![Layout::new(dst).mirror];
     roots.extend(incs.iter().map(|i| i.dir.clone()));
-    let walked: Vec<Vec<(u64, u64, u64, u64)>> = roots
-      .par_iter()
-      .map(|r| {
-        let mut v = Vec::new();
-        walk_inodes(r, &mut v);
-        v
-      })
-      .collect();
+    let walked: Vec<Vec<(u64, u64, u64, u64)>> = roots.par_iter().map(|r| walk_inodes(r)).collect();
     let mut inodes: HashMap<(u64, u64), InodeUse> = HashMap::new();
     for (owner, files) in walked.iter().enumerate() {
       for &(dev, ino, bytes, nlink) in files {

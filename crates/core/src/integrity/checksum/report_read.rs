@@ -1,0 +1,630 @@
+//! Reading a report back: the JSON envelope, parsed straight from its
+//! escaped `data` string while its SHA3-512 is checked (never held whole),
+//! into a compact [`Report`]; check lines go to [`super::lines`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, Read, Seek};
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::algo::Algo;
+use super::Digester;
+use crate::error::Error;
+
+/// A report as read back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+  pub group: String,
+  pub root_data: String,
+  pub start_timestamp: f64,
+  pub work_time: f64,
+  pub algorithms: Vec<String>,
+  #[serde(skip)]
+  pub files: Vec<ReportFile>,
+  #[serde(skip)]
+  pub errors: Vec<(String, String)>,
+  /// SHA3-512 hex of the data (JSON reports).
+  pub digest: Option<String>,
+  /// The envelope's extra fields (`signature_ed25519`, `public_key`), checked by
+  /// `verify::check_signature`.
+  pub signature_ed25519: Option<String>,
+  /// The signer's public key as written into the report (SPKI PEM). It proves
+  /// the report was not altered after signing, not who signed it.
+  pub public_key: Option<String>,
+  /// The report has a `symlinks` map (ours): one without it (the original
+  /// service's, `find -type f`) cannot say anything about symlinks.
+  #[serde(skip)]
+  pub records_symlinks: bool,
+}
+
+/// The path relative to `root` of a report path: the original service
+/// writes absolute paths (`<root>/a/f.bin`, as `find <root>` prints them;
+/// its checker replaces the text `"<root>` by `".`), ours were relative,
+/// and `./a/f.bin` is what that checker makes. Only a whole `<root>/`
+/// prefix is taken off (`/data2/x` is not under `/data`), so a path is
+/// never moved out of the root it was recorded under.
+pub fn relative_to_root<'a>(p: &'a str, root: &str) -> &'a str {
+  let base = root.trim_end_matches('/');
+  if root.starts_with('/') {
+    if p == root || p == base {
+      return ".";
+    }
+    if let Some(rest) = p.strip_prefix(base).and_then(|r| r.strip_prefix('/')) {
+      let rest = rest.trim_start_matches('/');
+      if !rest.is_empty() {
+        return rest;
+      }
+    }
+  }
+  let mut p = p;
+  while let Some(rest) = p.strip_prefix("./") {
+    p = rest.trim_start_matches('/');
+  }
+  p
+}
+
+/// One file of a report, kept compact (a million are held while verifying).
+#[derive(Debug, Clone, Default)]
+pub struct ReportFile {
+  pub rel: Box<str>,
+  /// Per algorithm of the report, in order: a length byte, then that many
+  /// digest bytes (length 0: absent).
+  pub(super) digest: Box<[u8]>,
+  pub size: Option<u64>,
+  /// (mtime_ns, ctime_ns, ino)
+  pub stat: Option<(i64, i64, u64)>,
+  pub mtime: Option<f64>,
+  pub link: Option<Box<str>>,
+}
+
+impl ReportFile {
+  /// Hex digest of the `i`-th algorithm of the report, if recorded.
+  pub fn sum(&self, i: usize) -> Option<String> {
+    let mut at = 0;
+    for k in 0..=i {
+      let n = *self.digest.get(at)? as usize;
+      if k == i {
+        return (n > 0).then(|| hex::encode(&self.digest[at + 1..at + 1 + n]));
+      }
+      at += 1 + n;
+    }
+    None
+  }
+
+  pub(super) fn set_sum(&mut self, i: usize, hexd: &str, algos: usize) {
+    let Ok(raw) = hex::decode(hexd) else { return };
+    let mut parts: Vec<Vec<u8>> = (0..algos).map(|k| self.sum(k).and_then(|h| hex::decode(h).ok()).unwrap_or_default()).collect();
+    if i < parts.len() {
+      parts[i] = raw;
+    }
+    let mut d = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+      d.push(p.len() as u8);
+      d.extend_from_slice(&p);
+    }
+    self.digest = d.into_boxed_slice();
+  }
+}
+
+/// The envelope's `data` string, unescaped on the fly (the report JSON is
+/// parsed straight from it, never held whole). The unescaped bytes go in
+/// chunks to a thread that computes their SHA-3-512 meanwhile.
+struct DataReader<R: io::BufRead> {
+  inner: R,
+  done: bool,
+  pending: Vec<u8>,
+  digest: Digester,
+}
+
+impl<R: io::BufRead> DataReader<R> {
+  fn byte(&mut self) -> io::Result<u8> {
+    let buf = self.inner.fill_buf()?;
+    let Some(&b) = buf.first() else { return Err(io::Error::other("the report ends inside its data")) };
+    self.inner.consume(1);
+    Ok(b)
+  }
+  fn hex4(&mut self) -> io::Result<u32> {
+    let mut v = 0;
+    for _ in 0..4 {
+      let c = self.byte()?;
+      v = v * 16 + (c as char).to_digit(16).ok_or_else(|| io::Error::other("bad \\u escape"))?;
+    }
+    Ok(v)
+  }
+  fn escape(&mut self) -> io::Result<()> {
+    let e = self.byte()?;
+    let ch = match e {
+      b'"' => '"',
+      b'\\' => '\\',
+      b'/' => '/',
+      b'n' => '\n',
+      b'r' => '\r',
+      b't' => '\t',
+      b'b' => '\u{8}',
+      b'f' => '\u{c}',
+      b'u' => {
+        let mut v = self.hex4()?;
+        if (0xd800..0xdc00).contains(&v) {
+          if self.byte()? != b'\\' || self.byte()? != b'u' {
+            return Err(io::Error::other("lone surrogate"));
+          }
+          let lo = self.hex4()?;
+          if !(0xdc00..0xe000).contains(&lo) {
+            return Err(io::Error::other("a high surrogate without its low half"));
+          }
+          v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
+        }
+        char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
+      }
+      _ => return Err(io::Error::other("bad escape")),
+    };
+    let mut buf = [0u8; 4];
+    self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    Ok(())
+  }
+}
+
+impl<R: io::BufRead> Read for DataReader<R> {
+  fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < out.len() {
+      if !self.pending.is_empty() {
+        let k = self.pending.len().min(out.len() - n);
+        out[n..n + k].copy_from_slice(&self.pending[..k]);
+        self.pending.drain(..k);
+        n += k;
+        continue;
+      }
+      if self.done {
+        break;
+      }
+      let buf = self.inner.fill_buf()?;
+      if buf.is_empty() {
+        return Err(io::Error::other("the report ends inside its data"));
+      }
+      let room = (out.len() - n).min(buf.len());
+      match buf[..room].iter().position(|&c| c == b'"' || c == b'\\') {
+        None => {
+          out[n..n + room].copy_from_slice(&buf[..room]);
+          self.inner.consume(room);
+          n += room;
+        }
+        Some(0) => {
+          let c = buf[0];
+          self.inner.consume(1);
+          if c == b'"' {
+            self.done = true;
+          } else {
+            self.escape()?;
+          }
+        }
+        Some(p) => {
+          out[n..n + p].copy_from_slice(&buf[..p]);
+          self.inner.consume(p);
+          n += p;
+        }
+      }
+    }
+    self.digest.update(&out[..n]);
+    Ok(n)
+  }
+}
+
+/// Builds the compact report while the data JSON streams by.
+struct Builder {
+  head: Report,
+  files: Vec<ReportFile>,
+  /// xxh3 of a path → index of the first file with that hash; the rare
+  /// second path with the same hash goes to `collisions`.
+  index: HashMap<u64, u32>,
+  collisions: HashMap<Box<str>, u32>,
+  /// Digest lengths of the report's algorithms (when known), for the layout.
+  lens: Vec<usize>,
+}
+
+impl Builder {
+  fn slot(&mut self, rel: &str) -> &mut ReportFile {
+    let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
+    let i = match self.index.get(&h).copied() {
+      Some(i) if &*self.files[i as usize].rel == rel => i,
+      Some(_) => match self.collisions.get(rel).copied() {
+        Some(i) => i,
+        None => {
+          let i = self.push(rel);
+          self.collisions.insert(rel.into(), i);
+          i
+        }
+      },
+      None => {
+        let i = self.push(rel);
+        self.index.insert(h, i);
+        i
+      }
+    };
+    &mut self.files[i as usize]
+  }
+  fn push(&mut self, rel: &str) -> u32 {
+    let mut d = Vec::with_capacity(self.lens.iter().map(|n| n + 1).sum());
+    for &n in &self.lens {
+      d.push(0);
+      d.extend(std::iter::repeat_n(0u8, n));
+    }
+    self.files.push(ReportFile { rel: rel.into(), digest: d.into_boxed_slice(), ..Default::default() });
+    (self.files.len() - 1) as u32
+  }
+}
+
+impl ReportFile {
+  /// Writes a digest in place when the file has the layout of `lens` (the
+  /// usual case: every file has every algorithm of the report).
+  fn put_sum(&mut self, i: usize, hexd: &str, lens: &[usize], algos: usize) {
+    let want = hexd.len() / 2;
+    let layout: usize = lens.iter().map(|n| n + 1).sum();
+    if lens.len() == algos && lens.get(i) == Some(&want) && self.digest.len() == layout && hexd.len() & 1 == 0 {
+      let at: usize = lens[..i].iter().map(|n| n + 1).sum();
+      if hex::decode_to_slice(hexd, &mut self.digest[at + 1..at + 1 + want]).is_ok() {
+        self.digest[at] = want as u8;
+      }
+      return;
+    }
+    self.set_sum(i, hexd, algos);
+  }
+}
+
+struct SumsSeed<'b> {
+  b: &'b mut Builder,
+  rel: std::borrow::Cow<'b, str>,
+}
+
+impl<'de> DeserializeSeed<'de> for SumsSeed<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de> Visitor<'de> for SumsSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of algorithm to hex digest")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let mut pairs: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> = Vec::with_capacity(4);
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      pairs.push((k, map.next_value()?));
+    }
+    let b = self.b;
+    if b.head.algorithms.is_empty() {
+      let mut names: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
+      names.sort();
+      b.head.algorithms = names;
+    }
+    let algos = b.head.algorithms.len();
+    let idx: Vec<Option<usize>> = pairs.iter().map(|(k, _)| b.head.algorithms.iter().position(|a| a == k)).collect();
+    let lens = b.lens.clone();
+    let slot = b.slot(&self.rel);
+    for ((_, h), i) in pairs.iter().zip(idx) {
+      if let Some(i) = i {
+        // The original service takes `sha256sum`'s first word, which for a name with `\` or a
+        // newline carries coreutils' escape mark: `\<hex>`.
+        slot.put_sum(i, h.strip_prefix('\\').unwrap_or(h), &lens, algos);
+      }
+    }
+    Ok(())
+  }
+}
+
+/// A map of path → value, each value handed to `f` as it is parsed.
+struct PathMap<'b, T, F> {
+  b: &'b mut Builder,
+  f: F,
+  _t: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> DeserializeSeed<'de> for PathMap<'_, T, F> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for PathMap<'_, T, F> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of paths")
+  }
+  fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      let v: T = map.next_value()?;
+      (self.f)(self.b.slot(&k), v);
+    }
+    Ok(())
+  }
+}
+
+/// `checksums`: path → {algo: hex}.
+struct ChecksumsSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for ChecksumsSeed<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_map(self)
+  }
+}
+
+impl<'de> Visitor<'de> for ChecksumsSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a map of paths to checksums")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      map.next_value_seed(SumsSeed { b: &mut *self.0, rel: std::borrow::Cow::Owned(k.into_owned()) })?;
+    }
+    Ok(())
+  }
+}
+
+struct FilesSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for FilesSeed<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_seq(self)
+  }
+}
+
+impl<'de> Visitor<'de> for FilesSeed<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a list of paths")
+  }
+  fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+      self.0.slot(&p);
+    }
+    Ok(())
+  }
+}
+
+struct DataVisitor<'b>(&'b mut Builder);
+
+impl<'de> Visitor<'de> for DataVisitor<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("report data")
+  }
+  fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let b = self.0;
+    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+      match &*k {
+        "group" => b.head.group = map.next_value()?,
+        "root_data" => b.head.root_data = map.next_value()?,
+        // The original writes `str(int(time))`; ours used to be a number.
+        "start_timestamp" => {
+          let v: serde_json::Value = map.next_value()?;
+          b.head.start_timestamp = match &v {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(t) => t.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+            _ => None,
+          }
+          .ok_or_else(|| serde::de::Error::custom(format!("start_timestamp {v} is not a Unix time (a number or a string of digits)")))?;
+        }
+        "work_time" => b.head.work_time = map.next_value()?,
+        // In the original's key order (ours since issue 10) `algorithms` follows
+        // `checksums`, whose first entry already named them: that order stays.
+        "algorithms" if !b.head.algorithms.is_empty() => {
+          map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        "algorithms" => {
+          b.head.algorithms = map.next_value()?;
+          // Lay each file's digests out for these algorithms.
+          b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
+        }
+        "files" => map.next_value_seed(FilesSeed(b))?,
+        "checksums" => map.next_value_seed(ChecksumsSeed(b))?,
+        "sizes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: u64| f.size = Some(v), _t: std::marker::PhantomData })?,
+        "mtimes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: f64| f.mtime = Some(v), _t: std::marker::PhantomData })?,
+        "stat" => {
+          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: (i64, i64, u64)| f.stat = Some(v), _t: std::marker::PhantomData })?
+        }
+        "symlinks" => {
+          b.head.records_symlinks = true;
+          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: String| f.link = Some(v.into()), _t: std::marker::PhantomData })?
+        }
+        "errors" => {
+          let errs: HashMap<String, serde_json::Value> = map.next_value()?;
+          b.head.errors = errs
+            .into_iter()
+            .map(|(p, v)| (p, v.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect();
+          b.head.errors.sort();
+        }
+        _ => {
+          map.next_value::<serde::de::IgnoredAny>()?;
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+/// Reads the rest of the envelope after `data`: `"signature"`, `"signature_ed25519"` and `"public_key"`.
+#[derive(Deserialize)]
+struct Tail {
+  signature: Option<String>,
+  #[serde(default)]
+  signature_ed25519: Option<String>,
+  #[serde(default)]
+  public_key: Option<String>,
+}
+
+fn read_json_report(path: &Path) -> Result<Report, Error> {
+  let bad = |m: String| Error::corrupt(path, m);
+  let f = File::open(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
+  let mut r = io::BufReader::with_capacity(1 << 20, f);
+  // The envelope must start with its data: `{ "data" : "`.
+  let mut prefix = Vec::new();
+  let mut quotes = 0;
+  while quotes < 3 {
+    let mut b = [0u8; 1];
+    if r.read(&mut b).map_err(|e| Error::io(path, "cannot read the report", &e))? == 0 {
+      return Err(bad("not a checksum report (expected {\"data\": \"…\", \"signature\": \"…\"})".into()));
+    }
+    prefix.push(b[0]);
+    if b[0] == b'"' {
+      quotes += 1;
+    }
+    if prefix.len() > 64 {
+      break;
+    }
+  }
+  let compact: String = String::from_utf8_lossy(&prefix).chars().filter(|c| !c.is_whitespace()).collect();
+  if compact != "{\"data\":\"" {
+    return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
+  }
+  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
+  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+  let parsed = (|| -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
+    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| e.to_string())?;
+    drop(de);
+    // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
+    io::copy(&mut dr, &mut io::sink()).map_err(|e| e.to_string())?;
+    Ok(())
+  })();
+  let digest = dr.digest.finish();
+  parsed.map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
+  let mut rest = String::new();
+  r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
+  let tail: Tail = serde_json::from_str(&format!("{{{}", rest.trim_start().trim_start_matches(',')))
+    .map_err(|e| bad(format!("the end of the report is not valid: {e}")))?;
+  let Some(sig) = tail.signature else { return Err(bad("the report has no signature".into())) };
+  if !digest.eq_ignore_ascii_case(sig.trim()) {
+    return Err(bad(
+      "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into(),
+    ));
+  }
+  let mut rep = b.head;
+  rep.files = b.files;
+  // `root_data` comes last in the original's key order: paths are made relative once all is read.
+  for f in &mut rep.files {
+    let rel = relative_to_root(&f.rel, &rep.root_data);
+    if rel.len() != f.rel.len() {
+      f.rel = rel.into();
+    }
+  }
+  for (p, _) in &mut rep.errors {
+    let rel = relative_to_root(p, &rep.root_data);
+    if rel.len() != p.len() {
+      *p = rel.to_string();
+    }
+  }
+  rep.digest = Some(digest);
+  rep.signature_ed25519 = tail.signature_ed25519;
+  rep.public_key = tail.public_key;
+  Ok(rep)
+}
+
+/// Reads a report: the JSON envelope (the digest is checked first; a
+/// mismatch is an error before anything else happens) or check lines
+/// (`sha256sum`, `b3sum`, `md5sum`…; `algo_hint` names the algorithm when
+/// the digest length is ambiguous). Only the first bytes decide which:
+/// the file is streamed either way, never read whole.
+pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error> {
+  let io_err = |e: io::Error| Error::io(path, "cannot read the report", &e);
+  let f = File::open(path).map_err(io_err)?;
+  let mut r = io::BufReader::with_capacity(1 << 20, f);
+  if first_byte(&mut r).map_err(io_err)? == Some(b'{') {
+    drop(r);
+    return read_json_report(path);
+  }
+  r.rewind().map_err(io_err)?;
+  super::lines::parse(path, r, algo_hint)
+}
+
+/// The first byte that is not whitespace (consumed with what precedes it).
+fn first_byte(r: &mut impl BufRead) -> io::Result<Option<u8>> {
+  loop {
+    let buf = r.fill_buf()?;
+    if buf.is_empty() {
+      return Ok(None);
+    }
+    match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+      Some(i) => return Ok(Some(buf[i])),
+      None => {
+        let n = buf.len();
+        r.consume(n);
+      }
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::{read_report, relative_to_root, DataReader, Digester};
+  use std::io::Read;
+
+  /// The envelope's data string (after its opening quote) unescaped as the reader does.
+  fn unescape_data(escaped: &str) -> std::io::Result<String> {
+    let src = format!("{escaped}\"");
+    let mut r = std::io::BufReader::new(src.as_bytes());
+    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+    let mut out = String::new();
+    dr.read_to_string(&mut out)?;
+    Ok(out)
+  }
+
+  #[test]
+  fn data_unescaper_handles_every_json_escape_and_surrogate_pairs() {
+    assert_eq!(unescape_data(r#"a\"b\\c\/d\n\r\t\b\f"#).unwrap(), "a\"b\\c/d\n\r\t\u{8}\u{c}");
+    assert_eq!(unescape_data(r"\u00e9\u0416").unwrap(), "éЖ");
+    // A character outside the BMP, as json.dumps(ensure_ascii=True) writes it.
+    assert_eq!(unescape_data(r"\ud83d\ude00!").unwrap(), "😀!");
+    // Broken pairs are errors, never a wrong character.
+    assert!(unescape_data(r"\ud83dx").is_err());
+    assert!(unescape_data(r"\ud83d\u0041").is_err());
+    assert!(unescape_data(r"\ude00").is_err());
+    assert!(unescape_data(r"\uZZZZ").is_err());
+    assert!(unescape_data(r"\q").is_err());
+    assert!(unescape_data("unterminated\\").is_err());
+  }
+
+  #[test]
+  fn report_paths_made_relative_to_the_root() {
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g/a/f.bin", "/data/g/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g//a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("./a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("a/f.bin", "/data/g"), "a/f.bin");
+    assert_eq!(relative_to_root("/a/f.bin", "/"), "a/f.bin");
+    assert_eq!(relative_to_root("/data/g", "/data/g"), ".");
+    // A sibling folder is not under the root (the original checker's text replacement makes `.2/x`).
+    assert_eq!(relative_to_root("/data/g2/x", "/data/g"), "/data/g2/x");
+  }
+
+  #[test]
+  fn the_first_bytes_tell_a_json_report_from_check_lines() {
+    let t = tempfile::tempdir().unwrap();
+    let h = "ab".repeat(32);
+    // Check lines after blank lines: parsed, and line numbers count from the file's start.
+    let p = t.path().join("sums.txt");
+    std::fs::write(&p, format!("\n  \n{h}  a.txt\r\n\\{h}  new\\nline\n")).unwrap();
+    let r = read_report(&p, None).unwrap();
+    let names: Vec<&str> = r.files.iter().map(|f| &*f.rel).collect();
+    assert_eq!(names, ["a.txt", "new\nline"]);
+    assert_eq!(r.files[0].sum(0).as_deref(), Some(h.as_str()));
+    std::fs::write(&p, format!("\n\n{h}  a.txt\nnot a line\n")).unwrap();
+    let e = read_report(&p, None).unwrap_err();
+    assert!(e.message.contains("line 4:"), "{}", e.message);
+    // Whitespace, then `{`: the envelope (here a damaged one), whatever its size.
+    std::fs::write(&p, format!("{}{{\"data\": 1}}", " \n".repeat(600_000))).unwrap();
+    let e = read_report(&p, None).unwrap_err();
+    assert!(e.message.contains("not a checksum report"), "{}", e.message);
+    std::fs::write(&p, b"\xff\xfe  x\n").unwrap();
+    assert!(read_report(&p, None).unwrap_err().message.contains("not UTF-8"));
+  }
+}
