@@ -4,6 +4,7 @@
  * They are backed up, recorded, restored and checked like any other.
  */
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -83,5 +84,19 @@ describe('long paths', () => {
     const gone = spawnSync(process.execPath, ['-e', `try { for (const d of JSON.parse(process.argv[1])) process.chdir(d) } catch { process.exit(0) } process.exit(require('fs').existsSync('deep.txt') ? 1 : 0)`, JSON.stringify([w.dst, kept[0], 'track', 'proj', ...dirs(20)])])
     expect(gone.status, String(gone.stderr)).toBe(0) // the file, and the folders it alone used, are gone
     expect(fs.readdirSync(path.join(w.dst, '.axiomatic')).filter((n) => n === 'trash' || n.startsWith('pending'))).toEqual([])
+  })
+
+  it('checksum hashes and verify checks a file deeper than PATH_MAX', () => {
+    const root = tmpdir('deep-sums-')
+    deepFile(root, ['proj', ...dirs(20)], 'deep.txt', 'deep')
+    const deep = `proj/${dirs(20).join('/')}/deep.txt`
+    const out = tmpdir('deep-report-')
+    const r = cli(['checksum', root, '--algo', 'sha256', '--format', 'sha256sum', '--out', path.join(out, 'all.sha256'), '--json'])
+    expect(r.status, r.stdout + r.stderr).toBe(0)
+    const lines = fs.readFileSync(path.join(out, 'all.sha256'), 'utf8').trim().split('\n')
+    const sha = createHash('sha256').update('deep').digest('hex')
+    expect(lines).toContain(`${sha}  ${deep}`)
+    const v = cli(['verify', path.join(out, 'all.sha256'), '--root', root, '--json'])
+    expect(v.status, v.stdout + v.stderr).toBe(0)
   })
 })

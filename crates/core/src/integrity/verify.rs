@@ -528,7 +528,7 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
 /// `None` if they match. The original overwrote mirror files in place, so
 /// an older increment sharing the inode holds later content.
 fn size_mtime_check(path: &Path, size: u64, mtime_ns: i64) -> Option<(Status, String)> {
-  let md = match fs::symlink_metadata(path) {
+  let md = match crate::fs::longpath::with(path, |p| fs::symlink_metadata(p)) {
     Ok(m) => m,
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
     Err(e) => return Some((Status::Error, e.to_string())),

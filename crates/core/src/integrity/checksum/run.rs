@@ -107,9 +107,10 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
 }
 
 /// Hashes one file with every algorithm in one read; fails if the file
-/// changed while it was read.
+/// changed while it was read. Opened through a directory handle when the
+/// path is longer than `PATH_MAX` (the walk reaches such files).
 pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Box<[u8]>, fs::Metadata)> {
-  let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+  let mut f = crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))?;
   let before = f.metadata()?;
   let mut h = Multi::new(algos);
   util::with_buf(|buf| -> io::Result<()> {
