@@ -6,21 +6,10 @@ import { BackupError, ConfigError, ExitCode } from './errors'
 import { loadConfig, parseMaxDelete, resolveConfig, type Config, type ResolvedConfig } from './config'
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingProgress } from './native'
-import { readTarget, writeLastRun, type LastRun } from './explore'
+import { readTarget, writeLastRun, type LastRun } from './last-run'
+import type { Warning } from './types'
 
-/** A per-file problem that did not stop the run. */
-export interface Warning {
-  /** Path relative to `src`. */
-  path: string
-  /**
-   * Stable code: `permission-denied`, `vanished`, `changed-during-read` (skipped: it kept changing, with
-   * `skipInconsistent`), `inconsistent-copy` (stored as read while it kept changing, marked inconsistent),
-   * `io-error`, `mirror-missing`.
-   * A folder or file that could not be read (any code but `vanished`) keeps its earlier backup.
-   */
-  code: string
-  message: string
-}
+export type { Warning } from './types'
 
 /** One path and the change a run gives it (dry run with `listChanges`). */
 export interface PathChange {

@@ -19,7 +19,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::engine::Layout;
+use crate::layout::Layout;
 use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
 use crate::explore::increments::{self, EntryRef};
@@ -46,7 +46,7 @@ pub struct OriginalEntry {
 pub fn is_original(l: &Layout) -> bool {
   !l.state.exists()
     && (l.dst.join(MIRROR_JSON).is_file()
-      || (!l.meta.join("source.json").exists() && fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some())))
+      || (!l.source.exists() && fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some())))
 }
 
 /// Reads `mirror.json`; `None` if absent.

@@ -22,6 +22,7 @@
 //! from the files themselves which operations were done, commits those (the
 //! increment is marked `recovered`) and leaves the rest to the normal plan.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -35,7 +36,7 @@ use serde::Serialize;
 
 use crate::backup::adopt;
 use crate::backup::guard;
-use crate::backup::meta::{self, CatalogEntry, JournalHeader, JournalOp};
+use crate::backup::meta::{self, CatalogEntry, JournalHeader, JournalOp, OpKind};
 use crate::backup::rules::{Role, RuleSpec, Rules};
 use crate::backup::scan::{self, Entry, Kind};
 use crate::backup::state::{self, StateEntry};
@@ -44,6 +45,7 @@ use crate::fs::longpath;
 use crate::fs::names;
 use crate::fs::util::{self, fault_point, CopyResult};
 use crate::fs::xattrs::{self, Xattrs};
+use crate::layout::{self, Layout};
 use crate::progress::{Phase, Progress};
 
 /// What a run is asked to do.
@@ -74,34 +76,6 @@ pub struct Options {
 /// Reads of a file that keeps changing before its copy is kept as read
 /// (inconsistent) or, with `skip_inconsistent`, skipped.
 pub const COPY_ATTEMPTS: usize = 3;
-
-/// The fixed layout of a backup folder.
-#[derive(Debug, Clone)]
-pub struct Layout {
-  pub dst: PathBuf,
-  pub mirror: PathBuf,
-  pub meta: PathBuf,
-  pub state: PathBuf,
-  pub journal: PathBuf,
-  pub incomplete: PathBuf,
-}
-
-impl Layout {
-  pub fn new(dst: &Path) -> Self {
-    let meta = dst.join(".axiomatic");
-    Self {
-      dst: dst.to_path_buf(),
-      mirror: dst.join("mirror"),
-      state: meta.join("state.jsonl"),
-      journal: meta.join("journal.jsonl"),
-      incomplete: meta.join("incomplete"),
-      meta,
-    }
-  }
-  fn mirror_path(&self, rel: &str) -> PathBuf {
-    self.mirror.join(names::to_path(rel))
-  }
-}
 
 /// One path and the change a run gives it.
 #[derive(Debug, Clone, Serialize)]
@@ -144,18 +118,6 @@ pub struct Report {
   pub adopted: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OpKind {
-  /// Copy from src into the mirror (and link into `track/` if tracked).
-  Copy,
-  /// The mirror is current; only link it into `track/` (became tracked).
-  Link,
-  /// Tracked file gone: link into `deleted/`, unlink from the mirror.
-  Delete,
-  /// Untracked file gone: unlink from the mirror.
-  Remove,
-}
-
 struct Op<'a> {
   kind: OpKind,
   entry: Option<&'a Entry>,
@@ -175,28 +137,31 @@ impl<'a> Op<'a> {
   }
 
   fn journal(&self) -> JournalOp {
-    let (k, s, m, mode) = match (self.entry, self.old) {
+    let (kind, size, mtime_ns, mode) = match (self.entry, self.old) {
       (Some(e), _) => (e.kind, e.size, e.mtime_ns, e.mode),
       (None, Some(o)) => (o.kind, o.size, o.mtime_ns, o.mode),
       (None, None) => unreachable!("an op has an entry or a state entry"),
     };
     JournalOp {
-      p: self.rel().to_string(),
-      op: match self.kind {
-        OpKind::Copy => "copy",
-        OpKind::Link => "link",
-        OpKind::Delete => "delete",
-        OpKind::Remove => "remove",
-      }
-      .into(),
-      change: matches!(self.kind, OpKind::Copy | OpKind::Link).then(|| if self.changed { "changed" } else { "new" }.into()),
-      t: self.tracked,
-      k,
-      s,
-      m,
+      rel: self.rel().to_string(),
+      op: self.kind,
+      change: self.kind.stores().then_some(self.change()),
+      tracked: self.tracked,
+      kind,
+      size,
+      mtime_ns,
       mode,
-      h: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
-      l: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
+      sha256: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
+      link: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
+    }
+  }
+
+  /// What a copy or link records: a changed version of a file tracked before, else new.
+  fn change(&self) -> meta::Change {
+    if self.changed {
+      meta::Change::Changed
+    } else {
+      meta::Change::New
     }
   }
 }
@@ -301,7 +266,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   let pool = build_pool(opts.workers)?;
   let l = Layout::new(&opts.dst);
   // Whose backup is this? Decided before anything is written.
-  let source = guard::check_source(&l.meta, &opts.src, opts.safety.adopt_source)?;
+  let source = guard::check_source(&l, &opts.src, opts.safety.adopt_source)?;
   if let (Some(why), false) = (&source.refused, opts.dry_run) {
     return Err(Error::refused(why.clone()));
   }
@@ -312,7 +277,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
     }
     let caps = util::probe_caps(&l.meta);
-    util::record_caps(&l.meta, &caps);
+    util::record_caps(&l.target, &caps);
     caps
   };
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
@@ -458,7 +423,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   }
 
   if source.write {
-    guard::write_source(&l.meta, &source.id)?;
+    guard::write_source(&l, &source.id)?;
   }
   // Nothing changed: the state stays as it is (a no-change run writes nothing
   // but a missing source record).
@@ -470,12 +435,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     return Ok(report);
   }
 
-  let name = (tracked_ops > 0).then(|| meta::unique_name(&l.dst, &l.incomplete, &meta::increment_name(now)));
+  let name = (tracked_ops > 0).then(|| layout::unique_name(&l, &layout::increment_name(now)));
   let header =
-    JournalHeader { format: "axiomatic-journal".into(), increment: name.clone(), started: meta::iso(now), ops: ops.len() as u64 };
+    JournalHeader { format: "axiomatic-journal".into(), increment: name.clone(), started: layout::iso(now), ops: ops.len() as u64 };
   meta::write_journal(&l.journal, &header, ops.iter().map(Op::journal))?;
   fault_point();
-  let inc_dir = name.as_ref().map(|n| l.incomplete.join(n));
+  let inc_dir = name.as_ref().map(|n| l.incomplete_increment(n));
   if let Some(d) = &inc_dir {
     fs::create_dir_all(d).map_err(|e| Error::io(d, "cannot create", &e))?;
   }
@@ -605,24 +570,24 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
       let head = meta::MetaHead {
         version: meta::METADATA_VERSION,
         backup_name: name.clone(),
-        timestamp: meta::iso(now),
-        backup_timestamp: meta::iso(now),
+        timestamp: layout::iso(now),
+        backup_timestamp: layout::iso(now),
         backup_type: "incremental",
         origin: "run".into(),
         statistics: meta::with_original_statistics(statistics(&report), &summary),
         summary,
       };
       let catalog = ops.iter().zip(&outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel(), c)));
-      meta::write_meta(&dir.join(format!("{name}.json")), &head, catalog)?;
+      meta::write_meta(&dir.join(layout::meta_file_name(name)), &head, catalog)?;
       fault_point();
       committed = Some((name.clone(), dir.clone()));
     }
   }
   state::write(&l.state, next.len() as u64, next.iter().map(StateRef::line))?;
   fault_point();
-  adopt::update_mirror_json(&l.dst, next.iter().map(|r| r.line()).map(|x| (x.rel, x.size, x.mtime_ns, x.tracked)))?;
+  adopt::update_mirror_json(&l.dst, next.iter().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
   if let Some((name, dir)) = committed {
-    let fin = l.dst.join(&name);
+    let fin = l.increment(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
     util::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
     fault_point();
@@ -708,7 +673,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
         e.mtime_ns,
         e.mode,
         e.kind,
-        if op.changed { "changed" } else { "new" },
+        op.change().as_str(),
         sha.as_deref().copied(),
         *fallback,
       );
@@ -732,38 +697,42 @@ enum StateRef<'a> {
 }
 
 impl<'a> StateRef<'a> {
+  fn rel(&self) -> &'a str {
+    match *self {
+      StateRef::Old(o, _) => &o.rel,
+      StateRef::New(e, ..) => &e.rel,
+    }
+  }
   fn tracked(&self) -> bool {
     match self {
       StateRef::Old(_, t) => *t,
       StateRef::New(e, ..) => e.role == Role::Tracked,
     }
   }
-  fn line(&self) -> state::StateLine<'a> {
+  /// The state line: the old entry itself when it stays as it was (no copy).
+  fn line(&self) -> Cow<'a, StateEntry> {
     match *self {
-      StateRef::Old(o, t) => state::StateLine {
-        rel: &o.rel,
-        kind: o.kind,
-        size: o.size,
-        mtime_ns: o.mtime_ns,
-        mode: o.mode,
-        tracked: t,
-        sha256: if t { o.sha() } else { None },
-        inconsistent: o.inconsistent,
-        link: o.link.as_deref(),
-        xattr: o.xattr.as_deref().copied(),
-      },
-      StateRef::New(e, sha, xattr, linked, inconsistent) => state::StateLine {
-        rel: &e.rel,
+      StateRef::Old(o, t) if o.tracked == t && (t || o.sha256.is_none()) => Cow::Borrowed(o),
+      StateRef::Old(o, t) => Cow::Owned(StateEntry { tracked: t, sha256: if t { o.sha256.clone() } else { None }, ..o.clone() }),
+      StateRef::New(e, sha, xattr, linked, inconsistent) => Cow::Owned(StateEntry {
+        rel: e.rel.clone(),
         kind: e.kind,
         size: e.size,
         mtime_ns: e.mtime_ns,
         mode: e.mode,
         tracked: e.role == Role::Tracked,
-        sha256: if e.role == Role::Tracked { sha.copied() } else { None },
+        sha256: if e.role == Role::Tracked { sha.map(|h| Box::new(*h)) } else { None },
         inconsistent,
-        link: if linked { e.link.as_deref() } else { None },
-        xattr: xattr.copied(),
-      },
+        link: if linked { e.link.clone() } else { None },
+        xattr: xattr.map(|h| Box::new(*h)),
+      }),
+    }
+  }
+  /// What `mirror.json` records of the entry: size and mtime.
+  fn stat(&self) -> (u64, i64) {
+    match *self {
+      StateRef::Old(o, _) => (o.size, o.mtime_ns),
+      StateRef::New(e, ..) => (e.size, e.mtime_ns),
     }
   }
 }
@@ -816,7 +785,7 @@ fn next_state<'a>(
   let mut merged = Vec::with_capacity(out.len() + kept.len());
   let mut kept = kept.iter().peekable();
   for r in out {
-    while let Some(o) = kept.next_if(|o| *o.rel < *r.line().rel) {
+    while let Some(o) = kept.next_if(|o| *o.rel < *r.rel()) {
       merged.push(StateRef::Old(o, o.tracked));
     }
     merged.push(r);
@@ -1229,8 +1198,8 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   util::clean_atomic_leftovers(&l.meta);
   let Some((header, ops)) = meta::read_journal(&l.journal)? else { return Ok(None) };
   let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.to_string(), e)).collect();
-  let inc_pending = header.increment.as_ref().map(|n| l.incomplete.join(n));
-  let inc_final = header.increment.as_ref().map(|n| l.dst.join(n));
+  let inc_pending = header.increment.as_ref().map(|n| l.incomplete_increment(n));
+  let inc_final = header.increment.as_ref().map(|n| l.increment(n));
   let inc_dir = match (&inc_pending, &inc_final) {
     (Some(p), _) if p.is_dir() => Some(p.clone()),
     (_, Some(f)) if f.is_dir() => Some(f.clone()),
@@ -1240,7 +1209,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     util::clean_atomic_leftovers(d);
   }
   let existing_meta = match (&header.increment, &inc_dir) {
-    (Some(n), Some(d)) if d.join(format!("{n}.json")).is_file() => Some(meta::read_meta(&d.join(format!("{n}.json")))?),
+    (Some(n), Some(d)) if d.join(layout::meta_file_name(n)).is_file() => Some(meta::read_meta(&d.join(layout::meta_file_name(n)))?),
     _ => None,
   };
 
@@ -1251,19 +1220,19 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
     .par_iter()
     .enumerate()
     .filter_map(|(k, op)| {
-      let mirror = l.mirror_path(&op.p);
+      let mirror = l.mirror_path(&op.rel);
       let _ = longpath::with(&util::temp_path(&mirror), |p| fs::remove_file(p));
       let mmd = longpath::with(&mirror, |p| fs::symlink_metadata(p)).ok();
-      match (op.op.as_str(), op.t) {
-        ("copy" | "link", true) => {
-          let f = inc_dir.as_ref()?.join("track").join(names::to_path(&op.p));
+      match (op.op, op.tracked) {
+        (OpKind::Copy | OpKind::Link, true) => {
+          let f = inc_dir.as_ref()?.join("track").join(names::to_path(&op.rel));
           let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           // A file that changed before or while it was copied is stored as
           // read, not as journaled: kept, with what the file itself says,
           // and marked inconsistent (this run cannot know whether it was).
-          let other = (md.len() != op.s || util::mtime_ns(&md) != op.m)
+          let other = (md.len() != op.size || util::mtime_ns(&md) != op.mtime_ns)
             .then(|| (md.len(), util::mtime_ns(&md), std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777));
-          let known = existing_meta.as_ref().and_then(|m| m.file_catalog.get(&op.p)).and_then(|c| c.sha256.clone());
+          let known = existing_meta.as_ref().and_then(|m| m.file_catalog.get(&op.rel)).and_then(|c| c.sha256.clone());
           let sha = match known {
             Some(h) => {
               let mut b = [0u8; 32];
@@ -1275,25 +1244,25 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
           let linked = mmd.as_ref().is_some_and(|m| util::same_file(m, &md));
           Some((k, Some(sha), !linked, other, Some(f)))
         }
-        ("delete", _) => {
-          let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.p));
+        (OpKind::Delete, _) => {
+          let f = inc_dir.as_ref()?.join("deleted").join(names::to_path(&op.rel));
           let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
           if let Some(m) = &mmd {
-            if util::same_file(m, &md) || util::mtime_ns(m) == op.m && m.len() == op.s {
+            if util::same_file(m, &md) || util::mtime_ns(m) == op.mtime_ns && m.len() == op.size {
               let _ = longpath::with(&mirror, |p| fs::remove_file(p));
             }
           }
           Some((k, None, false, None, None))
         }
-        ("copy", false) => {
+        (OpKind::Copy, false) => {
           let m = mmd?;
-          let same = m.len() == op.s
-            && util::mtime_ns(&m) == op.m
-            && (op.k == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
+          let same = m.len() == op.size
+            && util::mtime_ns(&m) == op.mtime_ns
+            && (op.kind == Kind::Symlink || std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == op.mode);
           same.then_some((k, None, false, None, Some(mirror)))
         }
-        ("remove", _) => mmd.is_none().then_some((k, None, false, None, None)),
-        _ => None,
+        (OpKind::Remove, _) => mmd.is_none().then_some((k, None, false, None, None)),
+        (OpKind::Link, false) => None,
       }
     })
     .collect();
@@ -1301,52 +1270,52 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   let mut catalog: BTreeMap<String, CatalogEntry> = BTreeMap::new();
   for (k, sha, copied, other, file) in &done {
     let (op, sha, copied, other) = (&ops[*k], *sha, *copied, *other);
-    match op.op.as_str() {
-      "copy" | "link" => {
-        let (size, mtime_ns, mode) = other.unwrap_or((op.s, op.m, op.mode));
+    match op.op {
+      OpKind::Copy | OpKind::Link => {
+        let (size, mtime_ns, mode) = other.unwrap_or((op.size, op.mtime_ns, op.mode));
         // What the written file holds: its xattrs, and whether it is linked
         // to its group's first path (else the next run links it).
         let attrs = file.as_deref().map(xattrs::read_quiet).unwrap_or_default();
-        let link = op.l.as_ref().filter(|lead| {
-          let a = fs::symlink_metadata(l.mirror_path(&op.p));
+        let link = op.link.as_ref().filter(|lead| {
+          let a = fs::symlink_metadata(l.mirror_path(&op.rel));
           let b = fs::symlink_metadata(l.mirror_path(lead));
           matches!((a, b), (Ok(a), Ok(b)) if util::same_file(&a, &b))
         });
         state.insert(
-          op.p.clone(),
+          op.rel.clone(),
           StateEntry {
-            rel: op.p.clone().into(),
-            kind: op.k,
+            rel: op.rel.clone().into(),
+            kind: op.kind,
             size,
             mtime_ns,
             mode,
-            tracked: op.t,
-            sha256: if op.t { sha.map(Box::new) } else { None },
+            tracked: op.tracked,
+            sha256: if op.tracked { sha.map(Box::new) } else { None },
             inconsistent: other.is_some(),
             link: link.map(|s| s.as_str().into()),
             xattr: xattrs::digest(&attrs).map(Box::new),
           },
         );
-        if op.t {
-          let what = op.change.as_deref().unwrap_or("new");
-          let mut c = meta::catalog_entry(size, mtime_ns, mode, op.k, what, sha, copied);
+        if op.tracked {
+          let what = op.change.unwrap_or(meta::Change::New).as_str();
+          let mut c = meta::catalog_entry(size, mtime_ns, mode, op.kind, what, sha, copied);
           c.inconsistent = other.map(|_| true);
           c.link = link.cloned();
           c.xattrs = xattrs::to_catalog(&attrs);
-          catalog.insert(op.p.clone(), c);
+          catalog.insert(op.rel.clone(), c);
         }
       }
-      _ => {
-        state.remove(&op.p);
-        if op.op == "delete" {
+      OpKind::Delete | OpKind::Remove => {
+        state.remove(&op.rel);
+        if op.op == OpKind::Delete {
           let mut sha = None;
-          if let Some(h) = &op.h {
+          if let Some(h) = &op.sha256 {
             let mut b = [0u8; 32];
             if hex::decode_to_slice(h, &mut b).is_ok() {
               sha = Some(b);
             }
           }
-          catalog.insert(op.p.clone(), meta::catalog_entry(op.s, op.m, op.mode, op.k, "deleted", sha, false));
+          catalog.insert(op.rel.clone(), meta::catalog_entry(op.size, op.mtime_ns, op.mode, op.kind, "deleted", sha, false));
         }
       }
     }
@@ -1355,7 +1324,7 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   let mut committed = None;
   if let (Some(name), Some(dir)) = (&header.increment, &inc_dir) {
-    let meta_path = dir.join(format!("{name}.json"));
+    let meta_path = dir.join(layout::meta_file_name(name));
     if existing_meta.is_none() {
       if catalog.is_empty() {
         meta::remove_tree(dir)?;
@@ -1382,11 +1351,11 @@ pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
       committed = Some(name.clone());
     }
   }
-  state::write(&l.state, state.len() as u64, state.values().map(StateEntry::line))?;
+  state::write(&l.state, state.len() as u64, state.values().map(Cow::Borrowed))?;
   fault_point();
   if let (Some(name), Some(p)) = (&committed, &inc_pending) {
     if p.is_dir() {
-      let fin = l.dst.join(name);
+      let fin = l.increment(name);
       fs::rename(p, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
       util::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
       fault_point();

@@ -11,8 +11,9 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backup::engine::Layout;
-use crate::backup::meta::{iso, CatalogEntry};
+use crate::layout::Layout;
+use crate::backup::meta::CatalogEntry;
+use crate::layout::iso;
 use crate::backup::state::StateEntry;
 use crate::error::Error;
 use crate::explore::increments::{self, DamagedMeta, EntryRef, Increment};

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::engine::Layout;
+use crate::layout::Layout;
 use crate::backup::meta::{self, CatalogEntry, MetaHead};
 use crate::backup::scan::Kind;
 use crate::backup::state::{self, StateEntry};
@@ -29,16 +29,6 @@ use crate::explore::catalog::{name_iso, Matcher, SearchFilter};
 use crate::explore::increments::{self, safe_rel, Increment};
 use crate::fs::util::{self, fault_point};
 use crate::progress::{Phase, Progress};
-
-fn pending_path(l: &Layout) -> PathBuf {
-  l.meta.join("pending-removals.jsonl")
-}
-fn prune_journal(l: &Layout) -> PathBuf {
-  l.meta.join("prune.json")
-}
-fn trash(l: &Layout) -> PathBuf {
-  l.meta.join("trash")
-}
 
 /// Refuses a path whose folders under `root` are not all real folders.
 fn real_dirs(root: &Path, rel: &str) -> bool {
@@ -143,7 +133,7 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
   for inc in increments::list(dst)? {
     util::clean_atomic_leftovers(&inc.dir);
   }
-  let pending = pending_path(&l);
+  let pending = l.pending_removals.clone();
   if let Ok(f) = fs::File::open(&pending) {
     // Unlink only what the increment's metadata no longer lists: if the
     // delete was killed before its metadata was rewritten, nothing goes.
@@ -177,15 +167,15 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
       done.push(format!("finished an interrupted delete ({n} files)"));
     }
   }
-  if let Ok(b) = fs::read(prune_journal(&l)) {
+  if let Ok(b) = fs::read(&l.prune) {
     let j: PruneJournal =
-      serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
+      serde_json::from_slice(&b).map_err(|e| Error::corrupt(&l.prune, format!("invalid prune journal: {e}")))?;
     let present: HashSet<String> = increments::list(dst)?.into_iter().map(|i| i.name).collect();
     let remove: Vec<String> = j.remove.into_iter().filter(|n| present.contains(n)).collect();
     let r = prune(dst, &remove, false, workers, &Progress::new())?;
     done.push(format!("finished an interrupted prune ({} increments removed)", r.removed.len()));
   }
-  let t = trash(&l);
+  let t = l.trash.clone();
   if t.is_dir() {
     remove_tree_parallel(&t)?;
   }
@@ -234,7 +224,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   if !dry_run && !report.removed.is_empty() {
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
-    util::write_atomic(&prune_journal(&l), |f| f.write_all(&j))?;
+    util::write_atomic(&l.prune, |f| f.write_all(&j))?;
     fault_point();
   }
   progress.set_phase(Phase::Apply);
@@ -301,7 +291,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
         fault_point();
       }
       // Hide the removed increments (atomic renames), then delete them.
-      let t = trash(&l);
+      let t = l.trash.clone();
       fs::create_dir_all(&t).map_err(|e| Error::io(&t, "cannot create", &e))?;
       for r in &group {
         let to = t.join(&r.name);
@@ -318,11 +308,11 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     group.clear();
   }
   if !dry_run {
-    let _ = fs::remove_dir(trash(&l));
-    match fs::remove_file(prune_journal(&l)) {
+    let _ = fs::remove_dir(&l.trash);
+    match fs::remove_file(&l.prune) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-      Err(e) => return Err(Error::io(&prune_journal(&l), "cannot remove", &e)),
+      Err(e) => return Err(Error::io(&l.prune, "cannot remove", &e)),
     }
   }
   Ok(report)
@@ -423,7 +413,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   let rels: Vec<String> =
     report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
   fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
-  util::write_atomic(&pending_path(&l), |f| {
+  util::write_atomic(&l.pending_removals, |f| {
     let mut w = io::BufWriter::new(f);
     for r in &rels {
       serde_json::to_writer(&mut w, r)?;
@@ -616,7 +606,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       })
     };
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
-    state::write(&l.state, entries.len() as u64, entries.iter().map(StateEntry::line))?;
+    state::write(&l.state, entries.len() as u64, entries.iter().map(std::borrow::Cow::Borrowed))?;
     report.state_rebuilt = true;
     report.state_entries = entries.len() as u64;
   }
@@ -759,7 +749,7 @@ pub fn leftovers(dst: &Path) -> Leftovers {
     lo.incomplete_increments = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
     lo.incomplete_increments.sort();
   }
-  lo.prune_pending = prune_journal(&l).exists() || trash(&l).exists();
-  lo.delete_pending = pending_path(&l).exists();
+  lo.prune_pending = l.prune.exists() || l.trash.exists();
+  lo.delete_pending = l.pending_removals.exists();
   lo
 }
