@@ -158,14 +158,14 @@ pub struct SourceCheck {
 /// (a new backup, or one made before records existed) adopts `src`.
 pub fn check_source(l: &Layout, src: &Path, adopt: bool) -> Result<SourceCheck, Error> {
   let id = SourceId::of(src)?;
-  let rec_path = &l.source;
-  let rec: Option<SourceId> = match fs::read(&rec_path) {
+  let rec_path = l.source.as_path();
+  let rec: Option<SourceId> = match fs::read(rec_path) {
     Ok(b) => Some(
       serde_json::from_slice(&b)
-        .map_err(|e| Error::corrupt(&rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src")))?,
+        .map_err(|e| Error::corrupt(rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src")))?,
     ),
     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-    Err(e) => return Err(Error::io(&rec_path, "cannot read", &e)),
+    Err(e) => return Err(Error::io(rec_path, "cannot read", &e)),
   };
   let Some(rec) = rec else { return Ok(SourceCheck { id, write: true, refused: None }) };
   match id.same_as(&rec) {

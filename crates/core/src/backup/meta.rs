@@ -436,7 +436,6 @@ pub fn remove_tree(p: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use std::time::Duration;
 
   /// Journal lines as runs have written them read into the typed record and
   /// write back byte for byte (an old journal is still finished by recover).
@@ -450,7 +449,10 @@ mod tests {
     ];
     let ops: Vec<JournalOp> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!((ops[0].op, ops[0].change, ops[0].tracked, ops[0].size), (OpKind::Copy, Some(Change::New), true, 12));
-    assert_eq!((ops[1].op, ops[1].change, ops[1].kind, ops[1].link.as_deref()), (OpKind::Link, Some(Change::Changed), Kind::Symlink, Some("docs/lead")));
+    assert_eq!(
+      (ops[1].op, ops[1].change, ops[1].kind, ops[1].link.as_deref()),
+      (OpKind::Link, Some(Change::Changed), Kind::Symlink, Some("docs/lead"))
+    );
     assert_eq!((ops[2].op, ops[2].sha256.as_deref().map(str::len), ops[2].mode), (OpKind::Delete, Some(64), 384));
     assert_eq!((ops[3].op, ops[3].tracked, ops[3].mtime_ns), (OpKind::Remove, false, 2));
     for (op, line) in ops.iter().zip(lines) {
@@ -458,5 +460,4 @@ mod tests {
     }
     assert!(serde_json::from_str::<JournalOp>(r#"{"p":"a","op":"move","t":true,"k":"file","s":1,"m":2,"mode":420}"#).is_err());
   }
-
 }

@@ -59,7 +59,7 @@ mod sha_hex {
   #[allow(clippy::ref_option, clippy::borrowed_box)]
   pub fn serialize<S: Serializer>(v: &Option<Box<[u8; 32]>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-      Some(b) => s.serialize_str(&hex::encode(&**b)),
+      Some(b) => s.serialize_str(&hex::encode(**b)),
       None => s.serialize_none(),
     }
   }

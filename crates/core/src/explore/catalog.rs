@@ -11,12 +11,12 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::layout::Layout;
 use crate::backup::meta::CatalogEntry;
-use crate::layout::iso;
 use crate::backup::state::StateEntry;
 use crate::error::Error;
 use crate::explore::increments::{self, DamagedMeta, EntryRef, Increment};
+use crate::layout::iso;
+use crate::layout::Layout;
 
 /// One line of `backup list`.
 #[derive(Debug, Clone, Serialize)]

@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::layout::Layout;
 use crate::backup::meta::{self, CatalogEntry, MetaHead};
 use crate::backup::scan::Kind;
 use crate::backup::state::{self, StateEntry};
@@ -28,6 +27,7 @@ use crate::error::{Error, Warning};
 use crate::explore::catalog::{name_iso, Matcher, SearchFilter};
 use crate::explore::increments::{self, safe_rel, Increment};
 use crate::fs::util::{self, fault_point};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 /// Refuses a path whose folders under `root` are not all real folders.
@@ -168,8 +168,7 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
     }
   }
   if let Ok(b) = fs::read(&l.prune) {
-    let j: PruneJournal =
-      serde_json::from_slice(&b).map_err(|e| Error::corrupt(&l.prune, format!("invalid prune journal: {e}")))?;
+    let j: PruneJournal = serde_json::from_slice(&b).map_err(|e| Error::corrupt(&l.prune, format!("invalid prune journal: {e}")))?;
     let present: HashSet<String> = increments::list(dst)?.into_iter().map(|i| i.name).collect();
     let remove: Vec<String> = j.remove.into_iter().filter(|n| present.contains(n)).collect();
     let r = prune(dst, &remove, false, workers, &Progress::new())?;

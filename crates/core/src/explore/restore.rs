@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::layout::Layout;
 use crate::backup::meta::PendingRun;
 use crate::backup::rules::Role;
 use crate::backup::scan::{Entry, Kind};
@@ -27,6 +26,7 @@ use crate::error::{Error, Warning};
 use crate::explore::catalog::{newest_mentions, prefix_match};
 use crate::explore::increments::{self, safe_rel};
 use crate::fs::util::{self, CopyResult};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 #[derive(Debug, Clone)]

@@ -229,8 +229,7 @@ pub fn record_caps(file: &Path, caps: &FsCaps) {
     "caps": caps,
     "limits": caps.limits(),
   });
-  let _ =
-    write_atomic(file, |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
+  let _ = write_atomic(file, |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
 }
 
 /// Probes `dir` (which must exist and be writable): a hardlink, an odd

@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::layout::Layout;
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::explore::increments::{self, safe_rel, DamagedMeta};
 use crate::fs::util;
 use crate::integrity::checksum::{self, Algo, Report};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 /// The verdict on one path.
