@@ -580,67 +580,19 @@ impl ApplyCtx<'_> {
     if let Err(err) = self.safe_parents(op.rel()) {
       return Err(("cannot prepare the mirror folder for", err));
     }
-    // A file that changes under us is retried with its new metadata; the
-    // last attempt keeps what it read (marked inconsistent) unless the user
-    // refuses such copies: a file that is always being written still gets
-    // a copy.
-    let mut copied = None;
-    let mut last = String::new();
-    for attempt in 0..COPY_ATTEMPTS {
-      let mut cur = e.clone();
-      if attempt > 0 {
-        match longpath::with(&src, |p| fs::symlink_metadata(p)) {
-          Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
-            None => break,
-          },
-          Err(err) => return Err(("cannot read", err)),
-        }
+    let (c, stored) = match self.copy_to_temp(op, e, &src, &tmp)? {
+      Ok(copied) => copied,
+      Err(last) => {
+        let _ = longpath::with(&tmp, |p| fs::remove_file(p));
+        return Ok(Outcome::Skipped(Box::new(Warning::new(
+          op.rel(),
+          "changed-during-read",
+          format!("{last}; not recorded (--skip-inconsistent), the next run takes it"),
+        ))));
       }
-      // Xattrs only when the scan saw some: the common case costs no extra syscall.
-      let xa = e.xattr.is_some().then_some(&self.xattrs);
-      let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match longpath::with2(&src, &tmp, |s, t| util::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
-        Ok(CopyResult::Done(mut c)) => {
-          // What the mirror now holds, when it is not what the scan saw.
-          let stored = c
-            .stored
-            .take()
-            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
-            .or_else(|| (!cur.same_stat(e)).then_some(cur));
-          copied = Some((c, stored));
-          break;
-        }
-        Ok(CopyResult::Changed(m)) => last = m,
-        Err(err) => {
-          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
-          return Err(("cannot copy", err));
-        }
-      }
-    }
-    let Some((c, stored)) = copied else {
-      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
-      return Ok(Outcome::Skipped(Box::new(Warning::new(
-        op.rel(),
-        "changed-during-read",
-        format!("{last}; not recorded (--skip-inconsistent), the next run takes it"),
-      ))));
     };
     fault_point();
-    if let Ok(md) = longpath::with(&dst, |p| fs::symlink_metadata(p)) {
-      if md.is_dir() {
-        // A folder became a file: the folder is empty by now unless it holds
-        // preserved or foreign entries.
-        if let Err(err) = longpath::with(&dst, |p| fs::remove_dir(p)) {
-          let _ = longpath::with(&tmp, |p| fs::remove_file(p));
-          return Err(("cannot replace the mirror folder", err));
-        }
-      }
-    }
-    if let Err(err) = longpath::with2(&tmp, &dst, |a, b| fs::rename(a, b)) {
-      let _ = longpath::with(&tmp, |p| fs::remove_file(p));
-      return Err(("cannot rename into the mirror", err));
-    }
+    self.put_in_place(&tmp, &dst)?;
     fault_point();
     let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
     Ok(Outcome::Done {
@@ -653,6 +605,76 @@ impl ApplyCtx<'_> {
       stored: stored.map(Box::new),
       inconsistent: c.torn,
     })
+  }
+
+  /// Copies `src` to the temp file `tmp` beside its mirror path. A file
+  /// that changes under us is retried with its new metadata; the last
+  /// attempt keeps what it read (marked inconsistent) unless the user
+  /// refuses such copies: a file that is always being written still gets a
+  /// copy. Returns the copy and the version it holds when that is not the
+  /// one the scan saw, or (`Err`) why every attempt saw the file change.
+  #[allow(clippy::type_complexity)]
+  fn copy_to_temp(
+    &self,
+    op: &Op,
+    e: &Entry,
+    src: &Path,
+    tmp: &Path,
+  ) -> Result<Result<(util::Copied, Option<Entry>), String>, (&'static str, io::Error)> {
+    let mut last = String::new();
+    for attempt in 0..COPY_ATTEMPTS {
+      let mut cur = e.clone();
+      if attempt > 0 {
+        match longpath::with(src, |p| fs::symlink_metadata(p)) {
+          Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
+            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
+            None => break,
+          },
+          Err(err) => return Err(("cannot read", err)),
+        }
+      }
+      // Xattrs only when the scan saw some: the common case costs no extra syscall.
+      let xa = e.xattr.is_some().then_some(&self.xattrs);
+      let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
+      match longpath::with2(src, tmp, |s, t| util::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
+        Ok(CopyResult::Done(mut c)) => {
+          // What the mirror now holds, when it is not what the scan saw.
+          let stored = c
+            .stored
+            .take()
+            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
+            .or_else(|| (!cur.same_stat(e)).then_some(cur));
+          return Ok(Ok((c, stored)));
+        }
+        Ok(CopyResult::Changed(m)) => last = m,
+        Err(err) => {
+          let _ = longpath::with(tmp, |p| fs::remove_file(p));
+          return Err(("cannot copy", err));
+        }
+      }
+    }
+    Ok(Err(last))
+  }
+
+  /// Renames the finished temp file over `mirror/<rel>` (a folder there,
+  /// left empty by the removals, is removed first: a folder became a file).
+  /// On failure the temp file goes.
+  fn put_in_place(&self, tmp: &Path, dst: &Path) -> Result<(), (&'static str, io::Error)> {
+    if let Ok(md) = longpath::with(dst, |p| fs::symlink_metadata(p)) {
+      if md.is_dir() {
+        // A folder became a file: the folder is empty by now unless it holds
+        // preserved or foreign entries.
+        if let Err(err) = longpath::with(dst, |p| fs::remove_dir(p)) {
+          let _ = longpath::with(tmp, |p| fs::remove_file(p));
+          return Err(("cannot replace the mirror folder", err));
+        }
+      }
+    }
+    if let Err(err) = longpath::with2(tmp, dst, |a, b| fs::rename(a, b)) {
+      let _ = longpath::with(tmp, |p| fs::remove_file(p));
+      return Err(("cannot rename into the mirror", err));
+    }
+    Ok(())
   }
 
   /// A hard-link group's later member: `mirror/<rel>` becomes a hardlink of
