@@ -134,6 +134,31 @@ export interface BindingExplanation {
   steps: Array<BindingStep>
 }
 
+/** An increment folder name `backup_YYYYMMDD_HHMMSS[_N]`, parsed. */
+export interface BindingIncrementName {
+  /** Seconds since the epoch the name says (UTC). */
+  timeS: number
+  /** `N`, 0 without a suffix. */
+  seq: number
+}
+
+/** The paths of a backup folder (`layout::Layout`). */
+export interface BindingLayoutPaths {
+  dst: string
+  mirror: string
+  meta: string
+  state: string
+  journal: string
+  incomplete: string
+  lock: string
+  source: string
+  target: string
+  lastRun: string
+  prune: string
+  trash: string
+  pendingRemovals: string
+}
+
 /** What interrupted commands left in `.axiomatic/`. */
 export interface BindingLeftovers {
   interruptedRun: BindingPendingRun | null
@@ -476,8 +501,17 @@ export declare function finishPending(dst: string, workers: number): Array<strin
  */
 export declare function finishReport(tmp: string, path: string, extra: string, jsonFormat: boolean): void
 
+/** Whether `name` is an increment folder name. */
+export declare function isIncrementName(name: string): boolean
+
+/** The paths of the backup folder `dst` (nothing is read or created). */
+export declare function layoutPaths(dst: string): BindingLayoutPaths
+
 /** `backup list`: JSON text of `catalog::Listing` (JSON: see "The binding" in docs/design.md). */
 export declare function listIncrements(dst: string, detailed: boolean): Promise<string>
+
+/** Parses an increment folder name; `null` when it is not one (bad date included). */
+export declare function parseIncrementName(name: string): BindingIncrementName | null
 
 export declare function probeRunLock(path: string): BindingLockProbe | null
 

@@ -128,6 +128,15 @@ describe('search', () => {
     expect(r.status).toBe(64)
     expect(r.stderr).toContain('not a backup folder')
     expect(fs.readdirSync(empty)).toEqual([])
+    // Only a real increment name marks a backup folder (one parser, the core's): a date that does not
+    // exist (February 30) or a name with trailing garbage is not one; a valid name with `_N` is.
+    const fake = tmpdir()
+    fs.mkdirSync(path.join(fake, 'backup_20240230_120000'))
+    fs.mkdirSync(path.join(fake, 'backup_20240115_120000.old'))
+    expect(cli(['list', '--dst', fake]).status).toBe(64)
+    expect(fs.readdirSync(fake).sort()).toEqual(['backup_20240115_120000.old', 'backup_20240230_120000'])
+    fs.mkdirSync(path.join(fake, 'backup_20240229_120000_2'))
+    expect(cli(['list', '--dst', fake]).stderr).not.toContain('not a backup folder')
   })
 
   it('--generate-script restores files with hostile names exactly', async () => {

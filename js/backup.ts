@@ -7,7 +7,7 @@ import { loadConfig, parseMaxDelete, resolveConfig, type Config, type ResolvedCo
 import { acquireLock } from './lock'
 import { fromNative, native, type BindingChange, type BindingProgress, type BindingReport, type BindingRole } from './native'
 import { typedWarnings, type Warning } from './warnings'
-import { readTarget, writeLastRun, type LastRun } from './explore'
+import { readTarget, writeLastRun, type LastRun } from './last-run'
 
 export type { Warning, WarningCode } from './warnings'
 

@@ -19,8 +19,9 @@ export interface LockInfo {
   command: string
 }
 
+/** `dst/.axiomatic/lock` (the name is the core's, see `crates/core/src/layout.rs`). */
 export function lockPath(dst: string): string {
-  return path.join(dst, '.axiomatic', 'lock')
+  return native().layoutPaths(dst).lock
 }
 
 function parseInfo(text: string): LockInfo | undefined {

@@ -4,6 +4,7 @@
  * the accepted forms; nothing is silently ignored.
  */
 import { ConfigError } from '../errors'
+import { native } from '../native'
 
 const UNITS: Record<string, number> = { '': 1, B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }
 const SIZE_FORMS = '`500K` (exactly), `>100M`, `>=100M`, `<1G`, `<=1G`, `10K-100K` (K/M/G/T are 1024-based)'
@@ -105,7 +106,7 @@ export function parsePathFilter(p: string): { prefix?: string; glob?: string } {
  * end of that day). Returns ms since the epoch, or the name.
  */
 export function parseWhen(when: string): { name: string } | { ms: number } {
-  if (/^backup_\d{8}_\d{6}(_\d+)?$/.test(when)) return { name: when }
+  if (native().isIncrementName(when)) return { name: when }
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(when)
   if (dateOnly) return { ms: timeValue(when, when, '--at')[1] - 1 }
   const local = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$/.exec(when)

@@ -27,10 +27,12 @@ import {
   type BindingStateCheck,
 } from '../native'
 import { typedWarnings, type Warning } from '../warnings'
+import { readLastRun, readTarget, type LastRun, type TargetInfo } from '../last-run'
 import { normalizeMask, parsePathFilter, parseSize, parseTime, parseWhen } from './filters'
 import { applyPolicy, type Decision, type RetentionPolicy } from './retention'
 
 export type { RetentionPolicy, Decision } from './retention'
+export type { LastRun, TargetInfo } from '../last-run'
 
 /** Checks that `dst` is a backup folder (so a typo never creates one). */
 export function requireBackupDir(dst: string): string {
@@ -43,7 +45,9 @@ export function requireBackupDir(dst: string): string {
   }
   if (!st.isDirectory()) throw new ConfigError(`${abs} is not a folder; --dst must be the backup folder that holds mirror/`)
   const names = fs.readdirSync(abs)
-  if (!names.some((n) => n === 'mirror' || n === '.axiomatic' || /^backup_\d{8}_\d{6}/.test(n))) {
+  const paths = native().layoutPaths(abs)
+  const own = [path.basename(paths.mirror), path.basename(paths.meta)]
+  if (!names.some((n) => own.includes(n) || native().isIncrementName(n))) {
     throw new ConfigError(`${abs} is not a backup folder (no mirror/, no .axiomatic/, no backup_* increments); check --dst`)
   }
   return abs
@@ -363,18 +367,6 @@ async function pruneBy(dst: string, decide: (incs: { name: string; timeMs: numbe
 
 // ---------------------------------------------------------------- status
 
-export interface LastRun {
-  started: string
-  finished: string
-  /** `ok`, `partial` (files skipped, see warnings) or `failed`. */
-  result: 'ok' | 'partial' | 'failed'
-  increment: string | null
-  warnings: number
-  /** The first warnings (at most 20). */
-  warningSample: Warning[]
-  error: { code: string; message: string } | null
-}
-
 export interface BackupStatus {
   dst: string
   lastRun: LastRun | null
@@ -398,23 +390,6 @@ export interface BackupStatus {
   notWritable: string | null
 }
 
-/** What the last run's probe found the target can do (`dst/.axiomatic/target.json`). */
-export interface TargetInfo {
-  probed: string
-  caps: { hardlinks: boolean; mtime_granularity_ns: number; symlinks: boolean; link_max: number | null; fs_type: string }
-  /** What it cannot do, in words; empty when nothing is limited. */
-  limits: string[]
-}
-
-/** The recorded probe of the target, or null (never probed, or unreadable). */
-export function readTarget(dst: string): TargetInfo | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(dst, '.axiomatic', 'target.json'), 'utf8')) as TargetInfo
-  } catch {
-    return null
-  }
-}
-
 /** Whether `dst` can be written: null if so, else the errno code (`EROFS`, `EACCES`…). */
 function writeProblem(dst: string): string | null {
   try {
@@ -425,28 +400,10 @@ function writeProblem(dst: string): string | null {
   }
 }
 
-export function lastRunPath(dst: string): string {
-  return path.join(dst, '.axiomatic', 'last-run.json')
-}
-
-/** Records the outcome of a run (written by `backup()`). */
-export function writeLastRun(dst: string, r: LastRun): void {
-  const file = lastRunPath(dst)
-  const tmp = `${file}.tmp-${process.pid}`
-  fs.mkdirSync(path.dirname(file), { recursive: true })
-  fs.writeFileSync(tmp, JSON.stringify(r, null, 2) + '\n')
-  fs.renameSync(tmp, file)
-}
-
 /** `backup status`. */
 export async function status(dst: string): Promise<BackupStatus> {
   const dir = requireBackupDir(dst)
-  let lastRun: LastRun | null = null
-  try {
-    lastRun = JSON.parse(fs.readFileSync(lastRunPath(dir), 'utf8')) as LastRun
-  } catch {
-    lastRun = null
-  }
+  const lastRun = readLastRun(dir)
   const lock = readLock(dir)
   const s = await call(native().backupStatus(dir))
   const { increments, damaged } = await listIncrements(dir)

@@ -4,7 +4,8 @@
 //! using only the ones listed before it:
 //!
 //! - shared underneath: errors and warnings ([`error`]), progress counters
-//!   and the abort flag ([`progress`]), file-system building blocks ([`fs`]);
+//!   and the abort flag ([`progress`]), file-system building blocks ([`fs`]),
+//!   every name on disk of a backup folder ([`layout`]);
 //! - [`backup`]: rules, scan, state, metadata and journal, the run;
 //! - [`explore`]: increments and catalogs, restore, recreate/delete/prune;
 //! - [`integrity`]: checksum reports, verify, compare.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod explore;
 pub mod fs;
 pub mod integrity;
+pub mod layout;
 pub mod progress;
 
 pub use error::{Error, ErrorKind, Warning};

@@ -3,9 +3,10 @@
 use std::fs;
 use std::path::Path;
 
-use axiomatic_core::backup::engine::{self, Layout, Options};
+use axiomatic_core::backup::engine::{self, Options};
 use axiomatic_core::backup::rules::{Pattern, RuleSpec, Rules};
 use axiomatic_core::backup::scan::{self, Limits};
+use axiomatic_core::layout::Layout;
 use axiomatic_core::progress::Progress;
 
 fn pat(key: &str, glob: &str) -> Pattern {

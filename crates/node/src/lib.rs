@@ -1284,3 +1284,68 @@ pub fn sha256_speed(mib: u32, rounds: u32) -> BindingSha256Speed {
   let s = axiomatic_core::fs::util::sha256_speed(mib as usize, rounds as usize);
   BindingSha256Speed { sha_extensions: s.sha_extensions, sha256_mbs: s.sha256_mbs, md5_mbs: s.md5_mbs }
 }
+
+// ---------------------------------------------------------------- layout
+// Every on-disk name of a backup folder comes from `axiomatic_core::layout`;
+// the TypeScript side asks here instead of rebuilding paths and patterns.
+
+/// The paths of a backup folder (`layout::Layout`).
+#[napi(object)]
+pub struct BindingLayoutPaths {
+  pub dst: String,
+  pub mirror: String,
+  pub meta: String,
+  pub state: String,
+  pub journal: String,
+  pub incomplete: String,
+  pub lock: String,
+  pub source: String,
+  pub target: String,
+  pub last_run: String,
+  pub prune: String,
+  pub trash: String,
+  pub pending_removals: String,
+}
+
+/// The paths of the backup folder `dst` (nothing is read or created).
+#[napi]
+pub fn layout_paths(dst: String) -> BindingLayoutPaths {
+  let l = axiomatic_core::layout::Layout::new(Path::new(&dst));
+  let s = |p: &Path| p.to_string_lossy().into_owned();
+  BindingLayoutPaths {
+    dst: s(&l.dst),
+    mirror: s(&l.mirror),
+    meta: s(&l.meta),
+    state: s(&l.state),
+    journal: s(&l.journal),
+    incomplete: s(&l.incomplete),
+    lock: s(&l.lock),
+    source: s(&l.source),
+    target: s(&l.target),
+    last_run: s(&l.last_run),
+    prune: s(&l.prune),
+    trash: s(&l.trash),
+    pending_removals: s(&l.pending_removals),
+  }
+}
+
+/// An increment folder name `backup_YYYYMMDD_HHMMSS[_N]`, parsed.
+#[napi(object)]
+pub struct BindingIncrementName {
+  /// Seconds since the epoch the name says (UTC).
+  pub time_s: f64,
+  /// `N`, 0 without a suffix.
+  pub seq: u32,
+}
+
+/// Parses an increment folder name; `null` when it is not one (bad date included).
+#[napi]
+pub fn parse_increment_name(name: String) -> Option<BindingIncrementName> {
+  axiomatic_core::layout::parse_increment_name(&name).map(|(t, seq)| BindingIncrementName { time_s: t as f64, seq })
+}
+
+/// Whether `name` is an increment folder name.
+#[napi]
+pub fn is_increment_name(name: String) -> bool {
+  axiomatic_core::layout::is_increment_name(&name)
+}

@@ -19,11 +19,11 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::engine::Layout;
 use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
 use crate::explore::increments::{self, EntryRef};
 use crate::fs::util;
+use crate::layout::Layout;
 
 /// The original's mirror state file, beside `mirror/`.
 pub const MIRROR_JSON: &str = "mirror.json";
@@ -45,8 +45,7 @@ pub struct OriginalEntry {
 /// state was lost is not one: its state is rebuilt by `backup recreate`.
 pub fn is_original(l: &Layout) -> bool {
   !l.state.exists()
-    && (l.dst.join(MIRROR_JSON).is_file()
-      || (!l.meta.join("source.json").exists() && fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some())))
+    && (l.dst.join(MIRROR_JSON).is_file() || (!l.source.exists() && fs::read_dir(&l.mirror).is_ok_and(|mut d| d.next().is_some())))
 }
 
 /// Reads `mirror.json`; `None` if absent.

@@ -11,12 +11,13 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::fs::util;
+use crate::layout::Layout;
 
 /// What the caller allows beyond the default refusals.
 #[derive(Debug, Clone, Default)]
@@ -153,23 +154,18 @@ pub struct SourceCheck {
   pub refused: Option<String>,
 }
 
-/// The source record's place in a backup folder.
-pub fn record_path(meta: &Path) -> PathBuf {
-  meta.join("source.json")
-}
-
-/// Compares `src` with the source recorded in `meta`. No record (a new
-/// backup, or one made before records existed) adopts `src`.
-pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck, Error> {
+/// Compares `src` with the source recorded in the backup folder. No record
+/// (a new backup, or one made before records existed) adopts `src`.
+pub fn check_source(l: &Layout, src: &Path, adopt: bool) -> Result<SourceCheck, Error> {
   let id = SourceId::of(src)?;
-  let rec_path = record_path(meta);
-  let rec: Option<SourceId> = match fs::read(&rec_path) {
+  let rec_path = l.source.as_path();
+  let rec: Option<SourceId> = match fs::read(rec_path) {
     Ok(b) => Some(
       serde_json::from_slice(&b)
-        .map_err(|e| Error::corrupt(&rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src")))?,
+        .map_err(|e| Error::corrupt(rec_path, format!("unreadable source record ({e}); remove it to adopt the configured src")))?,
     ),
     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-    Err(e) => return Err(Error::io(&rec_path, "cannot read", &e)),
+    Err(e) => return Err(Error::io(rec_path, "cannot read", &e)),
   };
   let Some(rec) = rec else { return Ok(SourceCheck { id, write: true, refused: None }) };
   match id.same_as(&rec) {
@@ -180,7 +176,7 @@ pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck,
         "the backup folder {} belongs to another source: {why}; nothing was changed. If {} is meant to be backed up \
          there, run again with --adopt-source (library: adoptSource); with another source, the files of the first are \
          removed from the mirror (tracked ones kept in an increment)",
-        meta.parent().unwrap_or(meta).display(),
+        l.dst.display(),
         id.path
       )),
       id,
@@ -190,10 +186,10 @@ pub fn check_source(meta: &Path, src: &Path, adopt: bool) -> Result<SourceCheck,
 }
 
 /// Writes the source record (atomically).
-pub fn write_source(meta: &Path, id: &SourceId) -> Result<(), Error> {
+pub fn write_source(l: &Layout, id: &SourceId) -> Result<(), Error> {
   let mut text = serde_json::to_vec_pretty(id).expect("a source record serializes");
   text.push(b'\n');
-  util::write_atomic(&record_path(meta), |f| io::Write::write_all(f, &text))
+  util::write_atomic(&l.source, |f| io::Write::write_all(f, &text))
 }
 
 #[cfg(test)]

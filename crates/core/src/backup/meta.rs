@@ -1,10 +1,10 @@
-//! Increment metadata (`backup_X/backup_X.json`), the run journal and names.
+//! Increment metadata (`backup_X/backup_X.json`) and the run journal.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +242,7 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
   if m.timestamp.is_empty() || !m.timestamp.ends_with('Z') {
     let ts = if m.timestamp.is_empty() { &m.backup_timestamp } else { &m.timestamp };
     if let Some((s, n)) = crate::explore::increments::parse_iso(ts) {
-      m.timestamp = iso(UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, n));
+      m.timestamp = crate::layout::iso(UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, n));
     }
   }
   if m.origin.is_empty() {
@@ -270,25 +270,75 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
   Ok(m)
 }
 
+/// What an operation does to one path (the journal's `op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+  /// Copy from src into the mirror (and link into `track/` if tracked).
+  Copy,
+  /// The mirror is current; only link it into `track/` (became tracked).
+  Link,
+  /// Tracked file gone: link into `deleted/`, unlink from the mirror.
+  Delete,
+  /// Untracked file gone: unlink from the mirror.
+  Remove,
+}
+
+impl OpKind {
+  /// Copies and links put a version into the mirror (and `track/`).
+  pub fn stores(self) -> bool {
+    matches!(self, OpKind::Copy | OpKind::Link)
+  }
+  /// Deletes and removes take a path out of the mirror.
+  pub fn removes(self) -> bool {
+    !self.stores()
+  }
+}
+
+/// What a copy or link records in the increment (the journal's `change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+  New,
+  Changed,
+}
+
+impl Change {
+  /// The catalog's `op`.
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Change::New => "new",
+      Change::Changed => "changed",
+    }
+  }
+}
+
 /// One planned operation, as written to the journal before it is applied.
+/// The keys on disk are short (one line per operation, a million lines for
+/// a first backup); the field names say what they are.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JournalOp {
-  pub p: String,
-  /// `copy`, `link`, `delete` or `remove`.
-  pub op: String,
-  /// `new` or `changed` for copy/link.
+  #[serde(rename = "p")]
+  pub rel: String,
+  pub op: OpKind,
+  /// For copy/link.
   #[serde(default, skip_serializing_if = "Option::is_none")]
-  pub change: Option<String>,
-  pub t: bool,
-  pub k: Kind,
-  pub s: u64,
-  pub m: i64,
+  pub change: Option<Change>,
+  #[serde(rename = "t")]
+  pub tracked: bool,
+  #[serde(rename = "k")]
+  pub kind: Kind,
+  #[serde(rename = "s")]
+  pub size: u64,
+  #[serde(rename = "m")]
+  pub mtime_ns: i64,
   pub mode: u32,
-  #[serde(default, skip_serializing_if = "Option::is_none")]
-  pub h: Option<String>,
+  /// For a delete: the SHA-256 (hex) of the version deleted, if known.
+  #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+  pub sha256: Option<String>,
   /// For a hard-link group's later member: the group's first path.
-  #[serde(default, skip_serializing_if = "Option::is_none")]
-  pub l: Option<String>,
+  #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+  pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -354,7 +404,7 @@ impl PendingRun {
   /// The unfinished run of a backup folder, if its journal exists and can be read.
   pub fn read(journal: &Path) -> Option<Self> {
     let (h, ops) = read_journal(journal).ok()??;
-    Some(Self { increment: h.increment, started: h.started, ops: h.ops, by_path: ops.into_iter().map(|o| (o.p.clone(), o)).collect() })
+    Some(Self { increment: h.increment, started: h.started, ops: h.ops, by_path: ops.into_iter().map(|o| (o.rel.clone(), o)).collect() })
   }
 
   /// The journaled operation on `rel` if the run already applied it to the
@@ -364,57 +414,14 @@ impl PendingRun {
   pub fn applied(&self, rel: &str, mirror: &Path, recorded: Option<(u64, i64)>) -> Option<&JournalOp> {
     let op = self.by_path.get(rel)?;
     let md = fs::symlink_metadata(mirror).ok();
-    match op.op.as_str() {
-      "copy" | "link" => {
-        let md = md?;
-        let now = (md.len(), util::mtime_ns(&md));
-        (now == (op.s, op.m) && recorded != Some(now)).then_some(op)
-      }
-      _ => md.is_none().then_some(op),
+    if op.op.stores() {
+      let md = md?;
+      let now = (md.len(), util::mtime_ns(&md));
+      (now == (op.size, op.mtime_ns) && recorded != Some(now)).then_some(op)
+    } else {
+      md.is_none().then_some(op)
     }
   }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, u32, u32) {
-  let z = days + 719_468;
-  let era = z.div_euclid(146_097);
-  let doe = z.rem_euclid(146_097);
-  let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-  let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  let mp = (5 * doy + 2) / 153;
-  let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-  let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-  (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn parts(t: SystemTime) -> (i64, u32, u32, i64, i64, i64, u32) {
-  let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-  let secs = d.as_secs() as i64;
-  let (y, mo, da) = civil(secs.div_euclid(86_400));
-  let s = secs.rem_euclid(86_400);
-  (y, mo, da, s / 3600, (s / 60) % 60, s % 60, d.subsec_millis())
-}
-
-/// `backup_YYYYMMDD_HHMMSS` in UTC.
-pub fn increment_name(t: SystemTime) -> String {
-  let (y, mo, d, h, mi, s, _) = parts(t);
-  format!("backup_{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}")
-}
-
-/// ISO 8601 UTC with milliseconds.
-pub fn iso(t: SystemTime) -> String {
-  let (y, mo, d, h, mi, s, ms) = parts(t);
-  format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
-}
-
-/// A name not used yet in `dst` nor among the unfinished increments.
-pub fn unique_name(dst: &Path, incomplete: &Path, base: &str) -> String {
-  let taken = |n: &str| dst.join(n).symlink_metadata().is_ok() || incomplete.join(n).symlink_metadata().is_ok();
-  if !taken(base) {
-    return base.to_string();
-  }
-  (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).unwrap()
 }
 
 /// Removes a directory tree if it exists.
@@ -429,13 +436,28 @@ pub fn remove_tree(p: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use std::time::Duration;
 
+  /// Journal lines as runs have written them read into the typed record and
+  /// write back byte for byte (an old journal is still finished by recover).
   #[test]
-  fn names_are_utc() {
-    let t = UNIX_EPOCH + Duration::from_millis(1_705_321_845_123); // 2024-01-15T12:30:45.123Z
-    assert_eq!(increment_name(t), "backup_20240115_123045");
-    assert_eq!(iso(t), "2024-01-15T12:30:45.123Z");
-    assert_eq!(iso(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+  fn journal_lines_keep_their_format() {
+    let lines = [
+      r#"{"p":"docs/a.txt","op":"copy","change":"new","t":true,"k":"file","s":12,"m":1705321845123456789,"mode":420}"#,
+      r#"{"p":"docs/b","op":"link","change":"changed","t":true,"k":"symlink","s":3,"m":-1,"mode":511,"l":"docs/lead"}"#,
+      r#"{"p":"gone","op":"delete","t":true,"k":"file","s":0,"m":0,"mode":384,"h":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}"#,
+      r#"{"p":"x","op":"remove","t":false,"k":"file","s":1,"m":2,"mode":420}"#,
+    ];
+    let ops: Vec<JournalOp> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((ops[0].op, ops[0].change, ops[0].tracked, ops[0].size), (OpKind::Copy, Some(Change::New), true, 12));
+    assert_eq!(
+      (ops[1].op, ops[1].change, ops[1].kind, ops[1].link.as_deref()),
+      (OpKind::Link, Some(Change::Changed), Kind::Symlink, Some("docs/lead"))
+    );
+    assert_eq!((ops[2].op, ops[2].sha256.as_deref().map(str::len), ops[2].mode), (OpKind::Delete, Some(64), 384));
+    assert_eq!((ops[3].op, ops[3].tracked, ops[3].mtime_ns), (OpKind::Remove, false, 2));
+    for (op, line) in ops.iter().zip(lines) {
+      assert_eq!(serde_json::to_string(op).unwrap(), line);
+    }
+    assert!(serde_json::from_str::<JournalOp>(r#"{"p":"a","op":"move","t":true,"k":"file","s":1,"m":2,"mode":420}"#).is_err());
   }
 }

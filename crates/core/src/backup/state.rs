@@ -7,6 +7,7 @@
 //! mirror holds (computed when it was copied); entries with xattrs a digest
 //! of them, later members of a hard-link group the group's first path.
 
+use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -20,8 +21,10 @@ use crate::fs::util;
 pub const FORMAT: &str = "axiomatic-mirror-state";
 pub const VERSION: u32 = 1;
 
-/// One mirrored entry, as read (written through [`StateLine`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One mirrored entry: one line of the state file, read and written
+/// through the same serde attributes (short keys on disk, optional keys
+/// left out when empty), so what is written reads back as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateEntry {
   #[serde(rename = "p")]
   pub rel: Box<str>,
@@ -35,41 +38,39 @@ pub struct StateEntry {
   pub mode: u32,
   #[serde(rename = "t")]
   pub tracked: bool,
-  #[serde(rename = "h", default, deserialize_with = "sha_hex::deserialize_boxed")]
+  #[serde(rename = "h", default, skip_serializing_if = "Option::is_none", with = "sha_hex")]
   pub sha256: Option<Box<[u8; 32]>>,
   /// The mirror holds a copy read while the file kept changing: the next
   /// run copies it again whatever its size and mtime say.
-  #[serde(rename = "i", default)]
+  #[serde(rename = "i", default, skip_serializing_if = "std::ops::Not::not")]
   pub inconsistent: bool,
   /// A hard-link group's later member: the group's first path, which the
   /// mirror copy is a hardlink of.
-  #[serde(rename = "l", default)]
+  #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
   pub link: Option<Box<str>>,
   /// Digest of the xattrs (ACLs included) the mirror copy holds.
-  #[serde(rename = "x", default, deserialize_with = "sha_hex::deserialize_boxed")]
+  #[serde(rename = "x", default, skip_serializing_if = "Option::is_none", with = "sha_hex")]
   pub xattr: Option<Box<[u8; 32]>>,
 }
 
+/// A SHA-256 (boxed: most entries have none) as lowercase hex.
 mod sha_hex {
   use serde::{Deserialize, Deserializer, Serializer};
-  #[allow(clippy::ref_option)]
-  pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+  #[allow(clippy::ref_option, clippy::borrowed_box)]
+  pub fn serialize<S: Serializer>(v: &Option<Box<[u8; 32]>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-      Some(b) => s.serialize_str(&hex::encode(b)),
+      Some(b) => s.serialize_str(&hex::encode(**b)),
       None => s.serialize_none(),
     }
   }
-  pub fn deserialize_boxed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[u8; 32]>>, D::Error> {
-    Ok(deserialize(d)?.map(Box::new))
-  }
-  pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+  pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[u8; 32]>>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     match s {
       None => Ok(None),
       Some(s) => {
         let mut out = [0u8; 32];
         hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(Some(out))
+        Ok(Some(Box::new(out)))
       }
     }
   }
@@ -135,31 +136,6 @@ pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
   Ok(out)
 }
 
-/// One line of the state as written, borrowing its path.
-#[derive(Debug, Clone, Serialize)]
-pub struct StateLine<'a> {
-  #[serde(rename = "p")]
-  pub rel: &'a str,
-  #[serde(rename = "k")]
-  pub kind: Kind,
-  #[serde(rename = "s")]
-  pub size: u64,
-  #[serde(rename = "m")]
-  pub mtime_ns: i64,
-  #[serde(rename = "mode")]
-  pub mode: u32,
-  #[serde(rename = "t")]
-  pub tracked: bool,
-  #[serde(rename = "h", skip_serializing_if = "Option::is_none", with = "sha_hex")]
-  pub sha256: Option<[u8; 32]>,
-  #[serde(rename = "i", skip_serializing_if = "std::ops::Not::not")]
-  pub inconsistent: bool,
-  #[serde(rename = "l", skip_serializing_if = "Option::is_none")]
-  pub link: Option<&'a str>,
-  #[serde(rename = "x", skip_serializing_if = "Option::is_none", with = "sha_hex")]
-  pub xattr: Option<[u8; 32]>,
-}
-
 impl StateEntry {
   /// The entry for the mirror file `mirror/<rel>` as it is (rebuilding a
   /// state: `recreate`, adopting a folder of the original backup.py): its
@@ -185,26 +161,12 @@ impl StateEntry {
   pub fn sha(&self) -> Option<[u8; 32]> {
     self.sha256.as_deref().copied()
   }
-
-  pub fn line(&self) -> StateLine<'_> {
-    StateLine {
-      rel: &self.rel,
-      kind: self.kind,
-      size: self.size,
-      mtime_ns: self.mtime_ns,
-      mode: self.mode,
-      tracked: self.tracked,
-      sha256: self.sha(),
-      inconsistent: self.inconsistent,
-      link: self.link.as_deref(),
-      xattr: self.xattr.as_deref().copied(),
-    }
-  }
 }
 
 /// Writes the state atomically (temp file, fsync, rename, fsync of the
-/// folder), streaming `count` lines in path order.
-pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = StateLine<'a>>) -> Result<(), Error> {
+/// folder), streaming `count` lines in path order. Lines are borrowed
+/// where the caller has them as they are (no second copy of a big state).
+pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = Cow<'a, StateEntry>>) -> Result<(), Error> {
   let dir = path.parent().expect("state path has a parent");
   fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", &e))?;
   util::write_atomic(path, |w| {
@@ -212,9 +174,29 @@ pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = StateLine<
     serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: count })?;
     w.write_all(b"\n")?;
     for e in lines {
-      serde_json::to_writer(&mut w, &e)?;
+      serde_json::to_writer(&mut w, &*e)?;
       w.write_all(b"\n")?;
     }
     w.flush()
   })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// Lines in the format written so far read and write back byte for byte.
+  #[test]
+  fn lines_round_trip() {
+    for line in [
+      r#"{"p":"a/b.txt","k":"file","s":3,"m":1705321845123456789,"mode":420,"t":false}"#,
+      r#"{"p":"t","k":"file","s":0,"m":-5,"mode":493,"t":true,"h":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","i":true,"l":"lead","x":"00000000000000000000000000000000000000000000000000000000000000ff"}"#,
+      r#"{"p":"s","k":"symlink","s":4,"m":0,"mode":511,"t":true,"h":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}"#,
+    ] {
+      let e: StateEntry = serde_json::from_str(line).unwrap();
+      assert_eq!(serde_json::to_string(&e).unwrap(), line);
+    }
+    let e: StateEntry = serde_json::from_str(r#"{"p":"a","k":"file","s":1,"m":2,"mode":420,"t":true,"h":null,"l":null}"#).unwrap();
+    assert_eq!((e.sha256, e.link, e.inconsistent), (None, None, false));
+  }
 }

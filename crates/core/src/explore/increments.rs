@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::backup::meta::{CatalogEntry, Summary};
 use crate::backup::scan::Kind;
 use crate::error::Error;
+use crate::layout::{days_from_civil, meta_file_name, parse_increment_name};
 
 /// A committed increment folder `dst/backup_YYYYMMDD_HHMMSS[_N]`.
 #[derive(Debug, Clone, Serialize)]
@@ -36,44 +37,15 @@ pub struct Increment {
 impl Increment {
   /// The increment `name` of `dst`, if the name is an increment name.
   pub fn at(dst: &Path, name: &str) -> Option<Self> {
-    let (t, seq) = parse_name(name)?;
+    let (t, seq) = parse_increment_name(name)?;
     let mut inc = Self { name: name.to_string(), dir: dst.join(name), name_time: t, time: t, seq };
     inc.time = recorded_time(&inc).unwrap_or(t);
     Some(inc)
   }
 
   pub fn meta_path(&self) -> PathBuf {
-    self.dir.join(format!("{}.json", self.name))
+    self.dir.join(meta_file_name(&self.name))
   }
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-  let y = if m <= 2 { y - 1 } else { y };
-  let era = y.div_euclid(400);
-  let yoe = y.rem_euclid(400);
-  let mp = i64::from((m + 9) % 12);
-  let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-  let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  era * 146_097 + doe - 719_468
-}
-
-/// Parses `backup_YYYYMMDD_HHMMSS[_N]` into (seconds since the epoch, N).
-pub fn parse_name(name: &str) -> Option<(i64, u32)> {
-  let rest = name.strip_prefix("backup_")?;
-  let b = rest.as_bytes();
-  if b.len() < 15 || b[8] != b'_' || !b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit) {
-    return None;
-  }
-  let seq = match &rest[15..] {
-    "" => 0,
-    s => s.strip_prefix('_').filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))?.parse().ok()?,
-  };
-  let num = |r: std::ops::Range<usize>| rest[r].parse::<u32>().ok();
-  let (y, mo, d, h, mi, s) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
-  if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-    return None;
-  }
-  Some((days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s), seq))
 }
 
 /// The committed increments of `dst`, oldest first. Folders under
@@ -84,7 +56,7 @@ pub fn list(dst: &Path) -> Result<Vec<Increment>, Error> {
   for e in rd {
     let e = e.map_err(|e| Error::io(dst, "cannot read the backup folder", &e))?;
     let Ok(name) = e.file_name().into_string() else { continue };
-    let Some((t, seq)) = parse_name(&name) else { continue };
+    let Some((t, seq)) = parse_increment_name(&name) else { continue };
     if !e.file_type().is_ok_and(|t| t.is_dir()) {
       continue;
     }
@@ -116,7 +88,7 @@ pub fn parse_iso(s: &str) -> Option<(i64, u32)> {
     t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
   };
   let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-  if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+  if !crate::layout::valid_date(y, mo, d) || h > 23 || mi > 59 || se > 60 {
     return None;
   }
   let mut rest = &s[19..];
@@ -305,7 +277,7 @@ impl Head {
     if let Some((secs, nanos)) = parse_iso(&self.timestamp) {
       if !self.timestamp.ends_with('Z') {
         let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs.max(0) as u64, nanos);
-        self.timestamp = crate::backup::meta::iso(t);
+        self.timestamp = crate::layout::iso(t);
       }
     }
     let s = &mut self.summary;
@@ -627,16 +599,6 @@ pub fn safe_rel(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  #[test]
-  fn names() {
-    assert_eq!(parse_name("backup_20240115_123045"), Some((1_705_321_845, 0)));
-    assert_eq!(parse_name("backup_20240115_123045_3"), Some((1_705_321_845, 3)));
-    assert_eq!(parse_name("backup_20240115_12304"), None);
-    assert_eq!(parse_name("backup_20241315_123045"), None);
-    assert_eq!(parse_name("backup_20240115_123045_"), None);
-    assert_eq!(parse_name("mirror"), None);
-  }
 
   #[test]
   fn iso_times() {

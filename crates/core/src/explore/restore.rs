@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backup::engine::Layout;
 use crate::backup::meta::PendingRun;
 use crate::backup::rules::Role;
 use crate::backup::scan::{Entry, Kind};
@@ -27,6 +26,7 @@ use crate::error::{Error, Warning};
 use crate::explore::catalog::{newest_mentions, prefix_match};
 use crate::explore::increments::{self, safe_rel};
 use crate::fs::util::{self, CopyResult};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 #[derive(Debug, Clone)]
@@ -166,17 +166,17 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       if safe_rel(&s.rel) {
         if let Some(op) = run.applied(&s.rel, &l.mirror.join(crate::fs::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))) {
           pending.set(pending.get() + 1);
-          if op.op == "copy" || op.op == "link" {
+          if op.op.stores() {
             items.push(Item {
               path: s.rel.to_string(),
               from: "mirror".into(),
-              untracked: !op.t,
-              size: op.s,
-              mtime_ns: op.m,
+              untracked: !op.tracked,
+              size: op.size,
+              mtime_ns: op.mtime_ns,
               mode: op.mode,
               sha256: None,
               root: l.mirror.clone(),
-              link: op.l.clone(),
+              link: op.link.clone(),
             });
           }
           return;

@@ -223,14 +223,13 @@ pub fn is_symlink_unsupported(e: &io::Error) -> bool {
 
 /// Records the probe in `dst/.axiomatic/target.json` (for `status`, and
 /// for `run` to show what the target cannot do), atomically.
-pub fn record_caps(meta: &Path, caps: &FsCaps) {
+pub fn record_caps(file: &Path, caps: &FsCaps) {
   let v = serde_json::json!({
-    "probed": crate::backup::meta::iso(std::time::SystemTime::now()),
+    "probed": crate::layout::iso(std::time::SystemTime::now()),
     "caps": caps,
     "limits": caps.limits(),
   });
-  let _ =
-    write_atomic(&meta.join("target.json"), |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
+  let _ = write_atomic(file, |f| f.write_all((serde_json::to_string_pretty(&v).expect("serializable") + "\n").as_bytes()));
 }
 
 /// Probes `dir` (which must exist and be writable): a hardlink, an odd

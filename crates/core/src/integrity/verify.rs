@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backup::engine::Layout;
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::explore::increments::{self, safe_rel, DamagedMeta};
 use crate::fs::util;
 use crate::integrity::checksum::{self, Algo, Report};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 /// The verdict on one path.
@@ -537,7 +537,7 @@ fn size_mtime_check(path: &Path, size: u64, mtime_ns: i64) -> Option<(Status, St
   if md.len() == size && (got - mtime_ns).abs() <= 1_000_000_000 {
     return None;
   }
-  let when = |ns: i64| crate::backup::meta::iso(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64));
+  let when = |ns: i64| crate::layout::iso(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64));
   Some((
     Status::Overwritten,
     format!(

@@ -8,13 +8,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{finish_pending, pending_path};
-use crate::backup::engine::Layout;
+use super::finish_pending;
 use crate::backup::meta;
 use crate::error::Error;
 use crate::explore::catalog::{Matcher, SearchFilter};
 use crate::explore::increments::{self, safe_rel};
 use crate::fs::util::{self, fault_point};
+use crate::layout::Layout;
 
 /// What `delete` removed (or would remove).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -57,7 +57,7 @@ pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry
   let rels: Vec<String> =
     report.removed.iter().filter(|r| safe_rel(&r.path)).map(|r| format!("{}/{}/{}", inc.name, r.category, r.path)).collect();
   fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
-  util::write_atomic(&pending_path(&l), |f| {
+  util::write_atomic(&l.pending_removals, |f| {
     let mut w = io::BufWriter::new(f);
     for r in &rels {
       serde_json::to_writer(&mut w, r)?;

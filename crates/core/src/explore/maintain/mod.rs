@@ -30,26 +30,16 @@ pub use tree::{remove_tree_parallel, remove_tree_with};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::engine::Layout;
 use crate::backup::scan::Kind;
 use crate::error::Error;
 use crate::explore::increments::{self, safe_rel, Increment};
 use crate::fs::util;
+use crate::layout::Layout;
 use crate::progress::Progress;
-
-fn pending_path(l: &Layout) -> PathBuf {
-  l.meta.join("pending-removals.jsonl")
-}
-fn prune_journal(l: &Layout) -> PathBuf {
-  l.meta.join("prune.json")
-}
-fn trash(l: &Layout) -> PathBuf {
-  l.meta.join("trash")
-}
 
 /// Refuses a path whose folders under `root` are not all real folders.
 fn real_dirs(root: &Path, rel: &str) -> bool {
@@ -79,7 +69,7 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
   for inc in increments::list(dst)? {
     util::clean_atomic_leftovers(&inc.dir);
   }
-  let pending = pending_path(&l);
+  let pending = l.pending_removals.clone();
   if let Ok(f) = fs::File::open(&pending) {
     // Unlink only what the increment's metadata no longer lists: if the
     // delete was killed before its metadata was rewritten, nothing goes.
@@ -113,15 +103,14 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
       done.push(format!("finished an interrupted delete ({n} files)"));
     }
   }
-  if let Ok(b) = fs::read(prune_journal(&l)) {
-    let j: PruneJournal =
-      serde_json::from_slice(&b).map_err(|e| Error::corrupt(&prune_journal(&l), format!("invalid prune journal: {e}")))?;
+  if let Ok(b) = fs::read(&l.prune) {
+    let j: PruneJournal = serde_json::from_slice(&b).map_err(|e| Error::corrupt(&l.prune, format!("invalid prune journal: {e}")))?;
     let present: HashSet<String> = increments::list(dst)?.into_iter().map(|i| i.name).collect();
     let remove: Vec<String> = j.remove.into_iter().filter(|n| present.contains(n)).collect();
     let r = prune(dst, &remove, false, workers, &Progress::new())?;
     done.push(format!("finished an interrupted prune ({} increments removed)", r.removed.len()));
   }
-  let t = trash(&l);
+  let t = l.trash.clone();
   if t.is_dir() {
     remove_tree_parallel(&t)?;
   }

@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{prune_journal, real_dirs, remove_tree_parallel, trash, KeyScan, PruneJournal};
-use crate::backup::engine::Layout;
+use super::{real_dirs, remove_tree_parallel, KeyScan, PruneJournal};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
 use crate::explore::increments::{self, safe_rel, Increment};
 use crate::fs::util::{self, fault_point};
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 /// What `prune` did (or would do).
@@ -62,7 +62,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   if !dry_run && !report.removed.is_empty() {
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
-    util::write_atomic(&prune_journal(&l), |f| f.write_all(&j))?;
+    util::write_atomic(&l.prune, |f| f.write_all(&j))?;
     fault_point();
   }
   progress.set_phase(Phase::Apply);
@@ -129,7 +129,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
         fault_point();
       }
       // Hide the removed increments (atomic renames), then delete them.
-      let t = trash(&l);
+      let t = l.trash.clone();
       fs::create_dir_all(&t).map_err(|e| Error::io(&t, "cannot create", &e))?;
       for r in &group {
         let to = t.join(&r.name);
@@ -146,11 +146,11 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     group.clear();
   }
   if !dry_run {
-    let _ = fs::remove_dir(trash(&l));
-    match fs::remove_file(prune_journal(&l)) {
+    let _ = fs::remove_dir(&l.trash);
+    match fs::remove_file(&l.prune) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-      Err(e) => return Err(Error::io(&prune_journal(&l), "cannot remove", &e)),
+      Err(e) => return Err(Error::io(&l.prune, "cannot remove", &e)),
     }
   }
   Ok(report)

@@ -11,7 +11,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::kind_of;
-use crate::backup::engine::Layout;
 use crate::backup::meta::{self, MetaHead};
 use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
@@ -19,6 +18,7 @@ use crate::explore::catalog::name_iso;
 use crate::explore::increments::{self, Increment};
 use crate::fs::util;
 use crate::fs::walk;
+use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
 /// What `recreate` rebuilt.
@@ -151,7 +151,7 @@ pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, pro
       })
     };
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
-    state::write(&l.state, entries.len() as u64, entries.iter().map(StateEntry::line))?;
+    state::write(&l.state, entries.len() as u64, entries.iter().map(std::borrow::Cow::Borrowed))?;
     report.state_rebuilt = true;
     report.state_entries = entries.len() as u64;
   }

@@ -7,14 +7,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{kind_of, pending_path, prune_journal, trash};
-use crate::backup::engine::Layout;
+use super::kind_of;
 use crate::backup::meta;
 use crate::backup::scan::Kind;
 use crate::backup::state::{self, StateEntry};
 use crate::explore::increments::safe_rel;
 use crate::fs::util;
 use crate::fs::walk;
+use crate::layout::Layout;
 
 /// How the mirror state compares with `dst/mirror` (size, mtime, kind).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -152,7 +152,7 @@ pub fn leftovers(dst: &Path) -> Leftovers {
     lo.incomplete_increments = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
     lo.incomplete_increments.sort();
   }
-  lo.prune_pending = prune_journal(&l).exists() || trash(&l).exists();
-  lo.delete_pending = pending_path(&l).exists();
+  lo.prune_pending = l.prune.exists() || l.trash.exists();
+  lo.delete_pending = l.pending_removals.exists();
   lo
 }
