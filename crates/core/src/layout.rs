@@ -173,6 +173,71 @@ fn parts(t: SystemTime) -> (i64, u32, u32, i64, i64, i64, u32) {
   (y, mo, da, s / 3600, (s / 60) % 60, s % 60, d.subsec_millis())
 }
 
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac][Z|±HH:MM]` (a space instead of `T`
+/// too) into (seconds since the epoch, nanoseconds). A time without a zone
+/// is local time, as Python's `datetime.now().isoformat()` writes it (the
+/// original `backup.py` and `backup_tool.py`).
+pub fn parse_iso(s: &str) -> Option<(i64, u32)> {
+  let b = s.as_bytes();
+  if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    return None;
+  }
+  let num = |r: std::ops::Range<usize>| -> Option<u32> {
+    let t = s.get(r)?;
+    t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+  };
+  let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+  if !valid_date(y, mo, d) || h > 23 || mi > 59 || se > 60 {
+    return None;
+  }
+  let mut rest = &s[19..];
+  let mut nanos = 0u32;
+  if let Some(f) = rest.strip_prefix('.') {
+    let n = f.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+      return None;
+    }
+    let digits = &f[..n.min(9)];
+    nanos = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
+    rest = &f[n..];
+  }
+  let local = days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + se);
+  let secs = match rest {
+    "Z" | "z" => local,
+    "" => local_to_utc(y, mo, d, h, mi, se)?,
+    z => {
+      let zb = z.as_bytes();
+      if zb.len() != 6 || !(zb[0] == b'+' || zb[0] == b'-') || zb[3] != b':' {
+        return None;
+      }
+      let off = i64::from(z[1..3].parse::<u32>().ok()? * 3600 + z[4..6].parse::<u32>().ok()? * 60);
+      if zb[0] == b'+' {
+        local - off
+      } else {
+        local + off
+      }
+    }
+  };
+  Some((secs, nanos))
+}
+
+/// Local wall-clock time to seconds since the epoch (`mktime`, which knows
+/// the time zone and its daylight saving rules).
+#[allow(clippy::useless_conversion)] // `time_t` is not i64 everywhere
+fn local_to_utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
+  // SAFETY: a zeroed `tm` is valid; mktime only reads and normalizes it.
+  let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+  tm.tm_year = y as i32 - 1900;
+  tm.tm_mon = mo as i32 - 1;
+  tm.tm_mday = d as i32;
+  tm.tm_hour = h as i32;
+  tm.tm_min = mi as i32;
+  tm.tm_sec = s as i32;
+  tm.tm_isdst = -1;
+  let t = unsafe { libc::mktime(&mut tm) };
+  (t != -1).then_some(i64::from(t))
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -245,5 +310,17 @@ mod tests {
     assert_eq!(l.last_run, Path::new("/b/.axiomatic/last-run.json"));
     assert_eq!(l.mirror_path("a/b"), Path::new("/b/mirror/a/b"));
     assert_eq!(meta_file_name("backup_20240115_123045"), "backup_20240115_123045.json");
+  }
+
+  #[test]
+  fn iso_times() {
+    assert_eq!(parse_iso("2024-01-15T12:30:45.123Z"), Some((1_705_321_845, 123_000_000)));
+    assert_eq!(parse_iso("2024-01-15T14:30:45+02:00"), Some((1_705_321_845, 0)));
+    assert_eq!(parse_iso("2024-01-15T12:30:45.123456789123Z"), Some((1_705_321_845, 123_456_789)));
+    assert_eq!(parse_iso("2024-01-15"), None);
+    assert_eq!(parse_iso("2024-13-15T12:30:45Z"), None);
+    // Without a zone: local time (whatever the zone, within a day of UTC).
+    let (t, n) = parse_iso("2024-01-15T12:30:45.5").unwrap();
+    assert!((t - 1_705_321_845).abs() <= 14 * 3600 && n == 500_000_000);
   }
 }

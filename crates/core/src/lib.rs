@@ -6,8 +6,9 @@
 //! - shared underneath: errors and warnings ([`error`]), progress counters
 //!   and the abort flag ([`progress`]), file-system building blocks ([`fs`]),
 //!   every name on disk of a backup folder ([`layout`]);
-//! - [`backup`]: rules, scan, state, metadata and journal, the run;
-//! - [`explore`]: increments and catalogs, restore, recreate/delete/prune;
+//! - [`backup`]: rules, scan, copy, state, metadata and journal, reading
+//!   increments, the run (plan, apply, recover);
+//! - [`explore`]: catalogs (list/search/history), restore, recreate/delete/prune/status;
 //! - [`integrity`]: checksum reports, verify, compare.
 //!
 //! The napi binding in `crates/node` only converts types, errors and progress.

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use axiomatic_core::backup::engine::{self, Options, Report};
 use axiomatic_core::backup::guard;
+use axiomatic_core::backup::increments::DamagedMeta;
 use axiomatic_core::backup::meta::PendingRun;
 use axiomatic_core::backup::rules::{DirPriority, Pattern, Role, RuleSpec, Rules};
 use axiomatic_core::explore::catalog::{self, SearchFilter};
-use axiomatic_core::explore::increments::DamagedMeta;
 use axiomatic_core::explore::maintain;
 use axiomatic_core::explore::restore::{self, RestoreOptions};
 use axiomatic_core::progress::{Phase, Progress};

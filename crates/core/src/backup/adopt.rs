@@ -19,9 +19,9 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::increments::{self, EntryRef};
 use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
-use crate::explore::increments::{self, EntryRef};
 use crate::fs::util;
 use crate::layout::Layout;
 

@@ -18,6 +18,7 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 
 use crate::backup::adopt;
+use crate::backup::copy::CopyResult;
 use crate::backup::engine::Report;
 use crate::backup::meta::{self, CatalogEntry, JournalHeader, OpKind};
 use crate::backup::plan::{Op, Plan};
@@ -28,7 +29,7 @@ use crate::backup::state::{self, StateEntry};
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fs::longpath;
 use crate::fs::names;
-use crate::fs::util::{self, fault_point, CopyResult};
+use crate::fs::util::{self, fault_point};
 use crate::fs::xattrs::{self, Xattrs};
 use crate::layout::{self, Layout};
 use crate::progress::Progress;
@@ -620,7 +621,7 @@ impl ApplyCtx<'_> {
     e: &Entry,
     src: &Path,
     tmp: &Path,
-  ) -> Result<Result<(util::Copied, Option<Entry>), String>, (&'static str, io::Error)> {
+  ) -> Result<Result<(crate::backup::copy::Copied, Option<Entry>), String>, (&'static str, io::Error)> {
     let mut last = String::new();
     for attempt in 0..COPY_ATTEMPTS {
       let mut cur = e.clone();
@@ -636,7 +637,7 @@ impl ApplyCtx<'_> {
       // Xattrs only when the scan saw some: the common case costs no extra syscall.
       let xa = e.xattr.is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
-      match longpath::with2(src, tmp, |s, t| util::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
+      match longpath::with2(src, tmp, |s, t| crate::backup::copy::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
           let stored = c

@@ -236,7 +236,7 @@ fn scan_phase(
   report.special_skipped = scanned.special_skipped;
   let mut entries = scanned.entries;
   let policy = xattrs::Policy { xattrs: caps.xattrs, acls: caps.acls, privileged: xattrs::is_root() };
-  let notes = pool.install(|| xattrs::digest_entries(&opts.src, &mut entries, &policy));
+  let notes = pool.install(|| crate::backup::scan::digest_entries(&opts.src, &mut entries, &policy));
   let followers = scan::link_groups(&mut entries);
   if !caps.hardlinks {
     entries.iter_mut().for_each(|e| e.link = None);

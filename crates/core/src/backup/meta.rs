@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::backup::scan::Kind;
 use crate::error::Error;
@@ -124,7 +124,7 @@ fn is_zero(n: &u64) -> bool {
 /// The whole metadata file of an increment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncrementMeta {
-  #[serde(default, deserialize_with = "crate::explore::increments::version_any")]
+  #[serde(default, deserialize_with = "version_any")]
   pub version: u32,
   #[serde(default)]
   pub backup_name: String,
@@ -139,7 +139,7 @@ pub struct IncrementMeta {
   pub summary: Summary,
   #[serde(default)]
   pub statistics: serde_json::Value,
-  /// The original's keys, only read (see [`crate::explore::increments::Head`]).
+  /// The original's keys, only read (see [`crate::backup::increments::Head`]).
   #[serde(default, skip_serializing)]
   pub backup_timestamp: String,
   #[serde(default, skip_serializing)]
@@ -241,7 +241,7 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
     serde_json::from_reader(BufReader::new(f)).map_err(|e| Error::corrupt(path, format!("invalid increment metadata: {e}")))?;
   if m.timestamp.is_empty() || !m.timestamp.ends_with('Z') {
     let ts = if m.timestamp.is_empty() { &m.backup_timestamp } else { &m.timestamp };
-    if let Some((s, n)) = crate::explore::increments::parse_iso(ts) {
+    if let Some((s, n)) = crate::layout::parse_iso(ts) {
       m.timestamp = crate::layout::iso(UNIX_EPOCH + std::time::Duration::new(s.max(0) as u64, n));
     }
   }
@@ -250,7 +250,7 @@ pub fn read_meta(path: &Path) -> Result<IncrementMeta, Error> {
     // backup.py never lists its deleted files (see increments::parse_filtered).
     if let Some(dir) = path.parent() {
       let mut warnings = Vec::new();
-      for (p, md) in crate::explore::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+      for (p, md) in crate::fs::walk::files(&dir.join("deleted"), &mut warnings) {
         let ns = util::mtime_ns(&md);
         let kind = if md.file_type().is_symlink() { Kind::Symlink } else { Kind::File };
         m.file_catalog.entry(p).or_insert_with(|| catalog_entry(md.len(), ns, 0, kind, "deleted", None, false));
@@ -430,6 +430,28 @@ pub fn remove_tree(p: &Path) -> Result<(), Error> {
     Ok(()) => Ok(()),
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
     Err(e) => Err(Error::io(p, "cannot remove", &e)),
+  }
+}
+
+/// A metadata version as a number (ours) or a string such as `"1.0"` (the
+/// original scripts'): its major number.
+pub(crate) fn version_any<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+  #[derive(Deserialize)]
+  #[serde(untagged)]
+  enum V {
+    N(u32),
+    F(f64),
+    S(String),
+  }
+  match V::deserialize(d)? {
+    V::N(n) => Ok(n),
+    V::F(f) if f >= 0.0 && f < f64::from(u32::MAX) => Ok(f as u32),
+    V::S(s) => s
+      .split('.')
+      .next()
+      .and_then(|m| m.trim().parse().ok())
+      .ok_or_else(|| serde::de::Error::custom(format!("invalid version {s:?}, expected a number such as 1 or \"1.0\""))),
+    V::F(f) => Err(serde::de::Error::custom(format!("invalid version {f}"))),
   }
 }
 

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::rules::{DirCtx, Role, Rules};
 use crate::error::{Error, Warning};
 use crate::fs::walk::{self, Dir, Visitor, WalkError};
+use crate::fs::xattrs::{digest, read_path, Policy, ScanNotes};
 use crate::progress::Progress;
 
 /// The kind of a selected entry.
@@ -257,6 +258,34 @@ pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> R
   res.warnings.sort_by(|a, b| a.path.cmp(&b.path));
   res.unreadable.sort_unstable();
   Ok(res)
+}
+
+/// Reads the xattrs of every selected entry (in parallel, on the caller's
+/// rayon pool) and stores their digest in `Entry::xattr`, so the plan can
+/// compare it with the mirror state. Entries without xattrs cost one
+/// `llistxattr`.
+pub fn digest_entries(src: &Path, entries: &mut [Entry], policy: &Policy) -> ScanNotes {
+  entries
+    .par_iter_mut()
+    .fold(ScanNotes::default, |mut notes, e| {
+      let p = src.join(crate::fs::names::to_path(&e.rel));
+      match read_path(&p, policy) {
+        Ok(f) => {
+          if f.target_cannot > 0 {
+            notes = notes.merge(ScanNotes { target_cannot: (1, Some(e.rel.clone())), ..Default::default() });
+          }
+          if f.need_root > 0 {
+            notes = notes.merge(ScanNotes { need_root: (1, Some(e.rel.clone())), ..Default::default() });
+          }
+          e.xattr = digest(&f.attrs).map(Box::new);
+        }
+        // Gone or unreadable: the copy reports it.
+        Err(err) if err.kind() == io::ErrorKind::NotFound || err.kind() == io::ErrorKind::PermissionDenied => {}
+        Err(err) => notes.warnings.push(Warning::from_io(&*e.rel, "cannot read the extended attributes of", &err)),
+      }
+      notes
+    })
+    .reduce(ScanNotes::default, ScanNotes::merge)
 }
 
 #[cfg(test)]

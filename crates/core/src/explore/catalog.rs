@@ -10,10 +10,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backup::increments::{self, DamagedMeta, EntryRef, Increment};
 use crate::backup::meta::CatalogEntry;
 use crate::backup::state::StateEntry;
 use crate::error::Error;
-use crate::explore::increments::{self, DamagedMeta, EntryRef, Increment};
 use crate::fs::walk::{self, Dir, Visitor, WalkError};
 use crate::layout::iso;
 use crate::layout::Layout;

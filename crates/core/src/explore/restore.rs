@@ -18,14 +18,15 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backup::copy::CopyResult;
+use crate::backup::increments::{self, safe_rel};
 use crate::backup::meta::PendingRun;
 use crate::backup::rules::Role;
 use crate::backup::scan::{Entry, Kind};
 use crate::backup::state;
 use crate::error::{Error, Warning};
 use crate::explore::catalog::{newest_mentions, prefix_match};
-use crate::explore::increments::{self, safe_rel};
-use crate::fs::util::{self, CopyResult};
+use crate::fs::util;
 use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
@@ -394,14 +395,15 @@ fn restore_one(
     _ => {}
   }
   let tmp = util::temp_path(&target);
-  let mut copied = match crate::fs::longpath::with2(&source, &tmp, |s, t| util::copy_entry(s, t, &entry, it.sha256.is_some(), progress)) {
-    Ok(CopyResult::Done(c)) => c,
-    Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
-    Err(e) => {
-      let _ = crate::fs::longpath::with(&tmp, |p| fs::remove_file(p));
-      return Err(Warning::from_io(rel, "cannot restore", &e));
-    }
-  };
+  let mut copied =
+    match crate::fs::longpath::with2(&source, &tmp, |s, t| crate::backup::copy::copy_entry(s, t, &entry, it.sha256.is_some(), progress)) {
+      Ok(CopyResult::Done(c)) => c,
+      Ok(CopyResult::Changed(m)) => return Err(Warning::new(rel, "changed-during-read", m)),
+      Err(e) => {
+        let _ = crate::fs::longpath::with(&tmp, |p| fs::remove_file(p));
+        return Err(Warning::from_io(rel, "cannot restore", &e));
+      }
+    };
   // The original's versions keep the stored file's exact mtime (its
   // metadata has only float seconds; `copy2` preserved the source's).
   let original_version = it.sha256.is_none() && it.from != "mirror";

@@ -16,10 +16,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rayon::prelude::*;
 use xattr::FileExt;
 
-use crate::backup::scan::Entry;
 use crate::error::Warning;
 use crate::fs::util;
 
@@ -175,7 +173,7 @@ pub struct ScanNotes {
 }
 
 impl ScanNotes {
-  fn merge(mut self, o: ScanNotes) -> ScanNotes {
+  pub fn merge(mut self, o: ScanNotes) -> ScanNotes {
     let add = |a: &mut (u64, Option<Box<str>>), b: (u64, Option<Box<str>>)| {
       a.0 += b.0;
       if a.1.is_none() || b.1.as_ref().is_some_and(|p| Some(p) < a.1.as_ref()) {
@@ -187,34 +185,6 @@ impl ScanNotes {
     self.warnings.extend(o.warnings);
     self
   }
-}
-
-/// Reads the xattrs of every selected entry (in parallel, on the caller's
-/// rayon pool) and stores their digest in `Entry::xattr`, so the plan can
-/// compare it with the mirror state. Entries without xattrs cost one
-/// `llistxattr`.
-pub fn digest_entries(src: &Path, entries: &mut [Entry], policy: &Policy) -> ScanNotes {
-  entries
-    .par_iter_mut()
-    .fold(ScanNotes::default, |mut notes, e| {
-      let p = src.join(crate::fs::names::to_path(&e.rel));
-      match read_path(&p, policy) {
-        Ok(f) => {
-          if f.target_cannot > 0 {
-            notes = notes.merge(ScanNotes { target_cannot: (1, Some(e.rel.clone())), ..Default::default() });
-          }
-          if f.need_root > 0 {
-            notes = notes.merge(ScanNotes { need_root: (1, Some(e.rel.clone())), ..Default::default() });
-          }
-          e.xattr = digest(&f.attrs).map(Box::new);
-        }
-        // Gone or unreadable: the copy reports it.
-        Err(err) if err.kind() == io::ErrorKind::NotFound || err.kind() == io::ErrorKind::PermissionDenied => {}
-        Err(err) => notes.warnings.push(Warning::from_io(&*e.rel, "cannot read the extended attributes of", &err)),
-      }
-      notes
-    })
-    .reduce(ScanNotes::default, ScanNotes::merge)
 }
 
 /// The xattrs of a file or symlink at `path` that this process may set, or

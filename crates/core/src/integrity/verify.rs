@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backup::increments::{self, safe_rel, DamagedMeta};
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
-use crate::explore::increments::{self, safe_rel, DamagedMeta};
 use crate::fs::util;
 use crate::integrity::checksum::{self, Algo, Report};
 use crate::layout::Layout;
@@ -560,15 +560,15 @@ fn repair_mirror(l: &Layout, src: &Path, rel: &str, sha: &str) -> Result<(), Str
   };
   let target = l.mirror.join(crate::fs::names::to_path(rel));
   let tmp = util::temp_path(&target);
-  match util::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
-    Ok(util::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
+  match crate::backup::copy::copy_entry(&from, &tmp, &entry, true, &Progress::new()) {
+    Ok(crate::backup::copy::CopyResult::Done(c)) if c.sha256.map(hex::encode).as_deref() == Some(sha) => {
       fs::rename(&tmp, &target).map_err(|e| format!("cannot replace the mirror copy: {e}"))
     }
-    Ok(util::CopyResult::Done(_)) => {
+    Ok(crate::backup::copy::CopyResult::Done(_)) => {
       let _ = fs::remove_file(&tmp);
       Err("cannot be repaired: the source now holds different content".into())
     }
-    Ok(util::CopyResult::Changed(m)) => Err(format!("cannot be repaired now: {m}")),
+    Ok(crate::backup::copy::CopyResult::Changed(m)) => Err(format!("cannot be repaired now: {m}")),
     Err(e) => {
       let _ = fs::remove_file(&tmp);
       Err(format!("cannot be repaired: {e}"))

@@ -9,10 +9,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::finish_pending;
+use crate::backup::increments::{self, safe_rel};
 use crate::backup::meta;
 use crate::error::Error;
 use crate::explore::catalog::{Matcher, SearchFilter};
-use crate::explore::increments::{self, safe_rel};
 use crate::fs::util::{self, fault_point};
 use crate::layout::Layout;
 

@@ -34,9 +34,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backup::increments::{self, safe_rel, Increment};
 use crate::backup::scan::Kind;
 use crate::error::Error;
-use crate::explore::increments::{self, safe_rel, Increment};
 use crate::fs::util;
 use crate::layout::Layout;
 use crate::progress::Progress;
@@ -116,11 +116,6 @@ pub fn finish_pending(dst: &Path, workers: usize) -> Result<Vec<String>, Error> 
   }
   Ok(done)
 }
-
-/// Every file and symlink under `root` (relative, sorted), skipping our
-/// temp files: the shared walker's [`crate::fs::walk::files`] (kept here
-/// under its old name for the callers in `backup`).
-pub(crate) use crate::fs::walk::files as walk_files;
 
 fn kind_of(md: &fs::Metadata) -> Kind {
   if md.file_type().is_symlink() {

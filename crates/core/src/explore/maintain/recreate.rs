@@ -11,11 +11,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::kind_of;
+use crate::backup::increments::{self, Increment};
 use crate::backup::meta::{self, MetaHead};
 use crate::backup::state::{self, StateEntry};
 use crate::error::{Error, Warning};
 use crate::explore::catalog::name_iso;
-use crate::explore::increments::{self, Increment};
 use crate::fs::util;
 use crate::fs::walk;
 use crate::layout::Layout;

@@ -8,10 +8,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::kind_of;
+use crate::backup::increments::safe_rel;
 use crate::backup::meta;
 use crate::backup::scan::Kind;
 use crate::backup::state::{self, StateEntry};
-use crate::explore::increments::safe_rel;
 use crate::fs::util;
 use crate::fs::walk;
 use crate::layout::Layout;

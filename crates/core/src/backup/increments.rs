@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::backup::meta::version_any;
 use crate::backup::meta::{CatalogEntry, Summary};
 use crate::backup::scan::Kind;
 use crate::error::Error;
-use crate::layout::{days_from_civil, meta_file_name, parse_increment_name};
+use crate::layout::{meta_file_name, parse_increment_name, parse_iso};
 
 /// A committed increment folder `dst/backup_YYYYMMDD_HHMMSS[_N]`.
 #[derive(Debug, Clone, Serialize)]
@@ -72,71 +73,6 @@ pub fn list(dst: &Path) -> Result<Vec<Increment>, Error> {
 fn recorded_time(inc: &Increment) -> Option<i64> {
   let h = read_head(inc).ok()??;
   parse_iso(&h.timestamp).map(|(s, _)| s)
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac][Z|±HH:MM]` (a space instead of `T`
-/// too) into (seconds since the epoch, nanoseconds). A time without a zone
-/// is local time, as Python's `datetime.now().isoformat()` writes it (the
-/// original `backup.py` and `backup_tool.py`).
-pub fn parse_iso(s: &str) -> Option<(i64, u32)> {
-  let b = s.as_bytes();
-  if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
-    return None;
-  }
-  let num = |r: std::ops::Range<usize>| -> Option<u32> {
-    let t = s.get(r)?;
-    t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
-  };
-  let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-  if !crate::layout::valid_date(y, mo, d) || h > 23 || mi > 59 || se > 60 {
-    return None;
-  }
-  let mut rest = &s[19..];
-  let mut nanos = 0u32;
-  if let Some(f) = rest.strip_prefix('.') {
-    let n = f.bytes().take_while(u8::is_ascii_digit).count();
-    if n == 0 {
-      return None;
-    }
-    let digits = &f[..n.min(9)];
-    nanos = digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32);
-    rest = &f[n..];
-  }
-  let local = days_from_civil(i64::from(y), mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + se);
-  let secs = match rest {
-    "Z" | "z" => local,
-    "" => local_to_utc(y, mo, d, h, mi, se)?,
-    z => {
-      let zb = z.as_bytes();
-      if zb.len() != 6 || !(zb[0] == b'+' || zb[0] == b'-') || zb[3] != b':' {
-        return None;
-      }
-      let off = i64::from(z[1..3].parse::<u32>().ok()? * 3600 + z[4..6].parse::<u32>().ok()? * 60);
-      if zb[0] == b'+' {
-        local - off
-      } else {
-        local + off
-      }
-    }
-  };
-  Some((secs, nanos))
-}
-
-/// Local wall-clock time to seconds since the epoch (`mktime`, which knows
-/// the time zone and its daylight saving rules).
-#[allow(clippy::useless_conversion)] // `time_t` is not i64 everywhere
-fn local_to_utc(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
-  // SAFETY: a zeroed `tm` is valid; mktime only reads and normalizes it.
-  let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-  tm.tm_year = y as i32 - 1900;
-  tm.tm_mon = mo as i32 - 1;
-  tm.tm_mday = d as i32;
-  tm.tm_hour = h as i32;
-  tm.tm_min = mi as i32;
-  tm.tm_sec = s as i32;
-  tm.tm_isdst = -1;
-  let t = unsafe { libc::mktime(&mut tm) };
-  (t != -1).then_some(i64::from(t))
 }
 
 /// One catalog entry, borrowed from the metadata file's bytes.
@@ -233,28 +169,6 @@ pub struct Head {
   pub summary: Summary,
   #[serde(default)]
   pub statistics: serde_json::Value,
-}
-
-/// A metadata version as a number (ours) or a string such as `"1.0"` (the
-/// original scripts'): its major number.
-pub(crate) fn version_any<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-  #[derive(Deserialize)]
-  #[serde(untagged)]
-  enum V {
-    N(u32),
-    F(f64),
-    S(String),
-  }
-  match V::deserialize(d)? {
-    V::N(n) => Ok(n),
-    V::F(f) if f >= 0.0 && f < f64::from(u32::MAX) => Ok(f as u32),
-    V::S(s) => s
-      .split('.')
-      .next()
-      .and_then(|m| m.trim().parse().ok())
-      .ok_or_else(|| serde::de::Error::custom(format!("invalid version {s:?}, expected a number such as 1 or \"1.0\""))),
-    V::F(f) => Err(serde::de::Error::custom(format!("invalid version {f}"))),
-  }
 }
 
 struct VersionAny(u32);
@@ -516,7 +430,7 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
   let h = h.map(Head::normalize).map_err(|e| meta_error(path, describe(&e)))?;
   if let Some(dir) = path.parent() {
     let mut warnings = Vec::new();
-    for (p, md) in crate::explore::maintain::walk_files(&dir.join("deleted"), &mut warnings) {
+    for (p, md) in crate::fs::walk::files(&dir.join("deleted"), &mut warnings) {
       if seen.contains(&p) || !want(&p) {
         continue;
       }
@@ -599,18 +513,6 @@ pub fn safe_rel(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  #[test]
-  fn iso_times() {
-    assert_eq!(parse_iso("2024-01-15T12:30:45.123Z"), Some((1_705_321_845, 123_000_000)));
-    assert_eq!(parse_iso("2024-01-15T14:30:45+02:00"), Some((1_705_321_845, 0)));
-    assert_eq!(parse_iso("2024-01-15T12:30:45.123456789123Z"), Some((1_705_321_845, 123_456_789)));
-    assert_eq!(parse_iso("2024-01-15"), None);
-    assert_eq!(parse_iso("2024-13-15T12:30:45Z"), None);
-    // Without a zone: local time (whatever the zone, within a day of UTC).
-    let (t, n) = parse_iso("2024-01-15T12:30:45.5").unwrap();
-    assert!((t - 1_705_321_845).abs() <= 14 * 3600 && n == 500_000_000);
-  }
 
   #[test]
   fn original_head() {
