@@ -43,7 +43,10 @@ if (process.env.AXIOMATIC_SKIP_NATIVE_BUILD !== '1' && !loads()) {
     process.exit(1)
   }
   const local = path.join(root, 'node_modules', '.bin', process.platform === 'win32' ? 'napi.cmd' : 'napi')
-  const args = ['build', '--platform', '--release', '--manifest-path', 'crates/node/Cargo.toml', '--output-dir', '.', '--js', 'binding.js', '--dts', 'binding.d.ts']
+  // The same command as `npm run build:native` (one definition: package.json), so a build from
+  // source generates the very binding.d.ts the TypeScript was checked against.
+  const script = require(path.join(root, 'package.json')).scripts['build:native']
+  const args = script.trim().split(/\s+/).slice(1)
   if (fs.existsSync(local)) run(local, args)
   else run('npx', ['--yes', NAPI_CLI, ...args])
 }
