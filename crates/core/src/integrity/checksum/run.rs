@@ -136,18 +136,50 @@ const LARGE_CHUNK: usize = 2 << 20;
 /// path is longer than `PATH_MAX` (the walk reaches such files). A large
 /// file's BLAKE3 runs on every thread of the current rayon pool.
 pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Box<[u8]>, fs::Metadata)> {
-  let mut f = crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))?;
+  let mut f = open_nofollow(path)?;
   let before = f.metadata()?;
+  let digest = read_hash(&mut f, u64::MAX, before.len(), algos, progress)?;
+  let after = f.metadata()?;
+  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
+    return Err(io::Error::other("the file changed while it was read"));
+  }
+  Ok((digest, before))
+}
+
+/// Hashes a file the walk found, against the walk's `lstat`: the digest
+/// is of the size, mtime and inode the report records, or the file is an
+/// error ("changed"). One `fstat` after the read, none before, and no
+/// read past the size: the `fstat` sees any change.
+fn hash_found(root: &Path, found: &Found, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
+  let mut f = open_nofollow(&root.join(&*found.rel))?;
+  let digest = read_hash(&mut f, found.size, found.size, algos, progress)?;
+  let after = f.metadata()?;
+  if after.len() != found.size || util::mtime_ns(&after) != found.mtime_ns || after.ino() != found.ino {
+    return Err(io::Error::other("the file changed while it was read (size, mtime or inode differ from the walk's)"));
+  }
+  Ok(digest)
+}
+
+fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+  crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))
+}
+
+/// Reads `f` to its end, or until `limit` bytes are read, through every
+/// algorithm. `size` (the expected size) picks the way: from [`LARGE`] on,
+/// 2 MiB chunks and BLAKE3 split over the pool.
+fn read_hash(f: &mut fs::File, limit: u64, size: u64, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
   let mut h = Multi::new(algos);
-  let split = before.len() >= LARGE && algos.contains(&Algo::Blake3);
+  let split = size >= LARGE && algos.contains(&Algo::Blake3);
   let mut read_all = |buf: &mut [u8]| -> io::Result<()> {
-    loop {
+    let mut total = 0u64;
+    while total < limit {
       let n = match f.read(buf) {
         Ok(0) => break,
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
         Err(e) => return Err(e),
       };
+      total += n as u64;
       if split {
         h.update_par(&buf[..n]);
       } else {
@@ -163,11 +195,7 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
   } else {
     util::with_buf(read_all)?;
   }
-  let after = f.metadata()?;
-  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
-    return Err(io::Error::other("the file changed while it was read"));
-  }
-  Ok((h.finish_raw(), before))
+  Ok(h.finish_raw())
 }
 
 /// The walk's hand-over to the hashers: a bounded queue that gives out the
@@ -382,8 +410,8 @@ pub(crate) fn run_with(
               Some(t) => hash_bytes(t.as_bytes(), algos),
               None => {
                 before_hash(&f.rel);
-                match hash_file(&root.join(&*f.rel), algos, progress) {
-                  Ok((d, _)) => d,
+                match hash_found(root, &f, algos, progress) {
+                  Ok(d) => d,
                   Err(e) => {
                     bad.push((f.rel.to_string(), e.to_string()));
                     progress.ops_done.fetch_add(1, Relaxed);
@@ -500,7 +528,7 @@ mod tests {
       fs::write(root.join(format!("keep{i:03}.txt")), format!("{i}")).unwrap();
     }
     fs::create_dir(root.join("sub")).unwrap();
-    for name in ["sub/gone.txt", "sub/now-a-folder.txt", "sub/now-a-symlink.txt"] {
+    for name in ["sub/gone.txt", "sub/grown.txt", "sub/now-a-folder.txt", "sub/now-a-symlink.txt"] {
       fs::write(root.join(name), b"there at the walk").unwrap();
     }
     let changed = Mutex::new(Vec::new());
@@ -510,6 +538,8 @@ mod tests {
       let p = root.join(rel);
       match rel {
         "sub/gone.txt" => fs::remove_file(&p).unwrap(),
+        // Its digest would not be of the size and mtime the report records.
+        "sub/grown.txt" => fs::write(&p, b"there at the walk, and more since").unwrap(),
         "sub/now-a-folder.txt" => {
           fs::remove_file(&p).unwrap();
           fs::create_dir(&p).unwrap();
@@ -523,16 +553,18 @@ mod tests {
       changed.lock().unwrap().push(rel.to_string());
     };
     let r = run_with(root, &[Algo::Sha256], 2, &Progress::new(), &mid_run).unwrap();
-    assert_eq!(changed.into_inner().unwrap().len(), 3);
+    assert_eq!(changed.into_inner().unwrap().len(), 4);
     assert_eq!(r.sums.len(), 200);
     let errs: Vec<(&str, &str)> = r.errors.iter().map(|(p, e)| (p.as_str(), e.as_str())).collect();
-    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert_eq!(errs.len(), 4, "{errs:?}");
     assert_eq!(errs[0].0, "sub/gone.txt");
     assert!(errs[0].1.contains("No such file"), "{errs:?}");
-    assert_eq!(errs[1].0, "sub/now-a-folder.txt");
-    assert!(errs[1].1.contains("Is a directory"), "{errs:?}");
-    assert_eq!(errs[2].0, "sub/now-a-symlink.txt");
-    assert!(errs[2].1.contains("symbolic links"), "{errs:?}");
+    assert_eq!(errs[1].0, "sub/grown.txt");
+    assert!(errs[1].1.contains("changed"), "{errs:?}");
+    assert_eq!(errs[2].0, "sub/now-a-folder.txt");
+    assert!(errs[2].1.contains("Is a directory"), "{errs:?}");
+    assert_eq!(errs[3].0, "sub/now-a-symlink.txt");
+    assert!(errs[3].1.contains("symbolic links"), "{errs:?}");
     // The report names them by their full path under `errors`.
     let out = tempfile::tempdir().unwrap();
     let text = String::from_utf8(report(&r, out.path(), Format::Json)).unwrap();
