@@ -13,8 +13,9 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -42,6 +43,9 @@ pub struct Found {
 struct Gather<'a> {
   found: Vec<Found>,
   queue: Option<&'a Queue>,
+  /// The handle of the folder being visited (its relative path), shared
+  /// by the files of it in the queue.
+  dir: Option<(String, Arc<DirFd>)>,
   errors: Vec<(String, String)>,
   progress: &'a Progress,
 }
@@ -97,7 +101,19 @@ impl walk::Visitor for Gather<'_> {
       Some(q) => {
         self.progress.ops_total.fetch_add(1, Relaxed);
         self.progress.bytes_total.fetch_add(if f.link.is_some() { 0 } else { f.size }, Relaxed);
-        q.push(f);
+        let dir = if f.link.is_some() {
+          None
+        } else {
+          match &self.dir {
+            Some((rel, d)) if rel == dir.rel => Some(d.clone()),
+            _ => {
+              let d = DirFd::open(dir.path).map(Arc::new);
+              self.dir = d.clone().map(|d| (dir.rel.to_string(), d));
+              d
+            }
+          }
+        };
+        q.push(f, dir);
       }
       None => self.found.push(f),
     }
@@ -114,7 +130,7 @@ impl walk::Visitor for Gather<'_> {
 /// pool): files and symlinks (relative paths), and the errors of what
 /// could not be read, each with its path (`.` for the root).
 pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), queue: None, errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather { found: Vec::new(), queue: None, dir: None, errors: Vec::new(), progress });
   let mut found = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
   let mut errors = Vec::new();
   for p in parts {
@@ -150,14 +166,63 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
 /// is of the size, mtime and inode the report records, or the file is an
 /// error ("changed"). One `fstat` after the read, none before, and no
 /// read past the size: the `fstat` sees any change.
-fn hash_found(root: &Path, found: &Found, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
-  let mut f = open_nofollow(&root.join(&*found.rel))?;
+fn hash_found(root: &Path, found: &Found, dir: Option<&DirFd>, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
+  let mut f = match dir {
+    Some(d) => d.open_file(&found.rel[found.rel.rfind('/').map_or(0, |i| i + 1)..])?,
+    None => open_nofollow(&root.join(&*found.rel))?,
+  };
   let digest = read_hash(&mut f, found.size, found.size, algos, progress)?;
   let after = f.metadata()?;
   if after.len() != found.size || util::mtime_ns(&after) != found.mtime_ns || after.ino() != found.ino {
     return Err(io::Error::other("the file changed while it was read (size, mtime or inode differ from the walk's)"));
   }
   Ok(digest)
+}
+
+/// Open folder handles (`O_PATH`), at most [`DIR_FDS`] at a time.
+static LIVE_DIR_FDS: AtomicUsize = AtomicUsize::new(0);
+const DIR_FDS: usize = 256;
+
+/// A folder's `O_PATH` handle, so its files are opened by name
+/// (`openat`: one lookup, not one per component of the full path; on a
+/// machine whose dentry cache holds millions of names each lookup costs).
+pub(crate) struct DirFd(std::os::fd::OwnedFd);
+
+impl DirFd {
+  /// None when [`DIR_FDS`] are open (their files are opened by path).
+  fn open(path: &Path) -> Option<DirFd> {
+    if LIVE_DIR_FDS.fetch_add(1, Relaxed) >= DIR_FDS {
+      LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+      return None;
+    }
+    let fd = crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(p));
+    match fd {
+      Ok(f) => Some(DirFd(f.into())),
+      Err(_) => {
+        LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+        None
+      }
+    }
+  }
+
+  /// Opens the file `name` of this folder for reading, never following a symlink.
+  fn open_file(&self, name: &str) -> io::Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: a valid folder handle and a NUL-terminated name; the new fd is owned by the File.
+    let fd = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+  }
+}
+
+impl Drop for DirFd {
+  fn drop(&mut self) {
+    LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+  }
 }
 
 fn open_nofollow(path: &Path) -> io::Result<fs::File> {
@@ -224,7 +289,7 @@ struct QueueState {
 }
 
 /// A queued file with its priority (the heap gives out the highest).
-struct Queued(u64, Found);
+struct Queued(u64, Found, Option<Arc<DirFd>>);
 
 impl PartialEq for Queued {
   fn eq(&self, o: &Self) -> bool {
@@ -259,7 +324,7 @@ impl Queue {
   }
 
   /// Adds a found file, waiting while the queue is full.
-  pub(crate) fn push(&self, f: Found) {
+  pub(crate) fn push(&self, f: Found, dir: Option<Arc<DirFd>>) {
     let mut st = self.lock();
     while st.heap.len() >= self.cap && st.takers > 0 {
       st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -269,19 +334,19 @@ impl Queue {
     }
     // Symlinks cost nothing to hash: they rank as empty files.
     let prio = if self.largest_first { f.link.as_ref().map_or(f.size, |_| 0) } else { u64::MAX - f.ino };
-    st.heap.push(Queued(prio, f));
+    st.heap.push(Queued(prio, f, dir));
     drop(st);
     self.ready.notify_one();
   }
 
   /// The next file to hash; None once the walk has ended and all are taken.
-  pub(crate) fn pop(&self) -> Option<Found> {
+  pub(crate) fn pop(&self) -> Option<(Found, Option<Arc<DirFd>>)> {
     let mut st = self.lock();
     loop {
-      if let Some(Queued(_, f)) = st.heap.pop() {
+      if let Some(Queued(_, f, dir)) = st.heap.pop() {
         drop(st);
         self.room.notify_one();
-        return Some(f);
+        return Some((f, dir));
       }
       if st.closed {
         return None;
@@ -388,8 +453,8 @@ pub(crate) fn run_with(
   progress.set_phase(Phase::Scan);
   let mut errors = std::thread::scope(|s| {
     let walker = s.spawn(|| {
-      let parts =
-        walk_pool.install(|| walk::walk(root, (), || Gather { found: Vec::new(), queue: Some(&queue), errors: Vec::new(), progress }));
+      let parts = walk_pool
+        .install(|| walk::walk(root, (), || Gather { found: Vec::new(), queue: Some(&queue), dir: None, errors: Vec::new(), progress }));
       queue.close();
       progress.set_phase(Phase::Apply);
       parts.into_iter().flat_map(|p| p.errors).collect::<Vec<_>>()
@@ -402,7 +467,7 @@ pub(crate) fn run_with(
           let _leave = Leave(&queue);
           let mut done = Vec::new();
           let mut bad = Vec::new();
-          while let Some(f) = queue.pop() {
+          while let Some((f, dir)) = queue.pop() {
             if progress.is_aborted() {
               continue; // drained, so the walk never waits on a full queue
             }
@@ -410,7 +475,7 @@ pub(crate) fn run_with(
               Some(t) => hash_bytes(t.as_bytes(), algos),
               None => {
                 before_hash(&f.rel);
-                match hash_found(root, &f, algos, progress) {
+                match hash_found(root, &f, dir.as_deref(), algos, progress) {
                   Ok(d) => d,
                   Err(e) => {
                     bad.push((f.rel.to_string(), e.to_string()));
