@@ -7,11 +7,16 @@
 //                                  find | xargs -P2 sha256sum; and vs the CPU limit
 //                                  (bytes / (openssl's single-core SHA-256 speed × cores))
 //   checksum --algo blake3      vs find | xargs -P2 b3sum
-//   checksum (sha256,md5)       vs find | xargs -P2 sha256sum, then the same with md5sum
+//   checksum (sha256,md5)       vs find | xargs -P2 sha256sum, then the same with md5sum; and vs
+//                                  the CPU limit of the pair (bytes / (1/(1/sha256 + 1/md5) speed × cores))
 //   verify --incremental        vs find -printf '%s %T@' (nothing changed)
 //   peak RSS of checksum and verify
 //
-//   node bench/integrity.js [--quick] [--reps N] [--only mixed|tiny] [--write]
+//   node bench/integrity.js [--quick] [--reps N] [--only mixed|tiny|large] [--checksum-only] [--write]
+//
+// `large` is 4 files × 256 MB (generated on first use): the large-file rows
+// (one file cannot be split for SHA-256/MD5; BLAKE3 can). --checksum-only
+// leaves out the verify rows.
 'use strict'
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -22,6 +27,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const reps = Number(args[args.indexOf('--reps') + 1]) || 3
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null
+const checksumOnly = args.includes('--checksum-only')
 const root = path.join(__dirname, '..')
 const work = process.env.BENCH_DIR || path.join(os.tmpdir(), 'axiomatic-bench')
 const cores = os.availableParallelism()
@@ -45,9 +51,10 @@ function ours(expr) {
   return { ms: r.ms, rss: j.rss * 1024, r: j.r }
 }
 
-function opensslSha256() {
-  const r = spawnSync('openssl', ['speed', '-evp', 'sha256', '-seconds', '2', '-bytes', '1048576'], { encoding: 'utf8' })
-  const line = r.stdout.split('\n').find((l) => /^sha256/i.test(l.trim()))
+/** openssl's single-core speed of `algo` (sha256, md5) on 1 MiB blocks, bytes per second. */
+function opensslSpeed(algo) {
+  const r = spawnSync('openssl', ['speed', '-evp', algo, '-seconds', '2', '-bytes', '1048576'], { encoding: 'utf8' })
+  const line = r.stdout.split('\n').find((l) => new RegExp(`^${algo}`, 'i').test(l.trim()))
   const k = Number(line.trim().split(/\s+/).pop().replace(/k$/, ''))
   return k * 1000 // bytes per second, one core
 }
@@ -64,7 +71,16 @@ function treeBytes(src) {
   return Number(r.out.trim())
 }
 
+/** The large-file tree: `n` files of `mb` MB of random bytes. */
+function largeTree(src, n, mb) {
+  if (fs.existsSync(path.join(src, `f${n - 1}.bin`))) return
+  console.error(`${src}: generating ${n} × ${mb} MB…`)
+  fs.mkdirSync(src, { recursive: true })
+  for (let i = 0; i < n; i++) sh(`head -c ${mb * 1048576} /dev/urandom > ${q(path.join(src, `f${i}.bin`))}`)
+}
+
 function bench(name, src) {
+  if (name.startsWith('large-')) largeTree(src, 4, 256)
   if (!fs.existsSync(src)) {
     console.error(`bench: ${src} is missing: run \`npm run bench -- --only ${name.split('-')[0]}\` first (it generates the tree)`)
     return
@@ -92,7 +108,8 @@ function bench(name, src) {
   const best = Object.entries(peers).map(([k, v]) => [k, median(v)]).sort((a, b) => a[1] - b[1])
   for (const [k, v] of best) console.log(`  peer ${k}: ${(v / 1000).toFixed(2)} s`)
   record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')})`)
-  const limitMs = (bytes / (opensslSha256() * cores)) * 1000
+  const sha256Speed = opensslSpeed('sha256')
+  const limitMs = (bytes / (sha256Speed * cores)) * 1000
   record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0)
 
   // blake3
@@ -118,6 +135,9 @@ function bench(name, src) {
     pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
   }
   record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss)
+  const pairLimitMs = ((bytes * (1 / sha256Speed + 1 / opensslSpeed('md5'))) / cores) * 1000
+  record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0)
+  if (checksumOnly) return
 
   // verify --incremental, nothing changed (the report from the last run)
   const ov = []
@@ -137,6 +157,7 @@ function bench(name, src) {
 }
 
 if (!only || only === 'mixed') bench(quick ? 'mixed-10000' : 'mixed-100000', path.join(work, quick ? 'mixed-10000' : 'mixed-100000', 'src'))
+if (!only || only === 'large') bench('large-4x256', path.join(work, 'large-4x256', 'src'))
 if (!only || only === 'tiny') bench(quick ? 'tiny-100000' : 'tiny-1000000', path.join(work, quick ? 'tiny-100000' : 'tiny-1000000', 'src'))
 
 const header = '| tree | operation | ours (s) | peer | peer (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---|---:|---:|---:|\n'

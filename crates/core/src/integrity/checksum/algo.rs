@@ -103,6 +103,21 @@ impl Multi {
       }
     }
   }
+  /// [`Multi::update`] for a large chunk: BLAKE3 splits it over the
+  /// current rayon pool (the others cannot split a stream).
+  pub fn update_par(&mut self, b: &[u8]) {
+    for s in &mut self.0 {
+      match s {
+        State::Blake3(h) => {
+          h.update_rayon(b);
+        }
+        State::Sha256(c) | State::Sha512(c) => c.update(b),
+        State::Md5(h) => h.update(b),
+        State::Sha3(h) => h.update(b),
+        State::Xxh3(h) => h.update(b),
+      }
+    }
+  }
   /// The digests, concatenated (each `hex_len / 2` bytes, in order).
   pub fn finish_raw(self) -> Box<[u8]> {
     let mut out = Vec::with_capacity(self.0.len() * 32);

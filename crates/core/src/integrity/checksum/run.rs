@@ -1,12 +1,21 @@
 //! A checksum run: the parallel walk of a folder (the shared walker,
 //! `fs::walk`) and every file hashed with several algorithms in one read.
+//!
+//! The walk and the hashing overlap: the walker's visitors hand each file
+//! they find to a bounded queue ([`Queue`]) that the hashing threads drain
+//! from the first file on, largest first among those found so far (a big
+//! file found early does not end up alone at the tail). The report's order
+//! (largest first, then by path) is a property of the written list: the
+//! results are sorted once, after the last hash.
 
+use std::collections::BinaryHeap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -29,9 +38,14 @@ pub struct Found {
   pub link: Option<Box<str>>,
 }
 
-/// What the checksum walk gathers on one pool thread.
+/// What the checksum walk gathers on one pool thread: the files it finds
+/// (kept, or handed to the hashers' queue) and the errors.
 struct Gather<'a> {
   found: Vec<Found>,
+  queue: Option<&'a Queue>,
+  /// The handle of the folder being visited (its relative path), shared
+  /// by the files of it in the queue.
+  dir: Option<(String, Arc<DirFd>)>,
   errors: Vec<(String, String)>,
   progress: &'a Progress,
 }
@@ -75,14 +89,34 @@ impl walk::Visitor for Gather<'_> {
     } else {
       e.rel().into()
     };
-    self.found.push(Found {
+    let f = Found {
       rel,
       size: md.len(),
       mtime_ns: util::mtime_ns(&md),
       ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
       ino: md.ino(),
       link,
-    });
+    };
+    match self.queue {
+      Some(q) => {
+        self.progress.ops_total.fetch_add(1, Relaxed);
+        self.progress.bytes_total.fetch_add(if f.link.is_some() { 0 } else { f.size }, Relaxed);
+        let dir = if f.link.is_some() {
+          None
+        } else {
+          match &self.dir {
+            Some((rel, d)) if rel == dir.rel => Some(d.clone()),
+            _ => {
+              let d = DirFd::open(dir.path).map(Arc::new);
+              self.dir = d.clone().map(|d| (dir.rel.to_string(), d));
+              d
+            }
+          }
+        };
+        q.push(f, dir);
+      }
+      None => self.found.push(f),
+    }
     None
   }
 
@@ -96,7 +130,7 @@ impl walk::Visitor for Gather<'_> {
 /// pool): files and symlinks (relative paths), and the errors of what
 /// could not be read, each with its path (`.` for the root).
 pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather { found: Vec::new(), queue: None, dir: None, errors: Vec::new(), progress });
   let mut found = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
   let mut errors = Vec::new();
   for p in parts {
@@ -106,31 +140,246 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
   (found, errors)
 }
 
+/// Files from this size on are read in bigger chunks, and BLAKE3 hashes
+/// each chunk on every thread of the pool (`update_rayon`): one large file
+/// keeps all cores busy. Below it the split costs more than it saves.
+const LARGE: u64 = 8 << 20;
+/// The chunk of a large file's reads (BLAKE3 gains from 128 KiB a side).
+const LARGE_CHUNK: usize = 2 << 20;
+
 /// Hashes one file with every algorithm in one read; fails if the file
 /// changed while it was read. Opened through a directory handle when the
-/// path is longer than `PATH_MAX` (the walk reaches such files).
+/// path is longer than `PATH_MAX` (the walk reaches such files). A large
+/// file's BLAKE3 runs on every thread of the current rayon pool.
 pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result<(Box<[u8]>, fs::Metadata)> {
-  let mut f = crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))?;
+  let mut f = open_nofollow(path)?;
   let before = f.metadata()?;
+  let digest = read_hash(&mut f, u64::MAX, before.len(), algos, progress)?;
+  let after = f.metadata()?;
+  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
+    return Err(io::Error::other("the file changed while it was read"));
+  }
+  Ok((digest, before))
+}
+
+/// Hashes a file the walk found, against the walk's `lstat`: the digest
+/// is of the size, mtime and inode the report records, or the file is an
+/// error ("changed"). One `fstat` after the read, none before, and no
+/// read past the size: the `fstat` sees any change.
+fn hash_found(root: &Path, found: &Found, dir: Option<&DirFd>, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
+  let mut f = match dir {
+    Some(d) => d.open_file(&found.rel[found.rel.rfind('/').map_or(0, |i| i + 1)..])?,
+    None => open_nofollow(&root.join(&*found.rel))?,
+  };
+  let digest = read_hash(&mut f, found.size, found.size, algos, progress)?;
+  let after = f.metadata()?;
+  if after.len() != found.size || util::mtime_ns(&after) != found.mtime_ns || after.ino() != found.ino {
+    return Err(io::Error::other("the file changed while it was read (size, mtime or inode differ from the walk's)"));
+  }
+  Ok(digest)
+}
+
+/// Open folder handles (`O_PATH`), at most [`DIR_FDS`] at a time.
+static LIVE_DIR_FDS: AtomicUsize = AtomicUsize::new(0);
+const DIR_FDS: usize = 256;
+
+/// A folder's `O_PATH` handle, so its files are opened by name
+/// (`openat`: one lookup, not one per component of the full path; on a
+/// machine whose dentry cache holds millions of names each lookup costs).
+pub(crate) struct DirFd(std::os::fd::OwnedFd);
+
+impl DirFd {
+  /// None when [`DIR_FDS`] are open (their files are opened by path).
+  fn open(path: &Path) -> Option<DirFd> {
+    if LIVE_DIR_FDS.fetch_add(1, Relaxed) >= DIR_FDS {
+      LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+      return None;
+    }
+    let fd = crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(p));
+    match fd {
+      Ok(f) => Some(DirFd(f.into())),
+      Err(_) => {
+        LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+        None
+      }
+    }
+  }
+
+  /// Opens the file `name` of this folder for reading, never following a symlink.
+  fn open_file(&self, name: &str) -> io::Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: a valid folder handle and a NUL-terminated name; the new fd is owned by the File.
+    let fd = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+      return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+  }
+}
+
+impl Drop for DirFd {
+  fn drop(&mut self) {
+    LIVE_DIR_FDS.fetch_sub(1, Relaxed);
+  }
+}
+
+fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+  crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))
+}
+
+/// Reads `f` to its end, or until `limit` bytes are read, through every
+/// algorithm. `size` (the expected size) picks the way: from [`LARGE`] on,
+/// 2 MiB chunks and BLAKE3 split over the pool.
+fn read_hash(f: &mut fs::File, limit: u64, size: u64, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
   let mut h = Multi::new(algos);
-  util::with_buf(|buf| -> io::Result<()> {
-    loop {
+  let split = size >= LARGE && algos.contains(&Algo::Blake3);
+  let mut read_all = |buf: &mut [u8]| -> io::Result<()> {
+    let mut total = 0u64;
+    while total < limit {
       let n = match f.read(buf) {
         Ok(0) => break,
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
         Err(e) => return Err(e),
       };
-      h.update(&buf[..n]);
+      total += n as u64;
+      if split {
+        h.update_par(&buf[..n]);
+      } else {
+        h.update(&buf[..n]);
+      }
       progress.bytes_done.fetch_add(n as u64, Relaxed);
     }
     Ok(())
-  })?;
-  let after = f.metadata()?;
-  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
-    return Err(io::Error::other("the file changed while it was read"));
+  };
+  if split {
+    // One allocation per large file: nothing next to its read and hash.
+    read_all(&mut vec![0u8; LARGE_CHUNK])?;
+  } else {
+    util::with_buf(read_all)?;
   }
-  Ok((h.finish_raw(), before))
+  Ok(h.finish_raw())
+}
+
+/// The walk's hand-over to the hashers: a bounded queue that gives out the
+/// largest file found so far (several threads) or the one with the lowest
+/// inode (one thread: the usual on-disk order, kinder to spinning disks;
+/// the walk runs ahead, so it is mostly the order of the whole tree).
+/// Bounded so the walk cannot run arbitrarily far ahead; a full queue
+/// makes the walker wait.
+pub(crate) struct Queue {
+  state: Mutex<QueueState>,
+  /// Signalled on push and on close.
+  ready: Condvar,
+  /// Signalled on pop and when the last hasher leaves.
+  room: Condvar,
+  cap: usize,
+  largest_first: bool,
+}
+
+struct QueueState {
+  heap: BinaryHeap<Queued>,
+  /// The walk has ended: nothing more will come.
+  closed: bool,
+  /// Hashers still taking files; at 0 (all gone, e.g. after a panic) a
+  /// push no longer waits, so the walk cannot hang.
+  takers: usize,
+}
+
+/// A queued file with its priority (the heap gives out the highest).
+struct Queued(u64, Found, Option<Arc<DirFd>>);
+
+impl PartialEq for Queued {
+  fn eq(&self, o: &Self) -> bool {
+    self.0 == o.0
+  }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+  fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+    Some(self.cmp(o))
+  }
+}
+impl Ord for Queued {
+  fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+    self.0.cmp(&o.0)
+  }
+}
+
+impl Queue {
+  pub(crate) fn new(cap: usize, takers: usize, largest_first: bool) -> Self {
+    Queue {
+      state: Mutex::new(QueueState { heap: BinaryHeap::new(), closed: false, takers }),
+      ready: Condvar::new(),
+      room: Condvar::new(),
+      cap: cap.max(1),
+      largest_first,
+    }
+  }
+
+  fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+    self.state.lock().unwrap_or_else(|p| p.into_inner())
+  }
+
+  /// Adds a found file, waiting while the queue is full.
+  pub(crate) fn push(&self, f: Found, dir: Option<Arc<DirFd>>) {
+    let mut st = self.lock();
+    while st.heap.len() >= self.cap && st.takers > 0 {
+      st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+    if st.takers == 0 {
+      return;
+    }
+    // Symlinks cost nothing to hash: they rank as empty files.
+    let prio = if self.largest_first { f.link.as_ref().map_or(f.size, |_| 0) } else { u64::MAX - f.ino };
+    st.heap.push(Queued(prio, f, dir));
+    drop(st);
+    self.ready.notify_one();
+  }
+
+  /// The next file to hash; None once the walk has ended and all are taken.
+  pub(crate) fn pop(&self) -> Option<(Found, Option<Arc<DirFd>>)> {
+    let mut st = self.lock();
+    loop {
+      if let Some(Queued(_, f, dir)) = st.heap.pop() {
+        drop(st);
+        self.room.notify_one();
+        return Some((f, dir));
+      }
+      if st.closed {
+        return None;
+      }
+      st = self.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+  }
+
+  /// The walk has ended.
+  pub(crate) fn close(&self) {
+    self.lock().closed = true;
+    self.ready.notify_all();
+  }
+
+  /// A hasher leaves (also when it unwinds): the last one unblocks the walk.
+  fn leave(&self) {
+    let mut st = self.lock();
+    st.takers -= 1;
+    if st.takers == 0 {
+      st.heap.clear();
+    }
+    drop(st);
+    self.room.notify_all();
+  }
+}
+
+/// Calls [`Queue::leave`] when a hasher ends, however it ends.
+struct Leave<'a>(&'a Queue);
+
+impl Drop for Leave<'_> {
+  fn drop(&mut self) {
+    self.0.leave();
+  }
 }
 
 /// Digests of symlinks: of the target text (as `sha256sum` of the link
@@ -167,55 +416,224 @@ pub struct Run {
   pub work_time: f64,
 }
 
-/// Walks and hashes `root`. Files are hashed largest first (the long ones
-/// start early, so the threads finish together); with one thread in inode
-/// order, which on most file systems follows the on-disk layout (fewer
-/// seeks on spinning disks).
+/// How many found files may wait for a hasher: enough that the largest
+/// of a folder-full is picked first, small next to a million records.
+const QUEUE_CAP: usize = 1 << 16;
+
+/// Walks and hashes `root`, both at once: the walk (on its own pool) hands
+/// each file to the hashers (`threads` of them) as it finds it. With
+/// several threads the largest file found so far is hashed first (long
+/// ones start early, so the threads finish together); with one thread the
+/// lowest inode first (see [`Queue`]). The result is sorted largest first, then
+/// by path, whatever order the files were hashed in.
 pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> Result<Run, Error> {
+  run_with(root, algos, threads, progress, &|_| {})
+}
+
+/// [`run`], calling `before_hash` with each file's relative path just
+/// before it is opened (tests change the tree there, mid-run).
+pub(crate) fn run_with(
+  root: &Path,
+  algos: &[Algo],
+  threads: usize,
+  progress: &Progress,
+  before_hash: &(dyn Fn(&str) + Sync),
+) -> Result<Run, Error> {
   let started = Instant::now();
   let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = crate::backup::engine::build_pool(threads)?;
+  let threads = threads.max(1);
+  let walk_pool = crate::backup::engine::build_pool(threads)?;
+  let hash_pool = crate::backup::engine::build_pool(threads)?;
+  let queue = Queue::new(QUEUE_CAP, threads, threads > 1);
+  let sums: Mutex<Vec<Sum>> = Mutex::new(Vec::new());
+  let failed: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
   progress.set_phase(Phase::Scan);
-  let (mut found, mut errors) = pool.install(|| walk(root, progress));
-  if threads <= 1 {
-    found.sort_by_key(|f| f.ino);
-  } else {
-    found.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel)));
-  }
-  progress.set_phase(Phase::Apply);
-  progress.ops_total.store(found.len() as u64, Relaxed);
-  progress.bytes_total.store(found.iter().filter(|f| f.link.is_none()).map(|f| f.size).sum(), Relaxed);
-  let failed = Mutex::new(Vec::new());
-  let mut sums: Vec<Sum> = pool.install(|| {
-    found
-      .into_par_iter()
-      .map(|f| {
-        let digest = match &f.link {
-          Some(t) => hash_bytes(t.as_bytes(), algos),
-          None => match hash_file(&root.join(&*f.rel), algos, progress) {
-            Ok((d, _)) => d,
-            Err(e) => {
-              failed.lock().unwrap().push((f.rel.to_string(), e.to_string()));
-              Box::default()
+  let mut errors = std::thread::scope(|s| {
+    let walker = s.spawn(|| {
+      let parts = walk_pool
+        .install(|| walk::walk(root, (), || Gather { found: Vec::new(), queue: Some(&queue), dir: None, errors: Vec::new(), progress }));
+      queue.close();
+      progress.set_phase(Phase::Apply);
+      parts.into_iter().flat_map(|p| p.errors).collect::<Vec<_>>()
+    });
+    // The hashers, one per thread of their pool; a large file's BLAKE3
+    // spreads over the same pool (`update_rayon`) when a thread is free.
+    hash_pool.scope(|s| {
+      for _ in 0..threads {
+        s.spawn(|_| {
+          let _leave = Leave(&queue);
+          let mut done = Vec::new();
+          let mut bad = Vec::new();
+          while let Some((f, dir)) = queue.pop() {
+            if progress.is_aborted() {
+              continue; // drained, so the walk never waits on a full queue
             }
-          },
-        };
-        progress.ops_done.fetch_add(1, Relaxed);
-        Sum { f, digest }
-      })
-      .collect()
+            let digest = match &f.link {
+              Some(t) => hash_bytes(t.as_bytes(), algos),
+              None => {
+                before_hash(&f.rel);
+                match hash_found(root, &f, dir.as_deref(), algos, progress) {
+                  Ok(d) => d,
+                  Err(e) => {
+                    bad.push((f.rel.to_string(), e.to_string()));
+                    progress.ops_done.fetch_add(1, Relaxed);
+                    continue;
+                  }
+                }
+              }
+            };
+            progress.ops_done.fetch_add(1, Relaxed);
+            done.push(Sum { f, digest });
+          }
+          sums.lock().unwrap_or_else(|p| p.into_inner()).append(&mut done);
+          failed.lock().unwrap_or_else(|p| p.into_inner()).append(&mut bad);
+        });
+      }
+    });
+    walker.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
   });
   if progress.is_aborted() {
     return Err(Error::aborted());
   }
-  sums.retain(|s| !s.digest.is_empty());
-  errors.extend(failed.into_inner().unwrap());
-  if threads <= 1 {
-    sums.sort_by(|a, b| b.f.size.cmp(&a.f.size).then_with(|| a.f.rel.cmp(&b.f.rel)));
-  }
+  let mut sums = sums.into_inner().unwrap_or_else(|p| p.into_inner());
+  errors.extend(failed.into_inner().unwrap_or_else(|p| p.into_inner()));
+  // The report's order: largest first, then by path (unique, so the
+  // order, and the report, are the same however the work was split).
+  hash_pool.install(|| sums.par_sort_unstable_by(|a, b| b.f.size.cmp(&a.f.size).then_with(|| a.f.rel.cmp(&b.f.rel))));
   errors.sort();
   Ok(Run { algos: algos.to_vec(), root: root.to_path_buf(), sums, errors, work_time: started.elapsed().as_secs_f64() })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::integrity::checksum::report_write::{write_report, Format};
+
+  /// A tree of many small files (many of one size, so the path breaks the
+  /// ties), a few large ones (BLAKE3 split over the pool), empty files and
+  /// symlinks.
+  fn tree(root: &Path) {
+    for d in 0..24 {
+      let dir = root.join(format!("d{d:02}/sub"));
+      fs::create_dir_all(&dir).unwrap();
+      for i in 0..60 {
+        let n = (d * 60 + i) % 97;
+        fs::write(dir.join(format!("f{i:03}.txt")), vec![(d * 7 + i) as u8; n * 31]).unwrap();
+      }
+    }
+    for (i, mb) in [9usize, 17, 9, 33].iter().enumerate() {
+      let data: Vec<u8> = (0..mb << 20).map(|k| (k * 2654435761usize >> 13) as u8 ^ i as u8).collect();
+      fs::write(root.join(format!("d{:02}/big{i}.bin", i * 5)), data).unwrap();
+    }
+    fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("d00/sub/f000.txt", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", root.join("d03/dangling")).unwrap();
+  }
+
+  /// What a sequential run would report: the walk, sorted largest first
+  /// then by path, each file read whole and hashed chunk by chunk with
+  /// [`Multi::update`] (no split), one after the other.
+  fn sequential(root: &Path, algos: &[Algo]) -> Run {
+    let (mut found, errors) = walk(root, &Progress::new());
+    assert!(errors.is_empty(), "{errors:?}");
+    found.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel)));
+    let sums = found
+      .into_iter()
+      .map(|f| {
+        let mut h = Multi::new(algos);
+        match &f.link {
+          Some(t) => h.update(t.as_bytes()),
+          None => fs::read(root.join(&*f.rel)).unwrap().chunks(100_000).for_each(|c| h.update(c)),
+        }
+        Sum { digest: h.finish_raw(), f }
+      })
+      .collect();
+    Run { algos: algos.to_vec(), root: root.to_path_buf(), sums, errors, work_time: 0.0 }
+  }
+
+  fn report(run: &Run, out: &Path, format: Format) -> Vec<u8> {
+    let p = out.join("r");
+    write_report(&p, run, "g", 1_700_000_000.0, format).unwrap();
+    fs::read(p).unwrap()
+  }
+
+  #[test]
+  fn the_pipelined_run_writes_the_report_of_a_sorted_sequential_run() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("src");
+    tree(&root);
+    let out = tempfile::tempdir().unwrap();
+    let algos = [Algo::Sha256, Algo::Md5, Algo::Blake3];
+    let want = sequential(&root, &algos);
+    assert_eq!(want.sums.len(), 24 * 60 + 4 + 1 + 2);
+    assert!(want.sums[0].f.rel.ends_with("big3.bin"));
+    let want_json = report(&want, out.path(), Format::Json);
+    let want_b3 = report(&want, out.path(), Format::B3sum);
+    for threads in [1, 2, 4] {
+      let progress = Progress::new();
+      let mut got = run(&root, &algos, threads, &progress).unwrap();
+      assert!(got.errors.is_empty(), "{:?}", got.errors);
+      assert_eq!(progress.ops_done.load(Relaxed), want.sums.len() as u64);
+      assert_eq!(progress.ops_total.load(Relaxed), want.sums.len() as u64);
+      got.work_time = 0.0;
+      let got_json = report(&got, out.path(), Format::Json);
+      assert!(got_json == want_json, "threads {threads}: the JSON report differs from the sequential one");
+      assert!(report(&got, out.path(), Format::B3sum) == want_b3, "threads {threads}: the b3sum lines differ");
+    }
+  }
+
+  #[test]
+  fn a_file_that_vanishes_or_turns_unreadable_mid_run_is_an_error_with_its_path() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for i in 0..200 {
+      fs::write(root.join(format!("keep{i:03}.txt")), format!("{i}")).unwrap();
+    }
+    fs::create_dir(root.join("sub")).unwrap();
+    for name in ["sub/gone.txt", "sub/grown.txt", "sub/now-a-folder.txt", "sub/now-a-symlink.txt"] {
+      fs::write(root.join(name), b"there at the walk").unwrap();
+    }
+    let changed = Mutex::new(Vec::new());
+    // Between the walk (which found them) and their hashing. Readable as
+    // root too: a folder cannot be read as a file, a symlink is not followed.
+    let mid_run = |rel: &str| {
+      let p = root.join(rel);
+      match rel {
+        "sub/gone.txt" => fs::remove_file(&p).unwrap(),
+        // Its digest would not be of the size and mtime the report records.
+        "sub/grown.txt" => fs::write(&p, b"there at the walk, and more since").unwrap(),
+        "sub/now-a-folder.txt" => {
+          fs::remove_file(&p).unwrap();
+          fs::create_dir(&p).unwrap();
+        }
+        "sub/now-a-symlink.txt" => {
+          fs::remove_file(&p).unwrap();
+          std::os::unix::fs::symlink("../keep000.txt", &p).unwrap();
+        }
+        _ => return,
+      }
+      changed.lock().unwrap().push(rel.to_string());
+    };
+    let r = run_with(root, &[Algo::Sha256], 2, &Progress::new(), &mid_run).unwrap();
+    assert_eq!(changed.into_inner().unwrap().len(), 4);
+    assert_eq!(r.sums.len(), 200);
+    let errs: Vec<(&str, &str)> = r.errors.iter().map(|(p, e)| (p.as_str(), e.as_str())).collect();
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    assert_eq!(errs[0].0, "sub/gone.txt");
+    assert!(errs[0].1.contains("No such file"), "{errs:?}");
+    assert_eq!(errs[1].0, "sub/grown.txt");
+    assert!(errs[1].1.contains("changed"), "{errs:?}");
+    assert_eq!(errs[2].0, "sub/now-a-folder.txt");
+    assert!(errs[2].1.contains("Is a directory"), "{errs:?}");
+    assert_eq!(errs[3].0, "sub/now-a-symlink.txt");
+    assert!(errs[3].1.contains("symbolic links"), "{errs:?}");
+    // The report names them by their full path under `errors`.
+    let out = tempfile::tempdir().unwrap();
+    let text = String::from_utf8(report(&r, out.path(), Format::Json)).unwrap();
+    let gone = format!("{}/sub/gone.txt", root.display());
+    assert!(text.contains(&serde_json::to_string(&gone).unwrap()[1..gone.len() + 1]), "{text:.300}");
+  }
 }
