@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::algo::Algo;
 use super::Digester;
 use crate::error::Error;
+use crate::integrity::digest_cache::{DigestCache, Key};
 
 /// A report as read back.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +39,9 @@ pub struct Report {
   /// service's, `find -type f`) cannot say anything about symlinks.
   #[serde(skip)]
   pub records_symlinks: bool,
+  /// The digest was taken from the cache of verified digests (the file's
+  /// size, mtime, ctime, inode and device unchanged since it was computed).
+  pub digest_cached: bool,
 }
 
 /// The path relative to `root` of a report path: the original service
@@ -111,12 +115,13 @@ impl ReportFile {
 
 /// The envelope's `data` string, unescaped on the fly (the report JSON is
 /// parsed straight from it, never held whole). The unescaped bytes go in
-/// chunks to a thread that computes their SHA-3-512 meanwhile.
+/// chunks to a thread that computes their SHA-3-512 meanwhile (none when
+/// the digest is known from the cache).
 struct DataReader<R: io::BufRead> {
   inner: R,
   done: bool,
   pending: Vec<u8>,
-  digest: Digester,
+  digest: Option<Digester>,
 }
 
 impl<R: io::BufRead> DataReader<R> {
@@ -134,17 +139,24 @@ impl<R: io::BufRead> DataReader<R> {
     }
     Ok(v)
   }
+  /// The one-byte escapes (`\"`, `\\`, `\n`…), by the byte after the backslash.
+  fn simple(e: u8) -> Option<u8> {
+    Some(match e {
+      b'"' => b'"',
+      b'\\' => b'\\',
+      b'/' => b'/',
+      b'n' => b'\n',
+      b'r' => b'\r',
+      b't' => b'\t',
+      b'b' => 8,
+      b'f' => 12,
+      _ => return None,
+    })
+  }
+  /// An escape whose backslash was consumed, unescaped into `pending`.
   fn escape(&mut self) -> io::Result<()> {
     let e = self.byte()?;
     let ch = match e {
-      b'"' => '"',
-      b'\\' => '\\',
-      b'/' => '/',
-      b'n' => '\n',
-      b'r' => '\r',
-      b't' => '\t',
-      b'b' => '\u{8}',
-      b'f' => '\u{c}',
       b'u' => {
         let mut v = self.hex4()?;
         if (0xd800..0xdc00).contains(&v) {
@@ -159,7 +171,10 @@ impl<R: io::BufRead> DataReader<R> {
         }
         char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
       }
-      _ => return Err(io::Error::other("bad escape")),
+      _ => match Self::simple(e) {
+        Some(c) => c as char,
+        None => return Err(io::Error::other("bad escape")),
+      },
     };
     let mut buf = [0u8; 4];
     self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
@@ -168,6 +183,9 @@ impl<R: io::BufRead> DataReader<R> {
 }
 
 impl<R: io::BufRead> Read for DataReader<R> {
+  /// Copies runs between escapes in bulk (`memchr`), and the common
+  /// two-byte escapes in place: every key of the data is quoted, so an
+  /// escape comes every few bytes and per-escape overhead is what counts.
   fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < out.len() {
@@ -186,29 +204,35 @@ impl<R: io::BufRead> Read for DataReader<R> {
         return Err(io::Error::other("the report ends inside its data"));
       }
       let room = (out.len() - n).min(buf.len());
-      match buf[..room].iter().position(|&c| c == b'"' || c == b'\\') {
+      let (used, escape) = match memchr::memchr2(b'"', b'\\', &buf[..room]) {
         None => {
           out[n..n + room].copy_from_slice(&buf[..room]);
-          self.inner.consume(room);
           n += room;
-        }
-        Some(0) => {
-          let c = buf[0];
-          self.inner.consume(1);
-          if c == b'"' {
-            self.done = true;
-          } else {
-            self.escape()?;
-          }
+          (room, false)
         }
         Some(p) => {
           out[n..n + p].copy_from_slice(&buf[..p]);
-          self.inner.consume(p);
           n += p;
+          if buf[p] == b'"' {
+            self.done = true;
+            (p + 1, false)
+          } else if let Some(c) = buf.get(p + 1).and_then(|&e| Self::simple(e)).filter(|_| n < out.len()) {
+            out[n] = c;
+            n += 1;
+            (p + 2, false)
+          } else {
+            (p + 1, true)
+          }
         }
+      };
+      self.inner.consume(used);
+      if escape {
+        self.escape()?;
       }
     }
-    self.digest.update(&out[..n]);
+    if let Some(d) = &mut self.digest {
+      d.update(&out[..n]);
+    }
     Ok(n)
   }
 }
@@ -390,19 +414,26 @@ impl<'de> Visitor<'de> for FilesSeed<'_> {
   }
 }
 
-struct DataVisitor<'b>(&'b mut Builder);
+/// The data object; `on_root` hears `root_data` as soon as it is parsed.
+struct DataVisitor<'b, 'h>(&'b mut Builder, Option<&'b mut (dyn FnMut(&str) + 'h)>);
 
-impl<'de> Visitor<'de> for DataVisitor<'_> {
+impl<'de> Visitor<'de> for DataVisitor<'_, '_> {
   type Value = ();
   fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
     f.write_str("report data")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
     let b = self.0;
+    let mut on_root = self.1;
     while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
       match &*k {
         "group" => b.head.group = map.next_value()?,
-        "root_data" => b.head.root_data = map.next_value()?,
+        "root_data" => {
+          b.head.root_data = map.next_value()?;
+          if let Some(f) = on_root.take() {
+            f(&b.head.root_data);
+          }
+        }
         // The original writes `str(int(time))`; ours used to be a number.
         "start_timestamp" => {
           let v: serde_json::Value = map.next_value()?;
@@ -462,9 +493,29 @@ struct Tail {
   public_key: Option<String>,
 }
 
-fn read_json_report(path: &Path) -> Result<Report, Error> {
+/// How a report is read (`verify`'s needs; [`read_report`] uses the defaults).
+#[derive(Default)]
+pub struct ReadOptions<'a, 'h> {
+  /// Where verified digests are remembered (see `integrity::digest_cache`):
+  /// a computed digest that matched is stored there.
+  pub cache: Option<&'a DigestCache>,
+  /// Use a digest the cache holds for exactly this file instead of hashing
+  /// the data again (`verify --incremental`).
+  pub trust_cache: bool,
+  /// Called once with the report's root (`root_data`) as soon as it is
+  /// parsed, so the caller can start walking that folder while the rest is read.
+  pub on_root: Option<&'a mut (dyn FnMut(&str) + 'h)>,
+}
+
+fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   let bad = |m: String| Error::corrupt(path, m);
   let f = File::open(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
+  // The key is taken from the open file: it names the content this read sees.
+  let key = f.metadata().ok().map(|m| Key::of(&m));
+  let cached = match (opts.cache, key) {
+    (Some(c), Some(k)) if opts.trust_cache => c.lookup(&k),
+    _ => None,
+  };
   let mut r = io::BufReader::with_capacity(1 << 20, f);
   // The envelope must start with its data: `{ "data" : "`.
   let mut prefix = Vec::new();
@@ -487,26 +538,39 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
   let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
-  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: cached.is_none().then(Digester::new) };
+  let on_root = opts.on_root;
   let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
-    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| e.to_string())?;
+    de.deserialize_map(DataVisitor(&mut b, on_root)).map_err(|e| e.to_string())?;
     drop(de);
     // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
     io::copy(&mut dr, &mut io::sink()).map_err(|e| e.to_string())?;
     Ok(())
   })();
-  let digest = dr.digest.finish();
+  let computed = dr.digest.take().map(Digester::finish);
   parsed.map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
   let mut rest = String::new();
   r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
   let tail: Tail = serde_json::from_str(&format!("{{{}", rest.trim_start().trim_start_matches(',')))
     .map_err(|e| bad(format!("the end of the report is not valid: {e}")))?;
   let Some(sig) = tail.signature else { return Err(bad("the report has no signature".into())) };
+  let digest = computed.clone().or(cached.clone()).unwrap_or_default();
   if !digest.eq_ignore_ascii_case(sig.trim()) {
     return Err(bad(
       "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into(),
     ));
+  }
+  // The file must be the one the key named when the read began (a cached
+  // digest speaks for that content only; a computed one is stored only then).
+  let key_after = File::open(path).and_then(|f| f.metadata()).ok().map(|m| Key::of(&m));
+  if cached.is_some() && key_after != key {
+    return Err(bad("the report changed while it was read; run verify again".into()));
+  }
+  if let (Some(c), Some(k), Some(_)) = (opts.cache, key, &computed) {
+    if key_after == key {
+      c.store(&k, &digest, path);
+    }
   }
   let mut rep = b.head;
   rep.files = b.files;
@@ -524,6 +588,7 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
     }
   }
   rep.digest = Some(digest);
+  rep.digest_cached = cached.is_some();
   rep.signature_ed25519 = tail.signature_ed25519;
   rep.public_key = tail.public_key;
   Ok(rep)
@@ -535,15 +600,24 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
 /// the digest length is ambiguous). Only the first bytes decide which:
 /// the file is streamed either way, never read whole.
 pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error> {
+  read_report_with(path, algo_hint, ReadOptions::default())
+}
+
+/// [`read_report`] with a digest cache and a hook for the root (`verify`).
+pub fn read_report_with(path: &Path, algo_hint: Option<Algo>, opts: ReadOptions) -> Result<Report, Error> {
   let io_err = |e: io::Error| Error::io(path, "cannot read the report", &e);
   let f = File::open(path).map_err(io_err)?;
   let mut r = io::BufReader::with_capacity(1 << 20, f);
   if first_byte(&mut r).map_err(io_err)? == Some(b'{') {
     drop(r);
-    return read_json_report(path);
+    return read_json_report(path, opts);
   }
   r.rewind().map_err(io_err)?;
-  super::lines::parse(path, r, algo_hint)
+  let rep = super::lines::parse(path, r, algo_hint)?;
+  if let Some(f) = opts.on_root {
+    f(&rep.root_data);
+  }
+  Ok(rep)
 }
 
 /// The first byte that is not whitespace (consumed with what precedes it).
@@ -572,7 +646,7 @@ mod tests {
   fn unescape_data(escaped: &str) -> std::io::Result<String> {
     let src = format!("{escaped}\"");
     let mut r = std::io::BufReader::new(src.as_bytes());
-    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Some(Digester::new()) };
     let mut out = String::new();
     dr.read_to_string(&mut out)?;
     Ok(out)
