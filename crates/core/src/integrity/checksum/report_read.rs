@@ -237,20 +237,40 @@ impl<R: io::BufRead> Read for DataReader<R> {
   }
 }
 
+/// The hasher of `Builder::index`, whose keys are xxh3 hashes already:
+/// they are used as they are (SipHash over them cost 5% of a report read).
+#[derive(Default)]
+struct Xxh3Key(u64);
+
+impl std::hash::Hasher for Xxh3Key {
+  fn finish(&self) -> u64 {
+    self.0
+  }
+  fn write(&mut self, b: &[u8]) {
+    for &x in b {
+      self.0 = self.0.rotate_left(8) ^ x as u64;
+    }
+  }
+  fn write_u64(&mut self, v: u64) {
+    self.0 = v;
+  }
+}
+
 /// Builds the compact report while the data JSON streams by.
 struct Builder {
   head: Report,
   files: Vec<ReportFile>,
   /// xxh3 of a path → index of the first file with that hash; the rare
   /// second path with the same hash goes to `collisions`.
-  index: HashMap<u64, u32>,
+  index: HashMap<u64, u32, std::hash::BuildHasherDefault<Xxh3Key>>,
   collisions: HashMap<Box<str>, u32>,
   /// Digest lengths of the report's algorithms (when known), for the layout.
   lens: Vec<usize>,
 }
 
 impl Builder {
-  fn slot(&mut self, rel: &str) -> &mut ReportFile {
+  /// The index of the file `rel`, added if new.
+  fn slot_index(&mut self, rel: &str) -> u32 {
     let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
     let i = match self.index.get(&h).copied() {
       Some(i) if &*self.files[i as usize].rel == rel => i,
@@ -268,7 +288,7 @@ impl Builder {
         i
       }
     };
-    &mut self.files[i as usize]
+    i
   }
   fn push(&mut self, rel: &str) -> u32 {
     let mut d = Vec::with_capacity(self.lens.iter().map(|n| n + 1).sum());
@@ -298,9 +318,79 @@ impl ReportFile {
   }
 }
 
+/// A path key, looked up (or added) straight from the parser's buffer:
+/// no `String` per path (each path is read five times, once per map).
+struct SlotKey<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for SlotKey<'_> {
+  type Value = u32;
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for SlotKey<'_> {
+  type Value = u32;
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a path")
+  }
+  fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u32, E> {
+    Ok(self.0.slot_index(v))
+  }
+}
+
+/// An algorithm name: its index among the report's algorithms.
+struct AlgoKey<'b>(&'b [String]);
+
+impl<'de> DeserializeSeed<'de> for AlgoKey<'_> {
+  type Value = Option<usize>;
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for AlgoKey<'_> {
+  type Value = Option<usize>;
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("an algorithm name")
+  }
+  fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+    Ok(self.0.iter().position(|a| a == v))
+  }
+}
+
+/// A hex digest written into its file's record from the parser's buffer.
+struct HexInto<'b> {
+  file: &'b mut ReportFile,
+  at: Option<usize>,
+  lens: &'b [usize],
+  algos: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for HexInto<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for HexInto<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a hex digest")
+  }
+  fn visit_str<E: serde::de::Error>(self, h: &str) -> Result<(), E> {
+    if let Some(i) = self.at {
+      // See `SumsSeed`: coreutils' escape mark before the hex.
+      self.file.put_sum(i, h.strip_prefix('\\').unwrap_or(h), self.lens, self.algos);
+    }
+    Ok(())
+  }
+}
+
 struct SumsSeed<'b> {
   b: &'b mut Builder,
-  rel: std::borrow::Cow<'b, str>,
+  i: u32,
 }
 
 impl<'de> DeserializeSeed<'de> for SumsSeed<'_> {
@@ -316,20 +406,32 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
     f.write_str("a map of algorithm to hex digest")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let b = self.b;
+    if !b.head.algorithms.is_empty() {
+      // The usual case: every digest decoded in place as it is parsed.
+      let algos = b.head.algorithms.len();
+      let Builder { head, files, lens, .. } = b;
+      let file = &mut files[self.i as usize];
+      while let Some(at) = map.next_key_seed(AlgoKey(&head.algorithms))? {
+        map.next_value_seed(HexInto { file: &mut *file, at, lens, algos })?;
+      }
+      return Ok(());
+    }
     let mut pairs: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> = Vec::with_capacity(4);
     while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
       pairs.push((k, map.next_value()?));
     }
-    let b = self.b;
-    if b.head.algorithms.is_empty() {
+    {
       let mut names: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
       names.sort();
       b.head.algorithms = names;
+      // Files from here on get the layout (the first one is rewritten by `put_sum`).
+      b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
     }
     let algos = b.head.algorithms.len();
     let idx: Vec<Option<usize>> = pairs.iter().map(|(k, _)| b.head.algorithms.iter().position(|a| a == k)).collect();
     let lens = b.lens.clone();
-    let slot = b.slot(&self.rel);
+    let slot = &mut b.files[self.i as usize];
     for ((_, h), i) in pairs.iter().zip(idx) {
       if let Some(i) = i {
         // The original service takes `sha256sum`'s first word, which for a name with `\` or a
@@ -361,9 +463,9 @@ impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for Pa
     f.write_str("a map of paths")
   }
   fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+    while let Some(i) = map.next_key_seed(SlotKey(&mut *self.b))? {
       let v: T = map.next_value()?;
-      (self.f)(self.b.slot(&k), v);
+      (self.f)(&mut self.b.files[i as usize], v);
     }
     Ok(())
   }
@@ -385,8 +487,8 @@ impl<'de> Visitor<'de> for ChecksumsSeed<'_> {
     f.write_str("a map of paths to checksums")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-      map.next_value_seed(SumsSeed { b: &mut *self.0, rel: std::borrow::Cow::Owned(k.into_owned()) })?;
+    while let Some(i) = map.next_key_seed(SlotKey(&mut *self.0))? {
+      map.next_value_seed(SumsSeed { b: &mut *self.0, i })?;
     }
     Ok(())
   }
@@ -407,9 +509,7 @@ impl<'de> Visitor<'de> for FilesSeed<'_> {
     f.write_str("a list of paths")
   }
   fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-    while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
-      self.0.slot(&p);
-    }
+    while seq.next_element_seed(SlotKey(&mut *self.0))?.is_some() {}
     Ok(())
   }
 }
@@ -537,7 +637,8 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   if compact != "{\"data\":\"" {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
-  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
+  let mut b =
+    Builder { head: Report::default(), files: Vec::new(), index: HashMap::default(), collisions: HashMap::new(), lens: Vec::new() };
   let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: cached.is_none().then(Digester::new) };
   let on_root = opts.on_root;
   let parsed = (|| -> Result<(), String> {
