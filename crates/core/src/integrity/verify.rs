@@ -185,11 +185,14 @@ pub struct VerifyOptions<'a> {
   pub cache: Option<DigestCache>,
 }
 
+/// What a walk found: entries, and the paths it could not read with why.
+type Listing = (Vec<Found>, Vec<(String, String)>);
+
 /// A walk of the folder to verify, run while the report is still being read.
-type Walked = (PathBuf, Result<(Vec<Found>, Vec<(String, String)>), Error>);
+type Walked = (PathBuf, Result<Listing, Error>);
 
 /// Walks `root` on `pool` (listing and `lstat` only: no file is opened).
-fn walk_root(root: &Path, pool: &rayon::ThreadPool, progress: &Progress) -> Result<(Vec<Found>, Vec<(String, String)>), Error> {
+fn walk_root(root: &Path, pool: &rayon::ThreadPool, progress: &Progress) -> Result<Listing, Error> {
   let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read the folder to verify", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
