@@ -450,6 +450,12 @@ export interface BindingVerifyResult {
   digest: string | null
   signatureEd25519: string | null
   signatureCheck: BindingSignatureCheck
+  /**
+   * `incremental`: the report's SHA3-512 was taken from the cache of verified
+   * digests (`$XDG_CACHE_HOME/axiomatic-backup/verified/`), the report file being
+   * unchanged (size, mtime, ctime, inode, device) since it was last checked.
+   */
+  signatureCached: boolean
   files: number
   /** Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged). */
   trusted: number

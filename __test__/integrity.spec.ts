@@ -177,6 +177,38 @@ describe('verify', () => {
     expect(v.results).toEqual([]) // only problems without `all`
   })
 
+  it('--incremental takes the report digest from the user cache while the report is unchanged, and hashes it again after an in-place edit', async () => {
+    const dir = dataTree()
+    const report = path.join(tmpdir(), 'r.json')
+    await checksumFolder(dir, 'g', report)
+    fs.utimesSync(report, 1_700_000_000, 1_700_000_000) // a whole second: restorable exactly from JS
+    const env = { XDG_CACHE_HOME: tmpdir('cache-') }
+    const run = () => cli(['verify', report, '--incremental', '--json'], { env })
+    let r = run()
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout).signatureCached).toBe(false)
+    expect(fs.readdirSync(path.join(env.XDG_CACHE_HOME, 'axiomatic-backup', 'verified'))).toHaveLength(1)
+    r = run()
+    expect(JSON.parse(r.stdout)).toMatchObject({ signatureCached: true, counts: { OK: 10 } })
+    // A full verify hashes the report anyway.
+    expect(JSON.parse(cli(['verify', report, '--json'], { env }).stdout).signatureCached).toBe(false)
+    // One byte of the data changed in place, size and mtime restored: the ctime changed, the digest is checked again.
+    const st = fs.statSync(report, { bigint: true })
+    const text = fs.readFileSync(report)
+    const at = text.indexOf('a.txt')
+    text[at] = 'b'.charCodeAt(0)
+    const fd = fs.openSync(report, 'r+')
+    fs.writeSync(fd, text, 0, text.length, 0)
+    fs.closeSync(fd)
+    fs.utimesSync(report, 1_700_000_000, 1_700_000_000)
+    const now = fs.statSync(report, { bigint: true })
+    expect([now.size, now.mtimeNs, now.ino]).toEqual([st.size, st.mtimeNs, st.ino])
+    expect(now.ctimeNs).not.toBe(st.ctimeNs)
+    r = run()
+    expect(r.status).toBe(2)
+    expect(r.stdout + r.stderr).toContain('signature does not match its data')
+  })
+
   it('refuses a tampered report before reading any file (exit 2), and checks Ed25519 signatures', async () => {
     const dir = dataTree()
     const keys = tmpdir('keys-')

@@ -970,6 +970,10 @@ pub struct BindingVerifyResult {
   pub digest: Option<String>,
   pub signature_ed25519: Option<String>,
   pub signature_check: BindingSignatureCheck,
+  /// `incremental`: the report's SHA3-512 was taken from the cache of verified
+  /// digests (`$XDG_CACHE_HOME/axiomatic-backup/verified/`), the report file being
+  /// unchanged (size, mtime, ctime, inode, device) since it was last checked.
+  pub signature_cached: bool,
   pub files: i64,
   /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
   pub trusted: i64,
@@ -991,6 +995,7 @@ impl From<verify::VerifyResult> for BindingVerifyResult {
       digest,
       signature_ed25519,
       signature_check,
+      signature_cached,
       files,
       trusted,
       bytes_read,
@@ -1004,6 +1009,7 @@ impl From<verify::VerifyResult> for BindingVerifyResult {
       digest,
       signature_ed25519,
       signature_check: signature_check.into(),
+      signature_cached,
       files: files as i64,
       trusted: trusted as i64,
       bytes_read: bytes_read as i64,
@@ -1024,13 +1030,16 @@ pub fn verify_report(
   let key = options.public_key.map(|b| b.to_vec());
   task(
     move |p| {
-      let path = Path::new(&options.report);
-      let rep = verify::load(path, options.algo.as_deref())?;
-      let check = verify::check_signature(&rep, path, key.as_deref())?;
-      let root = options.root.clone().unwrap_or_else(|| rep.root_data.clone());
-      let mut r = verify::verify(&rep, Path::new(&root), options.incremental, options.all, options.threads.max(1) as usize, p)?;
-      r.signature_check = check;
-      Ok(r)
+      let o = verify::VerifyOptions {
+        root: options.root.as_ref().map(std::path::PathBuf::from),
+        algo_hint: options.algo.as_deref(),
+        pubkey: key.as_deref(),
+        incremental: options.incremental,
+        all: options.all,
+        threads: options.threads.max(1) as usize,
+        cache: axiomatic_core::integrity::digest_cache::DigestCache::user(),
+      };
+      verify::verify_report(Path::new(&options.report), &o, p)
     },
     on_progress,
     signal,

@@ -5,4 +5,5 @@
 
 pub mod checksum;
 pub mod compare;
+pub mod digest_cache;
 pub mod verify;

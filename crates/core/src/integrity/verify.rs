@@ -15,7 +15,8 @@ use crate::backup::increments::{self, safe_rel, DamagedMeta};
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::fs::util;
-use crate::integrity::checksum::{self, Algo, Report};
+use crate::integrity::checksum::{self, Algo, Found, ReadOptions, Report};
+use crate::integrity::digest_cache::DigestCache;
 use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
@@ -58,6 +59,10 @@ pub struct VerifyResult {
   pub signature_ed25519: Option<String>,
   /// How the Ed25519 signature was checked (see [`SignatureCheck`]).
   pub signature_check: SignatureCheck,
+  /// The report's SHA3-512 was not computed again: the cache of verified
+  /// digests holds it for this very file (size, mtime, ctime, inode and
+  /// device unchanged since it was checked; `incremental` only).
+  pub signature_cached: bool,
   pub files: u64,
   /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
   pub trusted: u64,
@@ -163,21 +168,107 @@ pub fn load(report: &Path, algo_hint: Option<&str>) -> Result<Report, Error> {
   checksum::read_report(report, hint)
 }
 
-/// `backup verify REPORT [--root DIR] [--incremental]`. `results` lists
-/// every path with `all`, else only the problems (a million `OK` lines
-/// are what `sha256sum -c` prints, but rarely what a caller wants).
-pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: usize, progress: &Progress) -> Result<VerifyResult, Error> {
-  let algos: Vec<Option<Algo>> = rep.algorithms.iter().map(|a| Algo::parse(a).ok()).collect();
-  if algos.iter().all(Option::is_none) {
-    return Err(Error::corrupt(Path::new(&rep.root_data), format!("the report uses no known algorithm ({:?})", rep.algorithms)));
-  }
+/// What `backup verify REPORT` is asked.
+#[derive(Default, Clone)]
+pub struct VerifyOptions<'a> {
+  /// The folder to check (default: the report's `root_data`).
+  pub root: Option<PathBuf>,
+  /// For check-line reports whose digest length is ambiguous.
+  pub algo_hint: Option<&'a str>,
+  /// The raw Ed25519 key the report must be signed by (`--pubkey`).
+  pub pubkey: Option<&'a [u8]>,
+  pub incremental: bool,
+  pub all: bool,
+  pub threads: usize,
+  /// Where verified report digests are remembered ([`DigestCache::user`]);
+  /// only `incremental` trusts an entry, every verify refreshes it.
+  pub cache: Option<DigestCache>,
+}
+
+/// What a walk found: entries, and the paths it could not read with why.
+type Listing = (Vec<Found>, Vec<(String, String)>);
+
+/// A walk of the folder to verify, run while the report is still being read.
+type Walked = (PathBuf, Result<Listing, Error>);
+
+/// Walks `root` on `pool` (listing and `lstat` only: no file is opened).
+fn walk_root(root: &Path, pool: &rayon::ThreadPool, progress: &Progress) -> Result<Listing, Error> {
   let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read the folder to verify", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
-  let pool = crate::backup::engine::build_pool(threads)?;
   progress.set_phase(Phase::Scan);
-  let (mut found, walk_errors) = pool.install(|| checksum::walk(root, progress));
+  Ok(pool.install(|| checksum::walk(root, progress)))
+}
+
+/// `backup verify REPORT`: reads the report and walks the folder at the same
+/// time (the walk starts on the pool as soon as the root is known: `--root`,
+/// or the report's `root_data` once parsed), then checks the digest and the
+/// Ed25519 signature, and only then opens any file. With `incremental` the
+/// report's SHA3-512 is taken from the cache when the report file is
+/// unchanged (see [`crate::integrity::digest_cache`]).
+pub fn verify_report(path: &Path, o: &VerifyOptions, progress: &Progress) -> Result<VerifyResult, Error> {
+  let hint = o.algo_hint.map(Algo::parse).transpose()?;
+  let pool = crate::backup::engine::build_pool(o.threads)?;
+  std::thread::scope(|s| {
+    let mut walker: Option<std::thread::ScopedJoinHandle<'_, Walked>> = None;
+    let pool = &pool;
+    let mut start = |root: &str| {
+      if walker.is_none() {
+        let root = PathBuf::from(root);
+        walker = Some(s.spawn(move || {
+          let r = walk_root(&root, pool, progress);
+          (root, r)
+        }));
+      }
+    };
+    if let Some(r) = &o.root {
+      start(&r.to_string_lossy());
+    }
+    let opts = ReadOptions { cache: o.cache.as_ref(), trust_cache: o.incremental, on_root: Some(&mut start) };
+    let rep = checksum::read_report_with(path, hint, opts);
+    let walked = walker.map(|w| w.join().expect("the walk panicked"));
+    let rep = rep?;
+    let check = check_signature(&rep, path, o.pubkey)?;
+    let root = o.root.clone().unwrap_or_else(|| PathBuf::from(&rep.root_data));
+    // The walk that ran is used when it was of this root (a report naming
+    // `root_data` twice is walked again).
+    let (found, walk_errors) = match walked {
+      Some((r, res)) if r == root => res?,
+      _ => walk_root(&root, pool, progress)?,
+    };
+    let mut r = verify_walked(&rep, &root, found, walk_errors, o.incremental, o.all, pool, progress)?;
+    r.signature_check = check;
+    Ok(r)
+  })
+}
+
+/// `backup verify REPORT [--root DIR] [--incremental]` for a report already
+/// read. `results` lists every path with `all`, else only the problems (a
+/// million `OK` lines are what `sha256sum -c` prints, but rarely what a
+/// caller wants).
+pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: usize, progress: &Progress) -> Result<VerifyResult, Error> {
+  let pool = crate::backup::engine::build_pool(threads)?;
+  let (found, walk_errors) = walk_root(root, &pool, progress)?;
+  verify_walked(rep, root, found, walk_errors, incremental, all, &pool, progress)
+}
+
+/// The merge of report and walk, and the hashing of what is not trusted.
+#[allow(clippy::too_many_arguments)]
+fn verify_walked(
+  rep: &Report,
+  root: &Path,
+  mut found: Vec<Found>,
+  walk_errors: Vec<(String, String)>,
+  incremental: bool,
+  all: bool,
+  pool: &rayon::ThreadPool,
+  progress: &Progress,
+) -> Result<VerifyResult, Error> {
+  let algos: Vec<Option<Algo>> = rep.algorithms.iter().map(|a| Algo::parse(a).ok()).collect();
+  if algos.iter().all(Option::is_none) {
+    return Err(Error::corrupt(Path::new(&rep.root_data), format!("the report uses no known algorithm ({:?})", rep.algorithms)));
+  }
   // Both sides sorted by path and merged (no hash maps of a million paths).
   let mut ri: Vec<u32> = (0..rep.files.len() as u32).collect();
   pool.install(|| {
@@ -318,6 +409,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
     digest: rep.digest.clone(),
     signature_ed25519: rep.signature_ed25519.clone(),
     signature_check: SignatureCheck::Unsigned,
+    signature_cached: rep.digest_cached,
     files: rep.files.len() as u64,
     trusted: trusted.into_inner(),
     bytes_read: read.into_inner(),
@@ -590,6 +682,65 @@ fn relink(good: &Path, path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use std::io::Write;
+
+  /// A report in the original envelope for `dir` (one file, `a.txt`), as `checksum` writes it.
+  fn envelope(dir: &Path) -> String {
+    use sha3::Digest;
+    let md = fs::symlink_metadata(dir.join("a.txt")).unwrap();
+    let body = fs::read(dir.join("a.txt")).unwrap();
+    let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
+    let data = serde_json::json!({
+      "checksums": { "a.txt": { "sha256": sha } },
+      "files": ["a.txt"],
+      "root_data": dir.to_str().unwrap(),
+      "algorithms": ["sha256"],
+      "sizes": { "a.txt": md.len() },
+      "stat": { "a.txt": [util::mtime_ns(&md), md.ctime() * 1_000_000_000 + md.ctime_nsec(), md.ino()] },
+    })
+    .to_string();
+    let sig = hex::encode(sha3::Sha3_512::digest(data.as_bytes()));
+    serde_json::json!({ "data": data, "signature": sig }).to_string()
+  }
+
+  #[test]
+  fn incremental_reuses_a_verified_digest_and_rechecks_a_report_changed_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("a.txt"), "alpha").unwrap();
+    let report = t.path().join("r.json");
+    fs::write(&report, envelope(&dir)).unwrap();
+    let o = VerifyOptions { incremental: true, threads: 2, cache: Some(DigestCache::at(&t.path().join("cache"))), ..Default::default() };
+    let p = Progress::new();
+    let first = verify_report(&report, &o, &p).unwrap();
+    assert!(!first.signature_cached);
+    assert_eq!((first.trusted, first.counts.get("OK").copied()), (1, Some(1)));
+    let second = verify_report(&report, &o, &p).unwrap();
+    assert!(second.signature_cached, "an unchanged report is not hashed again");
+    assert_eq!(second.digest, first.digest);
+    // A full verify never trusts the cache.
+    assert!(!verify_report(&report, &VerifyOptions { incremental: false, ..o.clone() }, &p).unwrap().signature_cached);
+    // One byte changed in place (same size), mtime put back: only the ctime tells.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let md = fs::metadata(&report).unwrap();
+    let mut text = fs::read(&report).unwrap();
+    let at = text.windows(5).position(|w| w == b"a.txt").unwrap();
+    text[at] = b'b';
+    fs::OpenOptions::new().write(true).open(&report).unwrap().write_all(&text).unwrap();
+    filetime::set_file_mtime(&report, filetime::FileTime::from_last_modification_time(&md)).unwrap();
+    let after = fs::metadata(&report).unwrap();
+    assert_eq!((after.len(), after.mtime(), after.mtime_nsec(), after.ino()), (md.len(), md.mtime(), md.mtime_nsec(), md.ino()));
+    let e = verify_report(&report, &o, &p).unwrap_err();
+    assert!(e.message.contains("signature does not match its data"), "{}", e.message);
+    // Without any cache (read-only or no home): verified, never an error.
+    let none = VerifyOptions { cache: None, ..o.clone() };
+    fs::write(&report, envelope(&dir)).unwrap();
+    assert!(!verify_report(&report, &none, &p).unwrap().signature_cached);
+    let ro = VerifyOptions { cache: Some(DigestCache::at(Path::new("/proc/self/no-such"))), ..o };
+    assert!(!verify_report(&report, &ro, &p).unwrap().signature_cached);
+    assert!(!verify_report(&report, &ro, &p).unwrap().signature_cached);
+  }
 
   #[test]
   fn embedded_public_key() {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::algo::Algo;
 use super::Digester;
 use crate::error::Error;
+use crate::integrity::digest_cache::{DigestCache, Key};
 
 /// A report as read back.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +39,9 @@ pub struct Report {
   /// service's, `find -type f`) cannot say anything about symlinks.
   #[serde(skip)]
   pub records_symlinks: bool,
+  /// The digest was taken from the cache of verified digests (the file's
+  /// size, mtime, ctime, inode and device unchanged since it was computed).
+  pub digest_cached: bool,
 }
 
 /// The path relative to `root` of a report path: the original service
@@ -76,7 +80,6 @@ pub struct ReportFile {
   pub size: Option<u64>,
   /// (mtime_ns, ctime_ns, ino)
   pub stat: Option<(i64, i64, u64)>,
-  pub mtime: Option<f64>,
   pub link: Option<Box<str>>,
 }
 
@@ -111,12 +114,13 @@ impl ReportFile {
 
 /// The envelope's `data` string, unescaped on the fly (the report JSON is
 /// parsed straight from it, never held whole). The unescaped bytes go in
-/// chunks to a thread that computes their SHA-3-512 meanwhile.
+/// chunks to a thread that computes their SHA-3-512 meanwhile (none when
+/// the digest is known from the cache).
 struct DataReader<R: io::BufRead> {
   inner: R,
   done: bool,
   pending: Vec<u8>,
-  digest: Digester,
+  digest: Option<Digester>,
 }
 
 impl<R: io::BufRead> DataReader<R> {
@@ -134,17 +138,24 @@ impl<R: io::BufRead> DataReader<R> {
     }
     Ok(v)
   }
+  /// The one-byte escapes (`\"`, `\\`, `\n`…), by the byte after the backslash.
+  fn simple(e: u8) -> Option<u8> {
+    Some(match e {
+      b'"' => b'"',
+      b'\\' => b'\\',
+      b'/' => b'/',
+      b'n' => b'\n',
+      b'r' => b'\r',
+      b't' => b'\t',
+      b'b' => 8,
+      b'f' => 12,
+      _ => return None,
+    })
+  }
+  /// An escape whose backslash was consumed, unescaped into `pending`.
   fn escape(&mut self) -> io::Result<()> {
     let e = self.byte()?;
     let ch = match e {
-      b'"' => '"',
-      b'\\' => '\\',
-      b'/' => '/',
-      b'n' => '\n',
-      b'r' => '\r',
-      b't' => '\t',
-      b'b' => '\u{8}',
-      b'f' => '\u{c}',
       b'u' => {
         let mut v = self.hex4()?;
         if (0xd800..0xdc00).contains(&v) {
@@ -159,7 +170,10 @@ impl<R: io::BufRead> DataReader<R> {
         }
         char::from_u32(v).ok_or_else(|| io::Error::other("bad \\u escape"))?
       }
-      _ => return Err(io::Error::other("bad escape")),
+      _ => match Self::simple(e) {
+        Some(c) => c as char,
+        None => return Err(io::Error::other("bad escape")),
+      },
     };
     let mut buf = [0u8; 4];
     self.pending.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
@@ -168,6 +182,9 @@ impl<R: io::BufRead> DataReader<R> {
 }
 
 impl<R: io::BufRead> Read for DataReader<R> {
+  /// Copies runs between escapes in bulk (`memchr`), and the common
+  /// two-byte escapes in place: every key of the data is quoted, so an
+  /// escape comes every few bytes and per-escape overhead is what counts.
   fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < out.len() {
@@ -186,30 +203,55 @@ impl<R: io::BufRead> Read for DataReader<R> {
         return Err(io::Error::other("the report ends inside its data"));
       }
       let room = (out.len() - n).min(buf.len());
-      match buf[..room].iter().position(|&c| c == b'"' || c == b'\\') {
+      let (used, escape) = match memchr::memchr2(b'"', b'\\', &buf[..room]) {
         None => {
           out[n..n + room].copy_from_slice(&buf[..room]);
-          self.inner.consume(room);
           n += room;
-        }
-        Some(0) => {
-          let c = buf[0];
-          self.inner.consume(1);
-          if c == b'"' {
-            self.done = true;
-          } else {
-            self.escape()?;
-          }
+          (room, false)
         }
         Some(p) => {
           out[n..n + p].copy_from_slice(&buf[..p]);
-          self.inner.consume(p);
           n += p;
+          if buf[p] == b'"' {
+            self.done = true;
+            (p + 1, false)
+          } else if let Some(c) = buf.get(p + 1).and_then(|&e| Self::simple(e)).filter(|_| n < out.len()) {
+            out[n] = c;
+            n += 1;
+            (p + 2, false)
+          } else {
+            (p + 1, true)
+          }
         }
+      };
+      self.inner.consume(used);
+      if escape {
+        self.escape()?;
       }
     }
-    self.digest.update(&out[..n]);
+    if let Some(d) = &mut self.digest {
+      d.update(&out[..n]);
+    }
     Ok(n)
+  }
+}
+
+/// The hasher of `Builder::index`, whose keys are xxh3 hashes already:
+/// they are used as they are (SipHash over them cost 5% of a report read).
+#[derive(Default)]
+struct Xxh3Key(u64);
+
+impl std::hash::Hasher for Xxh3Key {
+  fn finish(&self) -> u64 {
+    self.0
+  }
+  fn write(&mut self, b: &[u8]) {
+    for &x in b {
+      self.0 = self.0.rotate_left(8) ^ x as u64;
+    }
+  }
+  fn write_u64(&mut self, v: u64) {
+    self.0 = v;
   }
 }
 
@@ -219,14 +261,15 @@ struct Builder {
   files: Vec<ReportFile>,
   /// xxh3 of a path → index of the first file with that hash; the rare
   /// second path with the same hash goes to `collisions`.
-  index: HashMap<u64, u32>,
+  index: HashMap<u64, u32, std::hash::BuildHasherDefault<Xxh3Key>>,
   collisions: HashMap<Box<str>, u32>,
   /// Digest lengths of the report's algorithms (when known), for the layout.
   lens: Vec<usize>,
 }
 
 impl Builder {
-  fn slot(&mut self, rel: &str) -> &mut ReportFile {
+  /// The index of the file `rel`, added if new.
+  fn slot_index(&mut self, rel: &str) -> u32 {
     let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
     let i = match self.index.get(&h).copied() {
       Some(i) if &*self.files[i as usize].rel == rel => i,
@@ -244,7 +287,7 @@ impl Builder {
         i
       }
     };
-    &mut self.files[i as usize]
+    i
   }
   fn push(&mut self, rel: &str) -> u32 {
     let mut d = Vec::with_capacity(self.lens.iter().map(|n| n + 1).sum());
@@ -274,9 +317,79 @@ impl ReportFile {
   }
 }
 
+/// A path key, looked up (or added) straight from the parser's buffer:
+/// no `String` per path (each path is read five times, once per map).
+struct SlotKey<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for SlotKey<'_> {
+  type Value = u32;
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for SlotKey<'_> {
+  type Value = u32;
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a path")
+  }
+  fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u32, E> {
+    Ok(self.0.slot_index(v))
+  }
+}
+
+/// An algorithm name: its index among the report's algorithms.
+struct AlgoKey<'b>(&'b [String]);
+
+impl<'de> DeserializeSeed<'de> for AlgoKey<'_> {
+  type Value = Option<usize>;
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for AlgoKey<'_> {
+  type Value = Option<usize>;
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("an algorithm name")
+  }
+  fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+    Ok(self.0.iter().position(|a| a == v))
+  }
+}
+
+/// A hex digest written into its file's record from the parser's buffer.
+struct HexInto<'b> {
+  file: &'b mut ReportFile,
+  at: Option<usize>,
+  lens: &'b [usize],
+  algos: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for HexInto<'_> {
+  type Value = ();
+  fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    d.deserialize_str(self)
+  }
+}
+
+impl<'de> Visitor<'de> for HexInto<'_> {
+  type Value = ();
+  fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    f.write_str("a hex digest")
+  }
+  fn visit_str<E: serde::de::Error>(self, h: &str) -> Result<(), E> {
+    if let Some(i) = self.at {
+      // See `SumsSeed`: coreutils' escape mark before the hex.
+      self.file.put_sum(i, h.strip_prefix('\\').unwrap_or(h), self.lens, self.algos);
+    }
+    Ok(())
+  }
+}
+
 struct SumsSeed<'b> {
   b: &'b mut Builder,
-  rel: std::borrow::Cow<'b, str>,
+  i: u32,
 }
 
 impl<'de> DeserializeSeed<'de> for SumsSeed<'_> {
@@ -292,20 +405,32 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
     f.write_str("a map of algorithm to hex digest")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    let b = self.b;
+    if !b.head.algorithms.is_empty() {
+      // The usual case: every digest decoded in place as it is parsed.
+      let algos = b.head.algorithms.len();
+      let Builder { head, files, lens, .. } = b;
+      let file = &mut files[self.i as usize];
+      while let Some(at) = map.next_key_seed(AlgoKey(&head.algorithms))? {
+        map.next_value_seed(HexInto { file: &mut *file, at, lens, algos })?;
+      }
+      return Ok(());
+    }
     let mut pairs: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> = Vec::with_capacity(4);
     while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
       pairs.push((k, map.next_value()?));
     }
-    let b = self.b;
-    if b.head.algorithms.is_empty() {
+    {
       let mut names: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
       names.sort();
       b.head.algorithms = names;
+      // Files from here on get the layout (the first one is rewritten by `put_sum`).
+      b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
     }
     let algos = b.head.algorithms.len();
     let idx: Vec<Option<usize>> = pairs.iter().map(|(k, _)| b.head.algorithms.iter().position(|a| a == k)).collect();
     let lens = b.lens.clone();
-    let slot = b.slot(&self.rel);
+    let slot = &mut b.files[self.i as usize];
     for ((_, h), i) in pairs.iter().zip(idx) {
       if let Some(i) = i {
         // The original service takes `sha256sum`'s first word, which for a name with `\` or a
@@ -337,9 +462,9 @@ impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for Pa
     f.write_str("a map of paths")
   }
   fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+    while let Some(i) = map.next_key_seed(SlotKey(&mut *self.b))? {
       let v: T = map.next_value()?;
-      (self.f)(self.b.slot(&k), v);
+      (self.f)(&mut self.b.files[i as usize], v);
     }
     Ok(())
   }
@@ -361,8 +486,8 @@ impl<'de> Visitor<'de> for ChecksumsSeed<'_> {
     f.write_str("a map of paths to checksums")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-      map.next_value_seed(SumsSeed { b: &mut *self.0, rel: std::borrow::Cow::Owned(k.into_owned()) })?;
+    while let Some(i) = map.next_key_seed(SlotKey(&mut *self.0))? {
+      map.next_value_seed(SumsSeed { b: &mut *self.0, i })?;
     }
     Ok(())
   }
@@ -383,26 +508,31 @@ impl<'de> Visitor<'de> for FilesSeed<'_> {
     f.write_str("a list of paths")
   }
   fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-    while let Some(p) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
-      self.0.slot(&p);
-    }
+    while seq.next_element_seed(SlotKey(&mut *self.0))?.is_some() {}
     Ok(())
   }
 }
 
-struct DataVisitor<'b>(&'b mut Builder);
+/// The data object; `on_root` hears `root_data` as soon as it is parsed.
+struct DataVisitor<'b, 'h>(&'b mut Builder, Option<&'b mut (dyn FnMut(&str) + 'h)>);
 
-impl<'de> Visitor<'de> for DataVisitor<'_> {
+impl<'de> Visitor<'de> for DataVisitor<'_, '_> {
   type Value = ();
   fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
     f.write_str("report data")
   }
   fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
     let b = self.0;
+    let mut on_root = self.1;
     while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
       match &*k {
         "group" => b.head.group = map.next_value()?,
-        "root_data" => b.head.root_data = map.next_value()?,
+        "root_data" => {
+          b.head.root_data = map.next_value()?;
+          if let Some(f) = on_root.take() {
+            f(&b.head.root_data);
+          }
+        }
         // The original writes `str(int(time))`; ours used to be a number.
         "start_timestamp" => {
           let v: serde_json::Value = map.next_value()?;
@@ -427,7 +557,11 @@ impl<'de> Visitor<'de> for DataVisitor<'_> {
         "files" => map.next_value_seed(FilesSeed(b))?,
         "checksums" => map.next_value_seed(ChecksumsSeed(b))?,
         "sizes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: u64| f.size = Some(v), _t: std::marker::PhantomData })?,
-        "mtimes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: f64| f.mtime = Some(v), _t: std::marker::PhantomData })?,
+        // Seconds as floats: `stat` has the exact nanoseconds, and nothing
+        // reads these (not kept: 16 bytes a file, and a fifth of the path lookups).
+        "mtimes" => {
+          map.next_value::<serde::de::IgnoredAny>()?;
+        }
         "stat" => {
           map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: (i64, i64, u64)| f.stat = Some(v), _t: std::marker::PhantomData })?
         }
@@ -462,9 +596,29 @@ struct Tail {
   public_key: Option<String>,
 }
 
-fn read_json_report(path: &Path) -> Result<Report, Error> {
+/// How a report is read (`verify`'s needs; [`read_report`] uses the defaults).
+#[derive(Default)]
+pub struct ReadOptions<'a, 'h> {
+  /// Where verified digests are remembered (see `integrity::digest_cache`):
+  /// a computed digest that matched is stored there.
+  pub cache: Option<&'a DigestCache>,
+  /// Use a digest the cache holds for exactly this file instead of hashing
+  /// the data again (`verify --incremental`).
+  pub trust_cache: bool,
+  /// Called once with the report's root (`root_data`) as soon as it is
+  /// parsed, so the caller can start walking that folder while the rest is read.
+  pub on_root: Option<&'a mut (dyn FnMut(&str) + 'h)>,
+}
+
+fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   let bad = |m: String| Error::corrupt(path, m);
   let f = File::open(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
+  // The key is taken from the open file: it names the content this read sees.
+  let key = f.metadata().ok().map(|m| Key::of(&m));
+  let cached = match (opts.cache, key) {
+    (Some(c), Some(k)) if opts.trust_cache => c.lookup(&k),
+    _ => None,
+  };
   let mut r = io::BufReader::with_capacity(1 << 20, f);
   // The envelope must start with its data: `{ "data" : "`.
   let mut prefix = Vec::new();
@@ -486,27 +640,41 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
   if compact != "{\"data\":\"" {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
-  let mut b = Builder { head: Report::default(), files: Vec::new(), index: HashMap::new(), collisions: HashMap::new(), lens: Vec::new() };
-  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+  let mut b =
+    Builder { head: Report::default(), files: Vec::new(), index: HashMap::default(), collisions: HashMap::new(), lens: Vec::new() };
+  let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: cached.is_none().then(Digester::new) };
+  let on_root = opts.on_root;
   let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
-    de.deserialize_map(DataVisitor(&mut b)).map_err(|e| e.to_string())?;
+    de.deserialize_map(DataVisitor(&mut b, on_root)).map_err(|e| e.to_string())?;
     drop(de);
     // Whatever follows the data object inside the string (nothing, for our reports) is hashed too.
     io::copy(&mut dr, &mut io::sink()).map_err(|e| e.to_string())?;
     Ok(())
   })();
-  let digest = dr.digest.finish();
+  let computed = dr.digest.take().map(Digester::finish);
   parsed.map_err(|e| bad(format!("the report's data is not valid: {e}")))?;
   let mut rest = String::new();
   r.read_to_string(&mut rest).map_err(|e| bad(format!("cannot read the end of the report: {e}")))?;
   let tail: Tail = serde_json::from_str(&format!("{{{}", rest.trim_start().trim_start_matches(',')))
     .map_err(|e| bad(format!("the end of the report is not valid: {e}")))?;
   let Some(sig) = tail.signature else { return Err(bad("the report has no signature".into())) };
+  let digest = computed.clone().or(cached.clone()).unwrap_or_default();
   if !digest.eq_ignore_ascii_case(sig.trim()) {
     return Err(bad(
       "the report's SHA3-512 signature does not match its data: the report was altered or damaged; refusing to use it".into(),
     ));
+  }
+  // The file must be the one the key named when the read began (a cached
+  // digest speaks for that content only; a computed one is stored only then).
+  let key_after = File::open(path).and_then(|f| f.metadata()).ok().map(|m| Key::of(&m));
+  if cached.is_some() && key_after != key {
+    return Err(bad("the report changed while it was read; run verify again".into()));
+  }
+  if let (Some(c), Some(k), Some(_)) = (opts.cache, key, &computed) {
+    if key_after == key {
+      c.store(&k, &digest, path);
+    }
   }
   let mut rep = b.head;
   rep.files = b.files;
@@ -524,6 +692,7 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
     }
   }
   rep.digest = Some(digest);
+  rep.digest_cached = cached.is_some();
   rep.signature_ed25519 = tail.signature_ed25519;
   rep.public_key = tail.public_key;
   Ok(rep)
@@ -535,15 +704,24 @@ fn read_json_report(path: &Path) -> Result<Report, Error> {
 /// the digest length is ambiguous). Only the first bytes decide which:
 /// the file is streamed either way, never read whole.
 pub fn read_report(path: &Path, algo_hint: Option<Algo>) -> Result<Report, Error> {
+  read_report_with(path, algo_hint, ReadOptions::default())
+}
+
+/// [`read_report`] with a digest cache and a hook for the root (`verify`).
+pub fn read_report_with(path: &Path, algo_hint: Option<Algo>, opts: ReadOptions) -> Result<Report, Error> {
   let io_err = |e: io::Error| Error::io(path, "cannot read the report", &e);
   let f = File::open(path).map_err(io_err)?;
   let mut r = io::BufReader::with_capacity(1 << 20, f);
   if first_byte(&mut r).map_err(io_err)? == Some(b'{') {
     drop(r);
-    return read_json_report(path);
+    return read_json_report(path, opts);
   }
   r.rewind().map_err(io_err)?;
-  super::lines::parse(path, r, algo_hint)
+  let rep = super::lines::parse(path, r, algo_hint)?;
+  if let Some(f) = opts.on_root {
+    f(&rep.root_data);
+  }
+  Ok(rep)
 }
 
 /// The first byte that is not whitespace (consumed with what precedes it).
@@ -572,7 +750,7 @@ mod tests {
   fn unescape_data(escaped: &str) -> std::io::Result<String> {
     let src = format!("{escaped}\"");
     let mut r = std::io::BufReader::new(src.as_bytes());
-    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Digester::new() };
+    let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: Some(Digester::new()) };
     let mut out = String::new();
     dr.read_to_string(&mut out)?;
     Ok(out)
