@@ -12,8 +12,9 @@ export const BIN = path.join(ROOT, 'bin', 'backup.js')
 export type Node = string | { symlink: string } | { content: string | Buffer; mode?: number; mtime?: number } | { dir: true }
 export type Tree = Record<string, Node>
 
+/** A fresh folder inside this test run's folder (`global-setup.ts` removes it when the run ends). */
 export function tmpdir(prefix = 'axb-'): string {
-  const base = path.join(os.tmpdir(), 'axiomatic-tests')
+  const base = process.env.AXIOMATIC_TEST_TMP ?? path.join(os.tmpdir(), 'axiomatic-tests')
   fs.mkdirSync(base, { recursive: true })
   return fs.mkdtempSync(path.join(base, prefix))
 }

@@ -1,0 +1,26 @@
+/**
+ * One temp folder per test run, under $TMPDIR/axiomatic-tests, removed when the run ends, so
+ * repeated `npm test` runs do not fill the disk (a full suite writes a few GB). Set
+ * AXIOMATIC_KEEP_TEST_DIRS=1 to keep it for a post-mortem; its path is printed then.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+export default function setup(): () => void {
+  const base = path.join(os.tmpdir(), 'axiomatic-tests')
+  fs.mkdirSync(base, { recursive: true })
+  const dir = fs.mkdtempSync(path.join(base, 'run-'))
+  process.env.AXIOMATIC_TEST_TMP = dir // inherited by the forked test workers
+  return () => {
+    if (process.env.AXIOMATIC_KEEP_TEST_DIRS) {
+      console.log(`test folders kept in ${dir}`)
+      return
+    }
+    try {
+      fs.rmSync(dir, { recursive: true, force: true })
+    } catch (e) {
+      console.warn(`could not remove the test folders in ${dir}: ${(e as Error).message}`)
+    }
+  }
+}
