@@ -61,6 +61,19 @@ fn open_dir_at(dir: Option<&OwnedFd>, name: &OsStr, follow: bool) -> io::Result<
   Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens the file `name` of the folder `dir` for reading, never following a
+/// symlink (`openat`: one name lookup however deep the folder is).
+pub fn open_file_at(dir: &OwnedFd, name: &OsStr) -> io::Result<fs::File> {
+  let c = cstr(name)?;
+  // SAFETY: a valid C string and directory handle.
+  let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+  if fd < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  // SAFETY: `fd` is a fresh descriptor we own.
+  Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
 fn mkdir_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
   let c = cstr(name)?;
   // SAFETY: a valid C string and directory handle.

@@ -207,15 +207,7 @@ impl DirFd {
 
   /// Opens the file `name` of this folder for reading, never following a symlink.
   fn open_file(&self, name: &str) -> io::Result<fs::File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: a valid folder handle and a NUL-terminated name; the new fd is owned by the File.
-    let fd = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-    if fd < 0 {
-      return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { fs::File::from_raw_fd(fd) })
+    crate::fs::longpath::open_file_at(&self.0, std::ffi::OsStr::new(name))
   }
 }
 
