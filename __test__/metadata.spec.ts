@@ -10,7 +10,7 @@ import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 import { backup, loadConfig, restore } from '../js'
-import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
+import { BIN, bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
 import {
   expectHistoryUnchanged,
   expectIncrementsMatchMetadata,
@@ -19,6 +19,7 @@ import {
   snapshotHistory,
   xattrsOf,
 } from './invariants'
+import { needs } from './tools'
 
 const cleanups: (() => void)[] = []
 afterAll(() => {
@@ -42,7 +43,7 @@ function getfacl(p: string): string {
 const hex = (s: string) => Buffer.from(s).toString('hex')
 
 /** The mirror state's entries, by path. */
-function readState(dst: string): Map<string, { mode: number; l?: string; x?: string }> {
+function readState(dst: string): Map<string, { mode: number; l?: string; x?: string; c?: number }> {
   const lines = fs.readFileSync(path.join(dst, '.axiomatic/state.jsonl'), 'utf8').trim().split('\n').slice(1)
   return new Map(lines.map((l) => JSON.parse(l)).map((e) => [e.p, e]))
 }
@@ -232,6 +233,59 @@ describe('file metadata', () => {
     expect(getfattr(path.join(first, 't/x.txt'), 'user.foo')).toBe('bar')
     expect(getfacl(path.join(first, 't/x.txt'))).toContain('user:1000:r--')
   })
+
+  it.skipIf(needs('the xattr listing of a no-change run', ['setfattr', 'strace']))(
+    'a no-change run does not list the xattrs of files that had none and have not changed since (ctime stamp); xattr changes still are changes',
+    async () => {
+      const w = workspace({ 't/a.txt': 'a', 't/b.txt': 'b', 'plain/c.txt': 'c' }, { track_dirs: ['t'], include_dirs: ['plain'] })
+      const cfg = loadConfig(w.config)
+      const a = path.join(w.src, 't/a.txt')
+      /** The source files whose xattrs one `backup run` lists (traced), sorted. */
+      const listed = (): string[] => {
+        const log = path.join(tmpdir('strace-'), 'log')
+        const r = spawnSync('strace', ['-f', '-e', 'trace=listxattr,llistxattr,flistxattr', '-o', log, process.execPath, BIN, 'run', '-q', '-c', w.config], {
+          encoding: 'utf8',
+        })
+        expect(r.status, r.stderr).toBe(0)
+        const paths = fs
+          .readFileSync(log, 'utf8')
+          .split('\n')
+          .map((l) => /xattr\("([^"]*)"/.exec(l)?.[1])
+          .filter((p): p is string => !!p && p.startsWith(w.src + '/'))
+        return [...new Set(paths.map((p) => path.relative(w.src, p)))].sort()
+      }
+      // Older than the kernel clock's racy window (2 s; a file changed within it gets no stamp, see
+      // the core's `scan::tests`): the first run records the stamps of the files without xattrs…
+      await new Promise((r) => setTimeout(r, 2100))
+      expect(await backup(cfg)).toMatchObject({ new: 2, mirrorUpdated: 1 })
+      const stamps = readState(w.dst)
+      for (const f of ['t/a.txt', 't/b.txt', 'plain/c.txt']) expect(stamps.get(f)!.c).toEqual(expect.any(Number))
+      // …and a no-change run lists none of them.
+      expect(listed()).toEqual([])
+
+      // An xattr added (only ctime moves): still a change, and the file has no stamp while it has xattrs.
+      setfattr(a, 'user.tag', 'one')
+      const s1 = await backup(cfg)
+      expect(s1).toMatchObject({ changed: 1, warnings: [] })
+      expect(readMeta(w.dst, s1.increment!).file_catalog['t/a.txt'].xattrs).toEqual({ 'user.tag': hex('one') })
+      expect(readState(w.dst).get('t/a.txt')!.c).toBeUndefined()
+      expect(readState(w.dst).get('t/b.txt')!.c).toBe(stamps.get('t/b.txt')!.c)
+      expect(listed()).toEqual(['t/a.txt'])
+      // Removed again: a change back to none.
+      execFileSync('setfattr', ['-x', 'user.tag', a])
+      const s2 = await backup(cfg)
+      expect(s2).toMatchObject({ changed: 1, warnings: [] })
+      expect(readMeta(w.dst, s2.increment!).file_catalog['t/a.txt']).not.toHaveProperty('xattrs')
+      expect(getfattr(path.join(w.dst, 'mirror/t/a.txt'), 'user.tag')).toBeNull()
+      // The stamped files' xattrs appear with nothing else changed: seen on the next run (their ctime moved).
+      setfattr(path.join(w.src, 't/b.txt'), 'user.late', 'x')
+      setfattr(path.join(w.src, 'plain/c.txt'), 'user.late', 'y')
+      const s3 = await backup(cfg)
+      expect(s3).toMatchObject({ changed: 1, mirrorUpdated: 1, warnings: [] })
+      expect(getfattr(path.join(w.dst, 'mirror/plain/c.txt'), 'user.late')).toBe('y')
+      expectMirrorEqualsSource(cfg)
+    },
+  )
 
   it('a target without xattrs or hard links (exFAT): one warning each per run, not per file; nothing is copied again', async () => {
     const mnt = mountExfat(cleanups)

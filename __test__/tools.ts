@@ -23,6 +23,7 @@ const PACKAGES: Record<string, string> = {
   setfattr: 'attr',
   getfattr: 'attr',
   python3: 'python3',
+  strace: 'strace',
 }
 
 function have(tool: string): boolean {

@@ -1,6 +1,8 @@
 // Helpers shared by the benchmark scripts: timing a command, medians.
 'use strict'
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
@@ -13,4 +15,28 @@ function time(cmd, argv, opts = {}) {
   return { ms, out: r.stdout }
 }
 
-module.exports = { median, time }
+// Deterministic pseudo-random numbers (the same trees on every machine).
+let seed = 12345
+const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
+
+/** Writes `files` files of `sizeOf(i)` bytes, 100 per folder (dN/sN/fN.dat), once: a `.done` marks a finished tree. */
+function genTree(dir, files, sizeOf) {
+  if (fs.existsSync(path.join(dir, '.done'))) return
+  fs.rmSync(dir, { recursive: true, force: true })
+  const buf = Buffer.alloc(8 * 1024 * 1024)
+  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((i * 2654435761) >>> 0, i)
+  const perDir = 100
+  for (let i = 0; i < files; i++) {
+    const d = path.join(dir, `d${Math.floor(i / perDir / 100)}`, `s${Math.floor(i / perDir) % 100}`)
+    if (i % perDir === 0) fs.mkdirSync(d, { recursive: true })
+    const size = sizeOf(i)
+    const off = rand(1024 * 1024)
+    fs.writeFileSync(path.join(d, `f${i}.dat`), size <= buf.length - off ? buf.subarray(off, off + size) : Buffer.alloc(size, i & 255))
+  }
+  fs.writeFileSync(path.join(dir, '.done'), '')
+}
+
+/** The "mixed" trees' sizes (~24 MB per 1000 files): most files 2–30 KB, every 1000th 4–12 MB. */
+const mixedSize = (i) => (i % 1000 === 0 ? 4 * 1024 * 1024 + rand(8 * 1024 * 1024) : 2048 + rand(28 * 1024))
+
+module.exports = { median, time, rand, genTree, mixedSize }

@@ -31,27 +31,7 @@ function need(cmd) {
 }
 need('rsync')
 
-// Deterministic pseudo-random numbers.
-let seed = 12345
-const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
-
-function genTree(dir, files, sizeOf) {
-  if (fs.existsSync(path.join(dir, '.done'))) return
-  fs.rmSync(dir, { recursive: true, force: true })
-  const buf = Buffer.alloc(8 * 1024 * 1024)
-  for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE((i * 2654435761) >>> 0, i)
-  const perDir = 100
-  for (let i = 0; i < files; i++) {
-    const d = path.join(dir, `d${Math.floor(i / perDir / 100)}`, `s${Math.floor(i / perDir) % 100}`)
-    if (i % perDir === 0) fs.mkdirSync(d, { recursive: true })
-    const size = sizeOf(i)
-    const off = rand(1024 * 1024)
-    fs.writeFileSync(path.join(d, `f${i}.dat`), size <= buf.length - off ? buf.subarray(off, off + size) : Buffer.alloc(size, i & 255))
-  }
-  fs.writeFileSync(path.join(dir, '.done'), '')
-}
-
-const { median, time } = require('./common')
+const { median, time, rand, genTree, mixedSize } = require('./common')
 
 /** Our run, in a node process that reports its peak RSS. */
 function ours(config) {
@@ -157,8 +137,7 @@ function benchTree(name, files, sizeOf) {
 
 const scale = quick ? 0.1 : 1
 const mixedFiles = Math.round(100_000 * scale)
-// ~2 GB: most files 2–30 KB, every 1000th a multi-MB file.
-const mixedSize = (i) => (i % 1000 === 0 ? 4 * 1024 * 1024 + rand(8 * 1024 * 1024) : 2048 + rand(28 * 1024))
+// ~2 GB: most files 2–30 KB, every 1000th a multi-MB file (mixedSize).
 if (!only || only === 'mixed') benchTree(`mixed-${mixedFiles}`, mixedFiles, mixedSize)
 if (!only || only === 'tiny') benchTree(`tiny-${Math.round(1_000_000 * scale)}`, Math.round(1_000_000 * scale), () => 1 + rand(200))
 

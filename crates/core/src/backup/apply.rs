@@ -306,8 +306,9 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
 
 /// One line of the next mirror state, borrowed from the scan or the old state.
 enum StateRef<'a> {
-  /// Unchanged (or an op that was not done): the old entry, with the current role.
-  Old(&'a StateEntry, bool),
+  /// Unchanged (or an op that was not done): the old entry, with the current
+  /// role and change stamp (the scan's, when it saw the file unchanged).
+  Old(&'a StateEntry, bool, u64),
   /// Copied or linked this run, with the hash of what the mirror now holds,
   /// its xattr digest, whether it is linked to its group's first path, and
   /// whether that copy is inconsistent.
@@ -317,21 +318,23 @@ enum StateRef<'a> {
 impl<'a> StateRef<'a> {
   fn rel(&self) -> &'a str {
     match *self {
-      StateRef::Old(o, _) => &o.rel,
+      StateRef::Old(o, ..) => &o.rel,
       StateRef::New(e, ..) => &e.rel,
     }
   }
   fn tracked(&self) -> bool {
     match self {
-      StateRef::Old(_, t) => *t,
+      StateRef::Old(_, t, _) => *t,
       StateRef::New(e, ..) => e.role == Role::Tracked,
     }
   }
   /// The state line: the old entry itself when it stays as it was (no copy).
   fn line(&self) -> Cow<'a, StateEntry> {
     match *self {
-      StateRef::Old(o, t) if o.tracked == t && (t || o.sha256.is_none()) => Cow::Borrowed(o),
-      StateRef::Old(o, t) => Cow::Owned(StateEntry { tracked: t, sha256: if t { o.sha256.clone() } else { None }, ..o.clone() }),
+      StateRef::Old(o, t, stamp) if o.tracked == t && (t || o.sha256.is_none()) && o.stamp == stamp => Cow::Borrowed(o),
+      StateRef::Old(o, t, stamp) => {
+        Cow::Owned(StateEntry { tracked: t, sha256: if t { o.sha256.clone() } else { None }, stamp, ..o.clone() })
+      }
       StateRef::New(e, sha, xattr, linked, inconsistent) => Cow::Owned(StateEntry {
         rel: e.rel.clone(),
         kind: e.kind,
@@ -343,13 +346,15 @@ impl<'a> StateRef<'a> {
         inconsistent,
         link: if linked { e.link.clone() } else { None },
         xattr: xattr.map(|h| Box::new(*h)),
+        // The scan saw no xattrs under this stamp, and the copy wrote none.
+        stamp: if xattr.is_none() && !inconsistent { e.stamp } else { 0 },
       }),
     }
   }
   /// What `mirror.json` records of the entry: size and mtime.
   fn stat(&self) -> (u64, i64) {
     match *self {
-      StateRef::Old(o, _) => (o.size, o.mtime_ns),
+      StateRef::Old(o, ..) => (o.size, o.mtime_ns),
       StateRef::New(e, ..) => (e.size, e.mtime_ns),
     }
   }
@@ -371,7 +376,7 @@ fn next_state<'a>(
   for e in entries {
     while k < ops.len() && ops[k].rel() < &*e.rel {
       if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-        out.push(StateRef::Old(o, o.tracked));
+        out.push(StateRef::Old(o, o.tracked, o.stamp));
       }
       k += 1;
     }
@@ -383,17 +388,21 @@ fn next_state<'a>(
         (Some(Outcome::Done { sha, xattr, linked, stored, inconsistent, .. }), _) => {
           out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
         }
-        (_, Some(o)) => out.push(StateRef::Old(o, o.tracked)),
+        (_, Some(o)) => out.push(StateRef::Old(o, o.tracked, o.stamp)),
         _ => {}
       }
       k += 1;
     } else if j < old.len() && old[j].rel == e.rel {
-      out.push(StateRef::Old(&old[j], e.role == Role::Tracked));
+      // No op: the scan found it as recorded (xattrs included), so its
+      // stamp, when it has one, is the one to keep.
+      let o = &old[j];
+      let stamp = if e.xattr.is_none() && o.xattr.is_none() { e.stamp } else { 0 };
+      out.push(StateRef::Old(o, e.role == Role::Tracked, stamp));
     }
   }
   for k in k..ops.len() {
     if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-      out.push(StateRef::Old(o, o.tracked));
+      out.push(StateRef::Old(o, o.tracked, o.stamp));
     }
   }
   if kept.is_empty() {
@@ -404,11 +413,11 @@ fn next_state<'a>(
   let mut kept = kept.iter().peekable();
   for r in out {
     while let Some(o) = kept.next_if(|o| *o.rel < *r.rel()) {
-      merged.push(StateRef::Old(o, o.tracked));
+      merged.push(StateRef::Old(o, o.tracked, o.stamp));
     }
     merged.push(r);
   }
-  merged.extend(kept.map(|o| StateRef::Old(o, o.tracked)));
+  merged.extend(kept.map(|o| StateRef::Old(o, o.tracked, o.stamp)));
   merged
 }
 

@@ -135,6 +135,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
     return Err(Error::refused(why.clone()));
   }
   let caps = prepare_target(opts, &l)?;
+  timing("target probe", started);
   // Sub-second granularity is not worth a tolerance; coarse (FAT) clocks are.
   let auto_tol = if caps.mtime_granularity_ns >= 1_000_000_000 { caps.mtime_granularity_ns } else { 0 };
   let tol = opts.mtime_tolerance_ns.unwrap_or(auto_tol);
@@ -143,10 +144,11 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, Error> {
   if !opts.dry_run {
     progress.set_phase(Phase::Recover);
     report.recovered = pool.install(|| recover(&l))?;
+    timing("recover", started);
   }
 
   progress.set_phase(Phase::Scan);
-  let s = scan_phase(opts, &l, &rules, &pool, &caps, progress, &mut report)?;
+  let s = scan_phase(opts, &l, &rules, &pool, &caps, progress, &mut report, started)?;
   timing("scan", started);
   progress.set_phase(Phase::Plan);
   let unreadable: HashSet<&str> = s.unreadable.iter().map(|r| &**r).collect();
@@ -216,6 +218,7 @@ fn prepare_target(opts: &Options, l: &Layout) -> Result<util::FsCaps, Error> {
 /// Scans `src` while the old state is read; then hard-link groups and
 /// xattr digests (compared with the state like size and mtime). Scan
 /// warnings, hints and what the target cannot hold go into the report.
+#[allow(clippy::too_many_arguments)]
 fn scan_phase(
   opts: &Options,
   l: &Layout,
@@ -224,19 +227,35 @@ fn scan_phase(
   caps: &util::FsCaps,
   progress: &Progress,
   report: &mut Report,
+  started: Instant,
 ) -> Result<Scanned, Error> {
-  let (scanned, old) = pool
-    .install(|| rayon::join(|| scan::scan(&opts.src, rules, progress, scan::Limits::default()), || adopt::read_state(l, !opts.dry_run)));
+  let (scanned, old) = pool.install(|| {
+    rayon::join(
+      || {
+        let r = scan::scan(&opts.src, rules, progress, scan::Limits::default());
+        timing("walk", started);
+        r
+      },
+      || {
+        let r = adopt::read_state(l, !opts.dry_run);
+        timing("state read", started);
+        r
+      },
+    )
+  });
   // `adopted`: no state of ours yet, a folder of the original `backup.py`
   // (its mirror and mirror.json are the previous state).
   let (scanned, (old, adopted)) = (scanned?, old?);
+  timing("walk and state read", started);
   report.adopted = adopted;
   report.hints = pool.install(|| pattern_hints(&opts.src, &opts.rules, &scanned.entries));
   report.warnings = scanned.warnings;
   report.special_skipped = scanned.special_skipped;
   let mut entries = scanned.entries;
   let policy = xattrs::Policy { xattrs: caps.xattrs, acls: caps.acls, privileged: xattrs::is_root() };
-  let notes = pool.install(|| crate::backup::scan::digest_entries(&opts.src, &mut entries, &policy));
+  timing("hints", started);
+  let notes = pool.install(|| scan::digest_entries(&opts.src, &mut entries, &old, &policy));
+  timing("xattrs", started);
   let followers = scan::link_groups(&mut entries);
   if !caps.hardlinks {
     entries.iter_mut().for_each(|e| e.link = None);
@@ -264,10 +283,13 @@ fn done(mut report: Report, started: Instant, progress: &Progress) -> Report {
 }
 
 /// With `AXIOMATIC_TIMINGS=1`, prints the time since the start of the run
-/// at the end of each phase (for benchmarking).
+/// and the process's resident and peak memory at the end of each phase
+/// (for benchmarking).
 fn timing(what: &str, started: Instant) {
   static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
   if *ON.get_or_init(|| std::env::var_os("AXIOMATIC_TIMINGS").is_some()) {
-    eprintln!("axiomatic: {what} done at {} ms", started.elapsed().as_millis());
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map_or("?", str::trim).to_string();
+    eprintln!("axiomatic: {what} done at {} ms (RSS {}, peak {})", started.elapsed().as_millis(), kb("VmRSS:"), kb("VmHWM:"));
   }
 }

@@ -269,8 +269,7 @@ pub fn capability_warnings(dst: &Path, caps: &util::FsCaps, notes: &xattrs::Scan
 /// every other include/track pattern that selected nothing at all.
 pub fn pattern_hints(src: &Path, spec: &RuleSpec, entries: &[Entry]) -> Vec<String> {
   let mut hints = deeper_hints(src, spec, entries);
-  let rels: Vec<&str> = entries.iter().map(|e| &*e.rel).collect();
-  for p in crate::backup::rules::unmatched(spec, &rels) {
+  for p in crate::backup::rules::unmatched(spec, entries.iter().map(|e| &*e.rel)) {
     if !hints.iter().any(|h| h.starts_with(&format!("{}: {:?} ", p.key, p.source))) {
       hints.push(format!("{}: {:?} selected nothing in src (patterns are relative to src; check the spelling)", p.key, p.source));
     }

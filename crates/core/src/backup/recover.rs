@@ -242,6 +242,7 @@ fn stored(l: &Layout, op: &JournalOp, d: &Done) -> (StateEntry, Option<CatalogEn
     inconsistent: d.other.is_some(),
     link: link.map(|s| s.as_str().into()),
     xattr: xattrs::digest(&attrs).map(Box::new),
+    stamp: 0,
   };
   let catalog = op.tracked.then(|| {
     let what = op.change.unwrap_or(meta::Change::New).as_str();

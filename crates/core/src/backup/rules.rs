@@ -307,12 +307,12 @@ impl Rules {
 /// typo or a path given relative to the wrong folder, and must not be silent.
 /// Each pattern stops at its first match; folder patterns are tried on the
 /// distinct folders of the paths only.
-pub fn unmatched<'a>(spec: &'a RuleSpec, rels: &[&str]) -> Vec<&'a Pattern> {
+pub fn unmatched<'a, 'r>(spec: &'a RuleSpec, rels: impl Iterator<Item = &'r str> + Clone) -> Vec<&'a Pattern> {
   let mut out = Vec::new();
   let file_pats = spec.include_files.iter().chain(&spec.track_files);
   for p in file_pats {
     let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
-    if !rels.iter().any(|r| g.matches(r)) {
+    if !rels.clone().any(|r| g.matches(r)) {
       out.push(p);
     }
   }
@@ -417,7 +417,7 @@ mod tests {
       ..Default::default()
     };
     let rels = ["docs/a/b.txt", "x.txt"];
-    let names: Vec<&str> = unmatched(&spec, &rels).iter().map(|p| p.source.as_str()).collect();
+    let names: Vec<&str> = unmatched(&spec, rels.iter().copied()).iter().map(|p| p.source.as_str()).collect();
     assert_eq!(names, ["**/*.pdf", "Docs"]);
   }
 

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::rules::{DirCtx, Role, Rules};
+use crate::backup::state::StateEntry;
 use crate::error::{Error, Warning};
 use crate::fs::walk::{self, Dir, Visitor, WalkError};
 use crate::fs::xattrs::{digest, read_path, Policy, ScanNotes};
@@ -59,6 +60,35 @@ pub struct Entry {
   pub link: Option<Box<str>>,
   /// Digest of the xattrs (ACLs included) a run copies; `None` = none.
   pub xattr: Option<Box<[u8; 32]>>,
+  /// The file's change stamp (see [`change_stamp`]) while it is known to
+  /// have no xattrs at all; 0 = unknown. Kept in the mirror state, so a
+  /// later run whose stamp is the same does not list the xattrs again.
+  pub stamp: u64,
+}
+
+/// How recent a change (ctime) may be for its stamp to be trusted: the
+/// kernel sets ctime from a clock that ticks every few milliseconds, so a
+/// second change within the same tick as the one seen would keep the same
+/// ctime (the "racy" case git's index knows). Files changed within this
+/// window get no stamp and are listed again on the next run.
+const RACY_NS: i64 = 2_000_000_000;
+
+/// A stamp of the inode and its ctime: every xattr change (like every
+/// write, chmod, chown, link or rename) sets ctime to the current time, and
+/// nothing else can set it, so the same stamp means the same xattrs. `0`
+/// when the change is too recent to tell (see [`RACY_NS`]).
+pub fn change_stamp(md: &fs::Metadata) -> u64 {
+  let ctime_ns = md.ctime().saturating_mul(1_000_000_000).saturating_add(md.ctime_nsec());
+  let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+  if ctime_ns > now_ns - RACY_NS {
+    return 0;
+  }
+  let mut b = [0u8; 24];
+  b[..8].copy_from_slice(&md.dev().to_le_bytes());
+  b[8..16].copy_from_slice(&md.ino().to_le_bytes());
+  b[16..].copy_from_slice(&ctime_ns.to_le_bytes());
+  // 53 bits: exact as a JSON number in any reader (JavaScript's included).
+  (xxhash_rust::xxh3::xxh3_64(&b) & ((1 << 53) - 1)) | 1
 }
 
 impl Entry {
@@ -85,6 +115,7 @@ impl Entry {
       nlink: md.nlink().min(u64::from(u32::MAX)) as u32,
       link: None,
       xattr: None,
+      stamp: change_stamp(md),
     })
   }
 
@@ -102,22 +133,21 @@ impl Entry {
 /// number of such members. Files linked only to unselected paths form no
 /// group.
 pub fn link_groups(entries: &mut [Entry]) -> u64 {
-  let mut first: std::collections::HashMap<(u64, u64), usize> = std::collections::HashMap::new();
-  let mut marks: Vec<(usize, usize)> = Vec::new();
-  for (i, e) in entries.iter().enumerate() {
-    if e.kind == Kind::File && e.nlink > 1 {
-      match first.entry((e.dev, e.ino)) {
-        std::collections::hash_map::Entry::Occupied(o) => marks.push((i, *o.get())),
-        std::collections::hash_map::Entry::Vacant(v) => {
-          v.insert(i);
-        }
-      }
+  // (device, inode, index) of the candidates, sorted: a group is a run of
+  // equal inodes, led by its lowest index (the first path). A sorted list
+  // is a third of a hash map's memory, and most trees have no candidate.
+  let mut cand: Vec<(u64, u64, usize)> =
+    entries.iter().enumerate().filter(|(_, e)| e.kind == Kind::File && e.nlink > 1).map(|(i, e)| (e.dev, e.ino, i)).collect();
+  cand.sort_unstable();
+  let mut marks = 0;
+  for g in cand.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+    let lead = entries[g[0].2].rel.clone();
+    for &(_, _, i) in &g[1..] {
+      entries[i].link = Some(lead.clone());
+      marks += 1;
     }
   }
-  for &(i, lead) in &marks {
-    entries[i].link = Some(entries[lead].rel.clone());
-  }
-  marks.len() as u64
+  marks
 }
 
 /// What a scan found.
@@ -140,7 +170,15 @@ impl ScanResult {
     if self.entries.len() < other.entries.len() {
       return other.merge(self);
     }
-    self.entries.extend(other.entries);
+    // Moved over in slices, each freed as it goes (the parts of a million
+    // files are ~50 MB each: both whole at once were the scan's peak).
+    self.entries.reserve_exact(other.entries.len());
+    let mut rest = other.entries;
+    while !rest.is_empty() {
+      let k = rest.len().saturating_sub(1 << 15);
+      self.entries.extend(rest.drain(k..));
+      rest.shrink_to_fit();
+    }
     self.warnings.extend(other.warnings);
     self.special_skipped += other.special_skipped;
     self.dirs_read += other.dirs_read;
@@ -262,35 +300,79 @@ pub fn scan(src: &Path, rules: &Rules, progress: &Progress, limits: Limits) -> R
 
 /// Reads the xattrs of every selected entry (in parallel, on the caller's
 /// rayon pool) and stores their digest in `Entry::xattr`, so the plan can
-/// compare it with the mirror state. Entries without xattrs cost one
-/// `llistxattr`.
-pub fn digest_entries(src: &Path, entries: &mut [Entry], policy: &Policy) -> ScanNotes {
+/// compare it with the mirror state. An entry the previous state (`old`,
+/// sorted by path) recorded as having no xattrs under the same change
+/// stamp is not read again (most files of a no-change run); any other
+/// costs one `llistxattr`, and keeps its stamp only if it has none.
+pub fn digest_entries(src: &Path, entries: &mut [Entry], old: &[StateEntry], policy: &Policy) -> ScanNotes {
+  // Both are sorted by path: each chunk finds its start in `old` once and
+  // then walks along (a binary search per entry cost more than the
+  // listing it saves).
   entries
-    .par_iter_mut()
-    .fold(ScanNotes::default, |mut notes, e| {
-      let p = src.join(crate::fs::names::to_path(&e.rel));
-      match read_path(&p, policy) {
-        Ok(f) => {
-          if f.target_cannot > 0 {
-            notes = notes.merge(ScanNotes { target_cannot: (1, Some(e.rel.clone())), ..Default::default() });
-          }
-          if f.need_root > 0 {
-            notes = notes.merge(ScanNotes { need_root: (1, Some(e.rel.clone())), ..Default::default() });
-          }
-          e.xattr = digest(&f.attrs).map(Box::new);
+    .par_chunks_mut(4096)
+    .fold(ScanNotes::default, |mut notes, chunk| {
+      let mut j = old.partition_point(|o| o.rel < chunk[0].rel);
+      for e in chunk {
+        while j < old.len() && old[j].rel < e.rel {
+          j += 1;
         }
-        // Gone or unreadable: the copy reports it.
-        Err(err) if err.kind() == io::ErrorKind::NotFound || err.kind() == io::ErrorKind::PermissionDenied => {}
-        Err(err) => notes.warnings.push(Warning::from_io(&*e.rel, "cannot read the extended attributes of", &err)),
+        if e.stamp != 0 && j < old.len() && old[j].rel == e.rel && old[j].stamp == e.stamp && old[j].xattr.is_none() {
+          continue;
+        }
+        digest_entry(src, e, policy, &mut notes);
       }
       notes
     })
     .reduce(ScanNotes::default, ScanNotes::merge)
 }
 
+/// Lists one entry's xattrs: their digest, the notes for the run's
+/// warnings, and its stamp kept only if it has none.
+fn digest_entry(src: &Path, e: &mut Entry, policy: &Policy, notes: &mut ScanNotes) {
+  let p = src.join(crate::fs::names::to_path(&e.rel));
+  match read_path(&p, policy) {
+    Ok(f) => {
+      if f.target_cannot > 0 {
+        *notes = std::mem::take(notes).merge(ScanNotes { target_cannot: (1, Some(e.rel.clone())), ..Default::default() });
+      }
+      if f.need_root > 0 {
+        *notes = std::mem::take(notes).merge(ScanNotes { need_root: (1, Some(e.rel.clone())), ..Default::default() });
+      }
+      if !f.attrs.is_empty() || f.target_cannot > 0 || f.need_root > 0 {
+        e.stamp = 0;
+      }
+      e.xattr = digest(&f.attrs).map(Box::new);
+    }
+    // Gone or unreadable: the copy reports it.
+    Err(err) if err.kind() == io::ErrorKind::NotFound || err.kind() == io::ErrorKind::PermissionDenied => e.stamp = 0,
+    Err(err) => {
+      e.stamp = 0;
+      notes.warnings.push(Warning::from_io(&*e.rel, "cannot read the extended attributes of", &err));
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  /// A file changed within the racy window has no stamp; an old one has
+  /// a stable one that moves with its ctime (here: a chmod).
+  #[test]
+  fn change_stamp_is_zero_while_racy_and_follows_ctime() {
+    let dir = std::env::temp_dir().join(format!("axb-stamp-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("f");
+    fs::write(&f, "x").unwrap();
+    assert_eq!(change_stamp(&fs::symlink_metadata(&f).unwrap()), 0);
+    fs::remove_dir_all(&dir).unwrap();
+    // `/usr` has not changed in the last two seconds on any machine running tests.
+    let usr = fs::symlink_metadata("/usr").unwrap();
+    let s = change_stamp(&usr);
+    assert_ne!(s, 0);
+    assert!(s < 1 << 53);
+    assert_eq!(s, change_stamp(&fs::symlink_metadata("/usr").unwrap()));
+  }
 
   #[test]
   fn unreadable_covers_the_path_and_everything_below() {

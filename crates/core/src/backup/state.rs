@@ -51,11 +51,20 @@ pub struct StateEntry {
   /// Digest of the xattrs (ACLs included) the mirror copy holds.
   #[serde(rename = "x", default, skip_serializing_if = "Option::is_none", with = "sha_hex")]
   pub xattr: Option<Box<[u8; 32]>>,
+  /// The source file's change stamp (`scan::change_stamp`) when it was
+  /// seen without xattrs; 0 (left out) = unknown. A run that sees the same
+  /// stamp skips listing the file's xattrs.
+  #[serde(rename = "c", default, skip_serializing_if = "is_zero")]
+  pub stamp: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+  *v == 0
 }
 
 /// A SHA-256 (boxed: most entries have none) as lowercase hex.
 mod sha_hex {
-  use serde::{Deserialize, Deserializer, Serializer};
+  use serde::{Deserializer, Serializer};
   #[allow(clippy::ref_option, clippy::borrowed_box)]
   pub fn serialize<S: Serializer>(v: &Option<Box<[u8; 32]>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -63,15 +72,42 @@ mod sha_hex {
       None => s.serialize_none(),
     }
   }
+  /// Decoded straight from the parser's buffer: no `String` per entry (a
+  /// state of a million tracked files spent a quarter of its read there).
   pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<[u8; 32]>>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    match s {
-      None => Ok(None),
-      Some(s) => {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
-        Ok(Some(Box::new(out)))
+    d.deserialize_option(OptHex)
+  }
+
+  struct OptHex;
+  struct Hex;
+
+  impl<'de> serde::de::Visitor<'de> for OptHex {
+    type Value = Option<Box<[u8; 32]>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+      f.write_str("null or 64 hex digits")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+      Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+      Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+      d.deserialize_str(Hex).map(|h| Some(Box::new(h)))
+    }
+  }
+
+  impl<'de> serde::de::Visitor<'de> for Hex {
+    type Value = [u8; 32];
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+      f.write_str("64 hex digits")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+      let mut out = [0u8; 32];
+      if !crate::fs::util::decode_hex(s.as_bytes(), &mut out) {
+        return Err(E::custom(format!("not a SHA-256 (64 hex digits): {s:?}")));
       }
+      Ok(out)
     }
   }
 }
@@ -118,13 +154,15 @@ pub fn read(path: &Path) -> Result<Vec<StateEntry>, Error> {
     if block.last() != Some(&b'\n') {
       r.read_until(b'\n', &mut block).map_err(|e| Error::io(path, "cannot read the mirror state", &e))?;
     }
-    let parsed: Result<Vec<StateEntry>, String> = block
-      .split(|&b| b == b'\n')
-      .filter(|l| !l.is_empty())
-      .collect::<Vec<_>>()
-      .par_iter()
-      .map(|l| serde_json::from_slice(l).map_err(|e| e.to_string()))
-      .collect();
+    let mut lines = Vec::with_capacity(block.len() / 64);
+    let mut at = 0;
+    for end in memchr::memchr_iter(b'\n', &block).chain(std::iter::once(block.len())) {
+      if end > at {
+        lines.push(&block[at..end]);
+      }
+      at = end + 1;
+    }
+    let parsed: Result<Vec<StateEntry>, String> = lines.par_iter().map(|l| serde_json::from_slice(l).map_err(|e| e.to_string())).collect();
     out.extend(parsed.map_err(|e| Error::corrupt(path, format!("{e}; {rebuild}")))?);
   }
   if out.len() as u64 != header.entries {
@@ -154,6 +192,7 @@ impl StateEntry {
       inconsistent: false,
       link,
       xattr: crate::fs::xattrs::digest(&crate::fs::xattrs::read_quiet(&file)).map(Box::new),
+      stamp: 0,
     }
   }
 

@@ -55,6 +55,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
           .map(|(p, o)| StateEntry {
             link: None,
             xattr: None,
+            stamp: 0,
             rel: p.into(),
             kind: Kind::File,
             size: o.size,

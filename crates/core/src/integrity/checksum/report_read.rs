@@ -308,7 +308,7 @@ impl ReportFile {
     let layout: usize = lens.iter().map(|n| n + 1).sum();
     if lens.len() == algos && lens.get(i) == Some(&want) && self.digest.len() == layout && hexd.len() & 1 == 0 {
       let at: usize = lens[..i].iter().map(|n| n + 1).sum();
-      if hex::decode_to_slice(hexd, &mut self.digest[at + 1..at + 1 + want]).is_ok() {
+      if crate::fs::util::decode_hex(hexd.as_bytes(), &mut self.digest[at + 1..at + 1 + want]) {
         self.digest[at] = want as u8;
       }
       return;
