@@ -623,6 +623,12 @@ export async function repair(sources: string[], opts: RepairOptions = {}): Promi
     }
     const items = decide(servers, opts.group, result)
     result.copies = items.map((i) => i.copy)
+    // The original service's reports have no sizes: the plan asks the first source.
+    for (const it of items.filter((i) => i.good.size === undefined && i.sources.every((s) => s.entry!.size === undefined))) {
+      const s = it.sources[0]
+      const st = await s.server.side.stat(join(s.server.side, s.report.root, s.entry!.rel)).catch(() => null)
+      if (st?.kind === 'file') it.copy.bytes = st.size
+    }
     if (!opts.apply) {
       result.bytes = items.reduce((n, i) => n + i.copy.bytes, 0)
       return result
