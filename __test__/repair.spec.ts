@@ -69,8 +69,10 @@ interface Server {
 
 /** Writes the server's report (ours, or the original service's) into `out/data/all_<ts>.json`. */
 async function report(s: Server, kind: Kind, ts: number) {
-  if (kind === 'ours') await checksumFolder(s.data, 'data', path.join(s.out, 'data', `all_${ts}.json`))
-  else {
+  if (kind === 'ours') {
+    await checksumFolder(s.data, 'data', path.join(s.out, 'data', `all_${ts}.json`))
+    fs.writeFileSync(path.join(s.out, 'groups.json'), JSON.stringify([{ name: 'data', path: s.data }]))
+  } else {
     const r = spawnSync('python3', [PY, 'service', s.out, `data=${s.data}`, '--ts', String(ts)], { encoding: 'utf8' })
     expect(r.stderr).toBe('')
   }

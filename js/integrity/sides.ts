@@ -171,6 +171,16 @@ function sftpCall<T>(what: string, p: string, f: (cb: (err: Error | undefined | 
 
 const NO_SUCH_FILE = 2
 
+interface Session {
+  client: Client
+  sftp: SFTPWrapper
+  close: () => void
+  /** Rejects when the connection drops. */
+  lost: Promise<never>
+  /** Registers a stream to be destroyed when the connection drops. */
+  track: <S extends { destroy(e?: Error): void }>(s: S) => S
+}
+
 /**
  * A server over SSH. The connection is opened on first use and again
  * after it dropped (a retry after a dead connection reconnects).
@@ -178,7 +188,7 @@ const NO_SUCH_FILE = 2
 export class SshSide implements Side {
   readonly remote = true
   readonly label: string
-  private conn?: Promise<{ client: Client; sftp: SFTPWrapper; close: () => void }>
+  private conn?: Promise<Session>
   private dead = true
 
   constructor(
@@ -188,19 +198,28 @@ export class SshSide implements Side {
     this.label = url.label
   }
 
-  private session(): Promise<{ client: Client; sftp: SFTPWrapper; close: () => void }> {
+  private session(): Promise<Session> {
     if (this.conn && !this.dead) return this.conn
     this.dead = false
-    const c = (async () => {
+    const c = (async (): Promise<Session> => {
       const { client, close } = await connect(this.url, this.opts)
+      // Everything in flight on this connection fails when it drops (ssh2 leaves some of it pending).
+      const streams = new Set<{ destroy(e?: Error): void }>()
+      let fail: (e: Error) => void = () => {}
+      const lost = new Promise<never>((_, reject) => (fail = reject))
+      lost.catch(() => {})
       const drop = () => {
         if (this.conn === c) this.dead = true
+        const e = new BackupError('ESSH', `${this.label}: the connection was lost`)
+        fail(e)
+        for (const st of streams) st.destroy(e)
+        streams.clear()
       }
       client.on('close', drop)
       client.on('end', drop)
       client.on('error', drop)
       try {
-        return { client, sftp: await sftpOf(client), close }
+        return { client, sftp: await sftpOf(client), close, lost, track: (st) => (streams.add(st), st) }
       } catch (e) {
         close()
         throw e
@@ -217,10 +236,16 @@ export class SshSide implements Side {
     return (await this.session()).sftp
   }
 
+  /** An SFTP call that fails when the connection drops. */
+  private async op<T>(what: string, p: string, f: (s: SFTPWrapper, cb: (err: Error | undefined | null, v?: T) => void) => void): Promise<T> {
+    const sess = await this.session()
+    return Promise.race([sftpCall<T>(what, p, (cb) => f(sess.sftp, cb)), sess.lost])
+  }
+
   /** Runs a command; resolves to its stdout, rejects with its stderr on a non-zero exit. */
   async exec(cmd: string): Promise<string> {
-    const { client } = await this.session()
-    return new Promise((resolve, reject) =>
+    const { client, lost } = await this.session()
+    const run = new Promise<string>((resolve, reject) =>
       client.exec(cmd, (err, stream) => {
         if (err) return reject(new BackupError('ESSH', `${this.label}: cannot run a command: ${err.message}`))
         const out: Buffer[] = []
@@ -233,12 +258,12 @@ export class SshSide implements Side {
         })
       }),
     )
+    return Promise.race([run, lost])
   }
 
   async stat(p: string): Promise<SideStat | null> {
-    const s = await this.sftp()
     try {
-      const st = await sftpCall<Stats>('stat', p, (cb) => s.lstat(p, cb))
+      const st = await this.op<Stats>('stat', p, (s, cb) => s.lstat(p, cb))
       return { kind: kindOf(st), size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, atime: st.atime }
     } catch (e) {
       if ((e as { sftpCode?: number }).sftpCode === NO_SUCH_FILE) return null
@@ -246,8 +271,7 @@ export class SshSide implements Side {
     }
   }
   async realpath(p: string): Promise<string> {
-    const s = await this.sftp()
-    return sftpCall<string>('resolve', p, (cb) => s.realpath(p, cb))
+    return this.op<string>('resolve', p, (s, cb) => s.realpath(p, cb))
   }
   /** `sha256sum` and `md5sum` (coreutils) on the server: the file is read there, not sent here. */
   async hash(p: string): Promise<Digests> {
@@ -260,19 +284,23 @@ export class SshSide implements Side {
   }
   read(p: string): Readable {
     // The stream is made before the session is known: a pass-through fed once it is.
-    return lazyStream(async () => (await this.sftp()).createReadStream(p))
+    return lazyStream(async () => {
+      const sess = await this.session()
+      return sess.track(sess.sftp.createReadStream(p))
+    })
   }
   create(p: string): Writable {
-    return lazyWritable(async () => (await this.sftp()).createWriteStream(p, { flags: 'wx', mode: 0o600 }))
+    return lazyWritable(async () => {
+      const sess = await this.session()
+      return sess.track(sess.sftp.createWriteStream(p, { flags: 'wx', mode: 0o600 }))
+    })
   }
   async rename(from: string, to: string): Promise<void> {
-    const s = await this.sftp()
-    await sftpCall('rename', from, (cb) => s.ext_openssh_rename(from, to, cb))
+    await this.op('rename', from, (s, cb) => s.ext_openssh_rename(from, to, cb))
   }
   async unlink(p: string): Promise<void> {
-    const s = await this.sftp()
     try {
-      await sftpCall('remove', p, (cb) => s.unlink(p, cb))
+      await this.op('remove', p, (s, cb) => s.unlink(p, cb))
     } catch (e) {
       if ((e as { sftpCode?: number }).sftpCode !== NO_SUCH_FILE) throw e
     }
@@ -283,25 +311,21 @@ export class SshSide implements Side {
     if (st) throw new BackupError('EIO', `${this.label}: ${p} exists and is not a folder`)
     const up = path.posix.dirname(p)
     if (up !== p) await this.mkdirp(up)
-    const s = await this.sftp()
     try {
-      await sftpCall('create the folder', p, (cb) => s.mkdir(p, cb))
+      await this.op('create the folder', p, (s, cb) => s.mkdir(p, cb))
     } catch (e) {
       if ((await this.stat(p))?.kind !== 'dir') throw e
     }
   }
   async chmod(p: string, mode: number): Promise<void> {
-    const s = await this.sftp()
-    await sftpCall('chmod', p, (cb) => s.chmod(p, mode, cb))
+    await this.op('chmod', p, (s, cb) => s.chmod(p, mode, cb))
   }
   async utimes(p: string, atime: number, mtime: number): Promise<void> {
-    const s = await this.sftp()
-    await sftpCall('set the times of', p, (cb) => s.utimes(p, atime, mtime, cb))
+    await this.op('set the times of', p, (s, cb) => s.utimes(p, atime, mtime, cb))
   }
   async keep(from: string, to: string): Promise<void> {
-    const s = await this.sftp()
     try {
-      await sftpCall('link', from, (cb) => s.ext_openssh_hardlink(from, to, cb))
+      await this.op('link', from, (s, cb) => s.ext_openssh_hardlink(from, to, cb))
     } catch {
       // Another file system, or no hardlink extension: `cp -p` where the file is.
       await this.exec(`cp -p -n -- ${shQuote(from)} ${shQuote(to)} && test -f ${shQuote(to)}`)
@@ -319,12 +343,11 @@ export class SshSide implements Side {
     await this.rename(tmp, p)
   }
   async appendText(p: string, text: string): Promise<void> {
-    const s = await this.sftp()
-    await writeAll(s.createWriteStream(p, { flags: 'a', mode: 0o600 }), text)
+    const sess = await this.session()
+    await Promise.race([writeAll(sess.track(sess.sftp.createWriteStream(p, { flags: 'a', mode: 0o600 })), text), sess.lost])
   }
   async list(dir: string): Promise<{ name: string; isDir: boolean }[]> {
-    const s = await this.sftp()
-    const l = await sftpCall<{ filename: string; attrs: Stats }[]>('list', dir, (cb) => s.readdir(dir, cb))
+    const l = await this.op<{ filename: string; attrs: Stats }[]>('list', dir, (s, cb) => s.readdir(dir, cb))
     return l.map((e) => ({ name: e.filename, isDir: e.attrs.isDirectory() }))
   }
   /** The newest report of each group folder under the output folder. */
@@ -368,8 +391,12 @@ function lazyWritable(open: () => Promise<Writable>): Writable {
     },
     final(cb) {
       target.then((t) => {
-        t.once('error', cb)
-        t.once('close', () => cb())
+        let called = false
+        const once = (e?: Error | null) => {
+          if (!called) (called = true), cb(e)
+        }
+        t.once('error', once)
+        t.once('close', () => once())
         t.end()
       }, cb)
     },

@@ -177,6 +177,9 @@ async function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableS
     port: h.port,
     username: h.user,
     readyTimeout: opts.timeoutMs ?? 15000,
+    // A peer that stops answering (not just closing) is noticed too: streams never wait forever.
+    keepaliveInterval: 5000,
+    keepaliveCountMax: 3,
     agent: process.env.SSH_AUTH_SOCK,
     hostVerifier: (key: Buffer) => {
       const b64 = key.toString('base64')
