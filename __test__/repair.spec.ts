@@ -197,6 +197,7 @@ describe('repair: local report folders', () => {
     expect(again.status).toBe(1)
     expect(JSON.parse(again.stdout)).toMatchObject({ copies: [], undecided: [{ path: 'tie.txt' }] })
     expect(cli(['repair', ...outs, '--group', 'nope']).status).toBe(64)
+    expect(cli(['repair', outs[0]]).status).toBe(64)
     // With the tie settled by hand and C given its copy, nothing is left: exit 0.
     fs.writeFileSync(path.join(servers[1].data, 'tie.txt'), 'tie version A')
     fs.utimesSync(path.join(servers[1].data, 'tie.txt'), MTIME, MTIME)
@@ -226,6 +227,20 @@ describe('repair: local report folders', () => {
     expect(fs.readFileSync(target).equals(BIG)).toBe(true)
     expect(fs.existsSync(tmp)).toBe(false)
     await expectCleanCompare(outs)
+  })
+
+  it('an altered report is unusable input: exit 2, nothing changed anywhere', async () => {
+    const servers = await fleet(['ours', 'ours', 'ours'])
+    const outs = servers.map((s) => s.out)
+    const file = path.join(outs[1], 'data', fs.readdirSync(path.join(outs[1], 'data'))[0])
+    const env = JSON.parse(fs.readFileSync(file, 'utf8'))
+    env.data = env.data.replace(sha('the same everywhere'), sha('something else'))
+    fs.writeFileSync(file, JSON.stringify(env))
+    const before = snapshot(servers)
+    const r = cli(['repair', ...outs, '--apply', '--json'])
+    expect(r.status).toBe(2)
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'ECORRUPT', message: expect.stringContaining('signature does not match its data') })
+    expect(snapshot(servers)).toEqual(before)
   })
 
   it('refuses paths from a report that leave the group root, and a source that changed since its report', async () => {

@@ -411,7 +411,9 @@ interface Ctx {
   stamp: string
   now: Date
   throttle?: Throttle
+  /** Copies at once per server, as a target and as a source. */
   limits: Map<Server, Limit>
+  sourceLimits: Map<Server, Limit>
   journals: Map<Server, string>
   result: RepairResult
 }
@@ -489,9 +491,11 @@ async function carryOut(ctx: Ctx, item: PlanItem): Promise<void> {
   await journal(ctx, t.server, { step: 'copy', group: copy.group, path: copy.path, from: copy.from, sha256: good.sha256, md5: good.md5, temp: tmp })
   await tside.mkdirp(dirname(tside, dest))
   try {
-    const input = src.server.side.read(srcPath)
-    if (ctx.throttle) await pipeline(input, ctx.throttle.stream(), tside.create(tmp))
-    else await pipeline(input, tside.create(tmp))
+    await ctx.sourceLimits.get(src.server)!.run(async () => {
+      const input = src.server.side.read(srcPath)
+      if (ctx.throttle) await pipeline(input, ctx.throttle.stream(), tside.create(tmp))
+      else await pipeline(input, tside.create(tmp))
+    })
     const arrived = await tside.hash(tmp)
     if (!same(arrived, good)) throw new Error(`the copy arrived as sha256 ${arrived.sha256}, not ${good.sha256}`)
     await tside.chmod(tmp, srcStat.mode)
@@ -640,10 +644,12 @@ export async function repair(sources: string[], opts: RepairOptions = {}): Promi
       stamp: stampOf(now),
       throttle: opts.bwlimit ? new Throttle(opts.bwlimit) : undefined,
       limits: new Map(servers.map((s) => [s, new Limit(opts.parallel ?? 2)])),
+      sourceLimits: new Map(servers.map((s) => [s, new Limit(opts.parallel ?? 2)])),
       journals: new Map(),
       result,
     }
-    // A copy holds a slot on its target, then on each source it tries: at most `parallel` per server.
+    // A copy holds a slot on its target for its whole run, and one on its source while it streams
+    // (taken in that order, and a source slot is never held while waiting: no deadlock).
     await Promise.all(items.map((it) => ctx.limits.get(it.target.server)!.run(() => runCopy(ctx, it))))
     for (const it of items.filter((i) => i.copy.status === 'failed' && /no source copy still matches/.test(i.copy.error ?? ''))) {
       result.undecided.push({ group: it.group, path: it.copy.path, reason: it.copy.error!, versions: {} })
