@@ -12,8 +12,8 @@ import path from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { checksumFolder, compare, repair, type RepairOptions, type RepairResult } from '../js'
-import { tempName } from '../js/integrity/repair'
+import { checksumFolder, compare, repair, verify, type RepairOptions, type RepairResult } from '../js'
+import { parseExact, stringifyExact, tempName, unsafeRel } from '../js/integrity/repair'
 import { LocalSide } from '../js/integrity/sides'
 import { BIN, cli, listTree, tmpdir, writeTree } from './helpers'
 import { sshKey, startSshd, type Sshd } from './sshd'
@@ -100,7 +100,7 @@ function snapshot(servers: Server[]) {
 }
 
 /** What the first `repair --apply` must have done, whatever the transport. */
-function expectHealed(servers: Server[], r: RepairResult, labels: string[]) {
+async function expectHealed(servers: Server[], r: RepairResult, labels: string[]) {
   const [a, b, c] = servers
   expect(r.copies.map((x) => [x.path, x.to, x.reason, x.status]).sort()).toEqual(
     [
@@ -133,6 +133,12 @@ function expectHealed(servers: Server[], r: RepairResult, labels: string[]) {
   const steps = fs.readFileSync(r.journals.find((j) => j.server === labels[0])!.journal, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
   expect(steps).toEqual(['copy', 'quarantined', 'done', 'report'])
   expect(r.reports.map((x) => x.server).sort()).toEqual([labels[0], labels[1]].sort())
+  // A's new report (ours) verifies, and keeps the exact stat of the files it did not repair:
+  // --incremental trusts them and re-reads only the repaired one.
+  const v = await verify(r.reports.find((x) => x.server === labels[0])!.report, { incremental: true })
+  expect(v.counts).toEqual({ OK: 6 })
+  expect(v.trusted).toBe(5)
+  expect((await verify(r.reports.find((x) => x.server === labels[1])!.report)).counts).toEqual({ OK: 6 })
   // No temp file left anywhere.
   for (const s of servers) expect([...listTree(s.data).keys()].filter((k) => k.includes('axiomatic-repair'))).toEqual([])
 }
@@ -165,6 +171,20 @@ function cliAsync(args: string[]) {
   return { child, done }
 }
 
+describe('repair: building blocks', () => {
+  it('rewrites report JSON exactly: integers beyond 2^53 (nanosecond stat) keep every digit', () => {
+    const text = JSON.stringify({ a: 'x"1234567890123456789"\\', n: [1.5, -3, 2 ** 53 + 10] }).replace(String(2 ** 53 + 10), '1700000000123456789')
+    const big = `{"stat":{"/d/f 1234567890123456789":[1700000000123456789,-1700000000123456781,42]},"w":0.1234567891,"s":"9007199254740993"}`
+    for (const t of [text, big]) expect(stringifyExact(parseExact(t))).toBe(t)
+    expect(JSON.stringify(JSON.parse(big))).not.toBe(big) // what a plain round trip would lose
+  })
+
+  it('refuses unsafe relative paths from reports', () => {
+    expect(unsafeRel('a/b.txt')).toBeNull()
+    for (const p of ['/etc/passwd', '../x', 'a/../../x', 'a//b', './a', 'a/\0b']) expect(unsafeRel(p)).not.toBeNull()
+  })
+})
+
 describe('repair: local report folders', () => {
   it('plans without changing anything, heals by majority with --apply, keeps the damaged copy, leaves the tie (exit 1)', async () => {
     const servers = await fleet(['ours', 'ours', 'ours'])
@@ -190,7 +210,7 @@ describe('repair: local report folders', () => {
     expect(snapshot(servers)).toEqual(before)
 
     const r = await repair(outs, { apply: true })
-    expectHealed(servers, r, outs)
+    await expectHealed(servers, r, outs)
     await expectCleanCompare(outs)
     // A rerun has nothing left to copy; only the tie remains.
     const again = cli(['repair', ...outs, '--apply', '--json'])
@@ -293,7 +313,7 @@ describe.skipIf(needs('original backup_syncer formats', ['python3']))('repair: a
     expect(plan.copies.find((x) => x.path === 'gone.txt')!.bytes).toBe(9) // the original's reports have no sizes: asked
     expect(snapshot(servers)).toEqual(before)
     const r = await repair(outs, { apply: true })
-    expectHealed(servers, r, outs)
+    await expectHealed(servers, r, outs)
     // B's new report is the original service's format (no `algorithms`, a string timestamp), newer than the old.
     const b = r.reports.find((x) => x.server === outs[1])!
     expect(path.basename(b.report)).toMatch(/^all_\d+\.json$/)
@@ -354,7 +374,7 @@ describe.skipIf(needs('repair over SSH (three sshd on 127.0.0.1)', ['sshd', 'ssh
     const res = cli(['repair', ...urls(servers), ...sshArgs(), '--apply', '--json'])
     expect(res.stderr).toBe('')
     expect(res.status).toBe(1)
-    expectHealed(servers, JSON.parse(res.stdout), labels())
+    await expectHealed(servers, JSON.parse(res.stdout), labels())
     await expectCleanCompare(urls(servers), sshOpts())
   })
 

@@ -555,9 +555,45 @@ async function runCopy(ctx: Ctx, item: PlanItem): Promise<void> {
   ctx.opts.onStep?.(item.copy)
 }
 
+/** Marks an integer too large for a double while a report is rewritten (a path never holds NUL). */
+const BIG = '\u0000int:'
+
+/**
+ * `JSON.parse` that keeps integers beyond 2^53 exactly (our reports' `stat` holds nanosecond times):
+ * such a number becomes a marked string, which `stringifyExact` writes back as the same digits.
+ */
+export function parseExact(text: string): unknown {
+  if (text.includes('\\u0000int:')) return JSON.parse(text)
+  let out = ''
+  let from = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 34) {
+      // A string: skip to its closing quote.
+      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92) i++
+    } else if (c === 45 || (c >= 48 && c <= 57)) {
+      let j = i + 1
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++
+      const tok = text.slice(i, j)
+      if (/^-?\d{16,}$/.test(tok) && !Number.isSafeInteger(Number(tok))) {
+        out += text.slice(from, i) + JSON.stringify(BIG + tok)
+        from = j
+      }
+      i = j - 1
+    }
+  }
+  return JSON.parse(out + text.slice(from))
+}
+
+/** `JSON.stringify` writing the marked integers of `parseExact` back as numbers. */
+export function stringifyExact(v: unknown): string {
+  return JSON.stringify(v).replace(/"\\u0000int:(-?\d+)"/g, '$1')
+}
+
 /** The report a repair leaves behind: the old one with the repaired files' entries, a newer `all_<ts>.json`. */
 async function writeNewReport(ctx: Ctx, server: Server, report: ParsedReport, done: PlanItem[]): Promise<void> {
-  const data = structuredClone(report.data) as Record<string, unknown>
+  // Parsed again, exactly: the rewritten report keeps every other entry as it was.
+  const data = parseExact(report.env.data as string) as Record<string, unknown>
   const checksums = data.checksums as Record<string, Record<string, string>>
   const algos = Array.isArray(data.algorithms)
     ? (data.algorithms as string[])
@@ -592,7 +628,7 @@ async function writeNewReport(ctx: Ctx, server: Server, report: ParsedReport, do
   const m = /^all_(\d+)\.json$/.exec(base)
   const ts = Math.max(Math.floor(ctx.now.getTime() / 1000), m ? Number(m[1]) + 1 : 0)
   data.start_timestamp = typeof data.start_timestamp === 'number' ? ts : String(ts)
-  const text = JSON.stringify(data)
+  const text = stringifyExact(data)
   const env: Record<string, unknown> = { data: text, signature: crypto.createHash('sha3-512').update(text).digest('hex') }
   if (report.env.signature_ed25519) {
     ctx.result.warnings.push({ server: server.label, message: `group ${report.group}: the new report is not signed (the old one was): sign it again with \`backup checksum --sign-key\`` })
