@@ -507,7 +507,8 @@ async function carryOut(ctx: Ctx, item: PlanItem): Promise<void> {
         : join(tside, t.server.outDir, 'repair', `quarantine-${ctx.stamp}`)
       let q = join(tside, qbase, copy.group, copy.path)
       await tside.mkdirp(dirname(tside, q))
-      for (let i = 1; await tside.stat(q); i++) q = join(tside, qbase, copy.group, `${copy.path}.${i}`)
+      // Neither the kept copy nor its note may take the name of something already there.
+      for (let i = 1; (await tside.stat(q)) || (await tside.stat(`${q}.why.json`)); i++) q = join(tside, qbase, copy.group, `${copy.path}.${i}`)
       const note = {
         path: copy.path,
         group: copy.group,
