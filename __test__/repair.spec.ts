@@ -249,6 +249,34 @@ describe('repair: local report folders', () => {
     await expectCleanCompare(outs)
   })
 
+  it('--quarantine DIR (relative to each server\'s output folder, or absolute) is where the replaced copy goes', async () => {
+    const servers = await fleet(['ours', 'ours', 'ours'])
+    const outs = servers.map((s) => s.out)
+    const r = cli(['repair', ...outs, '--apply', '--quarantine', 'kept', '--json'])
+    expect(r.status).toBe(1)
+    const q = (JSON.parse(r.stdout) as RepairResult).copies.find((x) => x.path === 'rot.bin')!.quarantined!
+    expect(path.relative(servers[0].out, q)).toMatch(/^kept\/\d{8}_\d{6}\/data\/rot\.bin$/)
+    expect(fs.readFileSync(q).length).toBe(ROT.length)
+    // A second damage of the same file, repaired into an absolute quarantine.
+    flipByte(path.join(servers[0].data, 'rot.bin'), 5)
+    await report(servers[0], 'ours', 1_900_000_000)
+    const abs = tmpdir('quarantine-')
+    const r2 = await repair(outs, { apply: true, quarantine: abs })
+    expect(r2.copies.map((x) => [x.path, x.status])).toEqual([['rot.bin', 'repaired']])
+    expect(r2.copies[0].quarantined!.startsWith(abs + '/')).toBe(true)
+    expect(sha(fs.readFileSync(path.join(servers[0].data, 'rot.bin')))).toBe(sha(ROT))
+  })
+
+  it('two servers cannot outvote each other: every difference is undecided, nothing is copied', async () => {
+    const servers = (await fleet(['ours', 'ours', 'ours'])).slice(0, 2)
+    const before = snapshot(servers)
+    const r = await repair(servers.map((s) => s.out), { apply: true })
+    expect(r.copies).toEqual([])
+    expect(r.undecided.map((u) => u.path)).toEqual(['gone.txt', 'rot.bin', 'tie.txt'])
+    for (const u of r.undecided) expect(u.reason).toContain('no strict majority among 2 servers')
+    expect(snapshot(servers)).toEqual(before)
+  })
+
   it('an altered report is unusable input: exit 2, nothing changed anywhere', async () => {
     const servers = await fleet(['ours', 'ours', 'ours'])
     const outs = servers.map((s) => s.out)
@@ -376,6 +404,26 @@ describe.skipIf(needs('repair over SSH (three sshd on 127.0.0.1)', ['sshd', 'ssh
     expect(res.status).toBe(1)
     await expectHealed(servers, JSON.parse(res.stdout), labels())
     await expectCleanCompare(urls(servers), sshOpts())
+  })
+
+  it('a connection dropped mid-transfer is retried with backoff: the same run reconnects and finishes', async () => {
+    const servers = await fleet(['ours', 'ours', 'ours'], true)
+    const target = path.join(servers[0].data, 'big.bin')
+    const tmp = tempName(target, new LocalSide('A'))
+    const run = cliAsync(['repair', ...urls(servers), ...sshArgs(), '--apply', '--bwlimit', '512K', '--parallel', '1', '--json'])
+    await grown(tmp, 200_000)
+    for (const s of sshd) s.dropConnections()
+    const done = await run.done
+    expect(done.stderr).toBe('')
+    expect(done.status).toBe(1) // the tie
+    const j = JSON.parse(done.stdout) as RepairResult
+    expect(j.copies.map((x) => [x.path, x.status]).sort()).toEqual([['big.bin', 'repaired'], ['gone.txt', 'repaired'], ['rot.bin', 'repaired']])
+    expect(fs.readFileSync(target).equals(BIG)).toBe(true)
+    expect(fs.existsSync(tmp)).toBe(false)
+    // The journal shows the interrupted copy and the completed one.
+    const steps = fs.readFileSync(j.journals.find((x) => x.server === labels()[0])!.journal, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(steps.filter((x) => x.path === 'big.bin' && x.step === 'copy').length).toBeGreaterThanOrEqual(2)
+    expect(steps.filter((x) => x.path === 'big.bin').at(-1).step).toBe('done')
   })
 
   it('an interrupted apply (the connection killed mid-transfer) leaves no partial file in place and completes on a rerun', async () => {
