@@ -322,12 +322,19 @@ describe('repair: local report folders', () => {
     const outside = tmpdir('outside-')
     fs.rmSync(path.join(s2[1].data, 'sub'), { recursive: true })
     fs.symlinkSync(outside, path.join(s2[1].data, 'sub'))
+    // And a file that is a symlink on B: never replaced by the others' file.
+    fs.rmSync(path.join(s2[1].data, 'keep.txt'))
+    fs.symlinkSync('gone.txt', path.join(s2[1].data, 'keep.txt'))
     await report(s2[1], 'ours', 1_800_000_100)
     const r2 = await repair(s2.map((s) => s.out), { apply: true })
     const deep = r2.copies.find((x) => x.path.startsWith('sub/'))!
     expect(deep.status).toBe('failed')
     expect(deep.error).toContain('outside the group root')
     expect(fs.readdirSync(outside)).toEqual([])
+    expect(r2.undecided.find((u) => u.path === 'keep.txt')!.reason).toContain('a symlink on')
+    expect(fs.readlinkSync(path.join(s2[1].data, 'keep.txt'))).toBe('gone.txt')
+    // The same folder twice is refused (it would vote twice).
+    expect(cli(['repair', s2[0].out, `${s2[0].out}/`, s2[1].out]).status).toBe(64)
   })
 })
 

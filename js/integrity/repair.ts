@@ -104,6 +104,8 @@ interface ParsedReport {
   files: Map<string, Entry>
   /** NFC relative paths the report could not read. */
   errors: Set<string>
+  /** NFC relative paths the report records as symlinks (ours): never replaced by a file. */
+  links: Set<string>
   /** The report has relative keys (`./a`) instead of absolute ones. */
   relativeKeys: boolean
   /** Ours (`algorithms` listed) or the original service's. */
@@ -176,7 +178,8 @@ export function parseReport(text: string, where: string, at = where): ParsedRepo
     files.set(rel.normalize('NFC'), { key, rel, sha256, md5: strip(v?.md5) ?? null, sums: all, size: typeof sizes[key] === 'number' ? (sizes[key] as number) : undefined })
   }
   const errors = new Set(Object.keys((data.errors ?? {}) as object).map((k) => relativeToRoot(k, root).normalize('NFC')))
-  return { file: where, path: at, env, data, group, root, files, errors, relativeKeys, ours: Array.isArray(data.algorithms) }
+  const links = new Set(Object.keys((data.symlinks ?? {}) as object).map((k) => relativeToRoot(k, root).normalize('NFC')))
+  return { file: where, path: at, links, env, data, group, root, files, errors, relativeKeys, ours: Array.isArray(data.algorithms) }
 }
 
 // ---------------------------------------------------------------- servers
@@ -233,6 +236,7 @@ interface Holder {
   report: ParsedReport
   entry?: Entry
   unreadable: boolean
+  link?: boolean
 }
 
 interface PlanItem {
@@ -279,7 +283,7 @@ function decide(servers: Server[], groupFilter: string | undefined, result: Repa
     }
     const n = holders.length
     for (const p of [...paths].sort()) {
-      const at = holders.map((h) => ({ ...h, entry: h.report.files.get(p), unreadable: h.report.errors.has(p) }))
+      const at = holders.map((h) => ({ ...h, entry: h.report.files.get(p), unreadable: h.report.errors.has(p), link: h.report.links.has(p) }))
       const versions = Object.fromEntries(at.map((h) => [h.server.label, h.entry?.sha256 ?? null]))
       const present = at.filter((h) => h.entry)
       if (present.length === n && present.every((h) => h.entry!.sha256 === present[0].entry!.sha256 && h.entry!.md5 === present[0].entry!.md5)) continue
@@ -311,6 +315,10 @@ function decide(servers: Server[], groupFilter: string | undefined, result: Repa
         if (t.entry?.sha256 === sha) continue
         if (t.unreadable) {
           undecided(`unreadable on ${t.server.label} when its report was written; left alone there`)
+          continue
+        }
+        if (t.link) {
+          undecided(`a symlink on ${t.server.label}; a symlink is never replaced by a file`)
           continue
         }
         const rel = t.entry?.rel ?? good.rel
@@ -659,7 +667,11 @@ export async function repair(sources: string[], opts: RepairOptions = {}): Promi
   try {
     for (const s of sources) {
       const srv = await openServer(s, opts)
-      if (servers.some((x) => x.label === srv.label)) throw new ConfigError(`${s}: the same server is given twice`)
+      const key = (x: Server) => `${x.side.remote ? x.label : ''}\0${x.outDir}`
+      if (servers.some((x) => x.label === srv.label || key(x) === key(srv))) {
+        srv.side.close()
+        throw new ConfigError(`${s}: the same report folder is given twice; each server once`)
+      }
       servers.push(srv)
     }
     const items = decide(servers, opts.group, result)
