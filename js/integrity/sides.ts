@@ -15,7 +15,6 @@ import type { Client, SFTPWrapper, Stats } from 'ssh2'
 import { BackupError } from '../errors'
 import { shQuote } from '../explore/script'
 import { connect, latestRemoteReports, sftpOf, type SshOptions, type SshUrl } from './ssh'
-import { latestReport } from './reports'
 
 /** What `lstat` says about a path, reduced to what repair needs. */
 export interface SideStat {
@@ -412,10 +411,4 @@ function lazyWritable(open: () => Promise<Writable>): Writable {
   })
   target.then((t) => t.on('error', (e) => w.destroy(e)), () => {})
   return w
-}
-
-/** The local report files of an output folder, a group folder or a report file (as `compare`). */
-export async function latestLocal(side: Side, dir: string): Promise<string | undefined> {
-  const name = latestReport((await side.list(dir)).map((e) => e.name))
-  return name ? path.join(dir, name) : undefined
 }
