@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest'
 
 import { cli, increments, tmpdir, workspace, writeTree } from './helpers'
 
-const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen']
+const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'repair', 'keygen']
 
 /** A backup with one increment holding `docs/Report.PDF` and `docs/notes.txt`. */
 function backedUp() {
@@ -153,6 +153,8 @@ describe('flag values are checked while the command line is parsed', () => {
       [['compare', out, out, '--timeout', 'soon'], '--timeout'],
       [['compare', out, out, '--retries', 'many'], '--retries: expected a whole number from 0 to 100'],
       [['checksum', w.src, '--format', 'xml'], '--format'],
+      [['repair', out, out, '--bwlimit', 'fast'], '--bwlimit: expected a rate like 500 (KiB/s, as rsync), 64K, 2M or 1G per second'],
+      [['repair', out, out, '--parallel', '0'], '--parallel: expected a whole number from 1 to 64'],
     ] as const) {
       const r = cli([...args])
       expect({ args, status: r.status }).toEqual({ args, status: 64 })

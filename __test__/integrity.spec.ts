@@ -1,13 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { backup, checksumFolder, compare, keygen, loadConfig, verify, verifyBackup } from '../js'
 import { cli, increments, readMeta, tmpdir, workspace, writeTree } from './helpers'
+import { sshKey, startSshd, type Sshd } from './sshd'
 import { needs } from './tools'
 
 const hash = (algo: string, data: Buffer | string) => crypto.createHash(algo).update(data).digest('hex')
@@ -324,18 +324,9 @@ describe('compare', () => {
 
 // ---------------------------------------------------------------- a real OpenSSH server on 127.0.0.1
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
-
 describe.skipIf(needs('compare over SSH (a real sshd on 127.0.0.1)', ['sshd', 'ssh-keygen'], { root: true }))('compare over SSH', () => {
   const home = tmpdir('ssh-')
-  let sshd: ChildProcess | undefined
+  let sshd: Sshd | undefined
   let port = 0
   const userKey = path.join(home, 'id_ed25519')
   const knownHosts = path.join(home, 'known_hosts')
@@ -343,41 +334,10 @@ describe.skipIf(needs('compare over SSH (a real sshd on 127.0.0.1)', ['sshd', 's
   const localOut = path.join(home, 'local-out')
 
   beforeAll(async () => {
-    const keygenSsh = (f: string) => expect(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f]).status).toBe(0)
-    keygenSsh(path.join(home, 'host_key'))
-    keygenSsh(userKey)
-    fs.copyFileSync(`${userKey}.pub`, path.join(home, 'authorized_keys'))
-    fs.mkdirSync('/run/sshd', { recursive: true })
-    port = await freePort()
-    fs.writeFileSync(
-      path.join(home, 'sshd_config'),
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${path.join(home, 'host_key')}`,
-        `AuthorizedKeysFile ${path.join(home, 'authorized_keys')}`,
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'StrictModes no',
-        'AllowTcpForwarding yes',
-        `PidFile ${path.join(home, 'sshd.pid')}`,
-        'Subsystem sftp internal-sftp',
-        '',
-      ].join('\n'),
-    )
-    sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', path.join(home, 'sshd_config')], { stdio: 'ignore' })
-    for (let i = 0; i < 50; i++) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const c = net.connect(port, '127.0.0.1', () => (c.end(), resolve(true)))
-        c.on('error', () => resolve(false))
-      })
-      if (ok) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
-    const hostPub = fs.readFileSync(path.join(home, 'host_key.pub'), 'utf8').trim().split(' ')
-    fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPub[0]} ${hostPub[1]}\n`)
+    sshKey(userKey)
+    sshd = await startSshd(path.join(home, 'server'), [`${userKey}.pub`])
+    port = sshd.port
+    fs.writeFileSync(knownHosts, `${sshd.knownHostsLine}\n`)
     const src = tmpdir('remote-data-')
     writeTree(src, { 'x.txt': 'x', 'y.txt': 'y', 'z.txt': 'z' })
     await checksumFolder(src, 'data', path.join(remoteOut, 'data', `all_${Math.floor(Date.now() / 1000)}.json`))
@@ -387,7 +347,7 @@ describe.skipIf(needs('compare over SSH (a real sshd on 127.0.0.1)', ['sshd', 's
   }, 60_000)
 
   afterAll(() => {
-    sshd?.kill()
+    sshd?.stop()
   })
 
   const url = () => `ssh://root@127.0.0.1:${port}${remoteOut}`

@@ -24,6 +24,7 @@ const PACKAGES: Record<string, string> = {
   getfattr: 'attr',
   python3: 'python3',
   strace: 'strace',
+  pgrep: 'procps',
 }
 
 function have(tool: string): boolean {

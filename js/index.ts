@@ -80,3 +80,5 @@ export type {
   CompareResult,
   SshOptions,
 } from './integrity'
+export { repair, repairExit } from './integrity/repair'
+export type { RepairOptions, RepairResult, RepairCopy, RepairUndecided } from './integrity/repair'

@@ -24,6 +24,7 @@ setfattr:attr
 getfattr:attr
 python3:python3
 strace:strace
+pgrep:procps
 "
 
 have() {

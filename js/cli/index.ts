@@ -15,6 +15,7 @@ import KeygenCommand from './commands/keygen'
 import ListCommand from './commands/list'
 import PruneCommand from './commands/prune'
 import RecreateCommand from './commands/recreate'
+import RepairCommand from './commands/repair'
 import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
 import SearchCommand from './commands/search'
@@ -51,6 +52,7 @@ export function makeCli(colored = false): Cli {
   cli.register(ChecksumCommand)
   cli.register(VerifyCommand)
   cli.register(CompareCommand)
+  cli.register(RepairCommand)
   cli.register(KeygenCommand)
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)

@@ -16,14 +16,20 @@ import { BackupError, ConfigError, ExitCode } from '../errors'
 import { latestReport } from './reports'
 
 export interface SshOptions {
-  /** Private key file (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else the SSH agent). */
-  identity?: string
+  /**
+   * Private key file(s) (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else the SSH agent). Several
+   * are tried in order on every host, as ssh does with several IdentityFile lines.
+   */
+  identity?: string | string[]
   /** Default: ~/.ssh/known_hosts. */
   knownHosts?: string
   /** Trust and record the key of a host not in known_hosts (a changed key is always refused). */
   acceptNewHostKey?: boolean
-  /** `user@host[:port]` to connect through. */
-  jump?: string
+  /**
+   * `[user@]host[:port]` to connect through. Several may be given: `TARGET=JUMP` (TARGET `host` or
+   * `host:port`) applies to that target only; a bare `JUMP` to every target without its own.
+   */
+  jump?: string | string[]
   /** Connection and command timeout, ms (default 15000). */
   timeoutMs?: number
   /** Retries after a transient failure (default 2), with backoff 0.5 s, 1 s, 2 s… */
@@ -114,21 +120,46 @@ function keyType(blob: Buffer): string {
 
 // ---------------------------------------------------------------- connecting
 
-class HostKeyError extends BackupError {}
+export class HostKeyError extends BackupError {}
 
-function identityKey(opts: SshOptions): Buffer | undefined {
-  if (opts.identity) {
-    try {
-      return fs.readFileSync(opts.identity)
-    } catch (e) {
-      throw new ConfigError(`--identity ${opts.identity}: ${(e as Error).message}`)
-    }
+/** Errors that do not get better by retrying: wrong keys, refused host keys, bad input. */
+export function isPermanent(e: unknown): boolean {
+  return e instanceof HostKeyError || e instanceof ConfigError || (e instanceof BackupError && e.code === 'EAUTH')
+}
+
+/** The private keys to offer, in order: the `--identity` files, else the first default key found. */
+function identityKeys(opts: SshOptions): Buffer[] {
+  const given = opts.identity === undefined ? [] : Array.isArray(opts.identity) ? opts.identity : [opts.identity]
+  if (given.length) {
+    return given.map((f) => {
+      try {
+        return fs.readFileSync(f)
+      } catch (e) {
+        throw new ConfigError(`--identity ${f}: ${(e as Error).message}`)
+      }
+    })
   }
   for (const n of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const f = path.join(os.homedir(), '.ssh', n)
-    if (fs.existsSync(f)) return fs.readFileSync(f)
+    if (fs.existsSync(f)) return [fs.readFileSync(f)]
   }
-  return undefined
+  return []
+}
+
+/** The jump host for `target`: a `TARGET=JUMP` entry naming it (host or host:port), else a bare entry. */
+export function jumpFor(target: HostSpec, opts: SshOptions): string | undefined {
+  const list = opts.jump === undefined ? [] : Array.isArray(opts.jump) ? opts.jump : [opts.jump]
+  let fallback: string | undefined
+  for (const j of list) {
+    const eq = j.indexOf('=')
+    if (eq < 0) {
+      fallback ??= j
+      continue
+    }
+    const name = j.slice(0, eq)
+    if (name === target.host || name === `${target.host}:${target.port}` || name === `[${target.host}]:${target.port}`) return j.slice(eq + 1)
+  }
+  return fallback
 }
 
 /** `ssh2` is loaded on first use: commands that never connect do not pay for it. */
@@ -146,7 +177,9 @@ async function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableS
     port: h.port,
     username: h.user,
     readyTimeout: opts.timeoutMs ?? 15000,
-    privateKey: identityKey(opts),
+    // A peer that stops answering (not just closing) is noticed too: streams never wait forever.
+    keepaliveInterval: 5000,
+    keepaliveCountMax: 3,
     agent: process.env.SSH_AUTH_SOCK,
     hostVerifier: (key: Buffer) => {
       const b64 = key.toString('base64')
@@ -173,6 +206,14 @@ async function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableS
       return true
     },
   }
+  const keys = identityKeys(opts)
+  if (keys.length === 1) cfg.privateKey = keys[0]
+  else if (keys.length > 1) {
+    // Each key in turn, then the agent: ssh's order with several IdentityFile lines.
+    const methods: unknown[] = keys.map((key) => ({ type: 'publickey', username: h.user, key }))
+    if (process.env.SSH_AUTH_SOCK) methods.push({ type: 'agent', username: h.user, agent: process.env.SSH_AUTH_SOCK })
+    cfg.authHandler = methods as ConnectConfig['authHandler']
+  }
   if (sock) cfg.sock = sock as ConnectConfig['sock']
   return new Promise((resolve, reject) => {
     c.on('ready', () => resolve(c))
@@ -187,18 +228,19 @@ async function connectOne(h: HostSpec, opts: SshOptions, sock?: NodeJS.ReadableS
   })
 }
 
-/** Connects to `target`, through `opts.jump` if given. Returns the client and a closer. */
-async function connect(target: HostSpec, opts: SshOptions): Promise<{ client: Client; close: () => void }> {
-  if (!opts.jump) {
+/** Connects to `target`, through its jump host (`jumpFor`) if any. Returns the client and a closer. */
+export async function connect(target: HostSpec, opts: SshOptions): Promise<{ client: Client; close: () => void }> {
+  const via = jumpFor(target, opts)
+  if (!via) {
     const client = await connectOne(target, opts)
     return { client, close: () => client.end() }
   }
-  const j = parseHost(opts.jump)
+  const j = parseHost(via)
   const jump = await connectOne(j, opts)
   try {
     const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) =>
       jump.forwardOut('127.0.0.1', 0, target.host, target.port, (err, s) =>
-        err ? reject(new BackupError('ESSH', `jump host ${opts.jump}: cannot reach ${target.host}:${target.port}: ${err.message}`)) : resolve(s),
+        err ? reject(new BackupError('ESSH', `jump host ${via}: cannot reach ${target.host}:${target.port}: ${err.message}`)) : resolve(s),
       ),
     )
     const client = await connectOne(target, opts, stream)
@@ -215,11 +257,11 @@ async function connect(target: HostSpec, opts: SshOptions): Promise<{ client: Cl
   }
 }
 
-function sftpOf(c: Client): Promise<SFTPWrapper> {
+export function sftpOf(c: Client): Promise<SFTPWrapper> {
   return new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(new BackupError('ESSH', `sftp: ${err.message}`)) : resolve(s))))
 }
 
-function readdir(s: SFTPWrapper, dir: string): Promise<{ name: string; isDir: boolean }[]> {
+export function readdir(s: SFTPWrapper, dir: string): Promise<{ name: string; isDir: boolean }[]> {
   return new Promise((resolve, reject) =>
     s.readdir(dir, (err, list) =>
       err ? reject(new BackupError('ESSH', `sftp: cannot list ${dir}: ${err.message}`)) : resolve(list.map((e) => ({ name: e.filename, isDir: e.attrs.isDirectory() }))),
@@ -231,7 +273,7 @@ function download(s: SFTPWrapper, remote: string, local: string): Promise<void> 
   return new Promise((resolve, reject) => s.fastGet(remote, local, (err) => (err ? reject(new BackupError('ESSH', `sftp: cannot read ${remote}: ${err.message}`)) : resolve())))
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout
   return Promise.race([
     p.finally(() => clearTimeout(t)),
@@ -239,6 +281,22 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       t = setTimeout(() => reject(new BackupError('ETIMEDOUT', `${what}: no answer within ${ms / 1000} s`)), ms)
     }),
   ])
+}
+
+/** The newest `all_<ts>.json` of every group folder under `url.path` (or of that folder itself), as remote paths. */
+export async function latestRemoteReports(sftp: SFTPWrapper, url: SshUrl, timeout: number): Promise<string[]> {
+  const entries = await withTimeout(readdir(sftp, url.path), timeout, url.label)
+  const remote: string[] = []
+  const own = latestReport(entries.map((e) => e.name))
+  if (own) remote.push(path.posix.join(url.path, own))
+  else {
+    for (const e of entries.filter((x) => x.isDir)) {
+      const l = latestReport((await withTimeout(readdir(sftp, path.posix.join(url.path, e.name)), timeout, url.label)).map((x) => x.name))
+      if (l) remote.push(path.posix.join(url.path, e.name, l))
+    }
+  }
+  if (!remote.length) throw new ConfigError(`${url.label}:${url.path}: no all_<timestamp>.json reports there or in its group folders`)
+  return remote
 }
 
 /** Downloads the newest `all_<ts>.json` of every group folder (or of the folder itself) under `url.path`. */
@@ -253,17 +311,7 @@ export async function fetchLatestReports(url: SshUrl, localDir: string, opts: Ss
       close = conn.close
       const sftp = await sftpOf(conn.client)
       const timeout = (opts.timeoutMs ?? 15000) * 4
-      const entries = await withTimeout(readdir(sftp, url.path), timeout, url.label)
-      const remote: string[] = []
-      const own = latestReport(entries.map((e) => e.name))
-      if (own) remote.push(path.posix.join(url.path, own))
-      else {
-        for (const e of entries.filter((x) => x.isDir)) {
-          const l = latestReport((await withTimeout(readdir(sftp, path.posix.join(url.path, e.name)), timeout, url.label)).map((x) => x.name))
-          if (l) remote.push(path.posix.join(url.path, e.name, l))
-        }
-      }
-      if (!remote.length) throw new ConfigError(`${url.label}:${url.path}: no all_<timestamp>.json reports there or in its group folders`)
+      const remote = await latestRemoteReports(sftp, url, timeout)
       fs.mkdirSync(localDir, { recursive: true })
       const out: string[] = []
       for (const [i, r] of remote.entries()) {
@@ -275,7 +323,7 @@ export async function fetchLatestReports(url: SshUrl, localDir: string, opts: Ss
     } catch (e) {
       lastError = e
       // Wrong keys, refused host keys and missing reports do not get better by retrying.
-      if (e instanceof HostKeyError || e instanceof ConfigError || (e instanceof BackupError && e.code === 'EAUTH')) throw e
+      if (isPermanent(e)) throw e
     } finally {
       close()
     }
