@@ -66,6 +66,7 @@ const notFound = (message: string) => new ServeError(404, 'ENOTFOUND', message)
 export function checkPath(p: string | undefined | null, what = 'path'): string {
   if (p === undefined || p === null) return ''
   if (p.includes('\0')) throw badInput(`${what}: a NUL byte cannot be in a path`)
+  if (p.startsWith('/')) throw badInput(`${what} ${JSON.stringify(p)}: give a path relative to the backed-up folder (no leading "/")`)
   const clean = p.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
   if (clean === '' || clean === '.') return ''
   if (clean.startsWith('/')) throw badInput(`${what} ${JSON.stringify(p)}: give a path relative to the backed-up folder (no leading "/")`)
@@ -90,6 +91,12 @@ export interface PointFile {
   /** The recorded SHA-256 (catalog versions; null for mirror copies, whose hash `history` gives). */
   sha256: string | null
   op: 'new' | 'changed' | 'deleted' | null
+  /**
+   * `overwritten-version`: a version of the original backup.py (no recorded hash) whose stored file
+   * differs in size or mtime from what its increment records (backup.py overwrote mirror files in
+   * place): the bytes served are a later version, as `restore` warns. Otherwise null.
+   */
+  warning: 'overwritten-version' | null
 }
 
 /** A point in time under a path: exactly what `restore [PATH] --at AT --dry-run` lists. */
@@ -119,6 +126,8 @@ export interface TreeEntry {
   from: string | null
   untracked: boolean
   op: 'new' | 'changed' | 'deleted' | null
+  /** See `PointFile.warning`. */
+  warning: 'overwritten-version' | null
 }
 
 /** `GET /api/tree`: one folder at a point in time. */
@@ -264,7 +273,16 @@ export class BackupData {
     const files: PointFile[] = r.items.map((i) => {
       const e = i.from === 'mirror' ? undefined : entries.get(`${i.from}\0${i.path}`)
       if (e) {
+        let warning: PointFile['warning'] = null
+        if (!e.sha256) {
+          // The rule of restore.rs: a size change, or an mtime more than a second off.
+          const st = this.lstatStored(i.from, i.path)
+          const recorded = BigInt(e.mtime_ns ?? String(Math.round(e.mtime * 1e9)))
+          const off = st ? st.mtimeNs - recorded : 0n
+          if (st && (Number(st.size) !== i.size || off > 1_000_000_000n || off < -1_000_000_000n)) warning = 'overwritten-version'
+        }
         return {
+          warning,
           path: i.path,
           from: i.from,
           untracked: i.untracked,
@@ -287,6 +305,7 @@ export class BackupData {
         mode: st ? Number(st.mode) & 0o7777 : null,
         sha256: null,
         op: null,
+        warning: null,
       }
     })
     return { at: r.at, path: prefix, files, deletedAtPoint: r.deletedAtPoint, pendingRun: r.pendingRun, pending: r.pending }
@@ -320,13 +339,14 @@ export class BackupData {
           from: f.from,
           untracked: f.untracked,
           op: f.op,
+          warning: f.warning,
         })
         continue
       }
       const name = rest.slice(0, slash)
       let d = dirs.get(name)
       if (!d) {
-        d = { name, path: base + name, type: 'dir', size: 0, files: 0, mtimeNs: null, mode: null, sha256: null, from: null, untracked: false, op: null }
+        d = { name, path: base + name, type: 'dir', size: 0, files: 0, mtimeNs: null, mode: null, sha256: null, from: null, untracked: false, op: null, warning: null }
         dirs.set(name, d)
       }
       d.size += f.size
@@ -501,8 +521,9 @@ export class BackupData {
   /**
    * `GET /api/archive`: a tar stream of `dir` (a folder, or one file) as of `at`, one file open at a
    * time (never the whole folder in memory). Names are relative to the folder's parent (the whole
-   * backup: under `backup-<point>/`); symlinks are stored as symlinks; a file that cannot be read is
-   * left out and the stream ends in an error, so a truncated download is never taken for a whole one.
+   * backup: under `backup-<point>/`); symlinks are stored as symlinks. A stored file that is missing or
+   * lies behind a symlinked folder is left out and named, with the reason, in `BACKUP-SERVE-WARNINGS.txt`
+   * at the top of the tar; a read error mid-file breaks the stream, so a truncated download never looks whole.
    */
   async archive(dir: string, at?: string): Promise<{ stream: Readable; name: string; files: number; bytes: number }> {
     const prefix = checkPath(dir)
@@ -512,10 +533,18 @@ export class BackupData {
     const parent = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : ''
     const pack = tar.pack()
     const files = [...p.files].sort((a, b) => cmp(a.path, b.path))
+    const problems: string[] = []
     const write = async () => {
       for (const f of files) {
         const name = prefix ? displayName(f.path.slice(parent.length)) : `${top}/${displayName(f.path)}`
-        const opened = this.openStored(f.from, f.path)
+        let opened: ReturnType<BackupData['openStored']>
+        try {
+          opened = this.openStored(f.from, f.path)
+        } catch (e) {
+          if (!(e instanceof ServeError)) throw e
+          problems.push(`${displayName(f.path)}: not in this archive: ${e.message}`)
+          continue
+        }
         const mtime = new Date(f.mtimeNs ? Number(BigInt(f.mtimeNs) / 1_000_000n) : 0)
         if ('symlink' in opened) {
           await new Promise<void>((ok, fail) => pack.entry({ name, type: 'symlink', linkname: opened.symlink, mtime, mode: 0o777 }, (e) => (e ? fail(e) : ok())))
@@ -538,6 +567,11 @@ export class BackupData {
           })
           src.on('end', () => entry.end())
         })
+      }
+      if (problems.length) {
+        // A tar cannot carry warnings: a text file at the top says what is missing and why.
+        const text = Buffer.from(problems.join('\n') + '\n')
+        await new Promise<void>((ok, fail) => pack.entry({ name: 'BACKUP-SERVE-WARNINGS.txt', type: 'file', mode: 0o644, mtime: new Date() }, text, (e) => (e ? fail(e) : ok())))
       }
       pack.finalize()
     }

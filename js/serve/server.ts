@@ -255,6 +255,7 @@ export async function serve(dst: string, options: ServeOptions = {}): Promise<Se
           'Last-Modified': new Date(f.mtimeMs).toUTCString(),
           'X-Backup-From': encodeURIComponent(f.file.from),
           ...(f.file.sha256 ? { 'X-Backup-Sha256': f.file.sha256 } : {}),
+          ...(f.file.warning ? { 'X-Backup-Warning': f.file.warning } : {}),
         })
         if (method === 'HEAD') {
           f.stream.destroy()
