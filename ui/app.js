@@ -66,7 +66,12 @@ const nsTime = (ns) => (ns ? new Date(Number(BigInt(ns) / 1000000n)).toLocaleStr
 const short = (sha) => (sha ? h('span', { class: 'mono', title: sha }, sha.slice(0, 12) + '…') : h('span', { class: 'dim' }, '–'))
 const opBadge = (op) => (op ? h('span', { class: `badge ${op}` }, op) : '')
 
-/** Shows a view: the title, then its content (or its error), and moves focus to it. */
+let firstView = true
+
+/**
+ * Shows a view: the title, then its content (or its error). After a navigation the focus moves to
+ * the new title (as a page load would put it at the top); the first view leaves it at the document start.
+ */
 async function show(title, build) {
   document.title = `${title} · backup serve`
   const heading = h('h1', { tabindex: '-1' }, title)
@@ -77,7 +82,8 @@ async function show(title, build) {
   } catch (e) {
     main.replaceChildren(heading, h('p', { class: 'error', role: 'alert' }, `${e.code ?? 'error'}: ${e.message}`))
   }
-  heading.focus()
+  if (!firstView) heading.focus()
+  firstView = false
 }
 
 let listing = null
@@ -137,13 +143,17 @@ async function timeline() {
     ]
   })
   const charts = h('div', { class: 'charts' })
-  const bars = incs.map((i) => ({ label: i.name.slice(7, 15), title: i.name, value: i.bytes }))
+  // Axis labels: the date, or the time when every increment is of one day.
+  const oneDay = new Set(incs.map((i) => new Date(i.timestamp).toDateString())).size <= 1
+  const axisLabel = (iso) => (oneDay ? new Date(iso).toLocaleTimeString() : new Date(iso).toLocaleDateString())
+  const stamp = new Map(incs.map((i) => [i.name, i.timestamp]))
+  const bars = incs.map((i) => ({ label: axisLabel(i.timestamp), title: i.name, value: i.bytes }))
   charts.append(h('figure', {}, h('figcaption', {}, 'Bytes stored by each increment'), barChart(bars, bytes, { label: 'Bytes stored by each increment' })))
   const sizesFig = h('figure', {}, h('figcaption', {}, 'Size of the tracked files at each point in time, and the mirror now'), h('p', { class: 'dim' }, 'Loading…'))
   charts.append(sizesFig)
   api('sizes')
     .then((z) => {
-      const pts = z.points.map((p) => ({ label: p.increment.slice(7, 15), title: `${p.increment} (${p.files} files)`, value: p.bytes }))
+      const pts = z.points.map((p) => ({ label: axisLabel(stamp.get(p.increment) ?? p.timestamp), title: `${p.increment} (${p.files} files)`, value: p.bytes }))
       if (z.mirror) pts.push({ label: 'mirror', title: `mirror now (${z.mirror.files} files, tracked and untracked)`, value: z.mirror.bytes, highlight: true })
       sizesFig.replaceChildren(sizesFig.firstChild, lineChart(pts, bytes, { label: 'Size over time' }))
     })
@@ -318,7 +328,8 @@ async function renderCompare(box, path, a, b) {
       box.replaceChildren(h('p', { class: 'dim' }, 'Not shown side by side: one of the versions is not text (or larger than 2 MiB). Download them instead.'))
       return
     }
-    const ops = lineDiff(ta.split('\n'), tb.split('\n'))
+    const lines = (t) => (t.endsWith('\n') ? t.slice(0, -1) : t).split('\n')
+    const ops = lineDiff(lines(ta), lines(tb))
     if (!ops) {
       box.replaceChildren(h('p', { class: 'dim' }, 'The versions differ in too many lines to show side by side here.'))
       return

@@ -13,7 +13,7 @@ function el(name, attrs = {}, text) {
  * a <title> per bar (shown on hover, read by screen readers).
  */
 export function barChart(points, format, { width = 560, height = 200, label = 'chart' } = {}) {
-  const pad = { l: 64, r: 8, t: 8, b: 22 }
+  const pad = { l: 64, r: 28, t: 8, b: 22 }
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label, width: '100%' })
   const max = Math.max(1, ...points.map((p) => p.value))
   const iw = width - pad.l - pad.r
@@ -32,7 +32,7 @@ export function barChart(points, format, { width = 560, height = 200, label = 'c
 
 /** A line through `points` ({label, value, title}), evenly spaced. */
 export function lineChart(points, format, { width = 560, height = 200, label = 'chart' } = {}) {
-  const pad = { l: 64, r: 8, t: 8, b: 22 }
+  const pad = { l: 64, r: 28, t: 8, b: 22 }
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label, width: '100%' })
   const max = Math.max(1, ...points.map((p) => p.value))
   const iw = width - pad.l - pad.r
