@@ -21,6 +21,7 @@ export async function engineBackup() {
       'docs/weird name #1 & ü.txt': { content: 'unicode\n', mtime: t0 },
       'docs/link': { symlink: secret },
       'src/main.py': { content: 'print(1)\n', mtime: t0 },
+      'src/g[l]ob*?{x}/y.txt': { content: 'glob\n', mtime: t0 },
       'plain/u.txt': { content: 'untracked 1\n', mtime: t0 },
     },
     { track_dirs: ['docs', 'src'], include_dirs: ['plain'] },

@@ -12,7 +12,7 @@ import path from 'node:path'
 import tar from 'tar-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { history, listIncrements, restore, search, serve, type Served } from '../js'
+import { backup, history, listIncrements, loadConfig, restore, search, serve, type Served } from '../js'
 import { BIN, listTree, tmpdir, writeTree } from './helpers'
 import { TZ, originalFolder } from './original-backup'
 import { engineBackup } from './serve-fixture'
@@ -94,6 +94,7 @@ async function expectSameAsRestore(c: Client, dst: string, at: string | undefine
       continue
     }
     expect(r.status, p).toBe(200)
+    if (e.sha256) expect(e.sha256, p).toBe(w.sha)
     const bytes = Buffer.from(await r.arrayBuffer())
     expect(sha(bytes), `${p} at ${at}`).toBe(w.sha)
     // An overwritten version of backup.py: the recorded size, the stored (later) bytes, as restore warns.
@@ -174,6 +175,12 @@ describe('backup serve on a backup made by the engine', () => {
 
   it('the tree and the files at every increment and at the latest state are exactly what restore --at restores', async () => {
     for (const at of [...f.names, undefined]) await expectSameAsRestore(c, f.dst, at)
+    // Every version from an increment carries its recorded hash (looked up even under glob-like folder names).
+    for (const at of f.names) {
+      for (const [p, e] of await walkTree(c, at)) if (e.from !== 'mirror' && e.type === 'file') expect(e.sha256, `${p} at ${at}`).toMatch(/^[0-9a-f]{64}$/)
+    }
+    const odd = await c.json('/api/tree' + c.q({ path: 'src/g[l]ob*?{x}', at: f.names[0] }))
+    expect(odd.entries.map((e: any) => [e.name, e.sha256])).toEqual([['y.txt', sha('glob\n')]])
     // Spot checks of the history: b deleted at 2 and back at 3, d new at 2, main.py gone at 3.
     const t2 = await walkTree(c, f.names[1])
     expect(t2.has('docs/b.txt')).toBe(false)
@@ -326,6 +333,35 @@ describe('backup serve on a backup made by the engine', () => {
     expect([...whole.keys()].every((k) => k.startsWith(`backup-${f.names[1]}/`))).toBe(true)
     const sub = await untar(Buffer.from(await (await c.get('/api/archive?path=docs/sub')).arrayBuffer()))
     expect([...sub.keys()].sort()).toEqual(['sub/c.txt', 'sub/d.txt'])
+  })
+
+  it('a download stopped by the client closes the stored file it was reading (no descriptor left open)', async () => {
+    const g = await engineBackup()
+    writeTree(g.src, { 'docs/big.bin': { content: crypto.randomBytes(24 * 1024 * 1024) } })
+    await backup(loadConfig(g.config))
+    const s2 = await serve(g.dst)
+    const openFds = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(g.dst)
+      } catch {
+        return false
+      }
+    }).length
+    try {
+      const c2 = client(s2.origin, s2.token)
+      for (const route of ['/api/archive?path=docs', '/api/file?path=docs/big.bin']) {
+        const ctl = new AbortController()
+        const r = await c2.get(route, { signal: ctl.signal })
+        const reader = r.body!.getReader()
+        await reader.read()
+        expect(openFds(), route).toBeGreaterThan(0) // reading docs/big.bin now
+        ctl.abort()
+        for (let i = 0; i < 50 && openFds() > 0; i++) await new Promise((ok) => setTimeout(ok, 50))
+        expect(openFds(), route).toBe(0)
+      }
+    } finally {
+      await s2.close()
+    }
   })
 
   it('GET /api/history is `backup history --json`', async () => {

@@ -534,8 +534,19 @@ export class BackupData {
     const pack = tar.pack()
     const files = [...p.files].sort((a, b) => cmp(a.path, b.path))
     const problems: string[] = []
+    // A client that stops the download closes the pack: the file being read is closed with it.
+    let current: fs.ReadStream | null = null
+    let closed = false
+    pack.on('close', () => {
+      closed = true
+      current?.destroy()
+    })
+    // Its errors reach the client through `stream` below (which breaks the response); once the client
+    // has gone, an error of the pack (a stopped download) has no one left to tell.
+    pack.on('error', () => {})
     const write = async () => {
       for (const f of files) {
+        if (closed) return
         const name = prefix ? displayName(f.path.slice(parent.length)) : `${top}/${displayName(f.path)}`
         let opened: ReturnType<BackupData['openStored']>
         try {
@@ -554,7 +565,12 @@ export class BackupData {
         const entryMtime = f.mtimeNs ? mtime : opened.stat.mtime
         await new Promise<void>((ok, fail) => {
           const entry = pack.entry({ name, type: 'file', size: opened.stat.size, mode, mtime: entryMtime }, (e) => (e ? fail(e) : ok()))
-          const src = fs.createReadStream('', { fd: opened.fd, autoClose: true })
+          // A destroyed pack destroys its entry too; the entry's callback above reports that.
+          entry.on('error', () => {})
+          const src = (current = fs.createReadStream('', { fd: opened.fd, autoClose: true }))
+          src.on('close', () => {
+            if (closed) fail(new Error('the download was stopped'))
+          })
           src.on('error', (e) => {
             entry.destroy(e)
             fail(e)
@@ -567,6 +583,7 @@ export class BackupData {
           })
           src.on('end', () => entry.end())
         })
+        current = null
       }
       if (problems.length) {
         // A tar cannot carry warnings: a text file at the top says what is missing and why.
@@ -575,9 +592,14 @@ export class BackupData {
       }
       pack.finalize()
     }
-    write().catch((e) => pack.destroy(e as Error))
+    write().catch((e) => {
+      if (!closed) pack.destroy(e as Error)
+    })
     // streamx's Readable → a Node Readable for `pipeline` into the response.
     const stream = Readable.from(pack as unknown as AsyncIterable<Buffer>)
+    stream.on('close', () => pack.destroy())
+    // Destroyed by a stopped download, it ends asynchronously, after `pipeline` has let go of it.
+    stream.on('error', () => {})
     return { stream, name: `${top}.tar`, files: files.length, bytes: files.reduce((s, f) => s + f.size, 0) }
   }
 
