@@ -9,6 +9,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 
+import fc from 'fast-check'
 import tar from 'tar-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -17,6 +18,7 @@ import { BIN, listTree, tmpdir, writeTree } from './helpers'
 import { TZ, originalFolder } from './original-backup'
 import { engineBackup } from './serve-fixture'
 import { needs } from './tools'
+import { lineDiff, sideBySide } from '../ui/diff.js'
 
 const sha = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex')
 
@@ -588,9 +590,55 @@ describe.skipIf(needs('backup.py format fixtures', ['python3']))('backup serve o
       expect(st.state.original).toBe(true)
       const z = await c.json('/api/sizes')
       expect(z.points.map((x: any) => x.increment)).toEqual(names)
+
+      // Adopted by `backup run` (and one more change): the original's increments and ours, every point as restore --at.
+      const run = () => spawnSync(process.execPath, [BIN, 'run', '-c', f.config, '-q'], { encoding: 'utf8', env: { ...process.env, TZ } })
+      const adopted = run()
+      expect(adopted.status, adopted.stderr).toBe(0)
+      writeTree(f.src, { 'docs/e.txt': 'a new file after adoption\n', 'docs/c.txt': 'sea, changed after adoption\n' })
+      const more = run()
+      expect(more.status, more.stderr).toBe(0)
+      const after: string[] = (await c.json('/api/increments')).increments.map((i: any) => i.name)
+      expect(after.length).toBeGreaterThan(names.length)
+      expect(after.slice(0, names.length)).toEqual(names)
+      for (const at of [...after, undefined]) await expectSameAsRestore(c, f.dst, at, restoreAt(at))
+      const d2 = await c.json('/api/diff')
+      expect(d2.added.map((x: any) => x.path)).toContain('docs/e.txt')
+      expect(d2.changed.map((x: any) => x.path)).toContain('docs/c.txt')
+      expect((await c.json('/api/history?path=docs/c.txt')).versions.at(-1).sha256).toBe(sha('sea, changed after adoption\n'))
     } finally {
       p.child.kill('SIGTERM')
       await p.exited
     }
+  })
+})
+
+describe("the page's line diff (ui/diff.js)", () => {
+  /** The longest common subsequence's length, by the textbook table. */
+  const lcs = (a: string[], b: string[]) => {
+    const t = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0))
+    for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) t[i][j] = a[i - 1] === b[j - 1] ? t[i - 1][j - 1] + 1 : Math.max(t[i - 1][j], t[i][j - 1])
+    return t[a.length][b.length]
+  }
+  it('rebuilds both versions, keeps a longest common subsequence, and pairs every line once side by side', () => {
+    const lines = fc.array(fc.constantFrom('a', 'b', 'c', 'd', ''), { maxLength: 30 })
+    fc.assert(
+      fc.property(lines, lines, (a, b) => {
+        const ops = lineDiff(a, b)!
+        expect(ops.flatMap((o) => (o.op === 'add' ? [] : [o.a]))).toEqual(a)
+        expect(ops.flatMap((o) => (o.op === 'del' ? [] : [o.b]))).toEqual(b)
+        expect(ops.filter((o) => o.op === 'same').length).toBe(lcs(a, b))
+        const rows = sideBySide(ops)
+        expect(rows.flatMap((r) => (r.left === undefined ? [] : [r.left]))).toEqual(a)
+        expect(rows.flatMap((r) => (r.right === undefined ? [] : [r.right]))).toEqual(b)
+      }),
+      { numRuns: 300 },
+    )
+  })
+  it('gives up (null) above its size limit instead of freezing the page', () => {
+    const a = Array.from({ length: 3000 }, (_, i) => `a${i}`)
+    const b = Array.from({ length: 3000 }, (_, i) => `b${i}`)
+    expect(lineDiff(a, b)).toBeNull()
+    expect(lineDiff([...a, 'x'], [...a, 'y'])).toHaveLength(3002) // the common head is cheap
   })
 })
