@@ -6,6 +6,7 @@
  * `test-output/browser/` (AXIOMATIC_SCREENSHOTS overrides), kept after the run; the page must log no
  * error (a CSP violation or a script error fails the test).
  */
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -13,14 +14,15 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { serve, type Served } from '../js'
-import { ROOT, tmpdir } from './helpers'
+import { BIN, ROOT, tmpdir } from './helpers'
+import { TZ, originalFolder } from './original-backup'
 import { engineBackup } from './serve-fixture'
 import { needs } from './tools'
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p)) ?? 'chromium'
 const OUT = process.env.AXIOMATIC_SCREENSHOTS ?? path.join(ROOT, 'test-output', 'browser')
 
-describe.skipIf(needs('the page in a real browser', ['chromium']))('backup serve in Chromium', () => {
+describe.skipIf(needs('the page in a real browser', ['chromium', 'python3']))('backup serve in Chromium', () => {
   let f: Awaited<ReturnType<typeof engineBackup>>
   let s: Served
   let browser: Browser
@@ -152,6 +154,35 @@ describe.skipIf(needs('the page in a real browser', ['chromium']))('backup serve
     await page.waitForSelector('main .panel')
     expect(await page.$eval('main .panel', (p) => p.textContent ?? '')).toContain('Last run: ok')
     await shot('status')
+  })
+
+  it('works on a backup folder made by backup.py: the timeline, and a version it overwrote in place marked', async () => {
+    const o = originalFolder()
+    const child = spawn(process.execPath, [BIN, 'serve', '--dst', o.dst], { env: { ...process.env, TZ }, stdio: ['ignore', 'pipe', 'inherit'] })
+    try {
+      const url = await new Promise<string>((ok, fail) => {
+        let out = ''
+        child.stdout.on('data', (d) => {
+          out += d
+          if (out.includes('\n')) ok(out.split('\n')[0])
+        })
+        child.on('exit', (code) => fail(new Error(`serve exited ${code}`)))
+      })
+      await page.goto(url, { waitUntil: 'networkidle0' })
+      await page.waitForSelector('main table tbody tr')
+      const names = await texts('main table tbody tr td:first-child a')
+      expect([...names].sort()).toEqual([...o.names].sort())
+      expect(await page.$eval('main', (m) => m.textContent ?? '')).toContain('new or changed')
+      await shot('original-timeline')
+      const origin = new URL(url).origin
+      await page.goto(`${origin}/#/tree?path=docs&at=${o.names[0]}`, { waitUntil: 'networkidle0' })
+      await page.waitForSelector('main table tbody tr')
+      const row = await page.$$eval('main table tbody tr', (rows) => rows.map((r) => r.textContent ?? '').find((t) => t.startsWith('a.txt')))
+      expect(row).toContain('overwritten')
+      await shot('original-browse')
+    } finally {
+      child.kill('SIGTERM')
+    }
   })
 
   it('logged no script error and no Content-Security-Policy violation', () => {
