@@ -156,6 +156,28 @@ describe.skipIf(needs('the page in a real browser', ['chromium', 'python3']))('b
     await shot('status')
   })
 
+  it('restores a folder from the page only when the server allows it', async () => {
+    await page.goto(`${s.origin}/#/tree?path=docs`, { waitUntil: 'networkidle0' })
+    await page.waitForSelector('main table tbody tr')
+    expect(await page.$('#restore-to')).toBeNull() // this server is read-only: no restore form
+    const s3 = await serve(f.dst, { allowRestore: true })
+    try {
+      await page.goto(s3.url, { waitUntil: 'networkidle0' })
+      await page.goto(`${s3.origin}/#/tree?path=docs&at=${f.names[0]}`, { waitUntil: 'networkidle0' })
+      await page.waitForSelector('#restore-to')
+      const to = path.join(tmpdir('page-restore-'), 'out')
+      await page.type('#restore-to', to)
+      await page.click('section[aria-label=Restore] button[type=submit]')
+      await page.waitForFunction(() => document.querySelector('section[aria-label=Restore] [role=status] p')?.textContent?.startsWith('Restored'))
+      expect(fs.readFileSync(path.join(to, 'docs/a.txt'), 'utf8')).toBe('a version 1\n')
+      expect(fs.readFileSync(path.join(to, 'docs/b.txt'), 'utf8')).toBe('bee\n')
+      expect(fs.existsSync(path.join(to, 'docs/sub/d.txt'))).toBe(false) // not there yet at that point
+      await shot('restore')
+    } finally {
+      await s3.close()
+    }
+  })
+
   it('works on a backup folder made by backup.py: the timeline, and a version it overwrote in place marked', async () => {
     const o = originalFolder()
     const child = spawn(process.execPath, [BIN, 'serve', '--dst', o.dst], { env: { ...process.env, TZ }, stdio: ['ignore', 'pipe', 'inherit'] })
