@@ -366,6 +366,29 @@ describe('backup serve on a backup made by the engine', () => {
     }
   })
 
+  it('damaged metadata: named by status, increments, history and search; a point after it cannot be shown (ECORRUPT), one before it can', async () => {
+    const g = await engineBackup()
+    const meta = path.join(g.dst, g.names[1], `${g.names[1]}.json`)
+    fs.writeFileSync(meta, fs.readFileSync(meta).subarray(0, 40)) // cut short
+    const s2 = await serve(g.dst)
+    try {
+      const c2 = client(s2.origin, s2.token)
+      expect((await c2.json('/api/status')).damaged.map((d: any) => d.increment)).toEqual([g.names[1]])
+      expect((await c2.json('/api/increments')).damaged.map((d: any) => d.increment)).toEqual([g.names[1]])
+      expect((await c2.json('/api/history?path=docs/a.txt')).skipped).toEqual([g.names[1]])
+      expect((await c2.json('/api/search?mask=a.txt')).skipped).toEqual([g.names[1]])
+      const later = await c2.get('/api/tree' + c2.q({ at: g.names[2] }))
+      expect(later.status).toBe(500)
+      const err = (await later.json()).error
+      expect(err.code).toBe('ECORRUPT')
+      expect(err.message).toContain(g.names[1])
+      expect((await c2.get('/api/tree' + c2.q({ at: g.names[0] }))).status).toBe(200)
+      expect((await c2.get('/api/tree')).status).toBe(200) // the latest state is the mirror
+    } finally {
+      await s2.close()
+    }
+  })
+
   it('GET /api/history is `backup history --json`', async () => {
     const h = await c.json('/api/history?path=docs/a.txt')
     expect(h).toEqual(JSON.parse(JSON.stringify(await history(f.dst, 'docs/a.txt'))))
