@@ -22,6 +22,9 @@ import { lineDiff, sideBySide } from '../ui/diff.js'
 
 const sha = (b: Buffer | string) => crypto.createHash('sha256').update(b).digest('hex')
 
+/** The paths of a diff with one status. */
+const paths = (d: any, status: 'added' | 'removed' | 'changed') => d.items.filter((i: any) => i.status === status).map((i: any) => i.path)
+
 /** A small client of one server. */
 function client(origin: string, token: string) {
   const get = (route: string, init: RequestInit = {}) =>
@@ -422,25 +425,26 @@ describe('backup serve on a backup made by the engine', () => {
     const d = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[1] }))
     expect(d.from).toBe(f.names[0])
     expect(d.to).toBe(f.names[1])
-    expect(d.added.map((x: any) => x.path)).toEqual(['docs/sub/d.txt'])
-    expect(d.removed.map((x: any) => x.path)).toEqual(['docs/b.txt'])
-    expect(d.changed.map((x: any) => x.path)).toEqual(['docs/a.txt'])
-    expect(d.changed[0].before.sha256).toBe(sha('a version 1\n'))
-    expect(d.changed[0].after.sha256).toBe(sha('a version 2, longer\nsecond line\n'))
+    expect(paths(d, 'added')).toEqual(['docs/sub/d.txt'])
+    expect(paths(d, 'removed')).toEqual(['docs/b.txt'])
+    expect(paths(d, 'changed')).toEqual(['docs/a.txt'])
+    const a = d.items.find((i: any) => i.path === 'docs/a.txt')
+    expect(a).toMatchObject({ status: 'changed', from: { increment: f.names[0], sha256: sha('a version 1\n') }, to: { increment: f.names[1], sha256: sha('a version 2, longer\nsecond line\n') } })
+    expect(d).toMatchObject({ added: 1, removed: 1, changed: 1, addedBytes: 4, removedBytes: 4, changedBytes: 32 - 12 })
     const def = await c.json('/api/diff')
     expect([def.from, def.to]).toEqual([f.names[1], f.names[2]])
-    expect(def.added.map((x: any) => x.path)).toEqual(['docs/b.txt'])
-    expect(def.removed.map((x: any) => x.path)).toEqual(['src/main.py'])
-    expect(def.changed.map((x: any) => x.path)).toEqual(['docs/a.txt', 'docs/sub/c.txt'])
+    expect(paths(def, 'added')).toEqual(['docs/b.txt'])
+    expect(paths(def, 'removed')).toEqual(['src/main.py'])
+    expect(paths(def, 'changed')).toEqual(['docs/a.txt', 'docs/sub/c.txt'])
     const sub = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[2], path: 'docs/sub' }))
-    expect(sub.added.map((x: any) => x.path)).toEqual(['docs/sub/d.txt'])
-    expect(sub.changed.map((x: any) => x.path)).toEqual(['docs/sub/c.txt'])
+    expect(paths(sub, 'added')).toEqual(['docs/sub/d.txt'])
+    expect(paths(sub, 'changed')).toEqual(['docs/sub/c.txt'])
     // The diff agrees with two restores.
     const [ra, rb] = [await restored(f.dst, f.names[0]), await restored(f.dst, f.names[2])]
     const all = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[2] }))
-    expect(all.added.map((x: any) => x.path)).toEqual([...rb.keys()].filter((p) => !ra.has(p)).sort())
-    expect(all.removed.map((x: any) => x.path)).toEqual([...ra.keys()].filter((p) => !rb.has(p)).sort())
-    expect(all.changed.map((x: any) => x.path)).toEqual([...ra.keys()].filter((p) => rb.has(p) && ra.get(p)!.sha !== rb.get(p)!.sha).sort())
+    expect(paths(all, 'added')).toEqual([...rb.keys()].filter((p) => !ra.has(p)).sort())
+    expect(paths(all, 'removed')).toEqual([...ra.keys()].filter((p) => !rb.has(p)).sort())
+    expect(paths(all, 'changed')).toEqual([...ra.keys()].filter((p) => rb.has(p) && ra.get(p)!.sha !== rb.get(p)!.sha).sort())
   })
 
   it('GET /api/sizes gives the tracked bytes at each increment and the mirror now', async () => {
@@ -605,8 +609,8 @@ describe.skipIf(needs('backup.py format fixtures', ['python3']))('backup serve o
       expect(aAt0).toMatchObject({ size: 12, sha256: null, warning: 'overwritten-version' }) // backup.py rewrote it in place
       const [a, b] = [points.get(names[0])!, points.get(names[2])!]
       const d = await c.json('/api/diff' + c.q({ from: names[0], to: names[2] }))
-      expect(d.added.map((x: any) => x.path)).toEqual([...b.keys()].filter((k) => !a.has(k)).sort())
-      expect(d.removed.map((x: any) => x.path)).toEqual([...a.keys()].filter((k) => !b.has(k)).sort())
+      expect(paths(d, 'added')).toEqual([...b.keys()].filter((k) => !a.has(k)).sort())
+      expect(paths(d, 'removed')).toEqual([...a.keys()].filter((k) => !b.has(k)).sort())
       const t = await untar(Buffer.from(await (await c.get('/api/archive?path=docs')).arrayBuffer()))
       for (const [k, w] of points.get(undefined)!) if (k.startsWith('docs/')) expect(sha(t.get(k)!.data), k).toBe(w.sha)
       const st = await c.json('/api/status')
@@ -626,8 +630,8 @@ describe.skipIf(needs('backup.py format fixtures', ['python3']))('backup serve o
       expect(after.slice(0, names.length)).toEqual(names)
       for (const at of [...after, undefined]) await expectSameAsRestore(c, f.dst, at, restoreAt(at))
       const d2 = await c.json('/api/diff')
-      expect(d2.added.map((x: any) => x.path)).toContain('docs/e.txt')
-      expect(d2.changed.map((x: any) => x.path)).toContain('docs/c.txt')
+      expect(paths(d2, 'added')).toContain('docs/e.txt')
+      expect(paths(d2, 'changed')).toContain('docs/c.txt')
       expect((await c.json('/api/history?path=docs/c.txt')).versions.at(-1).sha256).toBe(sha('sea, changed after adoption\n'))
     } finally {
       p.child.kill('SIGTERM')

@@ -411,19 +411,20 @@ async function diffView(params) {
   from = d.from
   form.querySelector('#sel-from').value = d.from ?? ''
   form.querySelector('#sel-to').value = d.to ?? ''
-  const row = (x) => [h('a', { href: link('history', { path: x.path }) }, x.path), bytes(x.size), short(x.sha256), x.from]
-  const t = d.totals
+  const of = (status) => d.items.filter((i) => i.status === status)
+  const pathLink = (x) => h('a', { href: link('history', { path: x.path }) }, x.path)
+  const row = (x, v) => [pathLink(x), bytes(v.size), short(v.sha256), v.increment]
   return [
     form,
-    h('p', {}, `${d.from} → ${d.to ?? 'latest state'}${d.path ? ` under ${d.path}` : ''}: ${t.added} added (${bytes(t.addedBytes)}), ${t.removed} removed (${bytes(t.removedBytes)}), ${t.changed} changed, ${t.unchanged} unchanged.`),
-    h('h2', {}, `Added (${t.added})`),
-    table(['Path', 'Size', 'SHA-256', 'From'], d.added.map(row), [1]),
-    h('h2', {}, `Removed (${t.removed})`),
-    table(['Path', 'Size', 'SHA-256', 'From'], d.removed.map(row), [1]),
-    h('h2', {}, `Changed (${t.changed})`),
+    h('p', {}, `${d.from} → ${d.to ?? 'latest state'}${d.path ? ` under ${d.path}` : ''}: ${d.added} added (${bytes(d.addedBytes)}), ${d.removed} removed (${bytes(d.removedBytes)}), ${d.changed} changed, ${d.unchanged} unchanged.`),
+    h('h2', {}, `Added (${d.added})`),
+    table(['Path', 'Size', 'SHA-256', 'From'], of('added').map((x) => row(x, x.to)), [1]),
+    h('h2', {}, `Removed (${d.removed})`),
+    table(['Path', 'Size', 'SHA-256', 'From'], of('removed').map((x) => row(x, x.from)), [1]),
+    h('h2', {}, `Changed (${d.changed})`),
     table(
       ['Path', 'Size before', 'Size after', 'SHA-256 before', 'SHA-256 after'],
-      d.changed.map((c) => [h('a', { href: link('history', { path: c.path }) }, c.path), bytes(c.before.size), bytes(c.after.size), short(c.before.sha256), short(c.after.sha256)]),
+      of('changed').map((x) => [pathLink(x), bytes(x.from.size), bytes(x.to.size), short(x.from.sha256), short(x.to.sha256)]),
       [1, 2],
     ),
   ]

@@ -143,25 +143,46 @@ export interface TreeResult {
   pendingRun: PendingRun | null
 }
 
-/** One side of a difference. */
+/** One side of a differing path: the version at that point (the schema of `backup diff --json`). */
 export interface DiffSide {
+  /** The increment holding this version, or `mirror` (an untracked file, or the latest state). */
+  increment: string
   size: number
-  kind: 'file' | 'symlink'
   sha256: string | null
   mtimeNs: string | null
-  from: string
+  mode: number | null
+  kind: 'file' | 'symlink'
 }
 
-/** `GET /api/diff`: what changed between two points in time. */
+/** One path that differs. */
+export interface DiffItem {
+  path: string
+  status: 'added' | 'removed' | 'changed'
+  /** The version at `from` (null when added). */
+  from: DiffSide | null
+  /** The version at `to` (null when removed). */
+  to: DiffSide | null
+}
+
+/**
+ * `GET /api/diff`: what changed between two points in time, in the schema of `backup diff --json`,
+ * plus `path` (the folder compared) and `unchanged`.
+ */
 export interface DiffResult {
   /** The increments of the two points (null: the latest state). */
   from: string | null
   to: string | null
   path: string
-  added: (DiffSide & { path: string })[]
-  removed: (DiffSide & { path: string })[]
-  changed: { path: string; before: DiffSide; after: DiffSide }[]
-  totals: { added: number; removed: number; changed: number; unchanged: number; addedBytes: number; removedBytes: number }
+  added: number
+  removed: number
+  changed: number
+  unchanged: number
+  addedBytes: number
+  removedBytes: number
+  /** Sum over changed files of (size at `to` − size at `from`). */
+  changedBytes: number
+  /** Sorted by path. */
+  items: DiffItem[]
 }
 
 /** `GET /api/sizes`: the tracked state's size at each increment, and the mirror's now. */
@@ -414,35 +435,33 @@ export class BackupData {
       if (!from || !to) throw notFound('a difference needs two points in time; this backup has fewer than two increments')
     }
     const [a, b] = await Promise.all([this.point(prefix, from), this.point(prefix, to)])
-    const side = (f: PointFile): DiffSide => ({ size: f.size, kind: f.kind, sha256: f.sha256, mtimeNs: f.mtimeNs, from: f.from })
+    const side = (f: PointFile): DiffSide => ({ increment: f.from, size: f.size, sha256: f.sha256, mtimeNs: f.mtimeNs, mode: f.mode, kind: f.kind })
     const before = new Map(a.files.map((f) => [f.path, f]))
     const after = new Map(b.files.map((f) => [f.path, f]))
-    const out: DiffResult = {
+    const items: DiffItem[] = []
+    let unchanged = 0
+    for (const [p, x] of before) {
+      const y = after.get(p)
+      if (!y) items.push({ path: p, status: 'removed', from: side(x), to: null })
+      else if (differs(x, y)) items.push({ path: p, status: 'changed', from: side(x), to: side(y) })
+      else unchanged++
+    }
+    for (const [p, y] of after) if (!before.has(p)) items.push({ path: p, status: 'added', from: null, to: side(y) })
+    items.sort((x, y) => cmp(x.path, y.path))
+    const sum = (status: DiffItem['status'], size: (i: DiffItem) => number) => items.filter((i) => i.status === status).reduce((t, i) => t + size(i), 0)
+    return {
       from: a.at,
       to: b.at,
       path: prefix,
-      added: [],
-      removed: [],
-      changed: [],
-      totals: { added: 0, removed: 0, changed: 0, unchanged: 0, addedBytes: 0, removedBytes: 0 },
+      added: items.filter((i) => i.status === 'added').length,
+      removed: items.filter((i) => i.status === 'removed').length,
+      changed: items.filter((i) => i.status === 'changed').length,
+      unchanged,
+      addedBytes: sum('added', (i) => i.to!.size),
+      removedBytes: sum('removed', (i) => i.from!.size),
+      changedBytes: sum('changed', (i) => i.to!.size - i.from!.size),
+      items,
     }
-    for (const [p, x] of before) {
-      const y = after.get(p)
-      if (!y) out.removed.push({ path: p, ...side(x) })
-      else if (differs(x, y)) out.changed.push({ path: p, before: side(x), after: side(y) })
-      else out.totals.unchanged++
-    }
-    for (const [p, y] of after) if (!before.has(p)) out.added.push({ path: p, ...side(y) })
-    out.added.sort((x, y) => cmp(x.path, y.path))
-    out.removed.sort((x, y) => cmp(x.path, y.path))
-    out.changed.sort((x, y) => cmp(x.path, y.path))
-    const t = out.totals
-    t.added = out.added.length
-    t.removed = out.removed.length
-    t.changed = out.changed.length
-    t.addedBytes = out.added.reduce((s, x) => s + x.size, 0)
-    t.removedBytes = out.removed.reduce((s, x) => s + x.size, 0)
-    return out
   }
 
   /**
