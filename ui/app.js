@@ -205,7 +205,7 @@ async function tree(params) {
         : e.type === 'symlink'
           ? h('span', { class: 'dim' }, 'symlink')
           : h('a', { href: fileUrl(e.path, at), download: e.name }, 'download')
-    const from = e.type === 'dir' ? h('span', { class: 'dim' }, `${e.files} ${e.files === 1 ? 'file' : 'files'}`) : e.untracked ? h('span', { class: 'dim', title: 'Untracked: the mirror’s current copy, no history kept' }, 'mirror (untracked)') : e.from
+    const from = e.type === 'dir' ? h('span', { class: 'dim' }, e.files === undefined ? '' : `${e.files} ${e.files === 1 ? 'file' : 'files'}`) : e.untracked ? h('span', { class: 'dim', title: 'Untracked: the mirror’s current copy, no history kept' }, 'mirror (untracked)') : e.from
     return [name, bytes(e.size), nsTime(e.mtimeNs), from, e.warning ? h('span', { class: 'warn', title: 'backup.py overwrote this file in place: the stored bytes are a later version' }, 'overwritten') : short(e.sha256), dl]
   })
   const out = [

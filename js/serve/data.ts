@@ -41,7 +41,6 @@ import {
 import { parseWhen } from '../explore/filters'
 import { native } from '../native'
 import { bytesName, displayName, nameBytes } from '../names'
-import type { Warning } from '../warnings'
 
 /** An API failure with its HTTP status and a stable code (`{error: {code, message}}`). */
 export class ServeError extends Error {
@@ -737,4 +736,3 @@ function differs(x: PointFile, y: PointFile): boolean {
   return x.mtimeNs !== y.mtimeNs
 }
 
-export type { Warning }
