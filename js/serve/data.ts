@@ -19,7 +19,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 
-import tar from 'tar-stream'
+import type { Pack } from 'tar-stream'
 
 import { ConfigError } from '../errors'
 import {
@@ -549,7 +549,7 @@ export class BackupData {
     if (prefix && p.files.length === 0) throw notFound(`there is nothing at ${JSON.stringify(prefix)} ${p.at ? `at ${p.at}` : 'in the latest state'}`)
     const top = prefix ? displayName(prefix.split('/').pop()!) : `backup-${p.at ?? 'latest'}`
     const parent = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : ''
-    const pack = tar.pack()
+    const pack = await tarPack()
     const files = [...p.files].sort((a, b) => cmp(a.path, b.path))
     const problems: string[] = []
     // A client that stops the download closes the pack: the file being read is closed with it.
@@ -711,6 +711,12 @@ export class BackupData {
       throw e
     }
   }
+}
+
+/** `tar-stream` is loaded on first use: every other command of the CLI runs without it. */
+async function tarPack(): Promise<Pack> {
+  const { pack } = await import('tar-stream')
+  return pack()
 }
 
 /** The real path of an open descriptor (Linux `/proc/self/fd`), or null where there is none. */
