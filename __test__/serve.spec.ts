@@ -577,6 +577,20 @@ describe('backup serve, the command', () => {
     const bad = spawnSync(process.execPath, [BIN, 'serve', '--dst', '/tmp', '--port', '70000'], { encoding: 'utf8' })
     expect(bad.status).toBe(64)
   })
+
+  it('a port in use is exit 2 with the reason', async () => {
+    const f = await engineBackup()
+    const s = await serve(f.dst)
+    try {
+      const port = new URL(s.origin).port
+      const r = spawnSync(process.execPath, [BIN, 'serve', '--dst', f.dst, '--port', port], { encoding: 'utf8', timeout: 20_000 })
+      expect(r.status).toBe(2)
+      expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${port}: the port is in use`)
+      expect(r.stdout).toBe('')
+    } finally {
+      await s.close()
+    }
+  })
 })
 
 describe.skipIf(needs('backup.py format fixtures', ['python3']))('backup serve on a backup folder made by backup.py', () => {

@@ -294,9 +294,13 @@ export async function serve(dst: string, options: ServeOptions = {}): Promise<Se
     handle(req, res).catch((e) => sendError(res, e))
   })
   await new Promise<void>((ok, fail) => {
-    server.once('error', fail)
+    const refused = (e: NodeJS.ErrnoException) => {
+      const why = e.code === 'EADDRINUSE' ? 'the port is in use; choose another --port (0: any free one)' : e.code === 'EACCES' ? 'not allowed (ports below 1024 need root)' : e.message
+      fail(new BackupError('EIO', `cannot listen on ${host}:${options.port ?? 0}: ${why}`, undefined, { cause: e }))
+    }
+    server.once('error', refused)
     server.listen(options.port ?? 0, host, () => {
-      server.off('error', fail)
+      server.off('error', refused)
       ok()
     })
   })
