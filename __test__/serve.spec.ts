@@ -392,6 +392,27 @@ describe('backup serve on a backup made by the engine', () => {
     }
   })
 
+  it('a name that is not UTF-8 is listed as the metadata spells it, downloaded by that name, shown as \\xNN in a tar', async () => {
+    const g = await engineBackup()
+    const raw = Buffer.concat([Buffer.from(path.join(g.src, 'docs') + '/'), Buffer.from([0x66, 0xff, 0x2e, 0x74, 0x78, 0x74])]) // f\xff.txt
+    fs.writeFileSync(raw, 'latin-1 name\n')
+    await backup(loadConfig(g.config))
+    const s2 = await serve(g.dst)
+    try {
+      const c2 = client(s2.origin, s2.token)
+      const e = (await c2.json('/api/tree?path=docs')).entries.find((x: any) => x.name.startsWith('f') && x.name.endsWith('.txt'))
+      expect(e.name).toBe('f\u{10FFFF}.txt')
+      const r = await c2.get('/api/file' + c2.q({ path: e.path }))
+      expect(r.status).toBe(200)
+      expect(await r.text()).toBe('latin-1 name\n')
+      expect(r.headers.get('content-disposition')).toBe(`attachment; filename="f_xff.txt"; filename*=UTF-8''f%5Cxff.txt`) // as the CLI shows it: f\xff.txt
+      const t = await untar(Buffer.from(await (await c2.get('/api/archive?path=docs')).arrayBuffer()))
+      expect(t.get('docs/f\\xff.txt')?.data.toString()).toBe('latin-1 name\n')
+    } finally {
+      await s2.close()
+    }
+  })
+
   it('GET /api/history is `backup history --json`', async () => {
     const h = await c.json('/api/history?path=docs/a.txt')
     expect(h).toEqual(JSON.parse(JSON.stringify(await history(f.dst, 'docs/a.txt'))))
