@@ -25,6 +25,7 @@ const PACKAGES: Record<string, string> = {
   python3: 'python3',
   strace: 'strace',
   pgrep: 'procps',
+  chromium: 'chromium',
 }
 
 function have(tool: string): boolean {

@@ -49,6 +49,8 @@ export type {
   DamagedMetadata,
   PendingRun,
 } from './explore'
+export { serve, BackupData } from './serve'
+export type { ServeOptions, Served, TreeResult, TreeEntry, DiffResult, SizesResult } from './serve'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'
 export { restoreScript, shQuote } from './explore/script'

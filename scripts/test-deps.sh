@@ -25,6 +25,7 @@ getfattr:attr
 python3:python3
 strace:strace
 pgrep:procps
+chromium:chromium
 "
 
 have() {

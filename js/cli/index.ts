@@ -19,6 +19,7 @@ import RepairCommand from './commands/repair'
 import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
 import SearchCommand from './commands/search'
+import ServeCommand from './commands/serve'
 import StatusCommand from './commands/status'
 import VerifyCommand from './commands/verify'
 
@@ -49,6 +50,7 @@ export function makeCli(colored = false): Cli {
   cli.register(RestoreCommand)
   cli.register(SearchCommand)
   cli.register(StatusCommand)
+  cli.register(ServeCommand)
   cli.register(ChecksumCommand)
   cli.register(VerifyCommand)
   cli.register(CompareCommand)
