@@ -17,6 +17,7 @@ import PruneCommand from './commands/prune'
 import RecreateCommand from './commands/recreate'
 import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
+import ScheduleCommand from './commands/schedule'
 import SearchCommand from './commands/search'
 import StatusCommand from './commands/status'
 import VerifyCommand from './commands/verify'
@@ -52,6 +53,7 @@ export function makeCli(colored = false): Cli {
   cli.register(VerifyCommand)
   cli.register(CompareCommand)
   cli.register(KeygenCommand)
+  cli.register(ScheduleCommand)
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   return cli
