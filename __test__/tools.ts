@@ -23,6 +23,7 @@ const PACKAGES: Record<string, string> = {
   setfattr: 'attr',
   getfattr: 'attr',
   python3: 'python3',
+  'systemd-analyze': 'systemd',
 }
 
 function have(tool: string): boolean {

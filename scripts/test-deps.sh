@@ -23,6 +23,7 @@ getfacl:acl
 setfattr:attr
 getfattr:attr
 python3:python3
+systemd-analyze:systemd
 "
 
 have() {

@@ -87,13 +87,31 @@ impl ScrubState {
     let l = Layout::new(dst);
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let text = serde_json::to_vec(self).expect("plain data serializes");
-    util::write_atomic(&l.scrub, |f| std::io::Write::write_all(f, &text))
+    util::write_atomic(&l.scrub, |f| std::io::Write::write_all(f, &text))?;
+    remove_dead_temps(&l);
+    Ok(())
   }
 
   /// Remembers a corruption (once per location and path).
   pub fn remember(&mut self, r: Remembered) {
     if !self.corrupt.iter().any(|c| c.location == r.location && c.path == r.path) {
       self.corrupt.push(r);
+    }
+  }
+}
+
+/// Removes the temp files of the record that killed scrubs left (those of
+/// a process that still runs are its own, in flight, and stay).
+fn remove_dead_temps(l: &Layout) {
+  let Ok(rd) = fs::read_dir(&l.meta) else { return };
+  let prefix = format!(".{}.tmp-", l.scrub.file_name().unwrap().to_string_lossy());
+  for e in rd.flatten() {
+    let name = e.file_name().to_string_lossy().into_owned();
+    let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<i32>().ok()) else { continue };
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = pid == std::process::id() as i32 || unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !alive {
+      let _ = fs::remove_file(e.path());
     }
   }
 }
