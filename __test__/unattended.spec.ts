@@ -373,7 +373,7 @@ describe('scrubs that resume', () => {
 describe('status --max-age', () => {
   const status = (dst: string, at: number, extra: string[] = []) =>
     cli(['status', '--dst', dst, '--max-age', '26h', '--json', ...extra], { env: { AXIOMATIC_NOW: String(at) } })
-  const codes = (r: { stdout: string }) => json(r).alarms.map((a: { code: string }) => a.code)
+  const codes = (r: { stdout: string; stderr: string }) => json(r).alarms.map((a: { code: string }) => a.code)
 
   it('exits 0 when fresh, 2 with the reason when stale, failed or damaged (clock faked)', async () => {
     const w = backedUp(3)

@@ -1178,7 +1178,13 @@ pub fn scrub_summary(dst: String) -> BindingScrubSummary {
     corrupt: s
       .corrupt
       .into_iter()
-      .map(|c| BindingRememberedCorruption { location: c.location, path: c.path, status: c.status, detail: c.detail, found_ms: c.found_ms as f64 })
+      .map(|c| BindingRememberedCorruption {
+        location: c.location,
+        path: c.path,
+        status: c.status,
+        detail: c.detail,
+        found_ms: c.found_ms as f64,
+      })
       .collect(),
   }
 }

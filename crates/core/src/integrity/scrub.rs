@@ -109,7 +109,9 @@ fn remove_dead_temps(l: &Layout) {
     let name = e.file_name().to_string_lossy().into_owned();
     let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<i32>().ok()) else { continue };
     // SAFETY: signal 0 only asks whether the process exists.
-    let alive = pid == std::process::id() as i32 || unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let alive = pid == std::process::id() as i32
+      || unsafe { libc::kill(pid, 0) } == 0
+      || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     if !alive {
       let _ = fs::remove_file(e.path());
     }

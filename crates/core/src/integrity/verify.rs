@@ -537,9 +537,9 @@ fn scrub_chunk(selected: usize) -> usize {
 pub fn verify_backup_with(dst: &Path, o: &BackupVerifyOptions, progress: &Progress) -> Result<BackupVerifyResult, Error> {
   let source = o.source.as_deref();
   let threads = o.threads;
-  let now = o.now_ms.unwrap_or_else(|| {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-  });
+  let now = o
+    .now_ms
+    .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
   if let Some(f) = o.scrub {
     if !(f > 0.0 && f <= 1.0) {
       return Err(Error::config(format!("--scrub must be a share from 0% (excluded) to 100%, got {}%", f * 100.0)));
@@ -636,7 +636,8 @@ pub fn verify_backup_with(dst: &Path, o: &BackupVerifyOptions, progress: &Progre
     let take = ((total as f64 * f).ceil() as usize).min(total);
     order.truncate(take);
     let never = order.iter().filter(|&&i| !record.verified.contains_key(&all_keys[i])).count();
-    res.scrub = Some(ScrubRun { fraction: f, total: total as u64, selected: take as u64, never_verified_before: never as u64, ..Default::default() });
+    res.scrub =
+      Some(ScrubRun { fraction: f, total: total as u64, selected: take as u64, never_verified_before: never as u64, ..Default::default() });
   }
   let keys: Vec<String> = order.iter().map(|&i| all_keys[i].clone()).collect();
   let mut checks: Vec<Check> = {
