@@ -10,6 +10,7 @@ import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
+import { acquireLock } from '../js'
 import { BIN, cli, increments, workspace, writeConfig } from './helpers'
 import { needs } from './tools'
 
@@ -248,6 +249,27 @@ describe('retention after a run', () => {
     expect(j.reasons).toEqual([])
     expect(increments(w.dst)).toEqual([before.at(-1), newest])
     expect(j.prune.removed).toEqual(before.slice(0, 3))
+  })
+
+  it('never runs beside another command: a job that finds the lock taken does nothing, notifies nobody, exits 2', async () => {
+    const w = await fourIncrements()
+    const n = notifyScript(w.dir)
+    const config = writeConfig(w.dir, { src: 'src', dst: 'dst', track_dirs: ['**'], retention: { keep_last: 1 }, scrub: '100%', notify: { command: n.argv } })
+    change(w.src, 5)
+    const before = increments(w.dst)
+    const release = acquireLock(w.dst, 'test')
+    try {
+      const r = cli(['run', '--unattended', '--json', '-c', config])
+      expect(r.status, r.stderr).toBe(2)
+      const j = json(r)
+      expect(j.runError.code).toBe('ELOCKED')
+      expect([j.reasons, j.prune, j.scrub, j.notified]).toEqual([[], null, null, false])
+    } finally {
+      release()
+    }
+    expect(increments(w.dst)).toEqual(before)
+    expect(fs.existsSync(n.out)).toBe(false)
+    expect(fs.existsSync(path.join(w.dst, '.axiomatic/scrub.json'))).toBe(false)
   })
 
   it('is refused when the newest increment does not verify', async () => {

@@ -622,8 +622,8 @@ pub fn verify_backup_with(dst: &Path, o: &BackupVerifyOptions, progress: &Progre
   let (mut record, record_error) = if keep { scrub::ScrubState::load(dst) } else { Default::default() };
   res.scrub_state_error = record_error;
   let all_keys: Vec<String> = checks.iter().map(|c| scrub::key(&c.location, &c.rel)).collect();
-  if o.only.is_none() {
-    // Versions no longer stored (pruned increments) are forgotten.
+  if o.only.is_none() && res.state_error.is_none() && res.damaged.is_empty() {
+    // Versions no longer stored (pruned increments) are forgotten; not while some cannot be listed.
     let live: std::collections::HashSet<&str> = all_keys.iter().map(String::as_str).collect();
     record.verified.retain(|k, _| live.contains(k.as_str()));
   }
