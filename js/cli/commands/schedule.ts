@@ -26,7 +26,7 @@ export default class ScheduleCommand extends ProfileCommand {
     `,
     examples: [
       ['Back up usb.json every night (systemd timer, or cron)', '$0 schedule install --config usb.json --every daily'],
-      ['Every hour, at 02:30 instead', '$0 schedule install -c usb.json --every 1h'],
+      ['Every hour', '$0 schedule install -c usb.json --every 1h'],
       ['At 02:30 every night, as a cron expression', '$0 schedule install -c usb.json --every "30 2 * * *"'],
       ['Use cron even where systemd runs', '$0 schedule install -c usb.json --every daily --via cron'],
       ['What is installed for this profile', '$0 schedule show -c usb.json'],
