@@ -432,6 +432,23 @@ describe('status --max-age', () => {
   })
 })
 
+describe('status --max-age when the backup is out of reach', () => {
+  it('a backup folder that is gone (the disk not mounted) is an alarm (exit 2) and notify is told', () => {
+    const w = backedUp(1)
+    const n = notifyScript(w.dir)
+    const config = writeConfig(w.dir, { src: 'src', dst: 'dst', track_dirs: ['**'], notify: { command: n.argv } })
+    fs.renameSync(w.dst, path.join(w.dir, 'elsewhere'))
+    const r = cli(['status', '-c', config, '--max-age', '26h', '--json'])
+    expect(r.status, r.stderr).toBe(2)
+    expect(json(r).alarms.map((a: { code: string }) => a.code)).toEqual(['unreachable'])
+    const body = JSON.parse(JSON.parse(fs.readFileSync(n.out, 'utf8')).stdin)
+    expect(body).toMatchObject({ event: 'status', dst: w.dst, exitCode: 2 })
+    expect(body.reasons[0].message).toContain('does not exist')
+    // Without --max-age it stays what it was: a usage error (no backup there).
+    expect(cli(['status', '-c', config]).status).toBe(64)
+  })
+})
+
 describe('notify', () => {
   it('runs the command with the JSON body on stdin and in AXIOMATIC_NOTIFY when a scheduled run fails', () => {
     const w = backedUp(2)

@@ -1,11 +1,12 @@
 import fs from 'node:fs'
 import os from 'node:os'
+import path from 'node:path'
 
 import { Command, Option, UsageError } from 'clipanion'
 
 import { now } from '../../clock'
-import { loadConfig } from '../../config'
-import { describeDamage, status } from '../../explore'
+import { loadConfig, loadNotify } from '../../config'
+import { describeDamage, status, type BackupStatus } from '../../explore'
 import { ExitCode, type ExitCodeValue } from '../../errors'
 import { age, alarms, parseDuration, sendNotification, type Reason } from '../../unattended'
 import { DstCommand } from '../base'
@@ -49,7 +50,18 @@ export default class StatusCommand extends DstCommand {
     if (this.maxAge !== undefined && maxAgeMs === undefined)
       throw new UsageError(`--max-age: expected a duration such as 26h, 90m, 2d or 1w, got ${JSON.stringify(this.maxAge)}`)
     const at = now()
-    const s = await status(this.backupDir())
+    let s: BackupStatus
+    try {
+      s = await status(this.backupDir())
+    } catch (e) {
+      if (maxAgeMs === undefined || e instanceof UsageError) throw e
+      // For a monitor, a backup that cannot be found or read (the disk not mounted, the profile broken) is an alarm.
+      const reasons: Reason[] = [{ code: 'unreachable', message: (e as Error).message }]
+      await this.tell(reasons, this.dst ?? '', at)
+      if (this.json) this.print({ dst: this.dst ?? null, alarms: reasons, maxAgeMs })
+      else this.context.stdout.write(this.colors.red(`ALARM unreachable: ${(e as Error).message}`) + '\n')
+      return ExitCode.Failed
+    }
     const lo = s.leftovers
     const attention =
       !!s.notWritable ||
@@ -63,23 +75,7 @@ export default class StatusCommand extends DstCommand {
       s.scrub.corrupt.length > 0
     const reasons: Reason[] | undefined = maxAgeMs === undefined ? undefined : alarms(s, maxAgeMs, at)
     const code = reasons?.length ? ExitCode.Failed : attention ? ExitCode.Partial : ExitCode.Ok
-    let notifyWarnings: string[] = []
-    if (reasons?.length && !this.noNotify && !this.dst && fs.existsSync(this.config)) {
-      const cfg = loadConfig(this.config)
-      if (cfg.notify) {
-        notifyWarnings = await sendNotification(cfg.notify, {
-          source: 'axiomatic-backup',
-          event: 'status',
-          host: os.hostname(),
-          dst: s.dst,
-          config: cfg.file ?? null,
-          time: new Date(at).toISOString(),
-          exitCode: code,
-          reasons,
-        })
-      }
-    }
-    for (const w of notifyWarnings) this.warn(w)
+    if (reasons?.length) await this.tell(reasons, s.dst, at)
     if (this.json) {
       this.print(reasons ? { ...s, alarms: reasons, maxAgeMs } : s)
       return code
@@ -164,5 +160,29 @@ export default class StatusCommand extends DstCommand {
     }
     if (sc.corrupt.length) out.write(c.red(`${sc.corrupt.length} damaged stored version(s) known; a full \`backup verify --dst\` that passes clears this\n`))
     return code
+  }
+
+  /** An alarm: the profile's `notify` (with `--config`; its `notify` alone is enough when the profile does not load). */
+  private async tell(reasons: Reason[], dst: string, at: number): Promise<void> {
+    if (this.noNotify || this.dst || !fs.existsSync(this.config)) return
+    const n = loadNotify(this.config)
+    if (!n) return
+    let where = dst
+    try {
+      where ||= loadConfig(this.config).dst
+    } catch {
+      // The profile does not load: the body says so in its reason.
+    }
+    const warnings = await sendNotification(n, {
+      source: 'axiomatic-backup',
+      event: 'status',
+      host: os.hostname(),
+      dst: where,
+      config: path.resolve(this.config),
+      time: new Date(at).toISOString(),
+      exitCode: ExitCode.Failed,
+      reasons,
+    })
+    for (const w of warnings) this.warn(w)
   }
 }
