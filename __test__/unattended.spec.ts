@@ -392,6 +392,28 @@ describe('scrubs that resume', () => {
   })
 })
 
+describe('the scheduled scrub', () => {
+  it('runs after a good run; the corruption it finds is a reason, notified, exit 2', () => {
+    const w = backedUp(3)
+    const n = notifyScript(w.dir)
+    const config = writeConfig(w.dir, { src: 'src', dst: 'dst', track_dirs: ['**'], scrub: '100%', notify: { command: n.argv } })
+    const inc = increments(w.dst)[0]
+    const f = path.join(w.dst, inc, 'track/t/f001.txt')
+    const ref = path.join(w.dir, 'mtime-ref')
+    execFileSync('touch', ['-r', f, ref])
+    fs.writeFileSync(f, fs.readFileSync(f, 'utf8').toUpperCase())
+    execFileSync('touch', ['-r', ref, f])
+    const r = cli(['run', '--unattended', '--json', '-c', config])
+    expect(r.status, r.stderr).toBe(2)
+    const j = json(r)
+    expect(j.scrub.scrub).toMatchObject({ total: 6, selected: 6 })
+    expect(j.reasons.map((x: { code: string }) => x.code)).toEqual(['corrupt'])
+    const body = JSON.parse(JSON.parse(fs.readFileSync(n.out, 'utf8')).stdin)
+    expect(body.reasons[0].message).toContain(`${inc}/t/f001.txt CORRUPT`)
+    expect(cli(['status', '-c', config, '--max-age', '26h', '--no-notify']).status).toBe(2)
+  })
+})
+
 describe('status --max-age', () => {
   const status = (dst: string, at: number, extra: string[] = []) =>
     cli(['status', '--dst', dst, '--max-age', '26h', '--json', ...extra], { env: { AXIOMATIC_NOW: String(at) } })

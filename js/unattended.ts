@@ -17,7 +17,7 @@ import { backup, type Stats } from './backup'
 import { now } from './clock'
 import type { NotifyConfig, ResolvedConfig } from './config'
 import { BackupError, ExitCode, type ExitCodeValue } from './errors'
-import { listIncrements, prune, type BackupStatus, type PruneResult } from './explore'
+import { listIncrements, prune, type BackupStatus, type PruneResult, type RetentionPolicy } from './explore'
 import { verifyBackup, type BackupVerifyResult } from './integrity'
 import { lastSuccessOf } from './last-run'
 import { acquireLock } from './lock'
@@ -287,34 +287,14 @@ async function afterRun(
 ): Promise<void> {
   const dst = cfg.dst
   if (cfg.retention) {
-    if (!runOk) res.retentionSkipped = 'the run did not succeed (failed, refused, or files not backed up): nothing is pruned'
-    else {
-      const { increments } = await listIncrements(dst).catch(() => ({ increments: [] as { name: string }[] }))
-      const newest = increments.at(-1)?.name
-      if (!newest) res.retentionSkipped = 'no increment yet'
-      else if (opts.dryRun) res.prune = await prune(dst, cfg.retention, { dryRun: true })
+    try {
+      await retention(cfg, cfg.retention, opts, res, runOk, worse)
+    } catch (e) {
+      if ((e as BackupError).code === 'ELOCKED') res.retentionSkipped = 'another command took the lock after the run: nothing is pruned this time'
       else {
-        const release = acquireLock(dst, 'verify')
-        try {
-          res.verifyNewest = await verifyBackup(dst, { increment: newest, threads: cfg.maxWorkers, signal: opts.signal })
-        } finally {
-          release()
-        }
-        const v = res.verifyNewest
-        const bad = v.problems.filter((p) => p.status !== 'OVERWRITTEN')
-        if (bad.length || v.damaged.length) {
-          res.retentionSkipped = `the newest increment ${newest} does not verify: nothing is pruned`
-          const what = [...bad.map((p) => `${p.location}/${p.path} ${p.status}`), ...v.damaged.map((d) => `${d.increment}: ${d.problem}`)]
-          res.reasons.push({ code: 'verify-failed', message: `the newest increment ${newest} does not verify: ${what.slice(0, 5).join(', ')}` })
-          worse(ExitCode.Failed)
-        } else {
-          try {
-            res.prune = await prune(dst, cfg.retention, { dryRun: false })
-          } catch (e) {
-            res.reasons.push({ code: 'prune-failed', message: (e as Error).message })
-            worse(ExitCode.Failed)
-          }
-        }
+        res.retentionSkipped = `it failed: ${(e as Error).message}`
+        res.reasons.push({ code: 'prune-failed', message: (e as Error).message })
+        worse(ExitCode.Failed)
       }
     }
     const removed = res.prune ? `${res.prune.dryRun ? 'would remove' : 'removed'} ${res.prune.removed.length} increment(s): ${res.prune.removed.join(', ') || 'none'}` : ''
@@ -337,11 +317,56 @@ async function afterRun(
       }
       log(`scrub: ${s.filesChecked} of ${s.scrub?.total ?? 0} versions checked, ${bad.length} damaged; ${s.scrub?.neverVerifiedAfter ?? 0} never verified`)
     } catch (e) {
-      res.reasons.push({ code: 'scrub-failed', message: (e as Error).message })
-      worse(ExitCode.Failed)
-      log(`scrub: failed: ${(e as Error).message}`)
+      if ((e as BackupError).code === 'ELOCKED') log('scrub: skipped: another command took the lock after the run')
+      else {
+        res.reasons.push({ code: 'scrub-failed', message: (e as Error).message })
+        worse(ExitCode.Failed)
+        log(`scrub: failed: ${(e as Error).message}`)
+      }
     }
   }
+}
+
+/** Retention after the run: only after a good run, and only when the newest increment verifies. */
+async function retention(
+  cfg: ResolvedConfig,
+  policy: RetentionPolicy,
+  opts: UnattendedOptions,
+  res: UnattendedResult,
+  runOk: boolean,
+  worse: (c: ExitCodeValue) => void,
+): Promise<void> {
+  const dst = cfg.dst
+  if (!runOk) {
+    res.retentionSkipped = 'the run did not succeed (failed, refused, or files not backed up): nothing is pruned'
+    return
+  }
+  const { increments } = await listIncrements(dst)
+  const newest = increments.at(-1)?.name
+  if (!newest) {
+    res.retentionSkipped = 'no increment yet'
+    return
+  }
+  if (opts.dryRun) {
+    res.prune = await prune(dst, policy, { dryRun: true })
+    return
+  }
+  const release = acquireLock(dst, 'verify')
+  try {
+    res.verifyNewest = await verifyBackup(dst, { increment: newest, threads: cfg.maxWorkers, signal: opts.signal })
+  } finally {
+    release()
+  }
+  const v = res.verifyNewest
+  const bad = v.problems.filter((p) => p.status !== 'OVERWRITTEN')
+  if (bad.length || v.damaged.length) {
+    res.retentionSkipped = `the newest increment ${newest} does not verify: nothing is pruned`
+    const what = [...bad.map((p) => `${p.location}/${p.path} ${p.status}`), ...v.damaged.map((d) => `${d.increment}: ${d.problem}`)]
+    res.reasons.push({ code: 'verify-failed', message: `the newest increment ${newest} does not verify: ${what.slice(0, 5).join(', ')}` })
+    worse(ExitCode.Failed)
+    return
+  }
+  res.prune = await prune(dst, policy, { dryRun: false })
 }
 
 /** The first few warnings as `path (code)`. */
