@@ -26,8 +26,8 @@ export default class VerifyCommand extends DstCommand {
       scheduled scrubs cover everything; \`--increment NAME\` checks one increment. Corruption found is remembered
       (\`status\` shows it) until a full verify passes.
 
-      Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW, or damaged metadata; 2 report unusable, or only I/O
-      errors; 64.
+      Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW, or damaged metadata; 2 report unusable, only I/O
+      errors, or a scrub interrupted (what it checked is kept); 64.
 
       Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup verify".
     `,
