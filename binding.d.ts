@@ -60,6 +60,12 @@ export interface BindingBackupVerifyResult {
   pendingRun: BindingPendingRun | null
   /** Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING. */
   pending: number
+  /** `scrub`: the share chosen and whether it finished. */
+  scrub: BindingScrubRun | null
+  /** `increment`: only that increment was checked (not the mirror). */
+  only: string | null
+  /** The scrub record (`.axiomatic/scrub.json`) could not be read or written; the check itself is complete. */
+  scrubStateError: string | null
 }
 
 /** One path and the change a run gives it (dry run with `listChanges`). */
@@ -157,6 +163,8 @@ export interface BindingLayoutPaths {
   prune: string
   trash: string
   pendingRemovals: string
+  scrub: string
+  unattendedLog: string
 }
 
 /** What interrupted commands left in `.axiomatic/`. */
@@ -234,6 +242,17 @@ export interface BindingRecreateResult {
   stateRebuilt: boolean
   stateEntries: number
   warnings: Array<BindingWarning>
+}
+
+/** A corruption a verify found, remembered until a full verify passes. */
+export interface BindingRememberedCorruption {
+  location: string
+  path: string
+  /** `CORRUPT` or `MISSING`. */
+  status: string
+  detail: string | null
+  /** When it was found (ms since the epoch). */
+  foundMs: number
 }
 
 /** A file `delete` removed from an increment. */
@@ -360,6 +379,40 @@ export interface BindingRunOptions {
   maxDelete?: string
 }
 
+/** What one scrub chose and did. */
+export interface BindingScrubRun {
+  /** The share asked for (0 < fraction <= 1). */
+  fraction: number
+  /** Versions with a recorded hash in the backup. */
+  total: number
+  /** The least recently verified ones chosen. */
+  selected: number
+  /** Of the chosen, the ones never verified before. */
+  neverVerifiedBefore: number
+  /** Versions never verified after this scrub. */
+  neverVerifiedAfter: number
+  /** Aborted before the end: what was checked is recorded, the next scrub starts with the rest. */
+  stopped: boolean
+}
+
+/** The scrub record summed up (`status`). */
+export interface BindingScrubSummary {
+  /** Whether a record exists (some verify of this folder ran). */
+  present: boolean
+  /** Why it could not be read. */
+  error: string | null
+  versions: number
+  neverVerified: number
+  /** The least recent "last verified" time (ms since the epoch), or null. */
+  oldestVerifiedMs: number | null
+  /** The last full verify that found nothing wrong (ms), or null. */
+  lastFullMs: number | null
+  /** The last verify or scrub (ms), or null. */
+  lastCheckMs: number | null
+  /** Corruption found and not yet cleared by a passing full verify. */
+  corrupt: Array<BindingRememberedCorruption>
+}
+
 /** Search filters, already parsed and normalized by `js/explore`. */
 export interface BindingSearchFilter {
   masks: Array<string>
@@ -427,6 +480,19 @@ export interface BindingVerdict {
   path: string
   status: BindingVerifyStatus
   detail?: string
+}
+
+/** What `verify --dst` is asked besides the folder. */
+export interface BindingVerifyBackupOptions {
+  /** With repair: the source folder corrupt mirror files are replaced from. */
+  source?: string
+  threads: number
+  /** Check only this share (0 < scrub <= 1) of the versions, the least recently verified first. */
+  scrub?: number
+  /** Check only this increment's versions. */
+  increment?: string
+  /** "Now" in ms since the epoch (a test's fake clock; default the clock). */
+  nowMs?: number
 }
 
 export interface BindingVerifyOptions {
@@ -533,6 +599,9 @@ export declare function restoreBackup(options: BindingRestoreOptions, onProgress
 /** Runs one backup off the main thread. */
 export declare function runBackup(options: BindingRunOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingReport>
 
+/** The scrub record of `dst` (`.axiomatic/scrub.json`), summed up; nothing is written. */
+export declare function scrubSummary(dst: string): BindingScrubSummary
+
 /** `backup search`: JSON text of `catalog::Found` (a million hits convert ≈ 2.5× faster as JSON). */
 export declare function searchBackup(dst: string, filter: BindingSearchFilter): Promise<string>
 
@@ -546,8 +615,8 @@ export declare function selectFiles(src: string, rules: BindingRules): Array<Bin
  */
 export declare function sha256Speed(mib: number, rounds: number): BindingSha256Speed
 
-/** `backup verify --backup DST [--repair]`. */
-export declare function verifyBackup(dst: string, source: string | undefined | null, threads: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingBackupVerifyResult>
+/** `backup verify --dst DST [--repair] [--scrub N%] [--increment NAME]`; keeps the scrub record. */
+export declare function verifyBackup(dst: string, options: BindingVerifyBackupOptions, onProgress?: ((progress: BindingProgress) => void) | undefined | null, signal?: AbortSignal | undefined | null): Promise<BindingBackupVerifyResult>
 
 /**
  * `backup verify REPORT`: checks the report (digest, and the Ed25519

@@ -859,6 +859,7 @@ module.exports.pruneIncrements = nativeBinding.pruneIncrements
 module.exports.recreateMetadata = nativeBinding.recreateMetadata
 module.exports.restoreBackup = nativeBinding.restoreBackup
 module.exports.runBackup = nativeBinding.runBackup
+module.exports.scrubSummary = nativeBinding.scrubSummary
 module.exports.searchBackup = nativeBinding.searchBackup
 module.exports.selectFiles = nativeBinding.selectFiles
 module.exports.sha256Speed = nativeBinding.sha256Speed

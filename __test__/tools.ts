@@ -26,6 +26,7 @@ const PACKAGES: Record<string, string> = {
   strace: 'strace',
   pgrep: 'procps',
   chromium: 'chromium',
+  'systemd-analyze': 'systemd',
 }
 
 function have(tool: string): boolean {

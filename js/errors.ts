@@ -4,7 +4,11 @@ export const ExitCode = {
   Ok: 0,
   /** Done, but some files were skipped; they are listed as warnings. */
   Partial: 1,
-  /** Failed; nothing new was committed. */
+  /**
+   * Failed; nothing new was committed. Also the alarm of `status --max-age` (stale, last run failed, damaged,
+   * corrupt, unreachable: CRITICAL to Nagios-style checks, as 1 is WARNING) and a scheduled run that failed,
+   * left files unbacked or found corruption (`run --unattended`).
+   */
   Failed: 2,
   /** Bad usage or configuration; nothing was written. */
   Usage: 64,

@@ -9,12 +9,17 @@
 export { backup, explain } from './backup'
 export type { BackupOptions, Stats, Warning, WarningCode, PathChange, Progress, Explanation } from './backup'
 export { loadConfig, resolveConfig } from './config'
-export type { Config, ResolvedConfig } from './config'
+export type { Config, ResolvedConfig, NotifyConfig } from './config'
 export { compileRules, normalizePattern } from './patterns'
 export type { RuleLists, RuleKey, DirectoryPriority } from './patterns'
 export { BackupError, ConfigError, ExitCode } from './errors'
 export type { ErrorCode, ExitCodeValue } from './errors'
 export { acquireLock, readLock } from './lock'
+export { runUnattended, alarms, sendNotification, parseDuration, BLOCKING_WARNINGS } from './unattended'
+export type { UnattendedResult, UnattendedOptions, Reason, NotifyBody } from './unattended'
+export { schedule, parseEvery, renderUnits, cronLine, scheduleName } from './schedule'
+export type { ScheduleOptions, ScheduleResult, Via, Scope, When } from './schedule'
+export { now } from './clock'
 export {
   listIncrements,
   search,

@@ -21,6 +21,11 @@ export interface LastRun {
   /** The first warnings (at most 20). */
   warningSample: Warning[]
   error: { code: string; message: string } | null
+  /**
+   * When the newest run that did not fail (`ok` or `partial`) finished: this run's `finished`, or, after a failed
+   * run, the one before it carried over. `null` when no run ever succeeded; absent in records of older versions.
+   */
+  lastSuccess?: string | null
 }
 
 /** What the last run's probe found the target can do (`dst/.axiomatic/target.json`). */
@@ -36,8 +41,12 @@ export function lastRunPath(dst: string): string {
   return native().layoutPaths(dst).lastRun
 }
 
-/** Records the outcome of a run (written by `backup()`): temp file, then rename. */
+/** Records the outcome of a run (written by `backup()`): temp file, then rename. A failed run keeps the last success. */
 export function writeLastRun(dst: string, r: LastRun): void {
+  if (r.lastSuccess === undefined) {
+    const before = readLastRun(dst)
+    r = { ...r, lastSuccess: r.result === 'failed' ? lastSuccessOf(before) : r.finished }
+  }
   const file = lastRunPath(dst)
   const tmp = `${file}.tmp-${process.pid}`
   fs.mkdirSync(path.dirname(file), { recursive: true })
@@ -61,4 +70,11 @@ export function readTarget(dst: string): TargetInfo | null {
   } catch {
     return null
   }
+}
+
+/** When the newest successful run of this record finished (older records: their own time unless failed). */
+export function lastSuccessOf(r: LastRun | null): string | null {
+  if (!r) return null
+  if (r.lastSuccess !== undefined) return r.lastSuccess
+  return r.result === 'failed' ? null : r.finished
 }

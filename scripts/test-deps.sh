@@ -26,6 +26,7 @@ python3:python3
 strace:strace
 pgrep:procps
 chromium:chromium
+systemd-analyze:systemd
 "
 
 have() {

@@ -18,6 +18,7 @@ import RecreateCommand from './commands/recreate'
 import RepairCommand from './commands/repair'
 import RestoreCommand from './commands/restore'
 import RunCommand from './commands/run'
+import ScheduleCommand from './commands/schedule'
 import SearchCommand from './commands/search'
 import ServeCommand from './commands/serve'
 import StatusCommand from './commands/status'
@@ -55,6 +56,7 @@ const COMMANDS = [
   CompareCommand,
   RepairCommand,
   KeygenCommand,
+  ScheduleCommand,
 ]
 
 /**

@@ -10,6 +10,7 @@ import path from 'node:path'
 import { ConfigError } from '../errors'
 import { native, fromNative } from '../native'
 import type { BindingRules } from '../native'
+import type { RetentionPolicy } from '../explore/retention'
 import { RULE_KEYS, compileRules, type DirectoryPriority } from '../patterns'
 
 /** The config file as written by the user. */
@@ -42,6 +43,25 @@ export interface Config {
    * that would remove every file of a non-empty mirror is refused whatever the limit.
    */
   max_delete?: number | string
+  /**
+   * What a scheduled run (`backup run --unattended`) prunes after a run that succeeded and whose newest increment
+   * verifies: the policy of `backup prune`. Never applied after a failed or partial run.
+   */
+  retention?: { keep_last?: number; keep_daily?: number; keep_weekly?: number; keep_monthly?: number }
+  /** The share of stored versions a scheduled run verifies, least recently verified first (e.g. `"10%"`). */
+  scrub?: string
+  /** Who is told when a scheduled run fails, finds corruption, or `status --max-age` alarms. */
+  notify?: NotifyConfig
+}
+
+/** `notify` of the profile: a command (argv, no shell) and/or a URL POSTed a JSON body. */
+export interface NotifyConfig {
+  /** Program and arguments, run without a shell; the JSON body on stdin and in `AXIOMATIC_NOTIFY`. */
+  command?: string[]
+  /** `http://` or `https://` URL: the JSON body is POSTed to it. */
+  url?: string
+  /** Seconds the command or the POST may take (default 30). */
+  timeout_s?: number
 }
 
 /** A validated config with absolute paths and compiled rules. */
@@ -58,11 +78,18 @@ export interface ResolvedConfig {
   skipInconsistent: boolean
   /** `max_delete` as `"N"` or `"N%"`; `undefined` = the default rule. */
   maxDelete?: string
+  /** `retention` as the prune policy; `undefined` = no retention. */
+  retention?: RetentionPolicy
+  /** `scrub` as a share (0 < f ≤ 1); `undefined` = no scrub. */
+  scrub?: number
+  /** `notify`, checked; `undefined` = nobody is told. */
+  notify?: NotifyConfig
   raw: Config
 }
 
 const LIST_KEYS = [...RULE_KEYS, 'preserved_dirs'] as const
-const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s', 'skip_inconsistent', 'max_delete'] as const
+const KNOWN_KEYS = ['src', 'dst', 'dist', ...LIST_KEYS, 'directory_priority', 'max_workers', 'mtime_tolerance_s', 'skip_inconsistent', 'max_delete', 'retention', 'scrub', 'notify'] as const
+const RETENTION_KEYS = { keep_last: 'keepLast', keep_daily: 'keepDaily', keep_weekly: 'keepWeekly', keep_monthly: 'keepMonthly' } as const
 
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
@@ -140,6 +167,55 @@ export function parseMaxDelete(v: unknown): string | undefined {
   return m && Number(m[1]) <= 100 ? `${m[1]}%` : undefined
 }
 
+/** A share such as `"10%"` (0 < N ≤ 100) as a fraction, or `undefined` if invalid. */
+export function parseShare(v: unknown): number | undefined {
+  if (typeof v !== 'string') return undefined
+  const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v)
+  if (!m) return undefined
+  const n = Number(m[1])
+  return n > 0 && n <= 100 ? n / 100 : undefined
+}
+
+/** `retention` checked: a prune policy keeping at least one increment by some rule. */
+function checkRetention(v: unknown, fail: (msg: string) => never): RetentionPolicy {
+  const example = 'e.g. "retention": {"keep_last": 10, "keep_daily": 7, "keep_weekly": 4, "keep_monthly": 12}'
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"retention" must be an object, ${example}`)
+  const policy: RetentionPolicy = {}
+  for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
+    if (!(k in RETENTION_KEYS)) fail(`"retention": unknown key "${k}"; the keys are ${Object.keys(RETENTION_KEYS).join(', ')}`)
+    if (!Number.isSafeInteger(n) || (n as number) < 0) fail(`"retention.${k}" must be a whole number ≥ 0, got ${JSON.stringify(n)}`)
+    policy[RETENTION_KEYS[k as keyof typeof RETENTION_KEYS]] = n as number
+  }
+  if (!Object.values(policy).some((n) => n > 0))
+    fail(`"retention" keeps nothing but the newest increment: give at least one of ${Object.keys(RETENTION_KEYS).join(', ')} ≥ 1, ${example}`)
+  return policy
+}
+
+/** `notify` checked: a command as an argv list and/or an http(s) URL. */
+function checkNotify(v: unknown, fail: (msg: string) => never): NotifyConfig {
+  const example = 'e.g. "notify": {"command": ["/usr/local/bin/alert", "backup"]} or {"url": "https://ntfy.sh/my-backups"}'
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`"notify" must be an object, ${example}`)
+  const n = v as Record<string, unknown>
+  for (const k of Object.keys(n)) {
+    if (!['command', 'url', 'timeout_s'].includes(k)) fail(`"notify": unknown key "${k}"; the keys are command, url, timeout_s`)
+  }
+  if (n.command === undefined && n.url === undefined) fail(`"notify" needs "command" or "url", ${example}`)
+  if (n.command !== undefined && (!Array.isArray(n.command) || n.command.length === 0 || n.command.some((x) => typeof x !== 'string' || x === '')))
+    fail(`"notify.command" must be a non-empty list of strings (program, then arguments; no shell), got ${JSON.stringify(n.command)}`)
+  if (n.url !== undefined) {
+    let ok = false
+    try {
+      ok = typeof n.url === 'string' && ['http:', 'https:'].includes(new URL(n.url).protocol)
+    } catch {
+      ok = false
+    }
+    if (!ok) fail(`"notify.url" must be an http:// or https:// URL, got ${JSON.stringify(n.url)}`)
+  }
+  if (n.timeout_s !== undefined && !(typeof n.timeout_s === 'number' && n.timeout_s > 0 && n.timeout_s <= 3600))
+    fail(`"notify.timeout_s" must be a number of seconds from 0 (excluded) to 3600, got ${JSON.stringify(n.timeout_s)}`)
+  return n as NotifyConfig
+}
+
 /** Validates a config object. `base` resolves relative paths (the config file's folder). */
 export function resolveConfig(raw: unknown, opts: { file?: string; base?: string } = {}): ResolvedConfig {
   const where = opts.file ? `${opts.file}: ` : ''
@@ -170,6 +246,10 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     fail(`"skip_inconsistent" must be true or false, got ${JSON.stringify(c.skip_inconsistent)}`)
   if (c.max_delete !== undefined && parseMaxDelete(c.max_delete) === undefined)
     fail(`"max_delete" must be a whole number of files (e.g. 500) or a percentage of the mirror (e.g. "20%"), got ${JSON.stringify(c.max_delete)}`)
+  const retention = c.retention === undefined ? undefined : checkRetention(c.retention, fail)
+  if (c.scrub !== undefined && parseShare(c.scrub) === undefined)
+    fail(`"scrub" must be a share of the stored versions from "0%" (excluded) to "100%", e.g. "10%", got ${JSON.stringify(c.scrub)}`)
+  const notify = c.notify === undefined ? undefined : checkNotify(c.notify, fail)
   if (c.src === undefined) fail('"src" is missing: the folder to back up, e.g. "src": "~/Documents"')
   if (c.dst !== undefined && c.dist !== undefined && c.dst !== c.dist)
     fail(`"dst" and its alias "dist" are both set and differ (${JSON.stringify(c.dst)} vs ${JSON.stringify(c.dist)}); keep one`)
@@ -223,6 +303,9 @@ export function resolveConfig(raw: unknown, opts: { file?: string; base?: string
     mtimeToleranceS: config.mtime_tolerance_s,
     skipInconsistent: config.skip_inconsistent ?? false,
     maxDelete: config.max_delete === undefined ? undefined : parseMaxDelete(config.max_delete),
+    retention,
+    scrub: config.scrub === undefined ? undefined : parseShare(config.scrub),
+    notify,
     raw: config,
   }
 }
@@ -246,4 +329,20 @@ export function loadConfig(file = 'config.json'): ResolvedConfig {
     throw new ConfigError(`${abs}: not valid JSON: ${(e as Error).message}`)
   }
   return resolveConfig(raw, { file: abs, base: path.dirname(abs) })
+}
+
+/**
+ * Only the `notify` of a config file, when the whole profile does not load (its `src` is missing, say): a
+ * scheduled job can still tell someone why it could not run. `undefined` when the file has no usable `notify`.
+ */
+export function loadNotify(file: string): NotifyConfig | undefined {
+  try {
+    const raw = JSON.parse(fs.readFileSync(path.resolve(file), 'utf8')) as Record<string, unknown>
+    if (raw?.notify === undefined) return undefined
+    return checkNotify(raw.notify, (msg) => {
+      throw new ConfigError(msg)
+    })
+  } catch {
+    return undefined
+  }
 }

@@ -24,6 +24,7 @@ import {
   type BindingPruneResult,
   type BindingRecreateResult,
   type BindingRestoreResult,
+  type BindingScrubSummary,
   type BindingStateCheck,
 } from '../native'
 import { typedWarnings, type Warning } from '../warnings'
@@ -388,6 +389,11 @@ export interface BackupStatus {
   target: TargetInfo | null
   /** Why the backup folder cannot be written (`EROFS`: mounted read-only; `EACCES`), or null. Needs attention. */
   notWritable: string | null
+  /**
+   * The scrub record (`.axiomatic/scrub.json`): versions never verified, the oldest "last verified" time, the last
+   * full verify, and corruption found and not yet cleared by a passing full verify (needs attention).
+   */
+  scrub: BindingScrubSummary
 }
 
 /** Whether `dst` can be written: null if so, else the errno code (`EROFS`, `EACCES`…). */
@@ -418,6 +424,7 @@ export async function status(dst: string): Promise<BackupStatus> {
     damaged,
     target: readTarget(dir),
     notWritable: writeProblem(dir),
+    scrub: native().scrubSummary(dir),
   }
 }
 

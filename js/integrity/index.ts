@@ -11,6 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { ConfigError } from '../errors'
+import { now } from '../clock'
 import {
   call,
   fromNative,
@@ -287,13 +288,42 @@ export async function verify(report: string, opts: VerifyOptions = {}): Promise<
 /** What `verify --backup` found; fields documented in `binding.d.ts`. */
 export type BackupVerifyResult = BindingBackupVerifyResult
 
-/** `backup verify --dst DST [--repair --source SRC]`. */
-export async function verifyBackup(
-  dst: string,
-  opts: { source?: string; threads?: number; onProgress?: (p: BindingProgress) => void } = {},
-): Promise<BackupVerifyResult> {
+/** What `verifyBackup` is asked besides the folder. */
+export interface VerifyBackupOptions {
+  /** Repair corrupt mirror files from this source folder. */
+  source?: string
+  threads?: number
+  /** Check only this share (0 < scrub ≤ 1) of the stored versions, the least recently verified first (`--scrub 10%`). */
+  scrub?: number
+  /** Check only this increment's versions, not the mirror (`--increment NAME`). */
+  increment?: string
+  /** "Now" in ms since the epoch, for the recorded "last verified" times (default: `now()`, which honours `AXIOMATIC_NOW`). */
+  nowMs?: number
+  onProgress?: (p: BindingProgress) => void
+  /** Stops a scrub between chunks; what was checked stays recorded. */
+  signal?: AbortSignal
+}
+
+/**
+ * `backup verify --dst DST [--repair --source SRC] [--scrub 10%] [--increment NAME]`. Records in
+ * `.axiomatic/scrub.json` when each version was last verified and what corruption was found.
+ */
+export async function verifyBackup(dst: string, opts: VerifyBackupOptions = {}): Promise<BackupVerifyResult> {
+  if (opts.scrub !== undefined && !(opts.scrub > 0 && opts.scrub <= 1))
+    throw new ConfigError(`scrub must be a share from 0 (excluded) to 1, e.g. 0.1 for --scrub 10%, got ${opts.scrub}`)
   return call(
-    native().verifyBackup(path.resolve(dst), opts.source ? path.resolve(opts.source) : undefined, opts.threads ?? os.availableParallelism(), opts.onProgress),
+    native().verifyBackup(
+      path.resolve(dst),
+      {
+        source: opts.source ? path.resolve(opts.source) : undefined,
+        threads: opts.threads ?? os.availableParallelism(),
+        scrub: opts.scrub,
+        increment: opts.increment,
+        nowMs: opts.nowMs ?? now(),
+      },
+      opts.onProgress,
+      opts.signal,
+    ),
   )
 }
 

@@ -1,6 +1,7 @@
 //! Every name on disk of a backup folder, in one place: the `mirror/`, the
 //! `.axiomatic/` files (state, journal, lock, source and target records,
-//! last-run, prune and delete journals, `incomplete/`, `trash/`), the
+//! last-run, prune and delete journals, scrub record, unattended log,
+//! `incomplete/`, `trash/`), the
 //! increment folder name `backup_YYYYMMDD_HHMMSS[_N]` with its metadata
 //! file, and the calendar arithmetic the names and the metadata's ISO
 //! times need. The binding exports the paths and the name parser, so the
@@ -44,6 +45,11 @@ pub struct Layout {
   pub trash: PathBuf,
   /// Present only while a delete unlinks.
   pub pending_removals: PathBuf,
+  /// When each stored version was last verified, and corruption found
+  /// (`integrity::scrub`).
+  pub scrub: PathBuf,
+  /// The log of scheduled runs when no journal takes it (cron).
+  pub unattended_log: PathBuf,
 }
 
 impl Layout {
@@ -62,6 +68,8 @@ impl Layout {
       prune: meta.join("prune.json"),
       trash: meta.join("trash"),
       pending_removals: meta.join("pending-removals.jsonl"),
+      scrub: meta.join("scrub.json"),
+      unattended_log: meta.join("unattended.log"),
       meta,
     }
   }

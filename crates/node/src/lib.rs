@@ -1080,6 +1080,113 @@ pub struct BindingBackupVerifyResult {
   pub pending_run: Option<BindingPendingRun>,
   /// Mirror files that run already replaced or removed: not checked (no hash recorded yet), never CORRUPT/MISSING.
   pub pending: i64,
+  /// `scrub`: the share chosen and whether it finished.
+  pub scrub: Option<BindingScrubRun>,
+  /// `increment`: only that increment was checked (not the mirror).
+  pub only: Option<String>,
+  /// The scrub record (`.axiomatic/scrub.json`) could not be read or written; the check itself is complete.
+  pub scrub_state_error: Option<String>,
+}
+
+/// What one scrub chose and did.
+#[napi(object)]
+pub struct BindingScrubRun {
+  /// The share asked for (0 < fraction <= 1).
+  pub fraction: f64,
+  /// Versions with a recorded hash in the backup.
+  pub total: i64,
+  /// The least recently verified ones chosen.
+  pub selected: i64,
+  /// Of the chosen, the ones never verified before.
+  pub never_verified_before: i64,
+  /// Versions never verified after this scrub.
+  pub never_verified_after: i64,
+  /// Aborted before the end: what was checked is recorded, the next scrub starts with the rest.
+  pub stopped: bool,
+}
+
+impl From<verify::ScrubRun> for BindingScrubRun {
+  fn from(r: verify::ScrubRun) -> Self {
+    Self {
+      fraction: r.fraction,
+      total: r.total as i64,
+      selected: r.selected as i64,
+      never_verified_before: r.never_verified_before as i64,
+      never_verified_after: r.never_verified_after as i64,
+      stopped: r.stopped,
+    }
+  }
+}
+
+/// What `verify --dst` is asked besides the folder.
+#[napi(object)]
+pub struct BindingVerifyBackupOptions {
+  /// With repair: the source folder corrupt mirror files are replaced from.
+  pub source: Option<String>,
+  pub threads: u32,
+  /// Check only this share (0 < scrub <= 1) of the versions, the least recently verified first.
+  pub scrub: Option<f64>,
+  /// Check only this increment's versions.
+  pub increment: Option<String>,
+  /// "Now" in ms since the epoch (a test's fake clock; default the clock).
+  pub now_ms: Option<f64>,
+}
+
+/// A corruption a verify found, remembered until a full verify passes.
+#[napi(object, use_nullable = true)]
+pub struct BindingRememberedCorruption {
+  pub location: String,
+  pub path: String,
+  /// `CORRUPT` or `MISSING`.
+  pub status: String,
+  pub detail: Option<String>,
+  /// When it was found (ms since the epoch).
+  pub found_ms: f64,
+}
+
+/// The scrub record summed up (`status`).
+#[napi(object, use_nullable = true)]
+pub struct BindingScrubSummary {
+  /// Whether a record exists (some verify of this folder ran).
+  pub present: bool,
+  /// Why it could not be read.
+  pub error: Option<String>,
+  pub versions: i64,
+  pub never_verified: i64,
+  /// The least recent "last verified" time (ms since the epoch), or null.
+  pub oldest_verified_ms: Option<f64>,
+  /// The last full verify that found nothing wrong (ms), or null.
+  pub last_full_ms: Option<f64>,
+  /// The last verify or scrub (ms), or null.
+  pub last_check_ms: Option<f64>,
+  /// Corruption found and not yet cleared by a passing full verify.
+  pub corrupt: Vec<BindingRememberedCorruption>,
+}
+
+/// The scrub record of `dst` (`.axiomatic/scrub.json`), summed up; nothing is written.
+#[napi]
+pub fn scrub_summary(dst: String) -> BindingScrubSummary {
+  let s = axiomatic_core::integrity::scrub::summary(Path::new(&dst));
+  BindingScrubSummary {
+    present: s.present,
+    error: s.error,
+    versions: s.versions as i64,
+    never_verified: s.never_verified as i64,
+    oldest_verified_ms: s.oldest_verified_ms.map(|v| v as f64),
+    last_full_ms: s.last_full_ms.map(|v| v as f64),
+    last_check_ms: s.last_check_ms.map(|v| v as f64),
+    corrupt: s
+      .corrupt
+      .into_iter()
+      .map(|c| BindingRememberedCorruption {
+        location: c.location,
+        path: c.path,
+        status: c.status,
+        detail: c.detail,
+        found_ms: c.found_ms as f64,
+      })
+      .collect(),
+  }
 }
 
 impl From<verify::BackupVerifyResult> for BindingBackupVerifyResult {
@@ -1098,6 +1205,9 @@ impl From<verify::BackupVerifyResult> for BindingBackupVerifyResult {
       state_error,
       pending,
       pending_run,
+      scrub,
+      only,
+      scrub_state_error,
     } = r;
     Self {
       increments: increments as i64,
@@ -1115,19 +1225,30 @@ impl From<verify::BackupVerifyResult> for BindingBackupVerifyResult {
       state_error,
       pending_run: pending_run.map(Into::into),
       pending: pending as i64,
+      scrub: scrub.map(Into::into),
+      only,
+      scrub_state_error,
     }
   }
 }
 
-/// `backup verify --backup DST [--repair]`.
+/// `backup verify --dst DST [--repair] [--scrub N%] [--increment NAME]`; keeps the scrub record.
 #[napi(ts_return_type = "Promise<BindingBackupVerifyResult>")]
 pub fn verify_backup(
   dst: String,
-  source: Option<String>,
-  threads: u32,
+  options: BindingVerifyBackupOptions,
   #[napi(ts_arg_type = "((progress: BindingProgress) => void) | undefined | null")] on_progress: Option<ProgressFn>,
+  signal: Option<AbortSignal>,
 ) -> AsyncTask<CoreTask<verify::BackupVerifyResult, BindingBackupVerifyResult>> {
-  task(move |p| verify::verify_backup(Path::new(&dst), source.as_deref().map(Path::new), threads.max(1) as usize, p), on_progress, None)
+  let o = verify::BackupVerifyOptions {
+    source: options.source.map(PathBuf::from),
+    threads: options.threads.max(1) as usize,
+    scrub: options.scrub,
+    only: options.increment,
+    now_ms: options.now_ms.map(|v| v as i64),
+    record: true,
+  };
+  task(move |p| verify::verify_backup_with(Path::new(&dst), &o, p), on_progress, signal)
 }
 
 #[napi(object)]
@@ -1314,6 +1435,8 @@ pub struct BindingLayoutPaths {
   pub prune: String,
   pub trash: String,
   pub pending_removals: String,
+  pub scrub: String,
+  pub unattended_log: String,
 }
 
 /// The paths of the backup folder `dst` (nothing is read or created).
@@ -1335,6 +1458,8 @@ pub fn layout_paths(dst: String) -> BindingLayoutPaths {
     prune: s(&l.prune),
     trash: s(&l.trash),
     pending_removals: s(&l.pending_removals),
+    scrub: s(&l.scrub),
+    unattended_log: s(&l.unattended_log),
   }
 }
 

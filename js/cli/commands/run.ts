@@ -1,16 +1,20 @@
 import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
 import { Command, Option, UsageError } from 'clipanion'
 
 import { backup, type Stats } from '../../backup'
-import { loadConfig } from '../../config'
-import { ExitCode, type ExitCodeValue } from '../../errors'
+import { now } from '../../clock'
+import { loadConfig, loadNotify } from '../../config'
+import { BackupError, ExitCode, type ExitCodeValue } from '../../errors'
+import { runUnattended, sendNotification, type NotifyBody } from '../../unattended'
 import { ProfileCommand } from '../base'
 import { bytes, duration } from '../format'
 import * as options from '../options'
 
 /** The command names, for the unknown-command message. */
-const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen']
+const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen', 'schedule']
 
 export default class RunCommand extends ProfileCommand {
   static paths = [Command.Default, ['run']]
@@ -25,6 +29,11 @@ export default class RunCommand extends ProfileCommand {
       Exit codes: 0 done; 1 done, with warnings (files skipped, kept or stored inconsistent); 2 failed or refused, nothing
       new committed; 64 bad usage or config (nothing written).
 
+      \`--unattended\` is what a schedule runs (\`backup schedule install\`): the run, then, only if it succeeded and the
+      newest increment verifies, the profile's \`retention\`; then its \`scrub\`; then \`notify\` with the reasons if
+      anything went wrong. Exit codes: 0; 1 harmless warnings; 2 failed, files not backed up, or corruption found.
+      README, section "Running unattended".
+
       Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup run".
     `,
     examples: [
@@ -33,6 +42,8 @@ export default class RunCommand extends ProfileCommand {
       ['The same, config as a positional argument (as the original script)', '$0 usb.json'],
       ['Show what a run would do, path by path, without writing anything', '$0 run --dry-run --verbose -c usb.json'],
       ['Machine-readable statistics (e.g. from cron)', '$0 run --json --config /etc/backup/home.json'],
+      ['What a schedule runs: run, then retention and scrub of the profile, notify on trouble', '$0 run --unattended --config usb.json'],
+      ['What that job would prune, without changing anything', '$0 run --unattended --dry-run --config usb.json'],
     ],
   })
 
@@ -50,6 +61,10 @@ export default class RunCommand extends ProfileCommand {
   maxDelete = Option.String('--max-delete', {
     description: 'The most mirror files this run may remove: N files or N% of the mirror (overrides max_delete)',
   })
+  unattended = Option.Boolean('--unattended', false, {
+    description: 'The scheduled job: run, then retention (only after a good run whose newest increment verifies) and scrub of the profile; notify on trouble',
+  })
+  noNotify = Option.Boolean('--no-notify', false, { description: 'With --unattended: do not run the profile’s notify' })
   configArg = Option.String({ name: 'CONFIG', required: false, validator: options.isPath })
 
   async run(): Promise<ExitCodeValue> {
@@ -61,7 +76,9 @@ export default class RunCommand extends ProfileCommand {
           `To use a config file, give its path (e.g. ./${arg}.json).`,
       )
     }
-    const cfg = loadConfig(this.configArg ?? this.config)
+    const file = this.configArg ?? this.config
+    if (this.unattended) return this.runUnattended(file)
+    const cfg = loadConfig(file)
     const controller = new AbortController()
     const onSignal = () => controller.abort()
     process.once('SIGINT', onSignal)
@@ -114,5 +131,60 @@ export default class RunCommand extends ProfileCommand {
     if (stats.specialSkipped) out.write(`${stats.specialSkipped} sockets/FIFOs/devices skipped\n`)
     if (stats.warnings.length) out.write(`${stats.warnings.length} warnings (see above); exit code 1\n`)
     return code
+  }
+
+  /** `--unattended`: one line per step on stderr (the journal or the log file keeps them), a summary on stdout. */
+  private async runUnattended(file: string): Promise<ExitCodeValue> {
+    let cfg
+    try {
+      cfg = loadConfig(file)
+    } catch (e) {
+      // A profile that no longer loads (src gone, dst unmounted to a missing path) still tells someone.
+      const n = this.noNotify || this.dryRun ? undefined : loadNotify(file)
+      const err = e as BackupError
+      if (n) {
+        const body: NotifyBody = {
+          source: 'axiomatic-backup',
+          event: 'run',
+          host: os.hostname(),
+          dst: '',
+          config: path.resolve(file),
+          time: new Date(now()).toISOString(),
+          exitCode: err.exitCode ?? ExitCode.Failed,
+          reasons: [{ code: 'run-failed', message: `${err.code ?? 'EIO'}: ${err.message}` }],
+        }
+        for (const w of await sendNotification(n, body)) this.warn(w)
+      }
+      throw e
+    }
+    const controller = new AbortController()
+    const onSignal = () => controller.abort()
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    const err = this.context.stderr
+    let r
+    try {
+      r = await runUnattended(cfg, {
+        dryRun: this.dryRun,
+        signal: controller.signal,
+        noNotify: this.noNotify,
+        log: (line) => err.write(`${new Date().toISOString()} backup: ${line}\n`),
+      })
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+    for (const w of r.notifyWarnings) this.warn(w)
+    if (this.json) {
+      this.print(r)
+      return r.exitCode
+    }
+    for (const w of r.run?.warnings ?? []) this.warning(w)
+    const out = this.context.stdout
+    for (const reason of r.reasons) out.write(`${this.colors.red(reason.code)}: ${reason.message}\n`)
+    if (r.prune) for (const n of r.prune.removed) out.write(`${r.prune.dryRun ? 'would remove' : 'removed'} ${n}\n`)
+    if (r.retentionSkipped && cfg.retention) out.write(`retention not applied: ${r.retentionSkipped}\n`)
+    if (!this.quiet) out.write(`unattended run: ${r.reasons.length ? `${r.reasons.length} problem(s)` : 'all well'}; exit code ${r.exitCode}\n`)
+    return r.exitCode
   }
 }

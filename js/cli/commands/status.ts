@@ -1,7 +1,14 @@
-import { Command } from 'clipanion'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
-import { describeDamage, status } from '../../explore'
+import { Command, Option, UsageError } from 'clipanion'
+
+import { now } from '../../clock'
+import { loadConfig, loadNotify } from '../../config'
+import { describeDamage, status, type BackupStatus } from '../../explore'
 import { ExitCode, type ExitCodeValue } from '../../errors'
+import { age, alarms, parseDuration, sendNotification, type Reason } from '../../unattended'
 import { DstCommand } from '../base'
 import { localTime, shown } from '../format'
 
@@ -14,23 +21,63 @@ export default class StatusCommand extends DstCommand {
       check that the mirror state agrees with \`mirror/\` (nothing is read), and increments whose metadata is missing
       or damaged.
 
-      Exit codes: 0; 1 something needs attention (an interrupted run, damaged metadata, a folder that cannot be
-      written); 2; 64.
+      Also the scrub record: versions never verified, the oldest "last verified" time, corruption a verify or scrub
+      found (remembered until a full verify passes).
+
+      \`--max-age 26h\` makes it a check for monitors (cron mail, systemd OnFailure, Nagios-style): exit 2 with the
+      reasons when the last successful run is older than that (or there is none), the last run failed, metadata or
+      the mirror state is damaged, or corruption was found; the profile's \`notify\` is told (with \`--config\`).
+
+      Exit codes: 0; 1 something needs attention (an interrupted run, damaged metadata, remembered corruption, a folder
+      that cannot be written); 2 an alarm of --max-age, or status could not run; 64.
 
       Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup status".
     `,
-    examples: [['Check a backup', '$0 status --config usb.json']],
+    examples: [
+      ['Check a backup', '$0 status --config usb.json'],
+      ['Alarm (exit 2, notify) when no good backup in 26 hours, a failure or corruption', '$0 status --config usb.json --max-age 26h'],
+      ['The same for a monitor, as JSON', '$0 status --dst /media/usb/backup --max-age 2d --json'],
+    ],
   })
 
+  maxAge = Option.String('--max-age', {
+    description: 'Alarm (exit 2) when the last successful run is older (e.g. 26h, 2d), the last run failed, or damage/corruption is known',
+  })
+  noNotify = Option.Boolean('--no-notify', false, { description: 'With --max-age: do not run the profile’s notify on an alarm' })
+
   async run(): Promise<ExitCodeValue> {
-    const s = await status(this.backupDir())
+    const maxAgeMs = this.maxAge === undefined ? undefined : parseDuration(this.maxAge)
+    if (this.maxAge !== undefined && maxAgeMs === undefined)
+      throw new UsageError(`--max-age: expected a duration such as 26h, 90m, 2d or 1w, got ${JSON.stringify(this.maxAge)}`)
+    const at = now()
+    let s: BackupStatus
+    try {
+      s = await status(this.backupDir())
+    } catch (e) {
+      if (maxAgeMs === undefined || e instanceof UsageError) throw e
+      // For a monitor, a backup that cannot be found or read (the disk not mounted, the profile broken) is an alarm.
+      const reasons: Reason[] = [{ code: 'unreachable', message: (e as Error).message }]
+      await this.tell(reasons, this.dst ?? '', at)
+      if (this.json) this.print({ dst: this.dst ?? null, alarms: reasons, maxAgeMs })
+      else this.context.stdout.write(this.colors.red(`ALARM unreachable: ${(e as Error).message}`) + '\n')
+      return ExitCode.Failed
+    }
     const lo = s.leftovers
     const attention =
       !!s.notWritable ||
-      s.lastRun?.result === 'failed' || !!lo.interruptedRun || lo.incompleteIncrements.length > 0 || lo.prunePending || lo.deletePending || !s.state.agrees || s.damaged.length > 0
-    const code = attention ? ExitCode.Partial : ExitCode.Ok
+      s.lastRun?.result === 'failed' ||
+      !!lo.interruptedRun ||
+      lo.incompleteIncrements.length > 0 ||
+      lo.prunePending ||
+      lo.deletePending ||
+      !s.state.agrees ||
+      s.damaged.length > 0 ||
+      s.scrub.corrupt.length > 0
+    const reasons: Reason[] | undefined = maxAgeMs === undefined ? undefined : alarms(s, maxAgeMs, at)
+    const code = reasons?.length ? ExitCode.Failed : attention ? ExitCode.Partial : ExitCode.Ok
+    if (reasons?.length) await this.tell(reasons, s.dst, at)
     if (this.json) {
-      this.print(s)
+      this.print(reasons ? { ...s, alarms: reasons, maxAgeMs } : s)
       return code
     }
     const c = this.colors
@@ -39,6 +86,8 @@ export default class StatusCommand extends DstCommand {
     const inside = s.dst.endsWith('/') ? s.dst : s.dst + '/'
     const out = { write: (t: string) => stdout.write(t.split(inside).join('')) }
     stdout.write(`backup folder ${s.dst}: ${s.increments} increments${s.newest ? `, newest ${s.newest}` : ''}\n`)
+    for (const r of reasons ?? []) out.write(c.red(`ALARM ${r.code}: ${r.message}`) + '\n')
+    if (reasons && !reasons.length) out.write(c.green(`no alarm: a successful run within ${this.maxAge}, no failure, no damage or corruption known`) + '\n')
     if (s.notWritable) {
       const why: Record<string, string> = {
         EROFS: 'it is on a read-only file system (mounted read-only, or remounted so after disk errors): no run can write to it; remount it read-write or check the disk',
@@ -97,6 +146,43 @@ export default class StatusCommand extends DstCommand {
       show('differing', st.differing)
       out.write('  the next run brings the mirror back in line; `backup recreate --force` rebuilds the state\n')
     }
+    const sc = s.scrub
+    if (sc.error) out.write(c.yellow(`scrub record: ${sc.error}\n`))
+    if (!sc.present) out.write('verified: never (`backup verify --dst` or a scheduled scrub records it)\n')
+    else {
+      const oldest = sc.oldestVerifiedMs === null ? 'none verified yet' : `oldest verification ${age(at - sc.oldestVerifiedMs)} ago (${localTime(sc.oldestVerifiedMs, true)})`
+      const never = sc.neverVerified ? c.yellow(`, ${sc.neverVerified} never verified`) : ''
+      const full = sc.lastFullMs === null ? 'no full verify passed yet' : `last full verify passed ${age(at - sc.lastFullMs)} ago`
+      out.write(`verified: ${sc.versions} stored versions, ${oldest}${never}; ${full}\n`)
+    }
+    for (const k of sc.corrupt.slice(0, 20)) {
+      out.write(c.red(`CORRUPT ${k.location}/${shown(k.path)}: ${k.status}${k.detail ? ` (${k.detail})` : ''}, found ${localTime(k.foundMs, true)}\n`))
+    }
+    if (sc.corrupt.length) out.write(c.red(`${sc.corrupt.length} damaged stored version(s) known; a full \`backup verify --dst\` that passes clears this\n`))
     return code
+  }
+
+  /** An alarm: the profile's `notify` (with `--config`; its `notify` alone is enough when the profile does not load). */
+  private async tell(reasons: Reason[], dst: string, at: number): Promise<void> {
+    if (this.noNotify || this.dst || !fs.existsSync(this.config)) return
+    const n = loadNotify(this.config)
+    if (!n) return
+    let where = dst
+    try {
+      where ||= loadConfig(this.config).dst
+    } catch {
+      // The profile does not load: the body says so in its reason.
+    }
+    const warnings = await sendNotification(n, {
+      source: 'axiomatic-backup',
+      event: 'status',
+      host: os.hostname(),
+      dst: where,
+      config: path.resolve(this.config),
+      time: new Date(at).toISOString(),
+      exitCode: ExitCode.Failed,
+      reasons,
+    })
+    for (const w of warnings) this.warn(w)
   }
 }

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 
 import { Command, Option, UsageError } from 'clipanion'
 
-import { loadConfig } from '../../config'
+import { loadConfig, parseShare } from '../../config'
 import { parseAlgos, verify, verifyBackup, type VerifyStatus } from '../../integrity'
 import { describeDamage, describePendingRun, requireBackupDir } from '../../explore'
 import { ExitCode, type ExitCodeValue } from '../../errors'
@@ -21,9 +21,13 @@ export default class VerifyCommand extends DstCommand {
 
       Without REPORT it checks a backup (\`--dst DIR\`, or the \`dst\` of \`--config\`): every stored version and tracked
       mirror file against its recorded SHA-256; \`--repair\` replaces a corrupt mirror file from the source.
+      \`--scrub 10%\` checks only the least recently verified tenth of the versions (never-verified ones first) and
+      records when each was checked (\`.axiomatic/scrub.json\`, saved as it goes: a killed scrub resumes), so ten
+      scheduled scrubs cover everything; \`--increment NAME\` checks one increment. Corruption found is remembered
+      (\`status\` shows it) until a full verify passes.
 
-      Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW, or damaged metadata; 2 report unusable, or only I/O
-      errors; 64.
+      Exit codes: 0 all OK; 1 some FAILED/CORRUPT/MISSING/NEW, or damaged metadata; 2 report unusable, only I/O
+      errors, or a scrub interrupted (what it checked is kept); 64.
 
       Reference (every option, the \`--json\` schema, what is guaranteed): README, section "backup verify".
     `,
@@ -31,7 +35,9 @@ export default class VerifyCommand extends DstCommand {
       ['Verify a signed report', '$0 verify /var/lib/reports/backups/all_1700000000.json --pubkey reports.pub'],
       ['Verify a copy of the data elsewhere, only problems', '$0 verify report.json --root /mnt/copy --quiet'],
       ['Fast nightly check', '$0 verify report.json --incremental'],
-      ['Check a backup, repair the mirror from the source', '$0 verify --backup /media/usb/backup --repair --source ~/Documents'],
+      ['Check a backup, repair the mirror from the source', '$0 verify --dst /media/usb/backup --repair --source ~/Documents'],
+      ['Scrub: check the least recently verified tenth of a backup', '$0 verify --dst /media/usb/backup --scrub 10%'],
+      ['Check only the newest increment', '$0 verify --dst /media/usb/backup --increment backup_20240115_103000'],
     ],
   })
 
@@ -43,6 +49,8 @@ export default class VerifyCommand extends DstCommand {
   threads = options.threads('Hashing threads (default: all cores)')
   repair = Option.Boolean('--repair', false, { description: 'Backup check: repair corrupt mirror files from the source' })
   source = options.pathOption('--source', 'With --repair: the source folder (default: src of --config)')
+  scrub = Option.String('--scrub', { description: 'Backup check: only this share of the stored versions (e.g. 10%), least recently verified first' })
+  increment = Option.String('--increment', { description: 'Backup check: only this increment (not the mirror)' })
   /** Until 0.2: `--backup [DST]` chose the backup check; --backup names an increment elsewhere (recreate). */
   oldBackup = options.deprecated.switchOrString('--backup')
 
@@ -60,6 +68,7 @@ export default class VerifyCommand extends DstCommand {
       return this.checkBackup(this.backupDir())
     }
     if (this.dst) throw new UsageError('give either REPORT (check files against a report) or --dst DIR (check a backup), not both')
+    if (this.scrub !== undefined || this.increment !== undefined) throw new UsageError('--scrub and --increment go with a backup check (--dst DIR or --config FILE), not with a REPORT')
     return this.checkReport(this.report)
   }
 
@@ -69,14 +78,34 @@ export default class VerifyCommand extends DstCommand {
     const out = this.context.stdout
     const dst = requireBackupDir(dir)
     const source = this.repair ? (this.source ?? loadConfig(this.config).src) : undefined
-    const r = await this.withProgress({ apply: 'verify' }, (onProgress) => verifyBackup(dst, { source, threads: this.threads, onProgress }))
+    const scrub = this.scrub === undefined ? undefined : parseShare(this.scrub)
+    if (this.scrub !== undefined && scrub === undefined) throw new UsageError(`--scrub: expected a share from 0% (excluded) to 100%, e.g. 10%, got ${JSON.stringify(this.scrub)}`)
+    if (scrub !== undefined && this.increment !== undefined) throw new UsageError('give either --scrub or --increment, not both')
+    const controller = new AbortController()
+    const onSignal = () => controller.abort()
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    let r
+    try {
+      r = await this.withProgress({ apply: 'verify' }, (onProgress) =>
+        verifyBackup(dst, { source, threads: this.threads, onProgress, scrub, increment: this.increment, signal: controller.signal }),
+      )
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
     const bad = r.problems.filter((p) => !(p.repair ?? '').startsWith('re'))
     const code =
-      bad.some((p) => p.status !== 'ERROR') || r.damaged.length || r.stateError ? ExitCode.Partial : bad.length ? ExitCode.Failed : ExitCode.Ok
+      bad.some((p) => p.status !== 'ERROR') || r.damaged.length || r.stateError
+        ? ExitCode.Partial
+        : bad.length || r.scrub?.stopped
+          ? ExitCode.Failed
+          : ExitCode.Ok
     if (this.json) {
       this.print(r)
       return code
     }
+    if (r.scrubStateError) this.warn(`scrub record: ${r.scrubStateError}`)
     for (const d of r.damaged) out.write(`${c.red('DAMAGED')} ${describeDamage(d)}\n`)
     if (r.stateError) out.write(`${c.red('DAMAGED')} mirror state: ${r.stateError}\n`)
     if (r.pendingRun) {
@@ -91,6 +120,13 @@ export default class VerifyCommand extends DstCommand {
         `${r.filesChecked} stored files in ${r.increments} increments and the mirror checked (${r.inodesRead} inodes, ${bytes(r.bytesRead)} read); ` +
           `${r.problems.length} problems${r.repaired ? `, ${r.repaired} repaired` : ''}; ${r.unverifiable} untracked mirror files have no recorded hash\n`,
       )
+      const s = r.scrub
+      if (s) {
+        out.write(
+          `scrub ${Math.round(s.fraction * 1000) / 10}%: ${r.filesChecked} of ${s.total} versions checked (${s.neverVerifiedBefore} never verified before)` +
+            `${s.stopped ? ', stopped early: the next scrub resumes' : ''}; ${s.neverVerifiedAfter} never verified now\n`,
+        )
+      }
     }
     return code
   }

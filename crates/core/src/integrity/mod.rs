@@ -6,4 +6,5 @@
 pub mod checksum;
 pub mod compare;
 pub mod digest_cache;
+pub mod scrub;
 pub mod verify;

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::fs::util;
 use crate::integrity::checksum::{self, Algo, Found, ReadOptions, Report};
 use crate::integrity::digest_cache::DigestCache;
+use crate::integrity::scrub;
 use crate::layout::Layout;
 use crate::progress::{Phase, Progress};
 
@@ -457,6 +458,49 @@ pub struct BackupVerifyResult {
   /// Mirror files that run already replaced or removed: not checked (no
   /// hash is recorded for them yet), never reported as corrupt or missing.
   pub pending: u64,
+  /// `--scrub`: what share was chosen and whether it was finished.
+  pub scrub: Option<ScrubRun>,
+  /// `--increment NAME`: only that increment was checked (not the mirror).
+  pub only: Option<String>,
+  /// The scrub record could not be read or written (the check itself is
+  /// complete; only the "last verified" times were not kept).
+  pub scrub_state_error: Option<String>,
+}
+
+/// What one scrub chose and did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrubRun {
+  /// The share asked for (0 < fraction <= 1).
+  pub fraction: f64,
+  /// Versions with a recorded hash in the backup.
+  pub total: u64,
+  /// The least recently verified ones chosen for this scrub.
+  pub selected: u64,
+  /// Of the chosen, the ones never verified before.
+  pub never_verified_before: u64,
+  /// Versions never verified after this scrub.
+  pub never_verified_after: u64,
+  /// Stopped before the end (aborted): what was checked is recorded and the
+  /// next scrub starts with what was not.
+  pub stopped: bool,
+}
+
+/// What `verify --dst` is asked besides the folder.
+#[derive(Debug, Clone, Default)]
+pub struct BackupVerifyOptions {
+  /// `--repair --source SRC`.
+  pub source: Option<PathBuf>,
+  pub threads: usize,
+  /// `--scrub N%`: check only this share (0 < f <= 1) of the versions, the
+  /// least recently verified first.
+  pub scrub: Option<f64>,
+  /// Check only this increment's versions (not the mirror).
+  pub only: Option<String>,
+  /// "Now" in ms since the epoch (a test's fake clock); default the clock.
+  pub now_ms: Option<i64>,
+  /// Keep the scrub record (`.axiomatic/scrub.json`) up to date.
+  pub record: bool,
 }
 
 struct Check {
@@ -473,10 +517,44 @@ struct Check {
 /// and increment versions of that same content that were corrupt are
 /// relinked to the repaired copy.
 pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress: &Progress) -> Result<BackupVerifyResult, Error> {
+  let o = BackupVerifyOptions { source: source.map(Path::to_path_buf), threads, record: true, ..Default::default() };
+  verify_backup_with(dst, &o, progress)
+}
+
+/// The versions checked between two saves of the scrub record: a twentieth
+/// of the chosen ones (at least 64), so a killed scrub loses little and a
+/// big one writes the record about twenty times.
+fn scrub_chunk(selected: usize) -> usize {
+  (selected / 20).max(64)
+}
+
+/// [`verify_backup`] with every option: `scrub` checks the least recently
+/// verified share of the versions (never-verified ones first, then by path)
+/// and records each checked version's time after every chunk, so an
+/// aborted or killed scrub resumes; `only` checks one increment. A full
+/// verify that finds no corruption forgets the corruption remembered; any
+/// CORRUPT or MISSING version found is remembered (`integrity::scrub`).
+pub fn verify_backup_with(dst: &Path, o: &BackupVerifyOptions, progress: &Progress) -> Result<BackupVerifyResult, Error> {
+  let source = o.source.as_deref();
+  let threads = o.threads;
+  let now = o
+    .now_ms
+    .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0));
+  if let Some(f) = o.scrub {
+    if !(f > 0.0 && f <= 1.0) {
+      return Err(Error::config(format!("--scrub must be a share from 0% (excluded) to 100%, got {}%", f * 100.0)));
+    }
+  }
   let l = Layout::new(dst);
-  let incs = increments::list(dst)?;
+  let mut incs = increments::list(dst)?;
+  if let Some(name) = &o.only {
+    incs.retain(|i| &i.name == name);
+    if incs.is_empty() {
+      return Err(Error::config(format!("there is no increment {name:?} in {}; see `backup list`", dst.display())));
+    }
+  }
   let mut checks = Vec::new();
-  let mut res = BackupVerifyResult { increments: incs.len() as u64, ..Default::default() };
+  let mut res = BackupVerifyResult { increments: incs.len() as u64, only: o.only.clone(), ..Default::default() };
   // Damaged metadata is reported, and everything else is still checked
   // (the entries of a cut-short catalog that could be read, too).
   for inc in &incs {
@@ -514,7 +592,8 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
   // already: those are pending (its journal has no hash for them yet; the
   // next run finishes and records them), not corrupt or missing.
   res.pending_run = PendingRun::read(&l.journal);
-  match crate::backup::adopt::read_state(&l, false).map(|(st, _)| st) {
+  let state = if o.only.is_some() { Ok(Vec::new()) } else { crate::backup::adopt::read_state(&l, false).map(|(st, _)| st) };
+  match state {
     Ok(st) => {
       for s in st {
         if let Some(run) = &res.pending_run {
@@ -538,42 +617,62 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
     }
     Err(e) => res.state_error = Some(format!("{}; the mirror was not checked (`backup recreate` rebuilds the state)", e.message)),
   }
-  res.files_checked = checks.len() as u64;
+  // The scrub record: the order of a scrub, and the times of what is checked (a scrub always keeps it).
+  let keep = o.record || o.scrub.is_some();
+  let (mut record, record_error) = if keep { scrub::ScrubState::load(dst) } else { Default::default() };
+  res.scrub_state_error = record_error;
+  let all_keys: Vec<String> = checks.iter().map(|c| scrub::key(&c.location, &c.rel)).collect();
+  if o.only.is_none() && res.state_error.is_none() && res.damaged.is_empty() {
+    // Versions no longer stored (pruned increments) are forgotten; not while some cannot be listed.
+    let live: std::collections::HashSet<&str> = all_keys.iter().map(String::as_str).collect();
+    record.verified.retain(|k, _| live.contains(k.as_str()));
+  }
+  let total = checks.len();
+  let mut order: Vec<usize> = (0..total).collect();
+  if let Some(f) = o.scrub {
+    // Least recently verified first (never verified before everything), then by location and path.
+    let last = |i: usize| record.verified.get(&all_keys[i]).copied().unwrap_or(i64::MIN);
+    order.sort_by(|&a, &b| (last(a), &checks[a].location, &checks[a].rel).cmp(&(last(b), &checks[b].location, &checks[b].rel)));
+    let take = ((total as f64 * f).ceil() as usize).min(total);
+    order.truncate(take);
+    let never = order.iter().filter(|&&i| !record.verified.contains_key(&all_keys[i])).count();
+    res.scrub =
+      Some(ScrubRun { fraction: f, total: total as u64, selected: take as u64, never_verified_before: never as u64, ..Default::default() });
+  }
+  let keys: Vec<String> = order.iter().map(|&i| all_keys[i].clone()).collect();
+  let mut checks: Vec<Check> = {
+    let mut slots: Vec<Option<Check>> = checks.into_iter().map(Some).collect();
+    order.iter().map(|&i| slots[i].take().expect("each chosen once")).collect()
+  };
   progress.ops_total.store(checks.len() as u64, Relaxed);
   progress.set_phase(Phase::Apply);
   let pool = crate::backup::engine::build_pool(threads)?;
   // (dev, ino) → sha, so hardlinks are read once.
   let seen: Mutex<HashMap<(u64, u64), String>> = Mutex::new(HashMap::new());
   let bytes = std::sync::atomic::AtomicU64::new(0);
-  let outcomes: Vec<Option<(Status, String)>> = pool.install(|| {
-    checks
-      .par_iter()
-      .map(|c| {
-        progress.ops_done.fetch_add(1, Relaxed);
-        let md = match crate::fs::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
-          Ok(m) => m,
-          Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
-          Err(e) => return Some((Status::Error, e.to_string())),
-        };
-        let key = (md.dev(), md.ino());
-        let cached = seen.lock().unwrap().get(&key).cloned();
-        let got = match cached {
-          Some(h) => h,
-          None => match crate::fs::longpath::with(&c.path, util::sha256_of) {
-            Ok(h) => {
-              bytes.fetch_add(md.len(), Relaxed);
-              progress.bytes_done.fetch_add(md.len(), Relaxed);
-              let h = hex::encode(h);
-              seen.lock().unwrap().insert(key, h.clone());
-              h
-            }
-            Err(e) => return Some((Status::Error, e.to_string())),
-          },
-        };
-        (got != c.sha).then(|| (Status::Corrupt, format!("SHA-256 is {got}, recorded {}", c.sha)))
-      })
-      .collect()
-  });
+  // A scrub saves the record after every chunk; a full verify once, at the end.
+  let chunk = if o.scrub.is_some() { scrub_chunk(checks.len()) } else { checks.len().max(1) };
+  let mut outcomes: Vec<Option<(Status, String)>> = Vec::with_capacity(checks.len());
+  for (n, part) in checks.chunks(chunk).enumerate() {
+    if progress.is_aborted() {
+      if let Some(s) = res.scrub.as_mut() {
+        s.stopped = true;
+      }
+      break;
+    }
+    outcomes.extend(check_chunk(part, &pool, &seen, &bytes, progress));
+    if !keep {
+      continue;
+    }
+    for k in &keys[n * chunk..n * chunk + part.len()] {
+      record.verified.insert(k.clone(), now);
+    }
+    if o.scrub.is_some() {
+      save_record(dst, &mut record, &all_keys, now, &mut res);
+    }
+  }
+  checks.truncate(outcomes.len());
+  res.files_checked = checks.len() as u64;
   res.inodes_read = seen.lock().unwrap().len() as u64;
   res.bytes_read = bytes.into_inner();
   let mut repaired_inodes: HashMap<String, PathBuf> = HashMap::new();
@@ -612,7 +711,92 @@ pub fn verify_backup(dst: &Path, source: Option<&Path>, threads: usize, progress
     res.problems.push(BackupProblem { location: c.location.clone(), path: c.rel.clone(), status, detail: Some(detail), repair });
   }
   res.problems.sort_by(|a, b| (a.location.as_str(), a.path.as_str()).cmp(&(b.location.as_str(), b.path.as_str())));
+  if keep {
+    let found: Vec<scrub::Remembered> = res
+      .problems
+      .iter()
+      .filter(|p| matches!(p.status, Status::Corrupt | Status::Missing) && !p.repair.as_deref().unwrap_or("").starts_with("re"))
+      .map(|p| scrub::Remembered {
+        location: p.location.clone(),
+        path: p.path.clone(),
+        status: if p.status == Status::Corrupt { "CORRUPT" } else { "MISSING" }.into(),
+        detail: p.detail.clone(),
+        found_ms: now,
+      })
+      .collect();
+    // A full verify is the whole truth: what it did not find is gone (repaired, or pruned).
+    let full = o.scrub.is_none() && o.only.is_none() && !progress.is_aborted();
+    if full {
+      record.corrupt.retain(|r| found.iter().any(|f| f.location == r.location && f.path == r.path));
+      if found.is_empty() && res.damaged.is_empty() && res.state_error.is_none() {
+        record.last_full_ms = Some(now);
+      }
+    }
+    for f in found {
+      record.remember(f);
+    }
+    record.last_check_ms = Some(now);
+    save_record(dst, &mut record, &all_keys, now, &mut res);
+    if let Some(s) = res.scrub.as_mut() {
+      s.never_verified_after = record.never_verified;
+    }
+  }
   Ok(res)
+}
+
+/// Writes the scrub record with its counts; a failure is reported in the
+/// result, never fails the verify (a read-only backup can still be checked).
+fn save_record(dst: &Path, record: &mut scrub::ScrubState, all_keys: &[String], now: i64, res: &mut BackupVerifyResult) {
+  record.version = 1;
+  record.updated_ms = now;
+  if res.only.is_none() {
+    record.versions = all_keys.len() as u64;
+    record.never_verified = all_keys.iter().filter(|k| !record.verified.contains_key(*k)).count() as u64;
+  }
+  if let Err(e) = record.save(dst) {
+    res.scrub_state_error.get_or_insert(e.message);
+  }
+}
+
+/// Hashes one chunk of versions on the pool: `None` for a version that
+/// matches its recorded SHA-256, else its status and why. Each inode is
+/// read once (`seen`), across chunks too.
+fn check_chunk(
+  part: &[Check],
+  pool: &rayon::ThreadPool,
+  seen: &Mutex<HashMap<(u64, u64), String>>,
+  bytes: &std::sync::atomic::AtomicU64,
+  progress: &Progress,
+) -> Vec<Option<(Status, String)>> {
+  pool.install(|| {
+    part
+      .par_iter()
+      .map(|c| {
+        progress.ops_done.fetch_add(1, Relaxed);
+        let md = match crate::fs::longpath::with(&c.path, |p| fs::symlink_metadata(p)) {
+          Ok(m) => m,
+          Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some((Status::Missing, "the stored file is missing".into())),
+          Err(e) => return Some((Status::Error, e.to_string())),
+        };
+        let key = (md.dev(), md.ino());
+        let cached = seen.lock().unwrap().get(&key).cloned();
+        let got = match cached {
+          Some(h) => h,
+          None => match crate::fs::longpath::with(&c.path, util::sha256_of) {
+            Ok(h) => {
+              bytes.fetch_add(md.len(), Relaxed);
+              progress.bytes_done.fetch_add(md.len(), Relaxed);
+              let h = hex::encode(h);
+              seen.lock().unwrap().insert(key, h.clone());
+              h
+            }
+            Err(e) => return Some((Status::Error, e.to_string())),
+          },
+        };
+        (got != c.sha).then(|| (Status::Corrupt, format!("SHA-256 is {got}, recorded {}", c.sha)))
+      })
+      .collect()
+  })
 }
 
 /// A version without a recorded hash (the original backup.py's metadata)
