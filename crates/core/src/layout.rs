@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const MIRROR: &str = "mirror";
 /// The folder of our own records.
 pub const META_DIR: &str = ".axiomatic";
+/// The catalog index's file name inside `.axiomatic/` (derived data: safe to delete).
+pub const INDEX_FILE: &str = "index.sqlite";
 /// The prefix of every increment folder name.
 pub const INCREMENT_PREFIX: &str = "backup_";
 
@@ -44,6 +46,8 @@ pub struct Layout {
   pub trash: PathBuf,
   /// Present only while a delete unlinks.
   pub pending_removals: PathBuf,
+  /// The catalog index (`explore::index`), derived from the increments' metadata.
+  pub index: PathBuf,
 }
 
 impl Layout {
@@ -62,6 +66,7 @@ impl Layout {
       prune: meta.join("prune.json"),
       trash: meta.join("trash"),
       pending_removals: meta.join("pending-removals.jsonl"),
+      index: meta.join(INDEX_FILE),
       meta,
     }
   }
