@@ -27,6 +27,11 @@ export {
   removeIncrements,
   status,
   requireBackupDir,
+  timeline,
+  tree,
+  diff,
+  storedFile,
+  rebuildIndex,
 } from './explore'
 export type {
   IncrementInfo,
@@ -48,6 +53,12 @@ export type {
   LastRun,
   DamagedMetadata,
   PendingRun,
+  Tree,
+  TreeEntry,
+  DiffResult,
+  DiffItem,
+  DiffSide,
+  DiffOptions,
 } from './explore'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'

@@ -9,6 +9,7 @@ import { colorsOn, reportError } from './base'
 import ChecksumCommand from './commands/checksum'
 import CompareCommand from './commands/compare'
 import DeleteCommand from './commands/delete'
+import DiffCommand from './commands/diff'
 import ExplainCommand from './commands/explain'
 import HistoryCommand from './commands/history'
 import KeygenCommand from './commands/keygen'
@@ -41,6 +42,7 @@ export function makeCli(colored = false): Cli {
   cli.register(RunCommand)
   cli.register(ExplainCommand)
   cli.register(DeleteCommand)
+  cli.register(DiffCommand)
   cli.register(HistoryCommand)
   cli.register(ListCommand)
   cli.register(PruneCommand)

@@ -300,7 +300,7 @@ fn glob_set(globs: &[String], literal_separator: bool, ignore_case: bool) -> Res
 /// Whether `path` is `prefix` or lies under it (a folder prefix, not a
 /// string prefix: `docs` matches `docs/a`, not `docs2/a`). An empty prefix
 /// matches everything.
-pub(crate) fn prefix_match(path: &str, prefix: &str) -> bool {
+pub fn prefix_match(path: &str, prefix: &str) -> bool {
   prefix.is_empty() || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
