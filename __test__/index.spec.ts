@@ -279,7 +279,7 @@ describe('the index is derived: rebuilt when missing, stale or damaged; kept up 
 
 describe('backup diff', () => {
   async function history3() {
-    const w = workspace({ 't/notes.md': 'one\ntwo\nthree\n', 't/gone.txt': 'bye\n', 't/bin.dat': Buffer.from([0, 1, 2, 3]) }, { track_dirs: ['t'] })
+    const w = workspace({ 't/notes.md': 'one\ntwo\nthree\n', 't/gone.txt': 'bye\n', 't/bin.dat': { content: Buffer.from([0, 1, 2, 3]) } }, { track_dirs: ['t'] })
     const cfg = loadConfig(w.config)
     await backup(cfg)
     fs.writeFileSync(path.join(w.src, 't/notes.md'), 'one\nTWO\nthree\nfour\n')
@@ -358,7 +358,7 @@ describe('backup diff', () => {
       expect(r.stderr + r.stdout).toMatch(msg)
       const j = cli(['diff', '--dst', w.dst, '--json', ...args])
       expect(j.status).toBe(64)
-      expect(JSON.parse(j.stdout).error).toMatch(msg)
+      expect(JSON.parse(j.stdout).error.message).toMatch(msg)
     }
     // One increment only: nothing to compare it with by default.
     const one = workspace({ 't/a': 'a' }, { track_dirs: ['t'] })

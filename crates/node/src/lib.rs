@@ -534,51 +534,56 @@ pub struct BindingDirectQuery {
   pub filter: Option<BindingSearchFilter>,
 }
 
-/// Answers `q` from the index (`indexed`) or from the metadata files: the tests compare both.
+/// Answers `q` from the index (`indexed`, as every reader gets it: rebuilt when damaged) or from the
+/// metadata files: the tests compare both.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn query_backup(dst: String, q: BindingDirectQuery, indexed: bool) -> AsyncTask<JsonTask> {
   task(
     move |_| {
       let d = Path::new(&dst);
-      let ix = if indexed { Some(index::Index::open(d)?) } else { None };
-      let path = q.path.unwrap_or_default();
-      let paths = q.paths.unwrap_or_default();
-      Ok(match (q.what.as_str(), ix) {
-        ("list", Some(ix)) => json(ix.list()?),
-        ("list", None) => json(catalog::list_direct(d, false)?),
-        ("search", ix) => {
-          let f = search_filter(q.filter.ok_or_else(|| CoreError::config("search needs a filter"))?);
-          match ix {
-            Some(ix) => json(ix.search(f)?),
-            None => json(catalog::search_direct(d, f)?),
-          }
-        }
-        ("history", Some(ix)) => json(ix.history(&path)?),
-        ("history", None) => json(catalog::history_direct(d, &path)?),
-        ("tree", Some(ix)) => json(ix.tree(&path, q.at.as_deref())?),
-        ("tree", None) => json(index::tree_direct(d, &path, q.at.as_deref())?),
-        ("diff", ix) => {
-          let (from, to) = (q.from.unwrap_or_default(), q.to.unwrap_or_default());
-          match ix {
-            Some(ix) => json(ix.diff(&from, &to, &paths)?),
-            None => json(index::diff_direct(d, &from, &to, &paths)?),
-          }
-        }
-        ("restore-at", ix) => {
-          let at = q.at.unwrap_or_default();
-          let keep = |p: &str| paths.is_empty() || paths.iter().any(|w| catalog::prefix_match(p, w));
-          let m: BTreeMap<String, (String, axiomatic_core::backup::meta::CatalogEntry)> = match ix {
-            Some(ix) => ix.newest_mentions(&at, &keep)?.into_iter().collect(),
-            None => {
-              let incs = axiomatic_core::backup::increments::list(d)?;
-              let k = incs.iter().position(|i| i.name == at).ok_or_else(|| CoreError::config(format!("no increment {at:?}")))?;
-              catalog::newest_mentions(&incs[..=k], &keep)?.into_iter().map(|(p, (i, e))| (p, (incs[i].name.clone(), e))).collect()
+      let path = q.path.clone().unwrap_or_default();
+      let paths = q.paths.clone().unwrap_or_default();
+      let (from, to) = (q.from.clone().unwrap_or_default(), q.to.clone().unwrap_or_default());
+      let at = q.at.clone();
+      let filter = q.filter.map(search_filter);
+      let keep = |p: &str| paths.is_empty() || paths.iter().any(|w| catalog::prefix_match(p, w));
+      let answer = |ix: Option<&index::Index>| -> CoreResult<String> {
+        Ok(match (q.what.as_str(), ix) {
+          ("list", Some(ix)) => json(ix.list()?),
+          ("list", None) => json(catalog::list_direct(d, false)?),
+          ("search", ix) => {
+            let f = filter.clone().ok_or_else(|| CoreError::config("search needs a filter"))?;
+            match ix {
+              Some(ix) => json(ix.search(f)?),
+              None => json(catalog::search_direct(d, f)?),
             }
-          };
-          json(m)
-        }
-        (w, _) => return Err(CoreError::config(format!("unknown query {w:?}"))),
-      })
+          }
+          ("history", Some(ix)) => json(ix.history(&path)?),
+          ("history", None) => json(catalog::history_direct(d, &path)?),
+          ("tree", Some(ix)) => json(ix.tree(&path, at.as_deref())?),
+          ("tree", None) => json(index::tree_direct(d, &path, at.as_deref())?),
+          ("diff", Some(ix)) => json(ix.diff(&from, &to, &paths)?),
+          ("diff", None) => json(index::diff_direct(d, &from, &to, &paths)?),
+          ("restore-at", ix) => {
+            let at = at.clone().unwrap_or_default();
+            let m: BTreeMap<String, (String, axiomatic_core::backup::meta::CatalogEntry)> = match ix {
+              Some(ix) => ix.newest_mentions(&at, &keep)?.into_iter().collect(),
+              None => {
+                let incs = axiomatic_core::backup::increments::list(d)?;
+                let k = incs.iter().position(|i| i.name == at).ok_or_else(|| CoreError::config(format!("no increment {at:?}")))?;
+                catalog::newest_mentions(&incs[..=k], &keep)?.into_iter().map(|(p, (i, e))| (p, (incs[i].name.clone(), e))).collect()
+              }
+            };
+            json(m)
+          }
+          (w, _) => return Err(CoreError::config(format!("unknown query {w:?}"))),
+        })
+      };
+      if indexed {
+        index::with(d, |ix| answer(Some(ix))).unwrap_or_else(|| Err(CoreError::config("the catalog index cannot be used here")))
+      } else {
+        answer(None)
+      }
     },
     None,
     None,

@@ -169,8 +169,8 @@ fn walk_inodes(root: &Path) -> Vec<(u64, u64, u64, u64)> {
 /// (`--detailed` walks the folders anyway).
 pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
   if !detailed {
-    if let Some(ix) = crate::explore::index::Index::try_open(dst) {
-      return ix.list();
+    if let Some(r) = crate::explore::index::with(dst, |ix| ix.list()) {
+      return r;
     }
   }
   list_direct(dst, detailed)
@@ -382,8 +382,8 @@ fn for_each_catalog<T: Send>(
 
 /// `backup search`: from the catalog index when it can be used.
 pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
-  if let Some(ix) = crate::explore::index::Index::try_open(dst) {
-    return ix.search(filter);
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.search(filter.clone())) {
+    return r;
   }
   search_direct(dst, filter)
 }
@@ -475,8 +475,8 @@ pub(crate) fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntr
 
 /// `backup history PATH`: from the catalog index when it can be used.
 pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
-  if let Some(ix) = crate::explore::index::Index::try_open(dst) {
-    return ix.history(rel);
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.history(rel)) {
+    return r;
   }
   history_direct(dst, rel)
 }

@@ -378,6 +378,34 @@ impl Index {
     Self::open(dst).ok()
   }
 
+  /// Whether `e` is an error of the index file itself (SQLite refused it:
+  /// damaged), not of the backup (an unknown increment, damaged metadata).
+  fn own_error(&self, e: &Error) -> bool {
+    e.path.as_deref() == Some(self.file.as_path())
+  }
+}
+
+/// Answers `q` from the index of `dst`: None when the index cannot be used
+/// (the caller reads the metadata directly). An error of the index file
+/// met while answering (garbage SQLite only notices when it reads that
+/// page) rebuilds it and asks again; errors of the backup pass through.
+pub fn with<T>(dst: &Path, q: impl Fn(&Index) -> Result<T, Error>) -> Option<Result<T, Error>> {
+  let ix = Index::try_open(dst)?;
+  match q(&ix) {
+    Err(e) if ix.own_error(&e) => {
+      drop(ix);
+      let ix = Index::rebuild(dst).ok()?;
+      match q(&ix) {
+        Err(e) if ix.own_error(&e) => None,
+        r => Some(r),
+      }
+    }
+    r => Some(r),
+  }
+}
+
+impl Index {
+
   fn open_existing(dst: &Path, file: &Path) -> Result<Index, Error> {
     let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
       .map_err(|e| sql(file, e))?;
@@ -834,7 +862,7 @@ impl Index {
         tree.entries.push(TreeEntry { name, path: cpath, dir: true, file: None });
       }
     }
-    tree.entries.sort_by(|a, b| a.name.cmp(&b.name).then(b.dir.cmp(&a.dir)));
+    tree.entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.dir.cmp(&b.dir)));
     Ok(tree)
   }
 
@@ -1280,28 +1308,19 @@ pub fn diff_direct(dst: &Path, from: &str, to: &str, paths: &[String]) -> Result
 
 /// `backup diff`: through the index when it can be used.
 pub fn diff(dst: &Path, from: &str, to: &str, paths: &[String]) -> Result<Diff, Error> {
-  match Index::try_open(dst) {
-    Some(ix) => ix.diff(from, to, paths),
-    None => diff_direct(dst, from, to, paths),
-  }
+  with(dst, |ix| ix.diff(from, to, paths)).unwrap_or_else(|| diff_direct(dst, from, to, paths))
 }
 
 /// The timeline (see [`Index::timeline`]); without the index, `list`
 /// without the exclusive bytes.
 pub fn timeline(dst: &Path) -> Result<Listing, Error> {
-  match Index::try_open(dst) {
-    Some(ix) => ix.timeline(),
-    None => catalog::list_direct(dst, false),
-  }
+  with(dst, |ix| ix.timeline()).unwrap_or_else(|| catalog::list_direct(dst, false))
 }
 
-/// A folder at a point in time (see [`Index::tree`]). Without a usable
-/// index (a read-only disk) the index is built in memory.
+/// A folder at a point in time (see [`Index::tree`]); without a usable
+/// index, from every catalog.
 pub fn tree(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Error> {
-  match Index::try_open(dst) {
-    Some(ix) => ix.tree(path, at),
-    None => tree_direct(dst, path, at),
-  }
+  with(dst, |ix| ix.tree(path, at)).unwrap_or_else(|| tree_direct(dst, path, at))
 }
 
 /// The same answer as [`Index::tree`], from the catalogs and the state
@@ -1375,7 +1394,7 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
     let p = if path.is_empty() { d.clone() } else { format!("{path}/{d}") };
     tree.entries.push(TreeEntry { name: d, path: p, dir: true, file: None });
   }
-  tree.entries.sort_by(|a, b| a.name.cmp(&b.name).then(b.dir.cmp(&a.dir)));
+  tree.entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.dir.cmp(&b.dir)));
   Ok(tree)
 }
 

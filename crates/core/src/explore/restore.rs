@@ -145,8 +145,8 @@ fn mentions_at(
   name: &str,
   keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<std::collections::HashMap<String, (String, crate::backup::meta::CatalogEntry)>, Error> {
-  if let Some(ix) = crate::explore::index::Index::try_open(dst) {
-    return ix.newest_mentions(name, keep);
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.newest_mentions(name, keep)) {
+    return r;
   }
   let incs = increments::list(dst)?;
   let Some(idx) = incs.iter().position(|i| i.name == name) else {
