@@ -57,7 +57,6 @@ CREATE TABLE increments(
   excl INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE paths(id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL UNIQUE);
-CREATE INDEX paths_parent ON paths(parent);
 CREATE TABLE entries(
   path INTEGER NOT NULL,
   inc INTEGER NOT NULL,
@@ -73,7 +72,6 @@ CREATE TABLE entries(
   extra TEXT,
   PRIMARY KEY(path, inc)
 ) WITHOUT ROWID;
-CREATE INDEX entries_inc ON entries(inc);
 CREATE TABLE mirror(
   path INTEGER PRIMARY KEY,
   size INTEGER NOT NULL,
@@ -84,6 +82,13 @@ CREATE TABLE mirror(
   sha256 TEXT,
   link TEXT
 );
+";
+
+/// The secondary indexes, created after a build's bulk insert (one sort
+/// each instead of a million random inserts).
+const SCHEMA_INDEXES: &str = "
+CREATE INDEX paths_parent ON paths(parent);
+CREATE INDEX entries_inc ON entries(inc);
 ";
 
 /// Whether the index is switched off (`AXIOMATIC_INDEX=off`): every
@@ -436,6 +441,7 @@ impl Index {
       conn.execute("INSERT INTO paths(id, parent, name, path) VALUES (0, -1, '', '')", []).map_err(|e| sql(&tmp, e))?;
       let mut ix = Index { conn, dst: dst.to_path_buf(), file: tmp.clone(), mirror_indexed: false };
       ix.sync(true)?;
+      ix.conn.execute_batch(SCHEMA_INDEXES).map_err(|e| sql(&tmp, e))?;
       let ix_conn = ix.conn;
       ix_conn.execute_batch("PRAGMA journal_mode = DELETE;").map_err(|e| sql(&tmp, e))?;
       drop(ix_conn);
@@ -774,17 +780,7 @@ impl Index {
   /// What path `pid` (`rel`) is at point `at` (an increment id; None = the
   /// latest state, the mirror): the file, or None when absent.
   fn node(&self, pid: i64, rel: &str, at: Option<(i64, &HashMap<i64, String>)>, mirror: &Option<HashMap<String, MirrorRow>>) -> Result<Option<TreeFile>, Error> {
-    let from_mirror = |m: MirrorRow| TreeFile {
-      size: m.size,
-      mtime_ns: m.mtime_ns.to_string(),
-      mode: m.mode,
-      kind: m.kind,
-      sha256: m.sha256,
-      from: "mirror".into(),
-      untracked: !m.tracked,
-      op: None,
-      link: m.link,
-    };
+    let from_mirror = mirror_file;
     let mirror_of = |pid: i64| -> Result<Option<MirrorRow>, Error> {
       match mirror {
         Some(map) => Ok(map.get(rel).cloned()),
@@ -795,17 +791,7 @@ impl Index {
       None => Ok(mirror_of(pid)?.map(from_mirror)),
       Some((k, names)) => match self.at_point(pid, k)? {
         Some((_, en)) if en.category == "deleted" => Ok(None),
-        Some((i, en)) => Ok(Some(TreeFile {
-          size: en.size,
-          mtime_ns: en.mtime_ns,
-          mode: en.mode,
-          kind: en.kind,
-          sha256: en.sha256,
-          from: names[&i].clone(),
-          untracked: false,
-          op: Some(en.op),
-          link: en.link,
-        })),
+        Some((i, en)) => Ok(Some(version_file(names[&i].clone(), en))),
         None => Ok(mirror_of(pid)?.filter(|m| !m.tracked).map(from_mirror)),
       },
     }
@@ -841,11 +827,45 @@ impl Index {
     let mirror = self.mirror_state_map()?;
     let mut tree = Tree { path: path.to_string(), at: at.map(str::to_string), entries: Vec::new() };
     let Some(fid) = (if path.is_empty() { Some(0) } else { self.path_id(path)? }) else { return Ok(tree) };
-    let children: Vec<(i64, String, String)> = {
-      let mut st = self.conn.prepare_cached("SELECT id, name, path FROM paths WHERE parent = ?1").map_err(e)?;
-      let rows = st.query_map([fid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(e)?;
-      rows.collect::<Result<_, _>>().map_err(e)?
-    };
+    // Each child with its newest entry at or before the point (none for
+    // the latest state) and its mirror row, in one statement.
+    let q = format!(
+      "SELECT p.id, p.name, p.path, e.inc, {ENTRY_COLS}, m.size, m.mtime_ns, m.mode, m.kind, m.tracked, m.sha256, m.link
+       FROM paths p
+       LEFT JOIN entries e ON e.path = p.id AND e.inc = (SELECT MAX(x.inc) FROM entries x WHERE x.path = p.id AND x.inc <= ?2)
+       LEFT JOIN mirror m ON m.path = p.id
+       WHERE p.parent = ?1"
+    );
+    let mut children: Vec<(i64, String, String, Option<TreeFile>)> = Vec::new();
+    {
+      let mut st = self.conn.prepare_cached(&q).map_err(e)?;
+      let mut rows = st.query(params![fid, k.unwrap_or(-1)]).map_err(e)?;
+      while let Some(r) = rows.next().map_err(e)? {
+        let inc: Option<i64> = r.get(3).map_err(e)?;
+        let mirror_row = || -> rusqlite::Result<Option<MirrorRow>> {
+          let size: Option<i64> = r.get(14)?;
+          let Some(size) = size else { return Ok(None) };
+          Ok(Some(MirrorRow {
+            size: size as u64,
+            mtime_ns: r.get(15)?,
+            mode: r.get::<_, i64>(16)? as u32,
+            kind: num_kind(r.get(17)?),
+            tracked: r.get(18)?,
+            sha256: r.get(19)?,
+            link: r.get(20)?,
+          }))
+        };
+        let file = match (k, inc) {
+          (None, _) => mirror_row().map_err(e)?.map(mirror_file),
+          (Some(_), Some(i)) => {
+            let en = entry_at(r, 4).map_err(e)?;
+            (en.category != "deleted").then(|| version_file(names[&i].clone(), en))
+          }
+          (Some(_), None) => mirror_row().map_err(e)?.filter(|m| !m.tracked).map(mirror_file),
+        };
+        children.push((r.get(0).map_err(e)?, r.get(1).map_err(e)?, r.get(2).map_err(e)?, file));
+      }
+    }
     let mut has_children: HashSet<i64> = HashSet::new();
     {
       let mut st = self.conn.prepare_cached("SELECT DISTINCT parent FROM paths WHERE parent IN (SELECT id FROM paths WHERE parent = ?1)").map_err(e)?;
@@ -854,8 +874,8 @@ impl Index {
         has_children.insert(r.map_err(e)?);
       }
     }
-    for (cid, name, cpath) in children {
-      if let Some(f) = self.node(cid, &cpath, at_k, &mirror)? {
+    for (cid, name, cpath, file) in children {
+      if let Some(f) = file {
         tree.entries.push(TreeEntry { name: name.clone(), path: cpath.clone(), dir: false, file: Some(f) });
       }
       if has_children.contains(&cid) && self.folder_exists(&cpath, at_k, &mirror)? {
@@ -892,26 +912,34 @@ impl Index {
     self.check_upto(&incs[..=hi])?;
     let names: HashMap<i64, String> = incs.iter().map(|i| (i.id, i.name.clone())).collect();
     let keep = keeper(paths);
-    let mut changed: Vec<(i64, String)> = Vec::new();
-    {
-      let mut st = self
-        .conn
-        .prepare_cached("SELECT DISTINCT e.path, p.path FROM entries e JOIN paths p ON p.id = e.path WHERE e.inc > ?1 AND e.inc <= ?2")
-        .map_err(e)?;
-      let mut rows = st.query(params![incs[lo].id, incs[hi].id]).map_err(e)?;
-      while let Some(r) = rows.next().map_err(e)? {
-        let p: String = r.get(1).map_err(e)?;
-        if keep(&p) {
-          changed.push((r.get(0).map_err(e)?, p));
-        }
-      }
-    }
-    let side = |pid: i64, k: usize| -> Result<Option<(String, CatalogEntry)>, Error> {
-      Ok(self.at_point(pid, incs[k].id)?.filter(|(_, en)| en.category != "deleted").map(|(i, en)| (names[&i].clone(), en)))
-    };
+    // The paths with an entry in (lo, hi], each with its newest entry at
+    // or before `from` and at or before `to`, in one statement.
+    let cols_a = ENTRY_COLS.replace("e.", "a.");
+    let cols_b = ENTRY_COLS.replace("e.", "b.");
+    let q = format!(
+      "WITH ch AS (SELECT DISTINCT path FROM entries WHERE inc > ?1 AND inc <= ?2)
+       SELECT p.path, a.inc, {cols_a}, b.inc, {cols_b}
+       FROM ch JOIN paths p ON p.id = ch.path
+       LEFT JOIN entries a ON a.path = ch.path AND a.inc = (SELECT MAX(x.inc) FROM entries x WHERE x.path = ch.path AND x.inc <= ?3)
+       LEFT JOIN entries b ON b.path = ch.path AND b.inc = (SELECT MAX(x.inc) FROM entries x WHERE x.path = ch.path AND x.inc <= ?4)"
+    );
     let mut out = Vec::new();
-    for (pid, p) in changed {
-      out.push((p, side(pid, a)?, side(pid, b)?));
+    {
+      let mut st = self.conn.prepare_cached(&q).map_err(e)?;
+      let mut rows = st.query(params![incs[lo].id, incs[hi].id, incs[a].id, incs[b].id]).map_err(e)?;
+      while let Some(r) = rows.next().map_err(e)? {
+        let p: String = r.get(0).map_err(e)?;
+        if !keep(&p) {
+          continue;
+        }
+        let side = |at: usize| -> rusqlite::Result<Option<(String, CatalogEntry)>> {
+          let inc: Option<i64> = r.get(at)?;
+          let Some(inc) = inc else { return Ok(None) };
+          let en = entry_at(r, at + 1)?;
+          Ok((en.category != "deleted").then(|| (names[&inc].clone(), en)))
+        };
+        out.push((p, side(1).map_err(e)?, side(12).map_err(e)?));
+      }
     }
     Ok(make_diff(&self.dst, &incs[a].name, &incs[b].name, out))
   }
@@ -1125,6 +1153,36 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('mirror', ?1)", [held]).map_err(e)?;
   }
   Ok(())
+}
+
+/// A file of a tree from the mirror state.
+fn mirror_file(m: MirrorRow) -> TreeFile {
+  TreeFile {
+    size: m.size,
+    mtime_ns: m.mtime_ns.to_string(),
+    mode: m.mode,
+    kind: m.kind,
+    sha256: m.sha256,
+    from: "mirror".into(),
+    untracked: !m.tracked,
+    op: None,
+    link: m.link,
+  }
+}
+
+/// A file of a tree from the version increment `inc` holds.
+fn version_file(inc: String, en: CatalogEntry) -> TreeFile {
+  TreeFile {
+    size: en.size,
+    mtime_ns: en.mtime_ns,
+    mode: en.mode,
+    kind: en.kind,
+    sha256: en.sha256,
+    from: inc,
+    untracked: false,
+    op: Some(en.op),
+    link: en.link,
+  }
 }
 
 #[derive(Debug, Clone)]
