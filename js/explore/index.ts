@@ -349,15 +349,19 @@ export async function diff(dst: string, opts: DiffOptions = {}): Promise<DiffRes
 }
 
 /**
- * The stored file of a version: `dst/<increment>/track/<path>` (a Buffer path, so names that are not UTF-8 work).
- * Refuses a path that is not plain and relative (paths from metadata are never trusted).
+ * The stored file of a version: `dst/<increment>/track/<path>`, or `dst/mirror/<path>` when `increment` is `mirror`
+ * (as `tree`'s `from` says) — a Buffer path, so names that are not UTF-8 work. Refuses a path that is not plain and
+ * relative (paths from metadata are never trusted). The caller still opens it without following a symlink it does
+ * not expect (`fs.lstatSync` first): a stored symlink is the version itself.
  */
 export function storedFile(dst: string, increment: string, rel: string, category: 'track' | 'deleted' = 'track'): Buffer {
-  if (!native().isIncrementName(increment)) throw new ConfigError(`${JSON.stringify(increment)} is not an increment name`)
+  const mirror = increment === 'mirror'
+  if (!mirror && !native().isIncrementName(increment)) throw new ConfigError(`${JSON.stringify(increment)} is not an increment name`)
   if (!rel || rel.startsWith('/') || rel.split('/').some((c) => c === '' || c === '.' || c === '..') || rel.includes('\0')) {
     throw new ConfigError(`${JSON.stringify(rel)} is not a plain relative path`)
   }
-  return Buffer.concat([Buffer.from(path.join(path.resolve(dst), increment, category) + '/'), nameBytes(rel)])
+  const dir = mirror ? native().layoutPaths(path.resolve(dst)).mirror : path.join(path.resolve(dst), increment, category)
+  return Buffer.concat([Buffer.from(dir + '/'), nameBytes(rel)])
 }
 
 /** Builds the catalog index of `dst` anew (it is derived from the increments' metadata: this only costs time). */

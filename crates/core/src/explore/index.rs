@@ -33,7 +33,7 @@ use crate::backup::increments::{self, DamagedMeta, EntryRef, Increment};
 use crate::backup::meta::CatalogEntry;
 use crate::backup::scan::Kind;
 use crate::error::{Error, Warning};
-use crate::explore::catalog::{self, Found, Hit, History, ListItem, Listing, Matcher, MirrorCopy, SearchFilter, Totals, Version};
+use crate::explore::catalog::{self, Found, History, Hit, ListItem, Listing, Matcher, MirrorCopy, SearchFilter, Totals, Version};
 use crate::layout::{parse_increment_name, Layout};
 
 /// Bumped whenever the tables change meaning: an index of another version is rebuilt.
@@ -366,9 +366,9 @@ impl Index {
     let l = Layout::new(dst);
     let file = l.index.clone();
     if file.exists() {
-      match Self::open_existing(dst, &file) {
-        Ok(ix) => return Ok(ix),
-        Err(_) => {} // damaged, stale beyond an update, or another version: rebuilt below
+      // Damaged, stale beyond an update, or another version: rebuilt below.
+      if let Ok(ix) = Self::open_existing(dst, &file) {
+        return Ok(ix);
       }
     }
     Self::rebuild(dst)
@@ -410,10 +410,9 @@ pub fn with<T>(dst: &Path, q: impl Fn(&Index) -> Result<T, Error>) -> Option<Res
 }
 
 impl Index {
-
   fn open_existing(dst: &Path, file: &Path) -> Result<Index, Error> {
-    let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-      .map_err(|e| sql(file, e))?;
+    let conn =
+      Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(|e| sql(file, e))?;
     configure(&conn).map_err(|e| sql(file, e))?;
     let v: Option<i64> =
       conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional().map_err(|e| sql(file, e))?;
@@ -663,7 +662,8 @@ impl Index {
       }
       if let Some(entry) = versions.remove(&inc.id) {
         let dir = self.dst.join(&inc.name);
-        let present = increments::safe_rel(rel) && dir.join(&entry.category).join(crate::fs::names::to_path(rel)).symlink_metadata().is_ok();
+        let present =
+          increments::safe_rel(rel) && dir.join(&entry.category).join(crate::fs::names::to_path(rel)).symlink_metadata().is_ok();
         h.versions.push(Version { increment: inc.name.clone(), timestamp: inc.timestamp.clone(), entry, present });
       }
     }
@@ -673,7 +673,10 @@ impl Index {
 
   /// The position of increment `name`, or a usage error.
   fn position(&self, incs: &[IncRow], name: &str) -> Result<usize, Error> {
-    incs.iter().position(|i| i.name == name).ok_or_else(|| Error::config(format!("there is no increment {name:?} in {}; see `backup list`", self.dst.display())))
+    incs
+      .iter()
+      .position(|i| i.name == name)
+      .ok_or_else(|| Error::config(format!("there is no increment {name:?} in {}; see `backup list`", self.dst.display())))
   }
 
   /// The error for a point in time an increment without readable metadata breaks.
@@ -770,7 +773,15 @@ impl Index {
           let sha256 = s.sha().map(hex::encode);
           (
             s.rel.to_string(),
-            MirrorRow { size: s.size, mtime_ns: s.mtime_ns, mode: s.mode, kind: s.kind, tracked: s.tracked, sha256, link: s.link.map(|x| x.to_string()) },
+            MirrorRow {
+              size: s.size,
+              mtime_ns: s.mtime_ns,
+              mode: s.mode,
+              kind: s.kind,
+              tracked: s.tracked,
+              sha256,
+              link: s.link.map(|x| x.to_string()),
+            },
           )
         })
         .collect(),
@@ -779,7 +790,13 @@ impl Index {
 
   /// What path `pid` (`rel`) is at point `at` (an increment id; None = the
   /// latest state, the mirror): the file, or None when absent.
-  fn node(&self, pid: i64, rel: &str, at: Option<(i64, &HashMap<i64, String>)>, mirror: &Option<HashMap<String, MirrorRow>>) -> Result<Option<TreeFile>, Error> {
+  fn node(
+    &self,
+    pid: i64,
+    rel: &str,
+    at: Option<(i64, &HashMap<i64, String>)>,
+    mirror: &Option<HashMap<String, MirrorRow>>,
+  ) -> Result<Option<TreeFile>, Error> {
     let from_mirror = mirror_file;
     let mirror_of = |pid: i64| -> Result<Option<MirrorRow>, Error> {
       match mirror {
@@ -868,7 +885,10 @@ impl Index {
     }
     let mut has_children: HashSet<i64> = HashSet::new();
     {
-      let mut st = self.conn.prepare_cached("SELECT DISTINCT parent FROM paths WHERE parent IN (SELECT id FROM paths WHERE parent = ?1)").map_err(e)?;
+      let mut st = self
+        .conn
+        .prepare_cached("SELECT DISTINCT parent FROM paths WHERE parent IN (SELECT id FROM paths WHERE parent = ?1)")
+        .map_err(e)?;
       let rows = st.query_map([fid], |r| r.get::<_, i64>(0)).map_err(e)?;
       for r in rows {
         has_children.insert(r.map_err(e)?);
@@ -887,7 +907,12 @@ impl Index {
   }
 
   /// Whether some file lies under folder `path` at the point.
-  fn folder_exists(&self, path: &str, at: Option<(i64, &HashMap<i64, String>)>, mirror: &Option<HashMap<String, MirrorRow>>) -> Result<bool, Error> {
+  fn folder_exists(
+    &self,
+    path: &str,
+    at: Option<(i64, &HashMap<i64, String>)>,
+    mirror: &Option<HashMap<String, MirrorRow>>,
+  ) -> Result<bool, Error> {
     let e = |e| sql(&self.file, e);
     let lo = format!("{path}/");
     let hi = format!("{path}0"); // '0' follows '/' in byte order
@@ -950,7 +975,8 @@ const UNREADABLE: &str = " unreadable";
 
 /// Whether the mirror table holds the state (recorded as readable).
 fn mirror_held(conn: &Connection, file: &Path) -> Result<bool, Error> {
-  let v: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'mirror'", [], |r| r.get(0)).optional().map_err(|e| sql(file, e))?;
+  let v: Option<String> =
+    conn.query_row("SELECT value FROM meta WHERE key = 'mirror'", [], |r| r.get(0)).optional().map_err(|e| sql(file, e))?;
   Ok(v.is_some_and(|v| !v.is_empty() && !v.ends_with(UNREADABLE)))
 }
 
@@ -970,7 +996,8 @@ fn plan(conn: &Connection, dst: &Path, file: &Path, mstamp: &Option<String>) -> 
   let mut held: HashMap<String, (i64, Stamp)> = HashMap::new();
   {
     let mut st = conn.prepare_cached("SELECT id, name, meta_size, meta_mtime, meta_ino FROM increments").map_err(e)?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, i64>(0)?, Stamp(r.get(2)?, r.get(3)?, r.get(4)?))))).map_err(e)?;
+    let rows =
+      st.query_map([], |r| Ok((r.get::<_, String>(1)?, (r.get::<_, i64>(0)?, Stamp(r.get(2)?, r.get(3)?, r.get(4)?))))).map_err(e)?;
     for row in rows {
       let (n, v) = row.map_err(e)?;
       held.insert(n, v);
@@ -992,7 +1019,8 @@ fn plan(conn: &Connection, dst: &Path, file: &Path, mstamp: &Option<String>) -> 
     }
   }
   remove.extend(held.iter().filter(|(n, _)| !seen.contains(n.as_str())).map(|(_, (id, _))| *id));
-  let held_mirror: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'mirror'", [], |r| r.get(0)).optional().map_err(e)?;
+  let held_mirror: Option<String> =
+    conn.query_row("SELECT value FROM meta WHERE key = 'mirror'", [], |r| r.get(0)).optional().map_err(e)?;
   let want = mstamp.as_deref().unwrap_or("");
   let mirror_fresh = held_mirror.as_deref().is_some_and(|h| h.strip_suffix(UNREADABLE).unwrap_or(h) == want);
   if remove.is_empty() && add.is_empty() && mirror_fresh {
@@ -1029,11 +1057,8 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
     }
   }
   let mut max_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM increments", [], |r| r.get(0)).map_err(e)?;
-  let reads: Vec<Read> = p
-    .add
-    .par_iter()
-    .filter_map(|(d, _)| Increment::at(dst, &d.name).map(|inc| read_increment(inc, d.stamp)))
-    .collect();
+  let reads: Vec<Read> =
+    p.add.par_iter().filter_map(|(d, _)| Increment::at(dst, &d.name).map(|inc| read_increment(inc, d.stamp))).collect();
   let old_ids: HashMap<&str, i64> = p.add.iter().filter_map(|(d, id)| id.map(|i| (d.name.as_str(), i))).collect();
   for (k, r) in reads.iter().enumerate() {
     order.push((key_of(&r.inc), old_ids.get(r.inc.name.as_str()).copied(), Some(k)));
@@ -1094,9 +1119,11 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
   pids.flush(conn).map_err(e)?;
   let mut excl_delta: HashMap<i64, i64> = HashMap::new();
   if one_appended {
-    let mut prev = conn.prepare_cached("SELECT inc, size, deleted FROM entries WHERE path = ?1 AND inc < ?2 ORDER BY inc DESC LIMIT 1").map_err(e)?;
+    let mut prev =
+      conn.prepare_cached("SELECT inc, size, deleted FROM entries WHERE path = ?1 AND inc < ?2 ORDER BY inc DESC LIMIT 1").map_err(e)?;
     for (pid, inc, row) in &all {
-      let p: Option<(i64, i64, bool)> = prev.query_row(params![pid, inc], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional().map_err(e)?;
+      let p: Option<(i64, i64, bool)> =
+        prev.query_row(params![pid, inc], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional().map_err(e)?;
       match (row.deleted, p) {
         (false, Some((pi, ps, false))) => *excl_delta.entry(pi).or_default() += ps,
         (true, None) | (true, Some((_, _, true))) => *excl_delta.entry(*inc).or_default() += row.size,
@@ -1113,7 +1140,8 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
       )
       .map_err(e)?;
     for (pid, inc, r) in &all {
-      st.execute(params![pid, inc, r.size, r.mtime, r.mtime_ns, r.mode, r.kind, r.deleted, r.op, r.sha256, r.stored, r.extra]).map_err(e)?;
+      st.execute(params![pid, inc, r.size, r.mtime, r.mtime_ns, r.mode, r.kind, r.deleted, r.op, r.sha256, r.stored, r.extra])
+        .map_err(e)?;
     }
   }
   let added = !all.is_empty();
@@ -1140,12 +1168,23 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
       };
       let mut pids = PathIds::new(conn, true).map_err(e)?;
       let mut st = conn
-        .prepare_cached("INSERT OR REPLACE INTO mirror(path, size, mtime_ns, mode, kind, tracked, sha256, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+        .prepare_cached(
+          "INSERT OR REPLACE INTO mirror(path, size, mtime_ns, mode, kind, tracked, sha256, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
         .map_err(e)?;
       for s in &state {
         let pid = pids.id(conn, &s.rel).map_err(e)?;
-        st.execute(params![pid, s.size as i64, s.mtime_ns, s.mode as i64, kind_num(s.kind), s.tracked, s.sha().map(hex::encode), s.link.as_deref()])
-          .map_err(e)?;
+        st.execute(params![
+          pid,
+          s.size as i64,
+          s.mtime_ns,
+          s.mode as i64,
+          kind_num(s.kind),
+          s.tracked,
+          s.sha().map(hex::encode),
+          s.link.as_deref()
+        ])
+        .map_err(e)?;
       }
       drop(st);
       pids.flush(conn).map_err(e)?;
@@ -1307,9 +1346,29 @@ pub struct Diff {
   pub items: Vec<DiffItem>,
 }
 
-fn make_diff(_dst: &Path, from: &str, to: &str, rows: Vec<(String, Option<(String, CatalogEntry)>, Option<(String, CatalogEntry)>)>) -> Diff {
-  let side = |(inc, e): (String, CatalogEntry)| DiffSide { increment: inc, size: e.size, sha256: e.sha256, mtime_ns: e.mtime_ns, mode: e.mode, kind: e.kind };
-  let mut d = Diff { from: from.into(), to: to.into(), added: 0, removed: 0, changed: 0, added_bytes: 0, removed_bytes: 0, changed_bytes: 0, items: Vec::new() };
+/// A path's version at one point: (the increment holding it, its entry), or absent.
+type Side = Option<(String, CatalogEntry)>;
+
+fn make_diff(_dst: &Path, from: &str, to: &str, rows: Vec<(String, Side, Side)>) -> Diff {
+  let side = |(inc, e): (String, CatalogEntry)| DiffSide {
+    increment: inc,
+    size: e.size,
+    sha256: e.sha256,
+    mtime_ns: e.mtime_ns,
+    mode: e.mode,
+    kind: e.kind,
+  };
+  let mut d = Diff {
+    from: from.into(),
+    to: to.into(),
+    added: 0,
+    removed: 0,
+    changed: 0,
+    added_bytes: 0,
+    removed_bytes: 0,
+    changed_bytes: 0,
+    items: Vec::new(),
+  };
   for (path, a, b) in rows {
     let same = match (&a, &b) {
       (Some((ia, ea)), Some((ib, eb))) => ia == ib || ea == eb,
@@ -1348,7 +1407,10 @@ fn make_diff(_dst: &Path, from: &str, to: &str, rows: Vec<(String, Option<(Strin
 pub fn diff_direct(dst: &Path, from: &str, to: &str, paths: &[String]) -> Result<Diff, Error> {
   let incs = increments::list(dst)?;
   let pos = |n: &str| {
-    incs.iter().position(|i| i.name == n).ok_or_else(|| Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())))
+    incs
+      .iter()
+      .position(|i| i.name == n)
+      .ok_or_else(|| Error::config(format!("there is no increment {n:?} in {}; see `backup list`", dst.display())))
   };
   let (a, b) = (pos(from)?, pos(to)?);
   let keep = keeper(paths);
