@@ -548,7 +548,10 @@ export declare function probeRunLock(path: string): BindingLockProbe | null
 /** `backup prune`: removes the named increments (the policy is applied in JS). */
 export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingPruneResult>
 
-/** Answers `q` from the index (`indexed`) or from the metadata files: the tests compare both. */
+/**
+ * Answers `q` from the index (`indexed`, as every reader gets it: rebuilt when damaged) or from the
+ * metadata files: the tests compare both.
+ */
 export declare function queryBackup(dst: string, q: BindingDirectQuery, indexed: boolean): Promise<string>
 
 /** Builds the catalog index of `dst` anew (it is derived: this only costs time). */
