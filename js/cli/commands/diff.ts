@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 
 import { Command, Option } from 'clipanion'
-import { createTwoFilesPatch } from 'diff'
 
 import { diff, storedFile, type DiffItem, type DiffResult } from '../../explore'
 import { ExitCode, type ExitCodeValue } from '../../errors'
@@ -41,6 +40,8 @@ export function patchOf(dst: string, d: DiffResult, it: DiffItem): string {
     const why = 'why' in a ? a.why : (b as { why: string }).why
     return `Binary files ${aName} and ${bName} differ (${why})\n`
   }
+  // Loaded only for --patch: every other command starts without it.
+  const { createTwoFilesPatch } = require('diff') as typeof import('diff')
   return createTwoFilesPatch(aName, bName, a.text, b.text, it.from?.increment ?? d.from, it.to?.increment ?? d.to)
 }
 
