@@ -430,7 +430,20 @@ impl Index {
     if !l.meta.is_dir() {
       fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     }
-    let tmp = l.meta.join(format!("{}.tmp{}", crate::layout::INDEX_FILE, std::process::id()));
+    let prefix = format!("{}.tmp", crate::layout::INDEX_FILE);
+    // Builds of processes that died (killed mid-build) leave their temp file.
+    if let Ok(rd) = fs::read_dir(&l.meta) {
+      for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let dead = unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if dead {
+          let _ = fs::remove_file(ent.path());
+        }
+      }
+    }
+    let tmp = l.meta.join(format!("{prefix}{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let built = (|| -> Result<(), Error> {
       let conn = Connection::open(&tmp).map_err(|e| sql(&tmp, e))?;
@@ -1531,7 +1544,7 @@ pub fn update(dst: &Path) -> Option<Warning> {
   match Index::open(dst) {
     Ok(_) => None,
     Err(e) => Some(Warning::new(
-      l.index.to_string_lossy(),
+      format!("{}/{}", crate::layout::META_DIR, crate::layout::INDEX_FILE),
       "index-not-updated",
       format!("{}; the next command that reads the backup rebuilds it", e.message),
     )),
@@ -1620,8 +1633,12 @@ mod tests {
     let dst = t.path();
     drop(Index::open(dst).unwrap());
     let file = Layout::new(dst).index;
+    // A dead build's temp file goes with the next build.
+    let dead = dst.join(".axiomatic/index.sqlite.tmp999999999");
+    fs::write(&dead, b"half").unwrap();
     fs::write(&file, b"garbage, not a database at all........................................................").unwrap();
     let ix = Index::open(dst).unwrap();
+    assert!(!dead.exists());
     assert_eq!(ix.list().unwrap().increments.len(), 2);
     ix.conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'", []).unwrap();
     drop(ix);
