@@ -368,6 +368,25 @@ describe('backup diff', () => {
     expect(r.stderr).toMatch(/no increment before/)
   })
 
+  it('tree at every point in time lists exactly what restore --at would restore, and the latest state the mirror', async () => {
+    const { w } = await randomHistory(515, 8)
+    /** Every file under `dir` at `at`, walking the tree view folder by folder. */
+    const walk = async (at: string | undefined, dir = ''): Promise<Map<string, [string, number]>> => {
+      const out = new Map<string, [string, number]>()
+      const t = await tree(w.dst, { path: dir, at })
+      for (const e of t.entries) {
+        if (e.dir) for (const [p, v] of await walk(at, e.path)) out.set(p, v)
+        else out.set(e.path, [e.from!, e.size!])
+      }
+      return out
+    }
+    for (const at of [...increments(w.dst), undefined]) {
+      const r = await restore(w.dst, { to: tmpdir('rt-'), at, dryRun: true })
+      const expected = new Map(r.items.map((i) => [i.path, [i.from, i.size] as [string, number]]))
+      expect(await walk(at), `at ${at}`).toEqual(expected)
+    }
+  }, 300_000)
+
   it('restore --at through the index gives the same files as without it', async () => {
     const { w } = await randomHistory(4242, 6)
     for (const at of increments(w.dst)) {
