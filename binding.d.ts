@@ -25,8 +25,17 @@ export declare class RunLock {
 /** Tries to take the lock file `path` (its folder must exist), writing `info` into it. */
 export declare function acquireRunLock(path: string, info: string): RunLock
 
+/** The tracked files that differ between two increments: JSON text of `index::Diff`. */
+export declare function backupDiff(dst: string, from: string, to: string, paths: Array<string>): Promise<string>
+
 /** `backup status`: the mirror state check and the leftovers of interrupted commands. */
 export declare function backupStatus(dst: string): Promise<BindingStatus>
+
+/** The timeline: JSON text of `catalog::Listing` with `exclusiveBytes` from the catalog index. */
+export declare function backupTimeline(dst: string): Promise<string>
+
+/** One folder at a point in time (`at`: an increment name; absent = the latest state): JSON text of `index::Tree`. */
+export declare function backupTree(dst: string, path: string, at?: string | undefined | null): Promise<string>
 
 /** One problem found in a backup folder. */
 export interface BindingBackupProblem {
@@ -132,6 +141,21 @@ export interface BindingDeleteResult {
   dryRun: boolean
   removed: Array<BindingRemovedFile>
   bytes: number
+}
+
+/**
+ * What the index-free reading answers (list, search, history, tree, diff), for tests and
+ * `AXIOMATIC_INDEX=off`-style comparisons: JSON text of the same shapes.
+ */
+export interface BindingDirectQuery {
+  /** `list`, `search`, `history`, `tree`, `diff`, `restore-at` (the newest mentions at `at`). */
+  what: string
+  path?: string
+  at?: string
+  from?: string
+  to?: string
+  paths?: Array<string>
+  filter?: BindingSearchFilter
 }
 
 export interface BindingExplanation {
@@ -589,6 +613,15 @@ export declare function probeRunLock(path: string): BindingLockProbe | null
 
 /** `backup prune`: removes the named increments (the policy is applied in JS). */
 export declare function pruneIncrements(dst: string, remove: Array<string>, dryRun: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingPruneResult>
+
+/**
+ * Answers `q` from the index (`indexed`, as every reader gets it: rebuilt when damaged) or from the
+ * metadata files: the tests compare both.
+ */
+export declare function queryBackup(dst: string, q: BindingDirectQuery, indexed: boolean): Promise<string>
+
+/** Builds the catalog index of `dst` anew (it is derived: this only costs time). */
+export declare function rebuildIndex(dst: string): Promise<string>
 
 /** `backup recreate`. */
 export declare function recreateMetadata(dst: string, only: string | undefined | null, force: boolean, workers: number, onProgress?: ((progress: BindingProgress) => void) | undefined | null): Promise<BindingRecreateResult>

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest'
 
 import { cli, increments, tmpdir, workspace, writeTree } from './helpers'
 
-const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'serve', 'checksum', 'verify', 'compare', 'repair', 'keygen', 'schedule']
+const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'serve', 'diff', 'checksum', 'verify', 'compare', 'repair', 'keygen', 'schedule']
 
 /** A backup with one increment holding `docs/Report.PDF` and `docs/notes.txt`. */
 function backedUp() {

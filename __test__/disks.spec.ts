@@ -90,7 +90,7 @@ describe('real disks', () => {
     const pkg = path.join(base, `pkg-${process.pid}`)
     if (!fs.existsSync(pkg)) {
       const root = path.join(__dirname, '..')
-      for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
+      for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', 'node_modules/diff', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
         fs.cpSync(path.join(root, p), path.join(pkg, p), { recursive: true })
       execFileSync('chmod', ['-R', 'a+rX', pkg])
     }

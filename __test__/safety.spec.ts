@@ -49,7 +49,7 @@ function cliAsNobody(args: string[]): SpawnSyncReturns<string> {
     pkg = path.join(base, `pkg-safety-${process.pid}`)
     const root = path.join(__dirname, '..')
     fs.rmSync(pkg, { recursive: true, force: true })
-    for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
+    for (const p of ['package.json', 'binding.js', 'bin', 'dist', 'node_modules/clipanion', 'node_modules/typanion', 'node_modules/diff', ...fs.readdirSync(root).filter((f) => f.endsWith('.node'))])
       fs.cpSync(path.join(root, p), path.join(pkg, p), { recursive: true })
     execFileSync('chmod', ['-R', 'a+rX', pkg])
     const p = pkg

@@ -5,8 +5,9 @@
 //   npm run bench                 full size (100k mixed files ~2 GB; 1M tiny files)
 //   npm run bench -- --quick      a tenth of that, for a quick look
 //   npm run bench -- --reps 5     more repetitions
-//   npm run bench -- --only mixed|tiny|explore|integrity   one part (explore: search, list, prune in
-//                                 bench/explore.js; integrity: checksum, verify in bench/integrity.js)
+//   npm run bench -- --only mixed|tiny|explore|integrity|index   one part (explore: search, list, prune in
+//                                 bench/explore.js; integrity: checksum, verify in bench/integrity.js;
+//                                 index: the catalog index in bench/index.js)
 //
 // Writes the table to stdout and, with --write, into BENCHMARKS.md.
 'use strict'
@@ -163,3 +164,4 @@ if (args.includes('--write')) {
 const fwd = args.filter((a, i) => a !== '--only' && args[i - 1] !== '--only')
 if (!only || only === 'explore') execFileSync(process.execPath, [path.join(__dirname, 'explore.js'), ...fwd], { stdio: 'inherit' })
 if (!only || only === 'integrity') execFileSync(process.execPath, [path.join(__dirname, 'integrity.js'), ...fwd], { stdio: 'inherit' })
+if (!only || only === 'index') execFileSync(process.execPath, [path.join(__dirname, 'index.js'), ...fwd], { stdio: 'inherit' })

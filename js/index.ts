@@ -32,6 +32,11 @@ export {
   removeIncrements,
   status,
   requireBackupDir,
+  timeline,
+  tree,
+  diff,
+  storedFile,
+  rebuildIndex,
 } from './explore'
 export type {
   IncrementInfo,
@@ -53,9 +58,15 @@ export type {
   LastRun,
   DamagedMetadata,
   PendingRun,
+  Tree,
+  TreeEntry,
+  DiffResult,
+  DiffItem,
+  DiffSide,
+  DiffOptions,
 } from './explore'
 export { serve, BackupData } from './serve'
-export type { ServeOptions, Served, TreeResult, TreeEntry, DiffResult, SizesResult } from './serve'
+export type { ServeOptions, Served, TreeResult, TreeEntry as ServeTreeEntry, DiffResult as ServeDiffResult, SizesResult } from './serve'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'
 export { restoreScript, shQuote } from './explore/script'

@@ -33,6 +33,8 @@ export type WarningCode =
   | 'aborted'
   // `recreate`
   | 'unreadable'
+  // `run` and `recreate`: the catalog index (dst/.axiomatic/index.sqlite) could not be updated; the next reader rebuilds it.
+  | 'index-not-updated'
 
 /** A per-path problem that did not stop the command (path relative to `src`, or to the backup folder). */
 export type Warning = Omit<BindingWarning, 'code'> & { code: WarningCode }

@@ -9,6 +9,7 @@ import { colorsOn, reportError } from './base'
 import ChecksumCommand from './commands/checksum'
 import CompareCommand from './commands/compare'
 import DeleteCommand from './commands/delete'
+import DiffCommand from './commands/diff'
 import ExplainCommand from './commands/explain'
 import HistoryCommand from './commands/history'
 import KeygenCommand from './commands/keygen'
@@ -43,6 +44,7 @@ const COMMANDS = [
   RunCommand,
   ExplainCommand,
   DeleteCommand,
+  DiffCommand,
   HistoryCommand,
   ListCommand,
   PruneCommand,

@@ -28,6 +28,7 @@ import {
   type BindingStateCheck,
 } from '../native'
 import { typedWarnings, type Warning } from '../warnings'
+import { nameBytes } from '../names'
 import { readLastRun, readTarget, type LastRun, type TargetInfo } from '../last-run'
 import { normalizeMask, parsePathFilter, parseSize, parseTime, parseWhen } from './filters'
 import { applyPolicy, type Decision, type RetentionPolicy } from './retention'
@@ -221,6 +222,154 @@ export async function history(dst: string, file: string): Promise<FileHistory> {
   return callJson<FileHistory>(native().fileHistory(requireBackupDir(dst), file))
 }
 
+// ---------------------------------------------------------------- index: timeline, tree, diff
+
+/**
+ * `timeline(dst)`: every increment as `listIncrements` gives it, plus `exclusiveBytes`: the bytes only that
+ * increment holds as the catalogs tell it (a version replaced by a later one; a deletion whose version no earlier
+ * increment stored). Answered from the catalog index (`dst/.axiomatic/index.sqlite`), built on first use.
+ */
+export async function timeline(dst: string): Promise<Listing> {
+  return callJson<Listing>(native().backupTimeline(requireBackupDir(dst)))
+}
+
+/** One name in a folder at a point in time: a file (`dir: false`, with its version) or a folder (`dir: true`). */
+export interface TreeEntry {
+  name: string
+  /** Relative to the backed-up folder. */
+  path: string
+  dir: boolean
+  /** Files only: */
+  size?: number
+  mtimeNs?: string
+  mode?: number
+  kind?: 'file' | 'symlink'
+  sha256?: string | null
+  /** The increment the version comes from, or `mirror` (the latest state, or an untracked file). */
+  from?: string
+  /** An untracked file: the mirror's current copy (no history is kept). */
+  untracked?: boolean
+  /** `new`/`changed` for a version from an increment; null from the mirror. */
+  op?: string | null
+  /** A hard-link group's later member: the group's first path. */
+  link?: string | null
+}
+
+/** A folder at a point in time: what `restore --at` would restore there, one level deep. */
+export interface Tree {
+  path: string
+  /** The increment of the point in time, or null for the latest state. */
+  at: string | null
+  /** Sorted by name; a folder after a file of the same name. */
+  entries: TreeEntry[]
+}
+
+/** A folder path as given: relative to the backed-up folder, no `..` (empty = the top). */
+function relFolder(p: string | undefined, what: string): string {
+  const rel = (p ?? '').replace(/^\.\//, '').replace(/\/+$/, '')
+  if (rel.startsWith('/') || rel.split('/').includes('..')) {
+    throw new ConfigError(`${what}: ${JSON.stringify(p)}: give a path relative to the backed-up folder (no leading "/", no "..")`)
+  }
+  return rel
+}
+
+/**
+ * `tree(dst, {path, at})`: the folder `path` (default: the top) at `at` (what `restore --at` takes: an increment name
+ * or a date; absent = the latest state), from the catalog index.
+ */
+export async function tree(dst: string, opts: { path?: string; at?: string } = {}): Promise<Tree> {
+  const dir = requireBackupDir(dst)
+  const rel = relFolder(opts.path, 'tree')
+  const at = opts.at !== undefined ? await resolveAt(dir, opts.at) : undefined
+  return callJson<Tree>(native().backupTree(dir, rel, at))
+}
+
+/** One side of a differing path: the version at that point. */
+export interface DiffSide {
+  /** The increment holding this version. */
+  increment: string
+  size: number
+  sha256: string | null
+  mtimeNs: string
+  mode: number
+  kind: 'file' | 'symlink'
+}
+
+export interface DiffItem {
+  path: string
+  status: 'added' | 'removed' | 'changed'
+  /** The version at `from` (null when added). */
+  from: DiffSide | null
+  /** The version at `to` (null when removed). */
+  to: DiffSide | null
+}
+
+/** `backup diff --json`. */
+export interface DiffResult {
+  from: string
+  to: string
+  added: number
+  removed: number
+  changed: number
+  addedBytes: number
+  removedBytes: number
+  /** Sum over changed files of (size at `to` − size at `from`). */
+  changedBytes: number
+  /** Sorted by path. */
+  items: DiffItem[]
+}
+
+export interface DiffOptions {
+  /** What `restore --at` takes; default: the increment before `to`. */
+  from?: string
+  /** What `restore --at` takes; default: the newest increment. */
+  to?: string
+  /** Files or folders relative to the backed-up folder; none = everything. */
+  paths?: string[]
+}
+
+/**
+ * `diff(dst, {from, to, paths})`: the tracked files added, removed and changed between two points in time (default:
+ * the two newest increments), with sizes and SHA-256s, from the catalog index.
+ */
+export async function diff(dst: string, opts: DiffOptions = {}): Promise<DiffResult> {
+  const dir = requireBackupDir(dst)
+  const paths = (opts.paths ?? []).map((p) => relFolder(p, 'diff'))
+  const { increments } = await listIncrements(dir)
+  const names = increments.map((i) => i.name)
+  const to = opts.to !== undefined ? await resolveAt(dir, opts.to, '--to') : names.at(-1)
+  if (to === undefined) throw new ConfigError(`diff: ${dir} has no increments yet; there is nothing to compare`)
+  let from: string
+  if (opts.from !== undefined) from = await resolveAt(dir, opts.from, '--from')
+  else {
+    const k = names.indexOf(to)
+    if (k < 1) throw new ConfigError(`diff: there is no increment before ${to} to compare it with; name one with --from`)
+    from = names[k - 1]
+  }
+  return callJson<DiffResult>(native().backupDiff(dir, from, to, paths))
+}
+
+/**
+ * The stored file of a version: `dst/<increment>/track/<path>`, or `dst/mirror/<path>` when `increment` is `mirror`
+ * (as `tree`'s `from` says) — a Buffer path, so names that are not UTF-8 work. Refuses a path that is not plain and
+ * relative (paths from metadata are never trusted). The caller still opens it without following a symlink it does
+ * not expect (`fs.lstatSync` first): a stored symlink is the version itself.
+ */
+export function storedFile(dst: string, increment: string, rel: string, category: 'track' | 'deleted' = 'track'): Buffer {
+  const mirror = increment === 'mirror'
+  if (!mirror && !native().isIncrementName(increment)) throw new ConfigError(`${JSON.stringify(increment)} is not an increment name`)
+  if (!rel || rel.startsWith('/') || rel.split('/').some((c) => c === '' || c === '.' || c === '..') || rel.includes('\0')) {
+    throw new ConfigError(`${JSON.stringify(rel)} is not a plain relative path`)
+  }
+  const dir = mirror ? native().layoutPaths(path.resolve(dst)).mirror : path.join(path.resolve(dst), increment, category)
+  return Buffer.concat([Buffer.from(dir + '/'), nameBytes(rel)])
+}
+
+/** Builds the catalog index of `dst` anew (it is derived from the increments' metadata: this only costs time). */
+export async function rebuildIndex(dst: string): Promise<void> {
+  await callJson<null>(native().rebuildIndex(requireBackupDir(dst)))
+}
+
 // ---------------------------------------------------------------- restore
 
 /** An interrupted run (its journal is still there): the next `backup run` finishes it. */
@@ -247,13 +396,22 @@ export interface RestoreOptions {
 /** What `restore` did (or would do); fields documented in `binding.d.ts`. */
 export type RestoreResult = Omit<BindingRestoreResult, 'warnings'> & { warnings: Warning[] }
 
-/** Resolves `--at` to the newest increment at or before it. */
-export async function resolveAt(dst: string, when: string): Promise<string> {
-  const w = parseWhen(when)
+/**
+ * Resolves `--at` (or another option taking the same values, named by `option` in errors: `--from`, `--to`)
+ * to the newest increment at or before it.
+ */
+export async function resolveAt(dst: string, when: string, option = '--at'): Promise<string> {
+  let w: ReturnType<typeof parseWhen>
+  try {
+    w = parseWhen(when)
+  } catch (e) {
+    if (e instanceof ConfigError && option !== '--at') throw new ConfigError(e.message.replace(/^--at /, `${option} `))
+    throw e
+  }
   const { increments } = await listIncrements(dst)
   if ('name' in w) {
     if (!increments.some((i) => i.name === w.name)) {
-      throw new ConfigError(`--at ${w.name}: there is no such increment in ${dst}; see \`backup list\``)
+      throw new ConfigError(`${option} ${w.name}: there is no such increment in ${dst}; see \`backup list\``)
     }
     return w.name
   }
@@ -261,7 +419,7 @@ export async function resolveAt(dst: string, when: string): Promise<string> {
   if (before.length === 0) {
     const first = increments[0]
     throw new ConfigError(
-      `--at ${when}: there is no increment at or before that time` + (first ? ` (the oldest is ${first.name}, ${first.timestamp})` : ''),
+      `${option} ${when}: there is no increment at or before that time` + (first ? ` (the oldest is ${first.name}, ${first.timestamp})` : ''),
     )
   }
   return before[before.length - 1].name

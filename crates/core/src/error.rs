@@ -124,7 +124,8 @@ pub struct Warning {
   ///   `missing-in-backup`, `not-found`, `changed-during-read`, `checksum-mismatch`,
   ///   `overwritten-version`, `xattrs-not-restored`, `aborted`, and once
   ///   `target-no-xattrs`, `xattrs-need-root`;
-  /// - `recreate`: `unreadable`.
+  /// - `recreate`: `unreadable`;
+  /// - `run` and `recreate` (`explore::index::update`): `index-not-updated`.
   pub code: String,
   pub message: String,
 }

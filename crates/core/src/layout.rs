@@ -14,6 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const MIRROR: &str = "mirror";
 /// The folder of our own records.
 pub const META_DIR: &str = ".axiomatic";
+/// The catalog index's file name inside `.axiomatic/` (derived data: safe to delete).
+pub const INDEX_FILE: &str = "index.sqlite";
 /// The prefix of every increment folder name.
 pub const INCREMENT_PREFIX: &str = "backup_";
 
@@ -50,6 +52,8 @@ pub struct Layout {
   pub scrub: PathBuf,
   /// The log of scheduled runs when no journal takes it (cron).
   pub unattended_log: PathBuf,
+  /// The catalog index (`explore::index`), derived from the increments' metadata.
+  pub index: PathBuf,
 }
 
 impl Layout {
@@ -70,6 +74,7 @@ impl Layout {
       pending_removals: meta.join("pending-removals.jsonl"),
       scrub: meta.join("scrub.json"),
       unattended_log: meta.join("unattended.log"),
+      index: meta.join(INDEX_FILE),
       meta,
     }
   }

@@ -19,6 +19,7 @@ use axiomatic_core::backup::increments::DamagedMeta;
 use axiomatic_core::backup::meta::PendingRun;
 use axiomatic_core::backup::rules::{DirPriority, Pattern, Role, RuleSpec, Rules};
 use axiomatic_core::explore::catalog::{self, SearchFilter};
+use axiomatic_core::explore::index;
 use axiomatic_core::explore::maintain;
 use axiomatic_core::explore::restore::{self, RestoreOptions};
 use axiomatic_core::progress::{Phase, Progress};
@@ -389,7 +390,18 @@ pub fn run_backup(
       max_delete,
     },
   };
-  Ok(task(move |p| engine::run(&opts, p), on_progress, signal))
+  Ok(task(
+    move |p| {
+      let mut r = engine::run(&opts, p)?;
+      // The catalog index follows the run; a failure is a warning, never the run's.
+      if !opts.dry_run {
+        r.warnings.extend(index::update(&opts.dst));
+      }
+      Ok(r)
+    },
+    on_progress,
+    signal,
+  ))
 }
 
 /// Compiles the rules once to check them; throws an error of code `ECONFIG` naming the key if a pattern cannot compile.
@@ -466,7 +478,12 @@ pub struct BindingSearchFilter {
 /// `backup search`: JSON text of `catalog::Found` (a million hits convert ≈ 2.5× faster as JSON).
 #[napi(ts_return_type = "Promise<string>")]
 pub fn search_backup(dst: String, filter: BindingSearchFilter) -> AsyncTask<JsonTask> {
-  let f = SearchFilter {
+  let f = search_filter(filter);
+  task(move |_| Ok(json(catalog::search(Path::new(&dst), f)?)), None, None)
+}
+
+fn search_filter(filter: BindingSearchFilter) -> SearchFilter {
+  SearchFilter {
     masks: filter.masks,
     ignore_case: filter.ignore_case,
     size_min: filter.size_min.map(|v| v as u64),
@@ -476,14 +493,107 @@ pub fn search_backup(dst: String, filter: BindingSearchFilter) -> AsyncTask<Json
     path_prefixes: filter.path_prefixes,
     path_globs: filter.path_globs,
     last: filter.last.map(|n| n as usize),
-  };
-  task(move |_| Ok(json(catalog::search(Path::new(&dst), f)?)), None, None)
+  }
 }
 
 /// `backup history PATH`: JSON text of `catalog::History`.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn file_history(dst: String, path: String) -> AsyncTask<JsonTask> {
   task(move |_| Ok(json(catalog::history(Path::new(&dst), &path)?)), None, None)
+}
+
+/// The timeline: JSON text of `catalog::Listing` with `exclusiveBytes` from the catalog index.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn backup_timeline(dst: String) -> AsyncTask<JsonTask> {
+  task(move |_| Ok(json(index::timeline(Path::new(&dst))?)), None, None)
+}
+
+/// One folder at a point in time (`at`: an increment name; absent = the latest state): JSON text of `index::Tree`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn backup_tree(dst: String, path: String, at: Option<String>) -> AsyncTask<JsonTask> {
+  task(move |_| Ok(json(index::tree(Path::new(&dst), &path, at.as_deref())?)), None, None)
+}
+
+/// The tracked files that differ between two increments: JSON text of `index::Diff`.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn backup_diff(dst: String, from: String, to: String, paths: Vec<String>) -> AsyncTask<JsonTask> {
+  task(move |_| Ok(json(index::diff(Path::new(&dst), &from, &to, &paths)?)), None, None)
+}
+
+/// What the index-free reading answers (list, search, history, tree, diff), for tests and
+/// `AXIOMATIC_INDEX=off`-style comparisons: JSON text of the same shapes.
+#[napi(object)]
+pub struct BindingDirectQuery {
+  /// `list`, `search`, `history`, `tree`, `diff`, `restore-at` (the newest mentions at `at`).
+  pub what: String,
+  pub path: Option<String>,
+  pub at: Option<String>,
+  pub from: Option<String>,
+  pub to: Option<String>,
+  pub paths: Option<Vec<String>>,
+  pub filter: Option<BindingSearchFilter>,
+}
+
+/// Answers `q` from the index (`indexed`, as every reader gets it: rebuilt when damaged) or from the
+/// metadata files: the tests compare both.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn query_backup(dst: String, q: BindingDirectQuery, indexed: bool) -> AsyncTask<JsonTask> {
+  task(
+    move |_| {
+      let d = Path::new(&dst);
+      let path = q.path.clone().unwrap_or_default();
+      let paths = q.paths.clone().unwrap_or_default();
+      let (from, to) = (q.from.clone().unwrap_or_default(), q.to.clone().unwrap_or_default());
+      let at = q.at.clone();
+      let filter = q.filter.map(search_filter);
+      let keep = |p: &str| paths.is_empty() || paths.iter().any(|w| catalog::prefix_match(p, w));
+      let answer = |ix: Option<&index::Index>| -> CoreResult<String> {
+        Ok(match (q.what.as_str(), ix) {
+          ("list", Some(ix)) => json(ix.list()?),
+          ("list", None) => json(catalog::list_direct(d, false)?),
+          ("search", ix) => {
+            let f = filter.clone().ok_or_else(|| CoreError::config("search needs a filter"))?;
+            match ix {
+              Some(ix) => json(ix.search(f)?),
+              None => json(catalog::search_direct(d, f)?),
+            }
+          }
+          ("history", Some(ix)) => json(ix.history(&path)?),
+          ("history", None) => json(catalog::history_direct(d, &path)?),
+          ("tree", Some(ix)) => json(ix.tree(&path, at.as_deref())?),
+          ("tree", None) => json(index::tree_direct(d, &path, at.as_deref())?),
+          ("diff", Some(ix)) => json(ix.diff(&from, &to, &paths)?),
+          ("diff", None) => json(index::diff_direct(d, &from, &to, &paths)?),
+          ("restore-at", ix) => {
+            let at = at.clone().unwrap_or_default();
+            let m: BTreeMap<String, (String, axiomatic_core::backup::meta::CatalogEntry)> = match ix {
+              Some(ix) => ix.newest_mentions(&at, &keep)?.into_iter().collect(),
+              None => {
+                let incs = axiomatic_core::backup::increments::list(d)?;
+                let k = incs.iter().position(|i| i.name == at).ok_or_else(|| CoreError::config(format!("no increment {at:?}")))?;
+                catalog::newest_mentions(&incs[..=k], &keep)?.into_iter().map(|(p, (i, e))| (p, (incs[i].name.clone(), e))).collect()
+              }
+            };
+            json(m)
+          }
+          (w, _) => return Err(CoreError::config(format!("unknown query {w:?}"))),
+        })
+      };
+      if indexed {
+        index::with(d, |ix| answer(Some(ix))).unwrap_or_else(|| Err(CoreError::config("the catalog index cannot be used here")))
+      } else {
+        answer(None)
+      }
+    },
+    None,
+    None,
+  )
+}
+
+/// Builds the catalog index of `dst` anew (it is derived: this only costs time).
+#[napi(ts_return_type = "Promise<string>")]
+pub fn rebuild_index(dst: String) -> AsyncTask<JsonTask> {
+  task(move |_| index::Index::rebuild(Path::new(&dst)).map(|_| json(serde_json::Value::Null)), None, None)
 }
 
 #[napi(object)]

@@ -289,7 +289,7 @@ pub fn read_bytes(inc: &Increment) -> Result<Option<Vec<u8>>, Error> {
 /// An increment whose metadata is missing or cannot be read, in the same
 /// words for every command (`list`, `status`, `history`, `search`,
 /// `verify --backup`, `restore`…): which file, what is wrong, what to do.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DamagedMeta {
   pub increment: String,
   /// The metadata file (absolute path).

@@ -19,7 +19,7 @@ use crate::layout::iso;
 use crate::layout::Layout;
 
 /// One line of `backup list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListItem {
   pub name: String,
@@ -39,7 +39,7 @@ pub struct ListItem {
   pub carried: u64,
   /// Only for increments of the original backup.py, which does not tell new
   /// from changed (`new` and `changed` are 0 then): the stored versions.
-  #[serde(skip_serializing_if = "Option::is_none")]
+  #[serde(skip_serializing_if = "Option::is_none", default)]
   pub new_or_changed: Option<u64>,
   pub files: u64,
   /// Sum of the sizes of the catalog's entries.
@@ -70,7 +70,7 @@ pub(crate) fn name_iso(inc: &Increment) -> String {
   iso(std::time::UNIX_EPOCH + std::time::Duration::from_secs(inc.name_time.max(0) as u64))
 }
 
-fn list_item(inc: &Increment) -> ListItem {
+pub(crate) fn list_item(inc: &Increment) -> ListItem {
   let mut item = ListItem {
     name: inc.name.clone(),
     timestamp: name_iso(inc),
@@ -165,8 +165,19 @@ fn walk_inodes(root: &Path) -> Vec<(u64, u64, u64, u64)> {
   walk::walk(root, (), || Inodes(Vec::new())).into_iter().flat_map(|v| v.0).collect()
 }
 
-/// `backup list [--detailed]`.
+/// `backup list [--detailed]`: from the catalog index when it can be used
+/// (`--detailed` walks the folders anyway).
 pub fn list(dst: &Path, detailed: bool) -> Result<Listing, Error> {
+  if !detailed {
+    if let Some(r) = crate::explore::index::with(dst, |ix| ix.list()) {
+      return r;
+    }
+  }
+  list_direct(dst, detailed)
+}
+
+/// `backup list` from the metadata files themselves.
+pub fn list_direct(dst: &Path, detailed: bool) -> Result<Listing, Error> {
   let incs = increments::list(dst)?;
   let mut items: Vec<ListItem> = incs.par_iter().map(list_item).collect();
   let damaged = items.iter().filter_map(|i| i.damaged.clone()).collect();
@@ -289,7 +300,7 @@ fn glob_set(globs: &[String], literal_separator: bool, ignore_case: bool) -> Res
 /// Whether `path` is `prefix` or lies under it (a folder prefix, not a
 /// string prefix: `docs` matches `docs/a`, not `docs2/a`). An empty prefix
 /// matches everything.
-pub(crate) fn prefix_match(path: &str, prefix: &str) -> bool {
+pub fn prefix_match(path: &str, prefix: &str) -> bool {
   prefix.is_empty() || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
@@ -322,12 +333,17 @@ impl Matcher {
   }
 
   pub fn matches(&self, path: &str, e: &EntryRef) -> bool {
+    self.matches_values(path, e.size, e.mtime_ns())
+  }
+
+  /// [`Matcher::matches`] on the values themselves (the index keeps no [`EntryRef`]).
+  pub fn matches_values(&self, path: &str, size: u64, mtime_ns: i64) -> bool {
     let f = &self.f;
-    if f.size_min.is_some_and(|m| e.size < m) || f.size_max.is_some_and(|m| e.size > m) {
+    if f.size_min.is_some_and(|m| size < m) || f.size_max.is_some_and(|m| size > m) {
       return false;
     }
     if f.mtime_min_ns.is_some() || f.mtime_max_ns.is_some() {
-      let t = e.mtime_ns();
+      let t = mtime_ns;
       if f.mtime_min_ns.is_some_and(|m| t < m) || f.mtime_max_ns.is_some_and(|m| t >= m) {
         return false;
       }
@@ -364,8 +380,16 @@ fn for_each_catalog<T: Send>(
     .collect()
 }
 
-/// `backup search`.
+/// `backup search`: from the catalog index when it can be used.
 pub fn search(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.search(filter.clone())) {
+    return r;
+  }
+  search_direct(dst, filter)
+}
+
+/// `backup search` reading every catalog.
+pub fn search_direct(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
   let mut incs = increments::list(dst)?;
   if let Some(n) = filter.last {
     let skip = incs.len().saturating_sub(n);
@@ -445,12 +469,20 @@ pub struct History {
   pub damaged: Vec<DamagedMeta>,
 }
 
-fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
+pub(crate) fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
   Ok(crate::backup::adopt::read_state(l, false)?.0.into_iter().find(|e| &*e.rel == rel))
 }
 
-/// `backup history PATH`.
+/// `backup history PATH`: from the catalog index when it can be used.
 pub fn history(dst: &Path, rel: &str) -> Result<History, Error> {
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.history(rel)) {
+    return r;
+  }
+  history_direct(dst, rel)
+}
+
+/// `backup history PATH` reading every catalog.
+pub fn history_direct(dst: &Path, rel: &str) -> Result<History, Error> {
   let rel = rel.trim_start_matches("./").trim_end_matches('/');
   let incs = increments::list(dst)?;
   let results = for_each_catalog(&incs, |_, inc, read| {

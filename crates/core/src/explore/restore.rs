@@ -137,6 +137,25 @@ impl Dirs {
   }
 }
 
+/// The newest mention of each path `keep` accepts at or before increment
+/// `name`: (increment name, entry); from the catalog index when it can be
+/// used, else from every catalog (the same answer).
+fn mentions_at(
+  dst: &Path,
+  name: &str,
+  keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<std::collections::HashMap<String, (String, crate::backup::meta::CatalogEntry)>, Error> {
+  if let Some(r) = crate::explore::index::with(dst, |ix| ix.newest_mentions(name, keep)) {
+    return r;
+  }
+  let incs = increments::list(dst)?;
+  let Some(idx) = incs.iter().position(|i| i.name == name) else {
+    return Err(Error::config(format!("there is no increment {name:?} in {}; see `backup list`", dst.display())));
+  };
+  let upto = &incs[..=idx];
+  Ok(newest_mentions(upto, keep)?.into_iter().map(|(p, (i, e))| (p, (upto[i].name.clone(), e))).collect())
+}
+
 /// Works out what a restore copies: the newest mention of each path at
 /// or before `at` (deletions leave it out), untracked files from the
 /// mirror; without `at`, the mirror as the last run left it.
@@ -203,26 +222,21 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       }
     }
     Some(name) => {
-      let incs = increments::list(&o.dst)?;
-      let Some(idx) = incs.iter().position(|i| &i.name == name) else {
-        return Err(Error::config(format!("there is no increment {name:?} in {}; see `backup list`", o.dst.display())));
-      };
-      let upto = &incs[..=idx];
-      let mentions = newest_mentions(upto, &keep)?;
-      for (p, (i, e)) in &mentions {
+      let mentions = mentions_at(&o.dst, name, &keep)?;
+      for (p, (inc, e)) in &mentions {
         if e.category == "deleted" {
           report.deleted_at_point += 1;
           continue;
         }
         items.push(Item {
           path: p.clone(),
-          from: upto[*i].name.clone(),
+          from: inc.clone(),
           untracked: false,
           size: e.size,
           mtime_ns: e.mtime_ns.parse().unwrap_or((e.mtime * 1e9) as i64),
           mode: e.mode,
           sha256: e.sha256.clone(),
-          root: upto[*i].dir.join("track"),
+          root: l.increment(inc).join("track"),
           link: e.link.clone(),
         });
       }

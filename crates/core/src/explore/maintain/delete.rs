@@ -37,6 +37,17 @@ pub struct Removed {
 /// increment. The metadata is rewritten first (atomically), after the
 /// files to unlink are journaled, so no metadata ever lists a removed file.
 pub fn delete(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry_run: bool) -> Result<DeleteReport, Error> {
+  let r = delete_inner(dst, name, masks, ignore_case, dry_run)?;
+  if !dry_run {
+    // The index is derived: a failure here leaves it stale, and the next
+    // reader updates or rebuilds it.
+    let _ = crate::explore::index::update(dst);
+  }
+  Ok(r)
+}
+
+/// The work itself, without the index update.
+fn delete_inner(dst: &Path, name: &str, masks: Vec<String>, ignore_case: bool, dry_run: bool) -> Result<DeleteReport, Error> {
   let l = Layout::new(dst);
   let incs = increments::list(dst)?;
   let Some(inc) = incs.iter().find(|i| i.name == name) else {

@@ -36,6 +36,17 @@ pub struct PruneReport {
 /// that the next kept increment does not mention move into it, so every
 /// kept point in time restores exactly as before.
 pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progress: &Progress) -> Result<PruneReport, Error> {
+  let r = prune_inner(dst, remove, dry_run, workers, progress)?;
+  if !dry_run {
+    // The index is derived: a failure here leaves it stale, and the next
+    // reader updates or rebuilds it.
+    let _ = crate::explore::index::update(dst);
+  }
+  Ok(r)
+}
+
+/// The work itself, without the index update.
+fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progress: &Progress) -> Result<PruneReport, Error> {
   let l = Layout::new(dst);
   let incs = increments::list(dst)?;
   let names: HashSet<&str> = incs.iter().map(|i| i.name.as_str()).collect();

@@ -44,6 +44,19 @@ fn metadata_ok(inc: &Increment) -> bool {
 
 /// `backup recreate [--backup NAME] [--force]`.
 pub fn recreate(dst: &Path, only: Option<&str>, force: bool, workers: usize, progress: &Progress) -> Result<RecreateReport, Error> {
+  let r = recreate_inner(dst, only, force, workers, progress)?;
+  if true {
+    if let Some(w) = crate::explore::index::update(dst) {
+      let mut r = r;
+      r.warnings.push(w);
+      return Ok(r);
+    }
+  }
+  Ok(r)
+}
+
+/// The work itself, without the index update.
+fn recreate_inner(dst: &Path, only: Option<&str>, force: bool, workers: usize, progress: &Progress) -> Result<RecreateReport, Error> {
   let l = Layout::new(dst);
   let incs = increments::list(dst)?;
   if let Some(n) = only {
