@@ -220,6 +220,9 @@ describe('errors and small items say what is wrong', () => {
     const r = cli(['frobnicate'], { cwd: tmpdir() })
     expect(r.status).toBe(64)
     expect(r.stderr).toContain('unknown command "frobnicate"')
+    // The list is the registered commands (it once was a copy that missed new ones).
+    const listed = /the commands are ([^(]*) \(/.exec(r.stderr)![1].split(', ')
+    expect(listed).toEqual(expect.arrayContaining(['run', 'list', 'serve', 'diff', 'repair', 'schedule', 'keygen']))
     expect(r.stderr).not.toContain('not found')
     // A config given as a path is still a config.
     expect(cli(['nope.json'], { cwd: tmpdir() }).stderr).toContain('config file')

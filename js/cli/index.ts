@@ -64,13 +64,14 @@ const COMMANDS = [
 /**
  * The CLI. With `argv`, only the command it names is registered when it names one: clipanion builds
  * its parser (a state machine over every command's options) on each start, which for all commands
- * was most of the CLI's start-up (~60 ms of CPU before any work). No command, `--help`, `--version`
+ * was most of the CLI's start-up (~60 ms of CPU before any work). `--version` alone needs none; no command, `--help`
  * or a misspelt command get them all, so usage, suggestions and errors are the same.
  */
 export function makeCli(colored = false, argv?: string[]): Cli {
   const cli = new Cli({ binaryLabel: 'axiomatic-backup', binaryName: 'backup', binaryVersion: version, enableColors: colored })
+  const versionOnly = argv?.length === 1 && ['--version', '-v'].includes(argv[0])
   const named = argv && COMMANDS.filter((c) => c.paths?.some((p) => p.length > 0 && p.every((w, i) => argv[i] === w)))
-  for (const c of named?.length ? named : COMMANDS) cli.register(c)
+  if (!versionOnly) for (const c of named?.length ? named : COMMANDS) cli.register(c)
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   return cli

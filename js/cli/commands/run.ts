@@ -14,8 +14,6 @@ import { bytes, duration } from '../format'
 import * as options from '../options'
 
 /** The command names, for the unknown-command message. */
-const COMMANDS = ['run', 'explain', 'list', 'search', 'history', 'restore', 'recreate', 'delete', 'prune', 'status', 'checksum', 'verify', 'compare', 'keygen', 'schedule']
-
 export default class RunCommand extends ProfileCommand {
   static paths = [Command.Default, ['run']]
   static usage = Command.Usage({
@@ -71,8 +69,10 @@ export default class RunCommand extends ProfileCommand {
     // `backup frobnicate`: a word that is no file and looks like no path is a mistyped command, not a config.
     const arg = this.configArg
     if (arg !== undefined && !fs.existsSync(arg) && /^[a-z][a-z0-9-]*$/i.test(arg)) {
+      // The registered commands (every one: a line that names none registers them all).
+      const names = [...new Set(['run', ...this.cli.definitions().map((d) => d.path.split(' ')[1]).filter((n) => n && !n.startsWith('['))])]
       throw new UsageError(
-        `unknown command ${JSON.stringify(arg)}; the commands are ${COMMANDS.join(', ')} (see \`backup --help\`). ` +
+        `unknown command ${JSON.stringify(arg)}; the commands are ${names.join(', ')} (see \`backup --help\`). ` +
           `To use a config file, give its path (e.g. ./${arg}.json).`,
       )
     }

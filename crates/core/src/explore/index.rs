@@ -549,6 +549,7 @@ impl Index {
   pub fn search(&self, filter: SearchFilter) -> Result<Found, Error> {
     let e = |e| sql(&self.file, e);
     let mut incs = self.incs()?;
+    let limited = filter.last.is_some();
     if let Some(n) = filter.last {
       let skip = incs.len().saturating_sub(n);
       incs.drain(..skip);
@@ -556,33 +557,56 @@ impl Index {
     let m = Matcher::new(filter)?;
     let min_id = incs.first().map_or(i64::MAX, |i| i.id);
     let names: HashMap<i64, usize> = incs.iter().enumerate().map(|(k, i)| (i.id, k)).collect();
-    // Match the paths first (each distinct path once), then fetch their entries.
-    let mut matched: Vec<(i64, String)> = Vec::new();
-    {
-      let mut st = self.conn.prepare_cached("SELECT id, path FROM paths WHERE id > 0").map_err(e)?;
-      let mut rows = st.query([]).map_err(e)?;
+    let mut per_inc: Vec<Vec<Hit>> = vec![Vec::new(); incs.len()];
+    let mut push = |inc: i64, p: &str, entry: CatalogEntry| {
+      let Some(&k) = names.get(&inc) else { return };
+      let t = entry.mtime_ns.parse().unwrap_or(0);
+      if m.matches_values(p, entry.size, t) {
+        per_inc[k].push(Hit { increment: incs[k].name.clone(), path: p.to_string(), entry });
+      }
+    };
+    // Two plans: the rows of the searched increments, when they are few
+    // (`--last-backups`: a handful of increments' rows beat a query per
+    // matching path of the whole history); otherwise each distinct path
+    // matched once, then its entries.
+    let range_rows: i64 = if limited {
+      self.conn.query_row("SELECT COUNT(*) FROM entries WHERE inc >= ?1", [min_id], |r| r.get(0)).map_err(e)?
+    } else {
+      i64::MAX
+    };
+    let total_paths: i64 = self.conn.query_row("SELECT COUNT(*) FROM paths", [], |r| r.get(0)).map_err(e)?;
+    if range_rows < total_paths / 4 {
+      let q = format!("SELECT e.inc, p.path, {ENTRY_COLS} FROM entries e JOIN paths p ON p.id = e.path WHERE e.inc >= ?1");
+      let mut st = self.conn.prepare_cached(&q).map_err(e)?;
+      let mut rows = st.query([min_id]).map_err(e)?;
       while let Some(r) = rows.next().map_err(e)? {
         let p: rusqlite::types::ValueRef = r.get_ref(1).map_err(e)?;
         let p = p.as_str().unwrap_or("");
         if m.path_matches(p) {
-          matched.push((r.get(0).map_err(e)?, p.to_string()));
+          let inc: i64 = r.get(0).map_err(e)?;
+          push(inc, p, entry_at(r, 2).map_err(e)?);
         }
       }
-    }
-    let mut per_inc: Vec<Vec<Hit>> = vec![Vec::new(); incs.len()];
-    {
+    } else {
+      let mut matched: Vec<(i64, String)> = Vec::new();
+      {
+        let mut st = self.conn.prepare_cached("SELECT id, path FROM paths WHERE id > 0").map_err(e)?;
+        let mut rows = st.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+          let p: rusqlite::types::ValueRef = r.get_ref(1).map_err(e)?;
+          let p = p.as_str().unwrap_or("");
+          if m.path_matches(p) {
+            matched.push((r.get(0).map_err(e)?, p.to_string()));
+          }
+        }
+      }
       let q = format!("SELECT e.inc, {ENTRY_COLS} FROM entries e WHERE e.path = ?1 AND e.inc >= ?2");
       let mut st = self.conn.prepare_cached(&q).map_err(e)?;
       for (pid, p) in &matched {
         let mut rows = st.query(params![pid, min_id]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
           let inc: i64 = r.get(0).map_err(e)?;
-          let Some(&k) = names.get(&inc) else { continue };
-          let entry = entry_at(r, 1).map_err(e)?;
-          let t = entry.mtime_ns.parse().unwrap_or(0);
-          if m.matches_values(p, entry.size, t) {
-            per_inc[k].push(Hit { increment: incs[k].name.clone(), path: p.clone(), entry });
-          }
+          push(inc, p, entry_at(r, 1).map_err(e)?);
         }
       }
     }
