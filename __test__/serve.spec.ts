@@ -359,6 +359,10 @@ describe('backup serve on a backup made by the engine', () => {
     expect([...whole.keys()].every((k) => k.startsWith(`backup-${f.names[1]}/`))).toBe(true)
     const sub = await untar(Buffer.from(await (await c.get('/api/archive?path=docs/sub')).arrayBuffer()))
     expect([...sub.keys()].sort()).toEqual(['sub/c.txt', 'sub/d.txt'])
+    // One file: a tar of that file alone, as of `at`; nothing there then is 404.
+    const one = await untar(Buffer.from(await (await c.get('/api/archive' + c.q({ path: 'docs/a.txt', at: f.names[0] }))).arrayBuffer()))
+    expect([...one].map(([k, v]) => [k, v.data.toString()])).toEqual([['a.txt', 'a version 1\n']])
+    expect((await c.get('/api/archive' + c.q({ path: 'docs/b.txt', at: f.names[1] }))).status).toBe(404)
   })
 
   it('a download stopped by the client closes the stored file it was reading (no descriptor left open)', async () => {
