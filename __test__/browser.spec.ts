@@ -67,7 +67,12 @@ describe.skipIf(needs('the page in a real browser', ['chromium', 'python3']))('b
     expect(names).toEqual([...f.names].reverse())
     await page.waitForSelector('main figure svg polyline')
     expect(await page.$$eval('main figure svg rect', (r) => r.length)).toBe(3)
-    await page.waitForFunction(() => !document.querySelector('#detail-note')?.textContent?.startsWith('Counting'))
+    // "Only here": the bytes only each increment holds, from the index's timeline (newest first).
+    expect(await texts('main table tbody tr td:nth-child(7)')).toEqual(['0 B', '32 B', '18 B'])
+    // The bytes on disk (a walk of the whole backup) are counted only when asked for.
+    expect(await page.$eval('#detail-note', (e) => e.textContent)).toBe('')
+    await page.click('#count-disk')
+    await page.waitForFunction(() => document.querySelector('#detail-note')?.textContent?.includes('On disk:'))
     await shot('timeline')
   })
 

@@ -13,7 +13,7 @@ import fc from 'fast-check'
 import tar from 'tar-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { backup, history, listIncrements, loadConfig, restore, search, serve, type Served } from '../js'
+import { backup, diff, history, listIncrements, loadConfig, restore, search, serve, timeline, type Served } from '../js'
 import { BIN, listTree, tmpdir, writeTree } from './helpers'
 import { TZ, originalFolder } from './original-backup'
 import { engineBackup } from './serve-fixture'
@@ -170,8 +170,14 @@ describe('backup serve on a backup made by the engine', () => {
     }
   })
 
-  it('GET /api/increments is `backup list --json`', async () => {
-    expect(await c.json('/api/increments')).toEqual(JSON.parse(JSON.stringify(await listIncrements(f.dst))))
+  it("GET /api/increments is the index's timeline: `backup list --json` with the bytes only each increment holds", async () => {
+    const t = await c.json('/api/increments')
+    expect(t).toEqual(JSON.parse(JSON.stringify(await timeline(f.dst))))
+    const list = JSON.parse(JSON.stringify(await listIncrements(f.dst)))
+    expect(t.increments.map(({ exclusiveBytes, ...i }: any) => i)).toEqual(list.increments.map(({ exclusiveBytes, ...i }: any) => i))
+    // Only increment 1 holds a.txt v1 (12 B) and c.txt v1 (6 B), replaced later (b.txt and main.py were deleted:
+    // the deleting increment's deleted/ links them too); only increment 2 holds a.txt v2 (32 B); 3's are the mirror's.
+    expect(t.increments.map((i: any) => i.exclusiveBytes)).toEqual([12 + 6, 32, 0])
     const d = await c.json('/api/increments?detailed=1')
     expect(d.increments.map((i: any) => i.name)).toEqual(f.names)
     expect(d.increments.every((i: any) => typeof i.exclusiveBytes === 'number')).toBe(true)
@@ -213,7 +219,7 @@ describe('backup serve on a backup made by the engine', () => {
     expect((await c.get('/api/tree?at=yesterday-ish')).status).toBe(400)
   })
 
-  it('a folder listing has its sub-folders first, with their file counts and bytes', async () => {
+  it('a folder listing has its sub-folders first, then its files, each by name; a file is 400, nothing there 404', async () => {
     const t = await c.json('/api/tree' + c.q({ path: 'docs', at: f.names[1] }))
     expect(t.entries.map((e: any) => [e.name, e.type])).toEqual([
       ['sub', 'dir'],
@@ -221,7 +227,22 @@ describe('backup serve on a backup made by the engine', () => {
       ['link', 'symlink'],
       ['weird name #1 & ü.txt', 'file'],
     ])
-    expect(t.entries[0]).toMatchObject({ files: 2, size: 'sea 1\n'.length + 'dee\n'.length })
+    expect(t.entries[0]).toEqual({ name: 'sub', path: 'docs/sub', type: 'dir', size: null, mtimeNs: null, mode: null, sha256: null, from: null, untracked: false, op: null, link: null, warning: null })
+    expect(t.entries[1]).toEqual({
+      name: 'a.txt',
+      path: 'docs/a.txt',
+      type: 'file',
+      size: 'a version 2, longer\nsecond line\n'.length,
+      mtimeNs: `${1_700_000_100}000000000`,
+      mode: t.entries[1].mode,
+      sha256: sha('a version 2, longer\nsecond line\n'),
+      from: f.names[1],
+      untracked: false,
+      op: 'changed',
+      link: null,
+      warning: null,
+    })
+    expect(t.entries[1].mode & 0o777).toBeGreaterThan(0)
     expect((await c.get('/api/tree?path=docs/a.txt')).status).toBe(400) // a file, not a folder
     expect((await c.get('/api/tree?path=nope')).status).toBe(404)
   })
@@ -338,6 +359,10 @@ describe('backup serve on a backup made by the engine', () => {
     expect([...whole.keys()].every((k) => k.startsWith(`backup-${f.names[1]}/`))).toBe(true)
     const sub = await untar(Buffer.from(await (await c.get('/api/archive?path=docs/sub')).arrayBuffer()))
     expect([...sub.keys()].sort()).toEqual(['sub/c.txt', 'sub/d.txt'])
+    // One file: a tar of that file alone, as of `at`; nothing there then is 404.
+    const one = await untar(Buffer.from(await (await c.get('/api/archive' + c.q({ path: 'docs/a.txt', at: f.names[0] }))).arrayBuffer()))
+    expect([...one].map(([k, v]) => [k, v.data.toString()])).toEqual([['a.txt', 'a version 1\n']])
+    expect((await c.get('/api/archive' + c.q({ path: 'docs/b.txt', at: f.names[1] }))).status).toBe(404)
   })
 
   it('a download stopped by the client closes the stored file it was reading (no descriptor left open)', async () => {
@@ -387,6 +412,61 @@ describe('backup serve on a backup made by the engine', () => {
       expect(err.message).toContain(g.names[1])
       expect((await c2.get('/api/tree' + c2.q({ at: g.names[0] }))).status).toBe(200)
       expect((await c2.get('/api/tree')).status).toBe(200) // the latest state is the mirror
+    } finally {
+      await s2.close()
+    }
+  })
+
+  it('answers from the catalog index: built by the first request; deleted or garbage while serving, rebuilt, the answers unchanged', async () => {
+    const g = await engineBackup()
+    const index = path.join(g.dst, '.axiomatic', 'index.sqlite')
+    expect(fs.existsSync(index)).toBe(false) // a run updates an index, never builds one
+    const s2 = await serve(g.dst)
+    const isSqlite = () => fs.readFileSync(index).subarray(0, 16).toString('latin1') === 'SQLite format 3\0'
+    try {
+      const c2 = client(s2.origin, s2.token)
+      // Every view the index answers: the timeline, each point's tree and files, a diff, a download, a tar.
+      const answers = async () => {
+        const trees = []
+        for (const at of [...g.names, undefined]) trees.push([...(await walkTree(c2, at))])
+        const file = await (await c2.get('/api/file' + c2.q({ path: 'docs/a.txt', at: g.names[0] }))).text()
+        const tar = await untar(Buffer.from(await (await c2.get('/api/archive' + c2.q({ path: 'docs', at: g.names[1] }))).arrayBuffer()))
+        return {
+          timeline: await c2.json('/api/increments'),
+          trees,
+          diff: await c2.json('/api/diff' + c2.q({ from: g.names[0] })),
+          file,
+          tar: [...tar].map(([k, v]) => [k, v.type, sha(v.data)]).sort(),
+        }
+      }
+      expect((await c2.get('/api/tree')).status).toBe(200)
+      expect(fs.existsSync(index)).toBe(true) // built by that request
+      expect(isSqlite()).toBe(true)
+      const want = await answers()
+      await expectSameAsRestore(c2, g.dst, g.names[1])
+      expect(want.file).toBe('a version 1\n')
+      expect(want.diff.to).toBe(g.names[2])
+
+      // Garbage in its place while the server runs: the next request notices, rebuilds it, answers the same.
+      fs.writeFileSync(index, crypto.randomBytes(64 * 1024))
+      expect(await answers()).toEqual(want)
+      expect(isSqlite()).toBe(true)
+      // Deleted: built again by the next request.
+      fs.rmSync(index)
+      expect(await answers()).toEqual(want)
+      expect(fs.existsSync(index)).toBe(true)
+      // Switched off (AXIOMATIC_INDEX=off): the metadata read directly, the same answers; no index written.
+      fs.rmSync(index)
+      process.env.AXIOMATIC_INDEX = 'off'
+      try {
+        const off = await answers()
+        // Without the index, the timeline has no exclusive bytes (`list` counts them only with --detailed).
+        expect(off.timeline.increments.map((i: any) => i.exclusiveBytes)).toEqual(g.names.map(() => null))
+        expect({ ...off, timeline: null }).toEqual({ ...want, timeline: null })
+        expect(fs.existsSync(index)).toBe(false)
+      } finally {
+        delete process.env.AXIOMATIC_INDEX
+      }
     } finally {
       await s2.close()
     }
@@ -442,8 +522,11 @@ describe('backup serve on a backup made by the engine', () => {
     expect((await c.get('/api/search?lastBackups=0')).status).toBe(400)
   })
 
-  it('GET /api/diff lists what was added, removed and changed between two points (default: the two newest)', async () => {
+  it('GET /api/diff is `backup diff --json`: tracked files added, removed and changed between two points (default: the two newest)', async () => {
     const d = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[1] }))
+    expect(d).toEqual(JSON.parse(JSON.stringify(await diff(f.dst, { from: f.names[0], to: f.names[1] }))))
+    // Untracked files keep no history: plain/u.txt changed in the source, but is not compared.
+    expect(d.items.some((i: any) => i.path.startsWith('plain/'))).toBe(false)
     expect(d.from).toBe(f.names[0])
     expect(d.to).toBe(f.names[1])
     expect(paths(d, 'added')).toEqual(['docs/sub/d.txt'])
@@ -454,12 +537,16 @@ describe('backup serve on a backup made by the engine', () => {
     expect(d).toMatchObject({ added: 1, removed: 1, changed: 1, addedBytes: 4, removedBytes: 4, changedBytes: 32 - 12 })
     const def = await c.json('/api/diff')
     expect([def.from, def.to]).toEqual([f.names[1], f.names[2]])
+    expect(await c.json('/api/diff?to=latest')).toEqual(def) // the tracked files of the latest state are the newest increment's
     expect(paths(def, 'added')).toEqual(['docs/b.txt'])
     expect(paths(def, 'removed')).toEqual(['src/main.py'])
     expect(paths(def, 'changed')).toEqual(['docs/a.txt', 'docs/sub/c.txt'])
     const sub = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[2], path: 'docs/sub' }))
     expect(paths(sub, 'added')).toEqual(['docs/sub/d.txt'])
     expect(paths(sub, 'changed')).toEqual(['docs/sub/c.txt'])
+    expect((await c.get('/api/diff?from=backup_20010101_000000')).status).toBe(404)
+    expect((await c.get('/api/diff?to=nonsense')).status).toBe(400)
+    // The two restores below include untracked files: the same mirror copy at both points.
     // The diff agrees with two restores.
     const [ra, rb] = [await restored(f.dst, f.names[0]), await restored(f.dst, f.names[2])]
     const all = await c.json('/api/diff' + c.q({ from: f.names[0], to: f.names[2] }))
@@ -624,7 +711,10 @@ describe.skipIf(needs('backup.py format fixtures', ['python3']))('backup serve o
     const cliJson = (args: string[]) => JSON.parse(spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, TZ } }).stdout)
     try {
       const list = await c.json('/api/increments')
-      expect(list).toEqual(cliJson(['list', '--dst', f.dst]))
+      const cliList = cliJson(['list', '--dst', f.dst])
+      const noExcl = (l: any) => ({ ...l, increments: l.increments.map(({ exclusiveBytes, ...i }: any) => i) })
+      expect(noExcl(list)).toEqual(noExcl(cliList))
+      expect(list.increments.every((i: any) => typeof i.exclusiveBytes === 'number')).toBe(true)
       const names: string[] = list.increments.map((i: any) => i.name)
       expect([...names].sort()).toEqual([...f.names].sort())
       const restoreAt = (at?: string) => {

@@ -7,10 +7,12 @@
 //   timeline, a 10k-entry folder at a point in time, one file's history,
 //   a search by mask, a diff between two points,
 //
-// each as a request (a library call in a running process, as `backup serve`
-// answers it: open the index, check it against the disk, query, JSON) and,
-// where a CLI command exists, as a whole CLI invocation (Node start-up
-// included). Targets from the issue are printed beside the medians.
+// each as a request (a library call in a running process: open the index,
+// check it against the disk, query, JSON), as a whole HTTP request to
+// `backup serve` (`serve()` started in this process: the route, the
+// seam's work, the JSON response read by a client) and, where a CLI command
+// exists, as a whole CLI invocation (Node start-up included). Targets from
+// the issue are printed beside the medians.
 //
 //   node bench/index.js [--quick] [--reps N] [--write]      (also `npm run bench -- --only index`)
 //   --quick: 100 increments, 100k entries (a check that it works; targets are for the full size)
@@ -205,6 +207,44 @@ async function main() {
     record(`request: ${what}`, median(t), target, `(${note(out)})`)
   }
 
+  // Whole HTTP requests to `backup serve` (fetch → route → BackupData → the index → JSON read back).
+  const s = await lib.serve(dst)
+  try {
+    const get = async (route) => {
+      const r = await fetch(s.origin + route, { headers: { authorization: `Bearer ${s.token}` } })
+      const body = Buffer.from(await r.arrayBuffer())
+      return { status: r.status, bytes: body.length, json: () => JSON.parse(body.toString('utf8')) }
+    }
+    const q = (o) => '?' + new URLSearchParams(o).toString()
+    const requests = [
+      ['GET /api/increments (the timeline)', 300, '/api/increments', (o) => `${o.json().increments.length} increments`],
+      [`GET /api/tree big/ (${BIG} entries) at ${mid}`, 200, '/api/tree' + q({ path: 'big', at: mid }), (o) => `${o.json().entries.length} entries`],
+      ['GET /api/tree untracked/ (the latest state: the mirror)', 200, '/api/tree' + q({ path: 'untracked' }), (o) => `${o.json().entries.length} entries`],
+      ['GET /api/history big/file-00042.txt', 50, '/api/history' + q({ path: 'big/file-00042.txt' }), (o) => `${o.json().versions.length} versions`],
+      ['GET /api/search mask=thesis-12347', 300, '/api/search' + q({ mask: 'thesis-12347' }), (o) => `${o.json().hits.length} hits`],
+      ['GET /api/diff (the two newest)', 500, '/api/diff', (o) => `${o.json().items.length} paths`],
+      [
+        `GET /api/file big/file-00042.txt at ${mid} (its folder's tree; no stored bytes here)`,
+        null,
+        '/api/file' + q({ path: 'big/file-00042.txt', at: mid }),
+        (o) => `status ${o.status}`,
+      ],
+    ]
+    for (const [what, target, route, note] of requests) {
+      const t = []
+      let out
+      for (let r = 0; r < reps; r++) {
+        const x = await ms(() => get(route))
+        t.push(x.ms)
+        out = x.out
+      }
+      const said = out.status === 200 || route.startsWith('/api/file') ? note(out) : `status ${out.status}: ${out.json().error?.message}`
+      record(`serve: ${what}`, median(t), target, `(${said}, ${(out.bytes / 1024).toFixed(0)} KiB)`)
+    }
+  } finally {
+    await s.close()
+  }
+
   // Whole CLI commands (Node start-up and the CLI's loading included).
   const cli = [
     ['list --json', ['list', '--dst', dst, '--json']],
@@ -233,7 +273,8 @@ async function main() {
     const block =
       `${marker}\n### catalog index: ${INCS} increments, ${TOTAL} entries\n\nCommand: \`node bench/index.js ${args.join(' ')}\` (also \`npm run bench -- --only index\`) on ` +
       `${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), load ${os.loadavg()[0].toFixed(1)}, page cache warm, medians of ${reps}. ` +
-      '"request" = a library call in a running process (what a `backup serve` request costs: open the index, check it against the disk, query, JSON); ' +
+      '"request" = a library call in a running process (open the index, check it against the disk, query, JSON); ' +
+      '"serve" = a whole HTTP request to `backup serve` started in the bench process (route, BackupData, JSON read back by the client); ' +
       '"command" = a whole CLI invocation.\n\n' +
       `${header}${rows}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)

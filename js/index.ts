@@ -66,7 +66,7 @@ export type {
   DiffOptions,
 } from './explore'
 export { serve, BackupData } from './serve'
-export type { ServeOptions, Served, TreeResult, TreeEntry as ServeTreeEntry, DiffResult as ServeDiffResult, SizesResult } from './serve'
+export type { ServeOptions, Served, TreeResult, TreeEntry as ServeTreeEntry, SizesResult } from './serve'
 export { applyPolicy } from './explore/retention'
 export { parseSize, parseTime, parseWhen, normalizeMask } from './explore/filters'
 export { restoreScript, shQuote } from './explore/script'

@@ -138,7 +138,7 @@ async function timeline() {
       h('span', {}, changes, ', ', h('span', { class: i.deleted ? 'warn' : '' }, `${i.deleted} deleted`)),
       String(i.files),
       bytes(i.bytes),
-      h('span', { 'data-exclusive': i.name }, i.exclusiveBytes === null ? '…' : bytes(i.exclusiveBytes)),
+      h('span', { title: 'Bytes only this increment holds, from the catalogs (what deleting it frees; hard links can make it differ)' }, bytes(i.exclusiveBytes)),
       prev ? h('a', { href: link('diff', { from: prev.name, to: i.name }) }, 'changes') : h('span', { class: 'dim' }, 'first'),
     ]
   })
@@ -158,17 +158,17 @@ async function timeline() {
       sizesFig.replaceChildren(sizesFig.firstChild, lineChart(pts, bytes, { label: 'Size over time' }))
     })
     .catch((e) => sizesFig.replaceChildren(sizesFig.firstChild, h('p', { class: 'error' }, e.message)))
-  // The bytes only each increment holds need a walk of the backup: fetched after the page shows.
-  const detail = h('p', { class: 'dim', id: 'detail-note' }, 'Counting the bytes only each increment holds…')
-  api('increments', { detailed: 1 })
-    .then((d) => {
-      for (const i of d.increments) {
-        const cell = main.querySelector(`[data-exclusive="${CSS.escape(i.name)}"]`)
-        if (cell) cell.textContent = bytes(i.exclusiveBytes)
-      }
-      detail.textContent = `On disk: ${bytes(d.totalDiskBytes)} in all, the mirror ${bytes(d.mirrorDiskBytes)} (hard links counted once).`
-    })
-    .catch((e) => (detail.textContent = `Could not count the bytes on disk: ${e.message}`))
+  // The bytes on disk need a walk of the whole backup (`list --detailed`): only when asked for.
+  const note = h('span', { id: 'detail-note', role: 'status' })
+  const count = h('button', { type: 'button', id: 'count-disk', onclick: () => {
+    count.disabled = true
+    note.textContent = ' Counting (a walk of the whole backup folder)…'
+    api('increments', { detailed: 1 })
+      .then((d) => (note.textContent = ` On disk: ${bytes(d.totalDiskBytes)} in all, the mirror ${bytes(d.mirrorDiskBytes)} (hard links counted once).`))
+      .catch((e) => (note.textContent = ` Could not count the bytes on disk: ${e.message}`))
+      .finally(() => (count.disabled = false))
+  } }, 'Count the bytes on disk')
+  const detail = h('p', { class: 'dim' }, count, note)
   const damaged = l.damaged.length ? h('p', { class: 'bad' }, `${l.damaged.length} increments have missing or damaged metadata: see Status.`) : ''
   return [
     h('p', {}, `${incs.length} increments, oldest ${incs[0]?.name ?? '–'}, newest ${incs.at(-1)?.name ?? '–'}.`),
@@ -205,14 +205,16 @@ async function tree(params) {
         : e.type === 'symlink'
           ? h('span', { class: 'dim' }, 'symlink')
           : h('a', { href: fileUrl(e.path, at), download: e.name }, 'download')
-    const from = e.type === 'dir' ? h('span', { class: 'dim' }, e.files === undefined ? '' : `${e.files} ${e.files === 1 ? 'file' : 'files'}`) : e.untracked ? h('span', { class: 'dim', title: 'Untracked: the mirror’s current copy, no history kept' }, 'mirror (untracked)') : e.from
+    const from = e.type === 'dir' ? h('span', { class: 'dim' }, 'folder') : e.untracked ? h('span', { class: 'dim', title: 'Untracked: the mirror’s current copy, no history kept' }, 'mirror (untracked)') : e.from
     return [name, bytes(e.size), nsTime(e.mtimeNs), from, e.warning ? h('span', { class: 'warn', title: 'backup.py overwrote this file in place: the stored bytes are a later version' }, 'overwritten') : short(e.sha256), dl]
   })
+  const files = t.entries.filter((e) => e.type !== 'dir')
+  const folders = t.entries.length - files.length
   const out = [
     form,
     crumbs(path, at),
-    h('p', {}, `${t.at ? `As of ${t.at}` : 'Latest state'}: ${t.files} files, ${bytes(t.bytes)} below this folder`, t.deletedAtPoint ? `; ${t.deletedAtPoint} deleted by then` : '', '. ', h('a', { href: archiveUrl(path, at), download: '' }, 'Download this folder as tar'), ' · ', h('a', { href: link('diff', { path, to: t.at ?? '' }) }, 'compare with the increment before')),
-    t.pendingRun ? h('p', { class: 'warn' }, 'An interrupted run is unfinished; the next backup run completes it.') : '',
+    h('p', {}, `${t.at ? `As of ${t.at}` : 'Latest state'}: ${folders} ${folders === 1 ? 'folder' : 'folders'}, ${files.length} ${files.length === 1 ? 'file' : 'files'} (${bytes(files.reduce((s, e) => s + e.size, 0))}) here. `, h('a', { href: archiveUrl(path, at), download: '' }, 'Download this folder as tar'), ' · ', h('a', { href: link('diff', { path, to: t.at ?? '' }) }, 'compare with the increment before')),
+    status?.leftovers?.interruptedRun ? h('p', { class: 'warn' }, 'An interrupted run is unfinished; the next backup run completes it.') : '',
     table(['Name', 'Size', 'Modified', 'From', 'SHA-256', ''], rows, [1]),
   ]
   if (status?.serve?.allowRestore) out.push(restoreForm([path].filter(Boolean), t.at))
@@ -402,7 +404,7 @@ async function diffView(params) {
       location.hash = link('diff', { from: fd.get('from'), to: fd.get('to'), path: fd.get('path') })
     } },
     await pointSelect('from', from, { latest: false, label: 'From' }),
-    await pointSelect('to', to || incs.at(-1)?.name, { latest: true, label: 'To' }),
+    await pointSelect('to', to || incs.at(-1)?.name, { latest: false, label: 'To' }),
     h('label', { for: 'd-path' }, 'Under folder', h('input', { id: 'd-path', name: 'path', value: path, size: 20 })),
     h('button', { type: 'submit' }, 'Compare'),
   )
@@ -416,7 +418,7 @@ async function diffView(params) {
   const row = (x, v) => [pathLink(x), bytes(v.size), short(v.sha256), v.increment]
   return [
     form,
-    h('p', {}, `${d.from} → ${d.to ?? 'latest state'}${d.path ? ` under ${d.path}` : ''}: ${d.added} added (${bytes(d.addedBytes)}), ${d.removed} removed (${bytes(d.removedBytes)}), ${d.changed} changed, ${d.unchanged} unchanged.`),
+    h('p', {}, `${d.from} → ${d.to}${path ? ` under ${path}` : ''}: ${d.added} added (${bytes(d.addedBytes)}), ${d.removed} removed (${bytes(d.removedBytes)}), ${d.changed} changed (tracked files; untracked files keep no history).`),
     h('h2', {}, `Added (${d.added})`),
     table(['Path', 'Size', 'SHA-256', 'From'], of('added').map((x) => row(x, x.to)), [1]),
     h('h2', {}, `Removed (${d.removed})`),

@@ -1,14 +1,15 @@
 /**
  * Every read (and the one write, restore) that `backup serve` makes of a backup folder, behind ONE
- * seam: the HTTP layer (`./server.ts`) calls only `BackupData`'s methods, so when the catalog index
- * lands, `increments`, `tree`, `history`, `search`, `diff` and `sizes` switch to the indexed queries
- * here and nowhere else.
+ * seam: the HTTP layer (`./server.ts`) calls only `BackupData`'s methods.
  *
- * Until then each method is built from the library's own functions, so the page can never disagree
- * with the CLI: a point in time is exactly what `restore --at` would restore, because it IS the plan of
- * `restore({ dryRun: true })` (newest catalog mention at or before the increment wins, a deletion means
- * absent, untracked files from the mirror, an interrupted run's files as it left them); the catalog
- * entries of `search` add each version's hash, mtime and mode.
+ * They answer from the catalog index (`dst/.axiomatic/index.sqlite`, built on first use, brought up
+ * to date before every answer, rebuilt when damaged; see docs/design.md "The catalog index") through
+ * the library's own functions, so the page can never disagree with the CLI: the timeline is
+ * `timeline`, a folder at a point in time is `tree` (exactly what `restore --at` would restore there:
+ * newest catalog mention at or before the increment wins, a deletion means absent, untracked files
+ * from the mirror), the comparison is `backup diff`, one file at a point in time is its entry in its
+ * folder's `tree`. Without a usable index (a read-only disk, `AXIOMATIC_INDEX=off`) the same
+ * functions read the metadata directly, with the same answers.
  *
  * Stored files are opened without ever following a symlink: every folder from the backup folder down
  * is checked with lstat, the file is opened with O_NOFOLLOW, and the opened descriptor's real path must
@@ -23,6 +24,7 @@ import type { Pack } from 'tar-stream'
 
 import { ConfigError } from '../errors'
 import {
+  diff as indexDiff,
   history as libHistory,
   listIncrements,
   requireBackupDir,
@@ -30,17 +32,20 @@ import {
   restore as libRestore,
   search as libSearch,
   status as libStatus,
+  storedFile,
+  timeline,
+  tree as indexTree,
   type BackupStatus,
   type CatalogEntry,
+  type DiffResult,
   type FileHistory,
   type Listing,
-  type PendingRun,
   type RestoreResult,
   type SearchResult,
+  type TreeEntry as IndexTreeEntry,
 } from '../explore'
 import { parseWhen } from '../explore/filters'
-import { native } from '../native'
-import { bytesName, displayName, nameBytes } from '../names'
+import { bytesName, displayName } from '../names'
 
 /** An API failure with its HTTP status and a stable code (`{error: {code, message}}`). */
 export class ServeError extends Error {
@@ -75,21 +80,27 @@ export function checkPath(p: string | undefined | null, what = 'path'): string {
   return clean
 }
 
-/** One file of a point in time: where its bytes are and what the catalog records of it. */
-export interface PointFile {
+/**
+ * One row of a folder listing (`GET /api/tree`): a file or symlink with the version a point in time
+ * holds (the index's tree entry, `kind` as `type`), or a folder (`type: 'dir'`, every other field null).
+ */
+export interface TreeEntry {
+  name: string
   path: string
-  /** `mirror` or the increment the version comes from (as `restore --dry-run` says). */
-  from: string
-  /** Untracked: the mirror's current copy (no history kept). */
-  untracked: boolean
-  size: number
-  kind: 'file' | 'symlink'
-  /** Exact mtime, ns since the epoch, as a decimal string; null if unknown. */
+  type: 'dir' | 'file' | 'symlink'
+  size: number | null
+  /** Exact mtime, ns since the epoch, as a decimal string. */
   mtimeNs: string | null
   mode: number | null
-  /** The recorded SHA-256 (catalog versions; null for mirror copies, whose hash `history` gives). */
+  /** The recorded SHA-256 (null where none was recorded: backup.py's versions, some mirror copies). */
   sha256: string | null
-  op: 'new' | 'changed' | 'deleted' | null
+  /** Files: `mirror` or the increment the version comes from (as `restore --dry-run` says); folders: null. */
+  from: string | null
+  /** Untracked: the mirror's current copy (no history kept). */
+  untracked: boolean
+  op: 'new' | 'changed' | null
+  /** A hard-link group's later member: the group's first path (restored as a hard link of it). */
+  link: string | null
   /**
    * `overwritten-version`: a version of the original backup.py (no recorded hash) whose stored file
    * differs in size or mtime from what its increment records (backup.py overwrote mirror files in
@@ -98,90 +109,13 @@ export interface PointFile {
   warning: 'overwritten-version' | null
 }
 
-/** A point in time under a path: exactly what `restore [PATH] --at AT --dry-run` lists. */
-export interface Point {
+/** `GET /api/tree`: one folder at a point in time (its files and sub-folders, one level). */
+export interface TreeResult {
   /** The increment of the point in time; null = the latest state. */
   at: string | null
   path: string
-  files: PointFile[]
-  deletedAtPoint: number
-  pendingRun: PendingRun | null
-  pending: number
-}
-
-/** One row of a folder listing. */
-export interface TreeEntry {
-  name: string
-  path: string
-  type: 'dir' | 'file' | 'symlink'
-  /** A file's size; a folder's: the bytes of every file below it. */
-  size: number
-  /** Folders only: the number of files below it. */
-  files?: number
-  mtimeNs: string | null
-  mode: number | null
-  sha256: string | null
-  /** Files: `mirror` or the increment the version comes from; folders: null. */
-  from: string | null
-  untracked: boolean
-  op: 'new' | 'changed' | 'deleted' | null
-  /** See `PointFile.warning`. */
-  warning: 'overwritten-version' | null
-}
-
-/** `GET /api/tree`: one folder at a point in time. */
-export interface TreeResult {
-  at: string | null
-  path: string
+  /** Sub-folders first, then files and symlinks, each sorted by name. */
   entries: TreeEntry[]
-  /** Files and bytes below the folder (all levels). */
-  files: number
-  bytes: number
-  /** Paths below the folder the point in time knows as deleted. */
-  deletedAtPoint: number
-  pendingRun: PendingRun | null
-}
-
-/** One side of a differing path: the version at that point (the schema of `backup diff --json`). */
-export interface DiffSide {
-  /** The increment holding this version, or `mirror` (an untracked file, or the latest state). */
-  increment: string
-  size: number
-  sha256: string | null
-  mtimeNs: string | null
-  mode: number | null
-  kind: 'file' | 'symlink'
-}
-
-/** One path that differs. */
-export interface DiffItem {
-  path: string
-  status: 'added' | 'removed' | 'changed'
-  /** The version at `from` (null when added). */
-  from: DiffSide | null
-  /** The version at `to` (null when removed). */
-  to: DiffSide | null
-}
-
-/**
- * `GET /api/diff`: what changed between two points in time, in the schema of `backup diff --json`,
- * plus `path` (the folder compared) and `unchanged`.
- */
-export interface DiffResult {
-  /** The increments of the two points (null: the latest state). */
-  from: string | null
-  to: string | null
-  path: string
-  added: number
-  removed: number
-  changed: number
-  unchanged: number
-  addedBytes: number
-  removedBytes: number
-  /** Sum over changed files of (size at `to` − size at `from`). */
-  changedBytes: number
-  /** Sorted by path. */
-  items: DiffItem[]
 }
 
 /** `GET /api/sizes`: the tracked state's size at each increment, and the mirror's now. */
@@ -212,7 +146,7 @@ export interface StoredFile {
   /** The file's name, for Content-Disposition. */
   name: string
   mtimeMs: number
-  file: PointFile
+  file: TreeEntry
 }
 
 /** What `POST /api/restore` takes. */
@@ -224,40 +158,27 @@ export interface RestoreRequest {
   dryRun?: boolean
 }
 
-/** Whether `p` is `prefix` or below it (a folder prefix, as the core's `prefix_match`). */
-function under(p: string, prefix: string): boolean {
-  return prefix === '' || p === prefix || p.startsWith(prefix + '/')
-}
-
-const GLOB = /[*?[\]{}\\]/g
-
-/** The search `--path` filters that select exactly `prefix` and what is below it. */
-function pathFilter(prefix: string): string[] {
-  if (prefix === '') return []
-  if (!/[*?[\]{}]/.test(prefix)) return [prefix]
-  const esc = prefix.replace(GLOB, (c) => '\\' + c)
-  return [esc, esc + '/**']
-}
-
 /**
  * The data behind `backup serve`, for one backup folder. Every method is what its endpoint returns
  * (schemas in README "backup serve"); the ones shared with the CLI return the CLI's `--json` object.
  */
 export class BackupData {
   readonly dst: string
-  private readonly mirror: string
-  /** A path that does not exist, outside dst, for the dry-run restores that compute points in time. */
+  /** A path that does not exist, outside dst, for the dry-run restore that sizes the latest state. */
   private readonly planTarget: string
 
   constructor(dst: string) {
     this.dst = requireBackupDir(dst)
-    this.mirror = native().layoutPaths(this.dst).mirror
     this.planTarget = path.join(path.dirname(this.dst), `.axiomatic-serve-plan-${crypto.randomBytes(8).toString('hex')}`)
   }
 
-  /** `GET /api/increments`: `backup list --json` (with `detailed`: the bytes only each increment holds). */
+  /**
+   * `GET /api/increments`: the index's `timeline` (`backup list --json` with `exclusiveBytes`, the bytes
+   * only each increment holds as the catalogs tell it); with `detailed`, `backup list --detailed --json`
+   * (a walk of the whole backup folder counting inodes, and the bytes on disk).
+   */
   async increments(opts: { detailed?: boolean } = {}): Promise<Listing> {
-    return listIncrements(this.dst, opts)
+    return opts.detailed ? listIncrements(this.dst, { detailed: true }) : timeline(this.dst)
   }
 
   /**
@@ -280,108 +201,71 @@ export class BackupData {
     }
   }
 
-  /** The files of a point in time under `prefix`: the plan `restore --at` makes, with catalog details. */
-  async point(prefix: string, at: string | undefined): Promise<Point> {
-    const resolved = await this.resolve(at)
-    const r = await libRestore(this.dst, { to: this.planTarget, paths: prefix ? [prefix] : [], at: resolved, dryRun: true })
-    const needed = new Set(r.items.filter((i) => i.from !== 'mirror').map((i) => i.from))
-    const entries = new Map<string, CatalogEntry>()
-    if (needed.size) {
-      const found = await libSearch(this.dst, { paths: pathFilter(prefix) })
-      for (const h of found.hits) if (needed.has(h.increment)) entries.set(`${h.increment}\0${h.path}`, h)
-    }
-    const files: PointFile[] = r.items.map((i) => {
-      const e = i.from === 'mirror' ? undefined : entries.get(`${i.from}\0${i.path}`)
-      if (e) {
-        let warning: PointFile['warning'] = null
-        if (!e.sha256) {
-          // The rule of restore.rs: a size change, or an mtime more than a second off.
-          const st = this.lstatStored(i.from, i.path)
-          const recorded = BigInt(e.mtime_ns ?? String(Math.round(e.mtime * 1e9)))
-          const off = st ? st.mtimeNs - recorded : 0n
-          if (st && (Number(st.size) !== i.size || off > 1_000_000_000n || off < -1_000_000_000n)) warning = 'overwritten-version'
-        }
-        return {
-          warning,
-          path: i.path,
-          from: i.from,
-          untracked: i.untracked,
-          size: i.size,
-          kind: e.kind,
-          mtimeNs: e.mtime_ns ?? String(Math.round(e.mtime * 1e9)),
-          mode: e.mode || null,
-          sha256: e.sha256,
-          op: e.op,
-        }
-      }
-      const st = this.lstatStored(i.from, i.path)
-      return {
-        path: i.path,
-        from: i.from,
-        untracked: i.untracked,
-        size: i.size,
-        kind: st?.isSymbolicLink() ? 'symlink' : 'file',
-        mtimeNs: st ? String(st.mtimeNs) : null,
-        mode: st ? Number(st.mode) & 0o7777 : null,
-        sha256: null,
-        op: null,
-        warning: null,
-      }
-    })
-    return { at: r.at, path: prefix, files, deletedAtPoint: r.deletedAtPoint, pendingRun: r.pendingRun, pending: r.pending }
+  /** The index's folder `dir` at the increment `at` (undefined: the latest state), as the API lists it. */
+  private async folder(dir: string, at: string | undefined): Promise<TreeResult> {
+    const t = await indexTree(this.dst, { path: dir, at })
+    const entries = t.entries.map((e) => this.entry(e))
+    // Folders first (a stable partition keeps the index's order by name within each group).
+    return { at: t.at, path: dir, entries: [...entries.filter((e) => e.type === 'dir'), ...entries.filter((e) => e.type !== 'dir')] }
   }
 
-  /** `GET /api/tree`: the folder `dir` as it was at `at` (its files and sub-folders). */
+  /** One entry of the index's tree as the API gives it: `dir`/`kind` as `type`, the backup.py warning. */
+  private entry(e: IndexTreeEntry): TreeEntry {
+    if (e.dir) {
+      return { name: e.name, path: e.path, type: 'dir', size: null, mtimeNs: null, mode: null, sha256: null, from: null, untracked: false, op: null, link: null, warning: null }
+    }
+    const from = e.from!
+    let warning: TreeEntry['warning'] = null
+    if (from !== 'mirror' && !e.sha256) {
+      // A version without a recorded hash (backup.py's): the rule of restore.rs, a size change or an
+      // mtime more than a second off the record.
+      const st = this.lstatStored(from, e.path)
+      const off = st ? st.mtimeNs - BigInt(e.mtimeNs!) : 0n
+      if (st && (Number(st.size) !== e.size || off > 1_000_000_000n || off < -1_000_000_000n)) warning = 'overwritten-version'
+    }
+    return {
+      name: e.name,
+      path: e.path,
+      type: e.kind === 'symlink' ? 'symlink' : 'file',
+      size: e.size!,
+      mtimeNs: e.mtimeNs!,
+      mode: e.mode!,
+      sha256: e.sha256 ?? null,
+      from,
+      untracked: !!e.untracked,
+      op: (e.op as TreeEntry['op']) ?? null,
+      link: e.link ?? null,
+      warning,
+    }
+  }
+
+  /**
+   * What the path `rel` (not the top) is at the increment `at`: its entry in its parent folder's tree,
+   * the file (or symlink) and whether a folder of that name holds files then.
+   */
+  private async lookup(rel: string, at: string | undefined): Promise<{ file: TreeEntry | null; dir: boolean }> {
+    const cut = rel.lastIndexOf('/')
+    const parent = await indexTree(this.dst, { path: cut < 0 ? '' : rel.slice(0, cut), at })
+    const same = parent.entries.filter((e) => e.path === rel)
+    const file = same.find((e) => !e.dir)
+    return { file: file ? this.entry(file) : null, dir: same.some((e) => e.dir) }
+  }
+
+  /**
+   * `GET /api/tree`: the folder `dir` as it was at `at` (its files and sub-folders), from the index:
+   * what `restore --at` would restore there. A file is 400; a path with nothing below it then, 404.
+   */
   async tree(dir: string, at?: string): Promise<TreeResult> {
     const prefix = checkPath(dir)
-    const p = await this.point(prefix, at)
-    if (prefix && p.files.some((f) => f.path === prefix)) {
-      throw badInput(`${JSON.stringify(prefix)} is a file at that point in time, not a folder; see /api/history or /api/file`)
-    }
-    if (prefix && p.files.length === 0) {
-      throw notFound(`there is no folder ${JSON.stringify(prefix)} ${p.at ? `at ${p.at}` : 'in the latest state'}`)
-    }
-    const base = prefix ? prefix + '/' : ''
-    const dirs = new Map<string, TreeEntry>()
-    const entries: TreeEntry[] = []
-    for (const f of p.files) {
-      const rest = f.path.slice(base.length)
-      const slash = rest.indexOf('/')
-      if (slash < 0) {
-        entries.push({
-          name: rest,
-          path: f.path,
-          type: f.kind,
-          size: f.size,
-          mtimeNs: f.mtimeNs,
-          mode: f.mode,
-          sha256: f.sha256,
-          from: f.from,
-          untracked: f.untracked,
-          op: f.op,
-          warning: f.warning,
-        })
-        continue
+    const resolved = await this.resolve(at)
+    const t = await this.folder(prefix, resolved)
+    if (prefix && t.entries.length === 0) {
+      if ((await this.lookup(prefix, resolved)).file) {
+        throw badInput(`${JSON.stringify(prefix)} is a file at that point in time, not a folder; see /api/history or /api/file`)
       }
-      const name = rest.slice(0, slash)
-      let d = dirs.get(name)
-      if (!d) {
-        d = { name, path: base + name, type: 'dir', size: 0, files: 0, mtimeNs: null, mode: null, sha256: null, from: null, untracked: false, op: null, warning: null }
-        dirs.set(name, d)
-      }
-      d.size += f.size
-      d.files! += 1
+      throw notFound(`there is no folder ${JSON.stringify(prefix)} ${resolved ? `at ${resolved}` : 'in the latest state'}`)
     }
-    const sorted = [...dirs.values()].sort((a, b) => cmp(a.name, b.name)).concat(entries.sort((a, b) => cmp(a.name, b.name)))
-    return {
-      at: p.at,
-      path: prefix,
-      entries: sorted,
-      files: p.files.length,
-      bytes: p.files.reduce((s, f) => s + f.size, 0),
-      deletedAtPoint: p.deletedAtPoint,
-      pendingRun: p.pendingRun,
-    }
+    return t
   }
 
   /** `GET /api/history`: `backup history PATH --json`; 404 when the backup never held the path. */
@@ -416,56 +300,29 @@ export class BackupData {
   }
 
   /**
-   * `GET /api/diff`: tracked and untracked files added, removed and changed under `dir` between two
-   * points in time (default: the two newest increments). A version is changed when its recorded hash
-   * differs (when both are known), else its size, kind or mtime; the same stored version is unchanged.
+   * `GET /api/diff`: `backup diff [PATH] --json`, from the index: the tracked files added, removed and
+   * changed under `dir` between two increments (`from` default: the one before `to`; `to` default, or
+   * `latest`: the newest, whose tracked files are the latest state's). Untracked files keep no history
+   * and are not compared, as in `backup diff`.
    */
   async diff(from: string | undefined, to: string | undefined, dir?: string): Promise<DiffResult> {
     const prefix = checkPath(dir)
-    if (!from || !to) {
-      const { increments } = await this.increments()
-      const names = increments.map((i) => i.name)
-      if (!to) to = names.at(-1)
-      if (!from) {
-        const toName = to ? await this.resolve(to) : undefined
-        const idx = toName ? names.indexOf(toName) : names.length
-        from = idx > 0 ? names[idx - 1] : undefined
-      }
-      if (!from || !to) throw notFound('a difference needs two points in time; this backup has fewer than two increments')
-    }
-    const [a, b] = await Promise.all([this.point(prefix, from), this.point(prefix, to)])
-    const side = (f: PointFile): DiffSide => ({ increment: f.from, size: f.size, sha256: f.sha256, mtimeNs: f.mtimeNs, mode: f.mode, kind: f.kind })
-    const before = new Map(a.files.map((f) => [f.path, f]))
-    const after = new Map(b.files.map((f) => [f.path, f]))
-    const items: DiffItem[] = []
-    let unchanged = 0
-    for (const [p, x] of before) {
-      const y = after.get(p)
-      if (!y) items.push({ path: p, status: 'removed', from: side(x), to: null })
-      else if (differs(x, y)) items.push({ path: p, status: 'changed', from: side(x), to: side(y) })
-      else unchanged++
-    }
-    for (const [p, y] of after) if (!before.has(p)) items.push({ path: p, status: 'added', from: null, to: side(y) })
-    items.sort((x, y) => cmp(x.path, y.path))
-    const sum = (status: DiffItem['status'], size: (i: DiffItem) => number) => items.filter((i) => i.status === status).reduce((t, i) => t + size(i), 0)
-    return {
-      from: a.at,
-      to: b.at,
-      path: prefix,
-      added: items.filter((i) => i.status === 'added').length,
-      removed: items.filter((i) => i.status === 'removed').length,
-      changed: items.filter((i) => i.status === 'changed').length,
-      unchanged,
-      addedBytes: sum('added', (i) => i.to!.size),
-      removedBytes: sum('removed', (i) => i.from!.size),
-      changedBytes: sum('changed', (i) => i.to!.size - i.from!.size),
-      items,
+    const [a, b] = [await this.resolve(from), await this.resolve(to)]
+    try {
+      return await indexDiff(this.dst, { from: a, to: b, paths: prefix ? [prefix] : [] })
+    } catch (e) {
+      // Both points are resolved: what is left is a backup with too few increments to compare.
+      if (e instanceof ConfigError) throw notFound(e.message.replace(/^diff: /, ''))
+      throw e
     }
   }
 
   /**
    * `GET /api/sizes`: the size of the tracked files at each increment (newest mention per path up to
-   * it, deletions removed: the same rule as a point in time) and of the mirror now.
+   * it, deletions removed: the same rule as a point in time) and of the mirror now. Not from the
+   * timeline: an increment's figures are the bytes it stores, not those of the versions its changes
+   * and deletions replaced, so the state's size needs every catalog entry (one `search`, which the
+   * index answers).
    */
   async sizes(): Promise<SizesResult> {
     const [{ increments }, found, st] = await Promise.all([this.increments(), libSearch(this.dst, {}), this.mirrorState()])
@@ -512,15 +369,15 @@ export class BackupData {
     return libStatus(this.dst)
   }
 
-  /** The one file `file` at `at` (404 if absent then, 400 for a folder). */
-  private async pointFile(file: string, at: string | undefined): Promise<PointFile> {
+  /** The one file `file` at `at`, from its folder's tree (404 if absent then, 400 for a folder). */
+  private async pointFile(file: string, at: string | undefined): Promise<TreeEntry> {
     const rel = checkPath(file)
     if (!rel) throw badInput('give a file path')
-    const p = await this.point(rel, at)
-    const f = p.files.find((x) => x.path === rel)
+    const resolved = await this.resolve(at)
+    const { file: f, dir } = await this.lookup(rel, resolved)
     if (!f) {
-      if (p.files.length) throw badInput(`${JSON.stringify(rel)} is a folder; download it with /api/archive`)
-      throw notFound(`there is no file ${JSON.stringify(rel)} ${p.at ? `at ${p.at}` : 'in the latest state'}`)
+      if (dir) throw badInput(`${JSON.stringify(rel)} is a folder; download it with /api/archive`)
+      throw notFound(`there is no file ${JSON.stringify(rel)} ${resolved ? `at ${resolved}` : 'in the latest state'}`)
     }
     return f
   }
@@ -528,7 +385,7 @@ export class BackupData {
   /** `GET /api/file`: the stored bytes of `file` as of `at`, streamed (a symlink is refused: 400). */
   async file(file: string, at?: string): Promise<StoredFile> {
     const f = await this.pointFile(file, at)
-    const opened = this.openStored(f.from, f.path)
+    const opened = this.openStored(f.from!, f.path)
     if ('symlink' in opened) {
       throw new ServeError(400, 'ESYMLINK', `${JSON.stringify(f.path)} is a symlink (to ${JSON.stringify(opened.symlink)}); it is not followed. Download its folder as a tar to get the link itself`)
     }
@@ -542,15 +399,25 @@ export class BackupData {
    * backup: under `backup-<point>/`); symlinks are stored as symlinks. A stored file that is missing or
    * lies behind a symlinked folder is left out and named, with the reason, in `BACKUP-SERVE-WARNINGS.txt`
    * at the top of the tar; a read error mid-file breaks the stream, so a truncated download never looks whole.
+   *
+   * The files come from the index's `tree`, folder by folder while the tar is written (depth first,
+   * each folder's sub-folders first, as `/api/tree` lists them): the first folder is read before the
+   * response starts (a path with nothing at it is 404, a point that cannot be reconstructed 500),
+   * a later failure breaks the stream.
    */
-  async archive(dir: string, at?: string): Promise<{ stream: Readable; name: string; files: number; bytes: number }> {
+  async archive(dir: string, at?: string): Promise<{ stream: Readable; name: string }> {
     const prefix = checkPath(dir)
-    const p = await this.point(prefix, at)
-    if (prefix && p.files.length === 0) throw notFound(`there is nothing at ${JSON.stringify(prefix)} ${p.at ? `at ${p.at}` : 'in the latest state'}`)
-    const top = prefix ? displayName(prefix.split('/').pop()!) : `backup-${p.at ?? 'latest'}`
+    const resolved = await this.resolve(at)
+    let first = await this.folder(prefix, resolved)
+    if (prefix && first.entries.length === 0) {
+      const { file } = await this.lookup(prefix, resolved)
+      if (!file) throw notFound(`there is nothing at ${JSON.stringify(prefix)} ${resolved ? `at ${resolved}` : 'in the latest state'}`)
+      first = { ...first, entries: [file] }
+    }
+    const files = this.filesBelow(first, resolved)
+    const top = prefix ? displayName(prefix.split('/').pop()!) : `backup-${resolved ?? 'latest'}`
     const parent = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : ''
     const pack = await tarPack()
-    const files = [...p.files].sort((a, b) => cmp(a.path, b.path))
     const problems: string[] = []
     // A client that stops the download closes the pack: the file being read is closed with it.
     let current: fs.ReadStream | null = null
@@ -563,12 +430,12 @@ export class BackupData {
     // has gone, an error of the pack (a stopped download) has no one left to tell.
     pack.on('error', () => {})
     const write = async () => {
-      for (const f of files) {
+      for await (const f of files) {
         if (closed) return
         const name = prefix ? displayName(f.path.slice(parent.length)) : `${top}/${displayName(f.path)}`
         let opened: ReturnType<BackupData['openStored']>
         try {
-          opened = this.openStored(f.from, f.path)
+          opened = this.openStored(f.from!, f.path)
         } catch (e) {
           if (!(e instanceof ServeError)) throw e
           problems.push(`${displayName(f.path)}: not in this archive: ${e.message}`)
@@ -618,7 +485,15 @@ export class BackupData {
     stream.on('close', () => pack.destroy())
     // Destroyed by a stopped download, it ends asynchronously, after `pipeline` has let go of it.
     stream.on('error', () => {})
-    return { stream, name: `${top}.tar`, files: files.length, bytes: files.reduce((s, f) => s + f.size, 0) }
+    return { stream, name: `${top}.tar` }
+  }
+
+  /** Every file and symlink of the folder `t` and its sub-folders at `at`, one `tree` per folder as it goes. */
+  private async *filesBelow(t: TreeResult, at: string | undefined): AsyncGenerator<TreeEntry> {
+    for (const e of t.entries) {
+      if (e.type === 'dir') yield* this.filesBelow(await this.folder(e.path, at), at)
+      else yield e
+    }
   }
 
   /** `POST /api/restore`: the library's `restore` (the same checks and safety as `backup restore`). */
@@ -641,13 +516,6 @@ export class BackupData {
     }
   }
 
-  /** The folder a stored version lies under: the mirror, or the increment's `track/`. */
-  private storeRoot(from: string): string[] {
-    if (from === 'mirror') return [path.basename(this.mirror)]
-    if (!native().isIncrementName(from)) throw new ServeError(500, 'ECORRUPT', `not an increment name: ${JSON.stringify(from)}`)
-    return [from, 'track']
-  }
-
   /** The stored version's lstat, or null (missing, or a symlinked folder on the way). */
   private lstatStored(from: string, rel: string): fs.BigIntStats | null {
     try {
@@ -658,16 +526,23 @@ export class BackupData {
     }
   }
 
-  /** Checks every folder from dst down to `rel`'s parent is a real folder (never a symlink). */
+  /**
+   * The stored version's path (`storedFile`: `<increment>/track/<rel>` or `mirror/<rel>`), after
+   * checking that every folder from dst down to its parent is a real folder (never a symlink).
+   */
   private walkDirs(from: string, rel: string): { dirPath: Buffer; last: Buffer } {
-    const comps = [...this.storeRoot(from).map((c) => Buffer.from(c)), ...rel.split('/').map(nameBytes)]
-    const last = comps.pop()!
-    let cur = Buffer.from(this.dst)
-    for (const c of comps) {
-      cur = Buffer.concat([cur, Buffer.from('/'), c])
+    let full: Buffer
+    try {
+      full = storedFile(this.dst, from, rel)
+    } catch (e) {
+      if (e instanceof ConfigError) throw new ServeError(500, 'ECORRUPT', `${JSON.stringify(rel)}: ${e.message}`)
+      throw e
+    }
+    const slash = full.lastIndexOf('/')
+    for (let i = full.indexOf('/', Buffer.byteLength(this.dst) + 1); i !== -1 && i <= slash; i = full.indexOf('/', i + 1)) {
       let st: fs.Stats
       try {
-        st = fs.lstatSync(cur)
+        st = fs.lstatSync(full.subarray(0, i))
       } catch {
         throw notFound(`${JSON.stringify(rel)}: its stored copy is missing from the backup`)
       }
@@ -675,7 +550,7 @@ export class BackupData {
         throw new ServeError(404, 'EUNSAFE', `${JSON.stringify(rel)}: a folder on the way to its stored copy is a symlink or not a folder; refusing to follow it`)
       }
     }
-    return { dirPath: cur, last }
+    return { dirPath: full.subarray(0, slash), last: full.subarray(slash + 1) }
   }
 
   /**
@@ -727,18 +602,3 @@ function realOfFd(fd: number): string | null {
     return null
   }
 }
-
-/** Byte order of the UTF-16 strings, the same order the core sorts paths in for ASCII names. */
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
-/** Whether two versions of one path differ (see `diff`). */
-function differs(x: PointFile, y: PointFile): boolean {
-  if (x.from === y.from && x.from !== 'mirror') return false
-  if (x.from === 'mirror' && y.from === 'mirror') return false
-  if (x.kind !== y.kind || x.size !== y.size) return true
-  if (x.sha256 && y.sha256) return x.sha256 !== y.sha256
-  return x.mtimeNs !== y.mtimeNs
-}
-

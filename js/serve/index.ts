@@ -2,4 +2,4 @@
 export { serve, contentDisposition, PAGE_DIR } from './server'
 export type { ServeOptions, Served } from './server'
 export { BackupData, ServeError, checkPath } from './data'
-export type { DiffItem, DiffResult, DiffSide, Point, PointFile, RestoreRequest, SearchFilters, SizesResult, StoredFile, TreeEntry, TreeResult } from './data'
+export type { RestoreRequest, SearchFilters, SizesResult, StoredFile, TreeEntry, TreeResult } from './data'

@@ -11,7 +11,7 @@
  * `nosniff`, so a backed-up HTML file can never run as this page; the page's own files come from a fixed
  * list read at start; the Content-Security-Policy allows only this origin.
  *
- * All reads go through `BackupData` (`./data.ts`), the one seam the catalog index switches.
+ * All reads go through `BackupData` (`./data.ts`), the one seam, which answers from the catalog index.
  */
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -253,7 +253,7 @@ export async function serve(dst: string, options: ServeOptions = {}): Promise<Se
           'Content-Disposition': contentDisposition(f.name),
           'Cache-Control': 'no-store',
           'Last-Modified': new Date(f.mtimeMs).toUTCString(),
-          'X-Backup-From': encodeURIComponent(f.file.from),
+          'X-Backup-From': encodeURIComponent(f.file.from!),
           ...(f.file.sha256 ? { 'X-Backup-Sha256': f.file.sha256 } : {}),
           ...(f.file.warning ? { 'X-Backup-Warning': f.file.warning } : {}),
         })
