@@ -22,7 +22,7 @@ export default class ScheduleCommand extends ProfileCommand {
 
       Exit codes: 0; 2 systemctl or crontab failed; 64 bad usage or config (nothing written).
 
-      Reference: README, section "Running unattended".
+      Reference: README, section "backup schedule" (in "Running unattended").
     `,
     examples: [
       ['Back up usb.json every night (systemd timer, or cron)', '$0 schedule install --config usb.json --every daily'],
