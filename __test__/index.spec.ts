@@ -274,6 +274,15 @@ describe('the index is derived: rebuilt when missing, stale or damaged; kept up 
     expect(tl.increments.map((i) => i.exclusiveBytes)).toEqual([100, 0, 0])
     const l = await listIncrements(w.dst)
     expect(tl.increments.map(({ exclusiveBytes: _x, ...rest }) => rest)).toEqual(l.increments.map(({ exclusiveBytes: _x, ...rest }) => rest))
+
+    // Many readers at once in one process (the page asks for several views together) with no index yet:
+    // one builds it, the others wait for it; none falls back to the metadata (no exclusive bytes there).
+    // Two builds in one process once shared a temp file, and the loser answered without the index.
+    for (let round = 0; round < 3; round++) {
+      fs.rmSync(path.join(w.dst, '.axiomatic/index.sqlite'), { force: true })
+      const all = await Promise.all(Array.from({ length: 6 }, () => timeline(w.dst)))
+      for (const t of all) expect(t.increments.map((i) => i.exclusiveBytes)).toEqual([100, 0, 0])
+    }
   })
 })
 

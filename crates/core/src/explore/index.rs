@@ -371,7 +371,14 @@ impl Index {
         return Ok(ix);
       }
     }
-    Self::rebuild(dst)
+    let _one = one_build();
+    // Another thread of this process may have built it while this one waited.
+    if file.exists() {
+      if let Ok(ix) = Self::open_existing(dst, &file) {
+        return Ok(ix);
+      }
+    }
+    Self::build(dst)
   }
 
   /// The index when it can be used, else None (the caller reads the
@@ -388,6 +395,16 @@ impl Index {
   fn own_error(&self, e: &Error) -> bool {
     e.path.as_deref() == Some(self.file.as_path())
   }
+}
+
+/// One build at a time in this process: the requests of `backup serve` (or
+/// any concurrent calls) that find no index wait for the one building it
+/// and then open it, instead of building it again into the same temp file
+/// (named by the process id) and, losing that race, answering without the
+/// index. Processes build into their own temp files; the last rename wins.
+fn one_build() -> std::sync::MutexGuard<'static, ()> {
+  static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+  BUILD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Answers `q` from the index of `dst`: None when the index cannot be used
@@ -426,6 +443,12 @@ impl Index {
 
   /// Builds the index from scratch into a temp file and puts it in place.
   pub fn rebuild(dst: &Path) -> Result<Index, Error> {
+    let _one = one_build();
+    Self::build(dst)
+  }
+
+  /// [`Index::rebuild`], with this process's build lock held (see [`one_build`]).
+  fn build(dst: &Path) -> Result<Index, Error> {
     let l = Layout::new(dst);
     if !l.meta.is_dir() {
       fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
