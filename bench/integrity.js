@@ -99,7 +99,7 @@ function bench(name, src) {
   sh(`find ${q(src)} -type f -print0 | xargs -0 -n 500 cat > /dev/null`)
 
   if (!verifyOnly) hashRows(name, src, bytes, report, xargs)
-  verifyRows(name, src, report, xargs)
+  verifyRows(name, src, bytes, report, xargs)
 }
 
 function hashRows(name, src, bytes, report, xargs) {
@@ -135,7 +135,7 @@ function hashRows(name, src, bytes, report, xargs) {
   record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss)
 }
 
-function verifyRows(name, src, report, xargs) {
+function verifyRows(name, src, bytes, report, xargs) {
   let rss = 0
 
   // the original service's pair
@@ -149,7 +149,7 @@ function verifyRows(name, src, report, xargs) {
     pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
   }
   record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss)
-  const pairLimitMs = ((bytes * (1 / sha256Speed + 1 / opensslSpeed('md5'))) / cores) * 1000
+  const pairLimitMs = ((bytes * (1 / opensslSpeed('sha256') + 1 / opensslSpeed('md5'))) / cores) * 1000
   record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0)
   if (checksumOnly) return
 
