@@ -158,3 +158,25 @@ export function mountExfat(cleanups: (() => void)[], size = '64M'): string {
   })
   return mnt
 }
+
+/** Changes one byte of a file and puts its mtime back (what bit rot looks like). */
+export function flipByte(file: string, at = 1) {
+  const st = fs.statSync(file)
+  const fd = fs.openSync(file, 'r+')
+  const b = Buffer.alloc(1)
+  fs.readSync(fd, b, 0, 1, at)
+  b[0] ^= 0x40
+  fs.writeSync(fd, b, 0, 1, at)
+  fs.closeSync(fd)
+  fs.utimesSync(file, st.atime, st.mtime)
+}
+
+/** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -11,18 +11,8 @@ import { describe, expect, it } from 'vitest'
 
 import { backup, deleteFiles, diff, history, listIncrements, loadConfig, prune, recreate, removeIncrements, restore, search, timeline, tree } from '../js'
 import { native } from '../js/native'
-import { bump, cli, increments, readMeta, tmpdir, workspace, writeConfig, writeTree } from './helpers'
+import { bump, cli, increments, readMeta, rng, tmpdir, workspace, writeConfig, writeTree } from './helpers'
 import { needs } from './tools'
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Runs `rounds` backups with random changes, deletions, re-creations, mode changes under t/, and an untracked file. */
 async function randomHistory(seed: number, rounds = 10) {

@@ -6,7 +6,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { backup, checksumFolder, compare, keygen, loadConfig, verify, verifyBackup } from '../js'
-import { cli, increments, readMeta, tmpdir, workspace, writeTree } from './helpers'
+import { cli, flipByte, increments, readMeta, tmpdir, workspace, writeTree } from './helpers'
 import { sshKey, startSshd, type Sshd } from './sshd'
 import { needs } from './tools'
 
@@ -43,17 +43,6 @@ function readReport(file: string) {
   return { env, data: JSON.parse(env.data) }
 }
 
-/** Changes one byte of a file and puts its mtime back (what bit rot looks like). */
-function flipByte(file: string, at = 1) {
-  const st = fs.statSync(file)
-  const fd = fs.openSync(file, 'r+')
-  const b = Buffer.alloc(1)
-  fs.readSync(fd, b, 0, 1, at)
-  b[0] ^= 0x40
-  fs.writeSync(fd, b, 0, 1, at)
-  fs.closeSync(fd)
-  fs.utimesSync(file, st.atime, st.mtime)
-}
 
 describe('checksum', () => {
   it.skipIf(needs('checksum vs b3sum', ['b3sum']))('hashes every file with several algorithms in one report, in the original envelope', async () => {

@@ -15,25 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checksumFolder, compare, repair, verify, type RepairOptions, type RepairResult } from '../js'
 import { parseExact, stringifyExact, tempName, unsafeRel } from '../js/integrity/repair'
 import { LocalSide } from '../js/integrity/sides'
-import { BIN, cli, listTree, tmpdir, writeTree } from './helpers'
+import { BIN, cli, flipByte, listTree, tmpdir, writeTree } from './helpers'
 import { sshKey, startSshd, type Sshd } from './sshd'
 import { needs } from './tools'
 
 const sha = (data: Buffer | string) => crypto.createHash('sha256').update(data).digest('hex')
 const MTIME = 1_700_000_000
 const PY = path.join(__dirname, 'fixtures', 'original_format.py')
-
-/** Changes one byte and puts the mtime back: bit rot. */
-function flipByte(file: string, at = 1) {
-  const st = fs.statSync(file)
-  const fd = fs.openSync(file, 'r+')
-  const b = Buffer.alloc(1)
-  fs.readSync(fd, b, 0, 1, at)
-  b[0] ^= 0x40
-  fs.writeSync(fd, b, 0, 1, at)
-  fs.closeSync(fd)
-  fs.utimesSync(file, st.atime, st.mtime)
-}
 
 const ROT = crypto.randomBytes(300_000)
 const BIG = crypto.randomBytes(3 * 1024 * 1024)

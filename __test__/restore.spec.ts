@@ -4,18 +4,8 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { backup, loadConfig, removeIncrements, restore, prune, listIncrements } from '../js'
-import { bump, cli, increments, listTree, readMeta, tmpdir, workspace, type FileInfo } from './helpers'
+import { bump, cli, increments, listTree, readMeta, rng, tmpdir, workspace, type FileInfo } from './helpers'
 import { expectHistoryUnchanged, expectIncrementsMatchMetadata, snapshotHistory } from './invariants'
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** `backup_X/backup_X.json`: rewritten (atomically) when prune carries entries in. */
 const isMetadata = (p: string) => /^(backup_[^/]+)\/\1\.json$/.test(p)

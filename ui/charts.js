@@ -8,17 +8,23 @@ function el(name, attrs = {}, text) {
   return e
 }
 
-/**
- * `points`: [{label, value, title}]; `format` renders a value. Returns an <svg> with role img and
- * a <title> per bar (shown on hover, read by screen readers).
- */
-export function barChart(points, format, { width = 560, height = 200, label = 'chart' } = {}) {
+/** The <svg>, its padding, the largest value and the inner size, with the value axis drawn. */
+function frame(points, format, width, height, label) {
   const pad = { l: 64, r: 28, t: 8, b: 22 }
   const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label, width: '100%' })
   const max = Math.max(1, ...points.map((p) => p.value))
   const iw = width - pad.l - pad.r
   const ih = height - pad.t - pad.b
   axis(svg, max, format, pad, width, ih)
+  return { pad, svg, max, iw, ih }
+}
+
+/**
+ * `points`: [{label, value, title}]; `format` renders a value. Returns an <svg> with role img and
+ * a <title> per bar (shown on hover, read by screen readers).
+ */
+export function barChart(points, format, { width = 560, height = 200, label = 'chart' } = {}) {
+  const { pad, svg, max, iw, ih } = frame(points, format, width, height, label)
   const bw = iw / Math.max(1, points.length)
   points.forEach((p, i) => {
     const h = (p.value / max) * ih
@@ -32,12 +38,7 @@ export function barChart(points, format, { width = 560, height = 200, label = 'c
 
 /** A line through `points` ({label, value, title}), evenly spaced. */
 export function lineChart(points, format, { width = 560, height = 200, label = 'chart' } = {}) {
-  const pad = { l: 64, r: 28, t: 8, b: 22 }
-  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label, width: '100%' })
-  const max = Math.max(1, ...points.map((p) => p.value))
-  const iw = width - pad.l - pad.r
-  const ih = height - pad.t - pad.b
-  axis(svg, max, format, pad, width, ih)
+  const { pad, svg, max, iw, ih } = frame(points, format, width, height, label)
   const x = (i) => pad.l + (points.length < 2 ? iw / 2 : (i / (points.length - 1)) * iw)
   const y = (v) => pad.t + ih - (v / max) * ih
   svg.appendChild(el('polyline', { points: points.map((p, i) => `${x(i)},${y(p.value)}`).join(' '), fill: 'none', stroke: '#0b5cad', 'stroke-width': 2 }))

@@ -41,6 +41,7 @@ import {
   type FileHistory,
   type Listing,
   type RestoreResult,
+  type SearchOptions,
   type SearchResult,
   type TreeEntry as IndexTreeEntry,
 } from '../explore'
@@ -127,14 +128,8 @@ export interface SizesResult {
   skipped: string[]
 }
 
-/** The filters of `GET /api/search`, as the CLI's `search` takes them. */
-export interface SearchFilters {
-  masks?: string[]
-  ignoreCase?: boolean
-  size?: string
-  time?: string
-  paths?: string[]
-  lastBackups?: number
+/** The filters of `GET /api/search`: the CLI's `search` options, and a cap on the hits. */
+export interface SearchFilters extends SearchOptions {
   /** At most this many hits are returned (`truncated` says when more matched). */
   limit?: number
 }

@@ -268,6 +268,20 @@ pub struct Found {
   pub totals: Totals,
 }
 
+impl Found {
+  /// One searched increment's hits (in path order), counted in the totals.
+  pub fn add(&mut self, h: Vec<Hit>) {
+    self.increments_searched += 1;
+    let t = &mut self.totals;
+    t.increments += usize::from(!h.is_empty());
+    t.files += h.len();
+    t.bytes += h.iter().map(|x| x.entry.size).sum::<u64>();
+    t.deleted += h.iter().filter(|x| x.entry.category == "deleted").count();
+    t.tracked = t.files - t.deleted;
+    self.hits.extend(h);
+  }
+}
+
 /// What a search found, in numbers.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
@@ -410,14 +424,7 @@ pub fn search_direct(dst: &Path, filter: SearchFilter) -> Result<Found, Error> {
   for (inc, r) in incs.iter().zip(results) {
     match r {
       Ok(Some(h)) => {
-        found.increments_searched += 1;
-        let t = &mut found.totals;
-        t.increments += usize::from(!h.is_empty());
-        t.files += h.len();
-        t.bytes += h.iter().map(|x| x.entry.size).sum::<u64>();
-        t.deleted += h.iter().filter(|x| x.entry.category == "deleted").count();
-        t.tracked = t.files - t.deleted;
-        found.hits.extend(h);
+        found.add(h);
       }
       Ok(None) => {
         found.skipped.push(inc.name.clone());

@@ -641,14 +641,7 @@ impl Index {
         continue;
       }
       h.sort_by(|a, b| a.path.cmp(&b.path));
-      found.increments_searched += 1;
-      let t = &mut found.totals;
-      t.increments += usize::from(!h.is_empty());
-      t.files += h.len();
-      t.bytes += h.iter().map(|x| x.entry.size).sum::<u64>();
-      t.deleted += h.iter().filter(|x| x.entry.category == "deleted").count();
-      t.tracked = t.files - t.deleted;
-      found.hits.extend(h);
+      found.add(h);
     }
     Ok(found)
   }
