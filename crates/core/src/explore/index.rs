@@ -1667,6 +1667,30 @@ mod tests {
     assert_eq!(ix.list().unwrap().increments[0].name, "backup_20251231_000000");
   }
 
+  /// Both search plans (the searched increments' rows when they are few,
+  /// else each matching path's entries) answer as the catalogs do.
+  #[test]
+  fn search_plans_answer_as_the_catalogs() {
+    let t = setup();
+    let dst = t.path();
+    let many: Vec<(String, u64, &str)> = (0..60).map(|i| (format!("m/f{i}.txt"), i, "track")).collect();
+    let many: Vec<(&str, u64, &str)> = many.iter().map(|(p, n, c)| (p.as_str(), *n, *c)).collect();
+    write_inc(dst, "backup_20260103_000000", &many);
+    write_inc(dst, "backup_20260104_000000", &[("m/f1.txt", 100, "track"), ("a/y", 7, "deleted")]);
+    let ix = Index::open(dst).unwrap();
+    let as_json = |f: Found| serde_json::to_value(f).unwrap();
+    for (masks, last) in [
+      (vec![], Some(1)),
+      (vec!["*.txt".to_string()], Some(1)),
+      (vec!["*1*".to_string()], Some(2)),
+      (vec![], None),
+      (vec!["*.txt".to_string()], Some(3)),
+    ] {
+      let filter = SearchFilter { masks, last, ..Default::default() };
+      assert_eq!(as_json(ix.search(filter.clone()).unwrap()), as_json(catalog::search_direct(dst, filter.clone()).unwrap()), "{filter:?}");
+    }
+  }
+
   #[test]
   fn damaged_or_foreign_index_is_rebuilt() {
     let t = setup();
