@@ -3,6 +3,7 @@
  * that still work for one release (with one line on stderr, never on stdout), flag values checked
  * while the command line is parsed (exit 64, the flag named, nothing written), and `--help`.
  */
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -183,6 +184,24 @@ describe('flag values are checked while the command line is parsed', () => {
     const d = cli(['list', '--dst', ''], { cwd: w.dir })
     expect(d.status).toBe(64)
     expect(d.stderr).toContain('--dst: expected a path')
+  })
+})
+
+describe('the command table', () => {
+  it('names every command by one of its own paths, and a start loads only the command it runs', async () => {
+    const { COMMANDS: table } = await import('../dist/cli/index.js')
+    expect(Object.keys(table).sort()).toEqual([...COMMANDS].sort())
+    for (const [name, load] of Object.entries(table)) {
+      const paths = (load() as { paths?: string[][] }).paths ?? []
+      expect({ name, named: paths.some((p) => p.length === 1 && p[0] === name) }).toEqual({ name, named: true })
+    }
+    // A child process that runs `keygen --help` must not have loaded another command's module.
+    const probe = `require('./dist/cli/index.js').main(['keygen', '--help']).then(() => {
+      const loaded = Object.keys(require.cache).filter((k) => k.includes('/cli/commands/')).map((k) => k.replace(/.*\\/commands\\//, ''))
+      process.stderr.write(JSON.stringify(loaded))
+    })`
+    const r = spawnSync(process.execPath, ['-e', probe], { cwd: path.join(__dirname, '..'), encoding: 'utf8' })
+    expect(JSON.parse(r.stderr)).toEqual(['keygen.js'])
   })
 })
 

@@ -971,14 +971,14 @@ pub fn checksum_folder(
   };
   Ok(task(
     move |p| {
-      let run = checksum::run(Path::new(&root), &algos, threads.max(1) as usize, p)?;
-      let digest = checksum::write_report(Path::new(&tmp), &run, &group, start_timestamp, format)?;
+      let to = checksum::ReportTo { tmp: Path::new(&tmp), group: &group, start_timestamp, format };
+      let w = checksum::checksum_report(Path::new(&root), &algos, threads.max(1) as usize, p, &to)?;
       Ok(BindingChecksumRun {
-        digest,
-        files: run.sums.len() as i64,
-        errors: run.errors.iter().map(|(p, e)| BindingChecksumError { path: p.clone(), error: e.clone() }).collect(),
-        bytes: run.sums.iter().filter(|s| s.f.link.is_none()).map(|s| s.f.size).sum::<u64>() as i64,
-        work_time: run.work_time,
+        digest: w.digest,
+        files: w.files as i64,
+        errors: w.errors.into_iter().map(|(path, error)| BindingChecksumError { path, error }).collect(),
+        bytes: w.bytes as i64,
+        work_time: w.work_time,
       })
     },
     on_progress,

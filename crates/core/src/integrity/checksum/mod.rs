@@ -16,8 +16,8 @@ pub mod run;
 pub use algo::{digests_hex, Algo, Multi};
 pub use lines::sum_line;
 pub use report_read::{read_report, read_report_with, relative_to_root, ReadOptions, Report, ReportFile};
-pub use report_write::{finish_report, write_report, Format};
-pub use run::{hash_file, run, walk, Found, Run, Sum};
+pub use report_write::{finish_report, write_report, Format, Written};
+pub use run::{checksum_report, hash_file, walk, Found, ReportTo, Run, Sum};
 
 use sha3::Digest;
 

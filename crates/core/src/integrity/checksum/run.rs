@@ -5,22 +5,25 @@
 //! they find to a bounded queue ([`Queue`]) that the hashing threads drain
 //! from the first file on, largest first among those found so far (a big
 //! file found early does not end up alone at the tail). The report's order
-//! (largest first, then by path) is a property of the written list: the
-//! results are sorted once, after the last hash.
+//! (largest first, then by path) is a property of the written list: once
+//! the walk has ended, the writer sorts what it found and streams the report
+//! in that order while the hashers go on, taking each digest as it comes
+//! (`report_write`).
 
 use std::collections::BinaryHeap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use super::algo::{Algo, Multi};
+use super::report_write::{write_sums, Arrival, Format, Head, Sums, Written};
 use crate::error::Error;
 use crate::fs::util;
 use crate::fs::walk::{self, Dir, WalkError};
@@ -42,7 +45,9 @@ pub struct Found {
 /// (kept, or handed to the hashers' queue) and the errors.
 struct Gather<'a> {
   found: Vec<Found>,
-  queue: Option<&'a Queue>,
+  /// With a queue: the walk id of each of `found` (the hashers answer by id).
+  ids: Vec<u32>,
+  queue: Option<(&'a Queue, &'a AtomicU32)>,
   /// The handle of the folder being visited (its relative path), shared
   /// by the files of it in the queue.
   dir: Option<(String, Arc<DirFd>)>,
@@ -98,7 +103,7 @@ impl walk::Visitor for Gather<'_> {
       link,
     };
     match self.queue {
-      Some(q) => {
+      Some((q, next_id)) => {
         self.progress.ops_total.fetch_add(1, Relaxed);
         self.progress.bytes_total.fetch_add(if f.link.is_some() { 0 } else { f.size }, Relaxed);
         let dir = if f.link.is_some() {
@@ -113,7 +118,10 @@ impl walk::Visitor for Gather<'_> {
             }
           }
         };
-        q.push(f, dir);
+        let id = next_id.fetch_add(1, Relaxed);
+        q.push(f.clone(), id, dir);
+        self.found.push(f);
+        self.ids.push(id);
       }
       None => self.found.push(f),
     }
@@ -130,7 +138,7 @@ impl walk::Visitor for Gather<'_> {
 /// pool): files and symlinks (relative paths), and the errors of what
 /// could not be read, each with its path (`.` for the root).
 pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), queue: None, dir: None, errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather { found: Vec::new(), ids: Vec::new(), queue: None, dir: None, errors: Vec::new(), progress });
   let mut found = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
   let mut errors = Vec::new();
   for p in parts {
@@ -280,8 +288,9 @@ struct QueueState {
   takers: usize,
 }
 
-/// A queued file with its priority (the heap gives out the highest).
-struct Queued(u64, Found, Option<Arc<DirFd>>);
+/// A queued file with its priority (the heap gives out the highest) and
+/// its walk id.
+struct Queued(u64, Found, u32, Option<Arc<DirFd>>);
 
 impl PartialEq for Queued {
   fn eq(&self, o: &Self) -> bool {
@@ -316,7 +325,7 @@ impl Queue {
   }
 
   /// Adds a found file, waiting while the queue is full.
-  pub(crate) fn push(&self, f: Found, dir: Option<Arc<DirFd>>) {
+  pub(crate) fn push(&self, f: Found, id: u32, dir: Option<Arc<DirFd>>) {
     let mut st = self.lock();
     while st.heap.len() >= self.cap && st.takers > 0 {
       st = self.room.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -326,19 +335,19 @@ impl Queue {
     }
     // Symlinks cost nothing to hash: they rank as empty files.
     let prio = if self.largest_first { f.link.as_ref().map_or(f.size, |_| 0) } else { u64::MAX - f.ino };
-    st.heap.push(Queued(prio, f, dir));
+    st.heap.push(Queued(prio, f, id, dir));
     drop(st);
     self.ready.notify_one();
   }
 
   /// The next file to hash; None once the walk has ended and all are taken.
-  pub(crate) fn pop(&self) -> Option<(Found, Option<Arc<DirFd>>)> {
+  pub(crate) fn pop(&self) -> Option<(Found, u32, Option<Arc<DirFd>>)> {
     let mut st = self.lock();
     loop {
-      if let Some(Queued(_, f, dir)) = st.heap.pop() {
+      if let Some(Queued(_, f, id, dir)) = st.heap.pop() {
         drop(st);
         self.room.notify_one();
-        return Some((f, dir));
+        return Some((f, id, dir));
       }
       if st.closed {
         return None;
@@ -383,8 +392,7 @@ fn hash_bytes(b: &[u8], algos: &[Algo]) -> Box<[u8]> {
 }
 
 /// One hashed file of a report: its digests as raw bytes, concatenated in
-/// the order of the run's algorithms (kept small: a million of these are
-/// held until the report is written).
+/// the order of the run's algorithms.
 #[derive(Debug, Clone)]
 pub struct Sum {
   pub f: Found,
@@ -399,7 +407,8 @@ impl Sum {
   }
 }
 
-/// The result of a checksum run, before it is written.
+/// A finished checksum run held whole (in report order), for
+/// [`write_report`](super::report_write::write_report).
 pub struct Run {
   pub algos: Vec<Algo>,
   pub root: PathBuf,
@@ -412,26 +421,48 @@ pub struct Run {
 /// of a folder-full is picked first, small next to a million records.
 const QUEUE_CAP: usize = 1 << 16;
 
-/// Walks and hashes `root`, both at once: the walk (on its own pool) hands
-/// each file to the hashers (`threads` of them) as it finds it. With
-/// several threads the largest file found so far is hashed first (long
-/// ones start early, so the threads finish together); with one thread the
-/// lowest inode first (see [`Queue`]). The result is sorted largest first, then
-/// by path, whatever order the files were hashed in.
-pub fn run(root: &Path, algos: &[Algo], threads: usize, progress: &Progress) -> Result<Run, Error> {
-  run_with(root, algos, threads, progress, &|_| {})
+/// The report to write: where, and its header fields.
+pub struct ReportTo<'a> {
+  /// The temp file (finished by [`finish_report`](super::report_write::finish_report)).
+  pub tmp: &'a Path,
+  pub group: &'a str,
+  pub start_timestamp: f64,
+  pub format: Format,
 }
 
-/// [`run`], calling `before_hash` with each file's relative path just
-/// before it is opened (tests change the tree there, mid-run).
-pub(crate) fn run_with(
+/// Walks and hashes `root` and streams its report, all at once: the walk
+/// (on its own pool) hands each file to the hashers (`threads` of them) as
+/// it finds it; once the walk has ended, the writer sorts the files into
+/// the report's order (largest first, then by path), writes what the walk
+/// alone tells, then each file's digests as they come. With several
+/// threads the largest file found so far is hashed first (long ones start
+/// early, so the threads finish together); with one thread the lowest inode
+/// first (see [`Queue`]). The report is the same whatever order the files
+/// were hashed in.
+pub fn checksum_report(root: &Path, algos: &[Algo], threads: usize, progress: &Progress, to: &ReportTo) -> Result<Written, Error> {
+  checksum_report_with(root, algos, threads, progress, to, &Hooks::default())
+}
+
+/// Test hooks of [`checksum_report_with`].
+#[derive(Default)]
+pub(crate) struct Hooks<'a> {
+  /// Called with each file's relative path just before it is opened
+  /// (tests change the tree there, mid-run).
+  pub before_hash: Option<&'a (dyn Fn(&str) + Sync)>,
+  /// The work time to write instead of the measured one (reports compared byte for byte).
+  pub work_time: Option<f64>,
+}
+
+pub(crate) fn checksum_report_with(
   root: &Path,
   algos: &[Algo],
   threads: usize,
   progress: &Progress,
-  before_hash: &(dyn Fn(&str) + Sync),
-) -> Result<Run, Error> {
+  to: &ReportTo,
+  hooks: &Hooks,
+) -> Result<Written, Error> {
   let started = Instant::now();
+  to.format.line_algo(algos)?;
   let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
@@ -440,63 +471,87 @@ pub(crate) fn run_with(
   let walk_pool = crate::backup::engine::build_pool(threads)?;
   let hash_pool = crate::backup::engine::build_pool(threads)?;
   let queue = Queue::new(QUEUE_CAP, threads, threads > 1);
-  let sums: Mutex<Vec<Sum>> = Mutex::new(Vec::new());
-  let failed: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+  let next_id = AtomicU32::new(0);
+  // Set when the writer fails: the hashers stop taking work.
+  let stop = AtomicBool::new(false);
+  let (tx, rx) = mpsc::channel::<Arrival>();
+  let root_text = root.to_string_lossy();
   progress.set_phase(Phase::Scan);
-  let mut errors = std::thread::scope(|s| {
+  std::thread::scope(|s| {
     let walker = s.spawn(|| {
-      let parts = walk_pool
-        .install(|| walk::walk(root, (), || Gather { found: Vec::new(), queue: Some(&queue), dir: None, errors: Vec::new(), progress }));
+      let parts = walk_pool.install(|| {
+        walk::walk(root, (), || Gather {
+          found: Vec::new(),
+          ids: Vec::new(),
+          queue: Some((&queue, &next_id)),
+          dir: None,
+          errors: Vec::new(),
+          progress,
+        })
+      });
       queue.close();
       progress.set_phase(Phase::Apply);
-      parts.into_iter().flat_map(|p| p.errors).collect::<Vec<_>>()
+      parts
+    });
+    let writer = s.spawn(|| {
+      let parts = walker.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+      let mut files = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
+      let mut walk_errors = Vec::new();
+      for p in parts {
+        files.extend(p.found.into_iter().zip(p.ids));
+        walk_errors.extend(p.errors);
+      }
+      // The report's order: largest first, then by path (unique, so the
+      // order, and the report, are the same however the work was split).
+      // On the walk's pool: its threads are free now, the hashers' are not.
+      walk_pool.install(|| files.par_sort_unstable_by(|(a, _), (b, _)| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel))));
+      let (found, ids): (Vec<Found>, Vec<u32>) = files.into_iter().unzip();
+      let mut sums = Sums::streamed(algos, found, &ids, rx);
+      drop(ids);
+      let elapsed = || hooks.work_time.unwrap_or_else(|| started.elapsed().as_secs_f64());
+      let head =
+        Head { root: &root_text, group: to.group, start_timestamp: to.start_timestamp, walk_errors: &walk_errors, work_time: &elapsed };
+      let r = write_sums(to.tmp, &mut sums, &head, to.format);
+      if r.is_err() {
+        stop.store(true, Relaxed);
+      }
+      r
     });
     // The hashers, one per thread of their pool; a large file's BLAKE3
     // spreads over the same pool (`update_rayon`) when a thread is free.
     hash_pool.scope(|s| {
       for _ in 0..threads {
-        s.spawn(|_| {
-          let _leave = Leave(&queue);
-          let mut done = Vec::new();
-          let mut bad = Vec::new();
-          while let Some((f, dir)) = queue.pop() {
-            if progress.is_aborted() {
+        let tx = tx.clone();
+        let (queue, stop) = (&queue, &stop);
+        s.spawn(move |_| {
+          let _leave = Leave(queue);
+          while let Some((f, id, dir)) = queue.pop() {
+            if progress.is_aborted() || stop.load(Relaxed) {
               continue; // drained, so the walk never waits on a full queue
             }
-            let digest = match &f.link {
-              Some(t) => hash_bytes(t.as_bytes(), algos),
+            let r = match &f.link {
+              Some(t) => Ok(hash_bytes(t.as_bytes(), algos)),
               None => {
-                before_hash(&f.rel);
-                match hash_found(root, &f, dir.as_deref(), algos, progress) {
-                  Ok(d) => d,
-                  Err(e) => {
-                    bad.push((f.rel.to_string(), e.to_string()));
-                    progress.ops_done.fetch_add(1, Relaxed);
-                    continue;
-                  }
+                if let Some(h) = hooks.before_hash {
+                  h(&f.rel);
                 }
+                hash_found(root, &f, dir.as_deref(), algos, progress).map_err(|e| e.to_string())
               }
             };
             progress.ops_done.fetch_add(1, Relaxed);
-            done.push(Sum { f, digest });
+            // The writer gone (failed) is not the hasher's error.
+            let _ = tx.send((id, r));
           }
-          sums.lock().unwrap_or_else(|p| p.into_inner()).append(&mut done);
-          failed.lock().unwrap_or_else(|p| p.into_inner()).append(&mut bad);
         });
       }
+      drop(tx);
     });
-    walker.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-  });
-  if progress.is_aborted() {
-    return Err(Error::aborted());
-  }
-  let mut sums = sums.into_inner().unwrap_or_else(|p| p.into_inner());
-  errors.extend(failed.into_inner().unwrap_or_else(|p| p.into_inner()));
-  // The report's order: largest first, then by path (unique, so the
-  // order, and the report, are the same however the work was split).
-  hash_pool.install(|| sums.par_sort_unstable_by(|a, b| b.f.size.cmp(&a.f.size).then_with(|| a.f.rel.cmp(&b.f.rel))));
-  errors.sort();
-  Ok(Run { algos: algos.to_vec(), root: root.to_path_buf(), sums, errors, work_time: started.elapsed().as_secs_f64() })
+    let written = writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    if progress.is_aborted() {
+      return Err(Error::aborted());
+    }
+    written
+  })
 }
 
 #[cfg(test)]
@@ -552,6 +607,22 @@ mod tests {
     fs::read(p).unwrap()
   }
 
+  /// The streamed report of `root` (work time 0, as the sequential one's).
+  fn streamed(
+    root: &Path,
+    algos: &[Algo],
+    threads: usize,
+    progress: &Progress,
+    format: Format,
+    before_hash: Option<&(dyn Fn(&str) + Sync)>,
+  ) -> (Written, Vec<u8>) {
+    let out = tempfile::tempdir().unwrap();
+    let tmp = out.path().join("r");
+    let to = ReportTo { tmp: &tmp, group: "g", start_timestamp: 1_700_000_000.0, format };
+    let w = checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0) }).unwrap();
+    (w, fs::read(tmp).unwrap())
+  }
+
   #[test]
   fn the_pipelined_run_writes_the_report_of_a_sorted_sequential_run() {
     let t = tempfile::tempdir().unwrap();
@@ -566,14 +637,14 @@ mod tests {
     let want_b3 = report(&want, out.path(), Format::B3sum);
     for threads in [1, 2, 4] {
       let progress = Progress::new();
-      let mut got = run(&root, &algos, threads, &progress).unwrap();
+      let (got, got_json) = streamed(&root, &algos, threads, &progress, Format::Json, None);
       assert!(got.errors.is_empty(), "{:?}", got.errors);
+      assert_eq!(got.files, want.sums.len());
       assert_eq!(progress.ops_done.load(Relaxed), want.sums.len() as u64);
       assert_eq!(progress.ops_total.load(Relaxed), want.sums.len() as u64);
-      got.work_time = 0.0;
-      let got_json = report(&got, out.path(), Format::Json);
       assert!(got_json == want_json, "threads {threads}: the JSON report differs from the sequential one");
-      assert!(report(&got, out.path(), Format::B3sum) == want_b3, "threads {threads}: the b3sum lines differ");
+      let (_, got_b3) = streamed(&root, &algos, threads, &Progress::new(), Format::B3sum, None);
+      assert!(got_b3 == want_b3, "threads {threads}: the b3sum lines differ");
     }
   }
 
@@ -609,9 +680,9 @@ mod tests {
       }
       changed.lock().unwrap().push(rel.to_string());
     };
-    let r = run_with(root, &[Algo::Sha256], 2, &Progress::new(), &mid_run).unwrap();
+    let (r, text) = streamed(root, &[Algo::Sha256], 2, &Progress::new(), Format::Json, Some(&mid_run));
     assert_eq!(changed.into_inner().unwrap().len(), 4);
-    assert_eq!(r.sums.len(), 200);
+    assert_eq!(r.files, 200);
     let errs: Vec<(&str, &str)> = r.errors.iter().map(|(p, e)| (p.as_str(), e.as_str())).collect();
     assert_eq!(errs.len(), 4, "{errs:?}");
     assert_eq!(errs[0].0, "sub/gone.txt");
@@ -622,10 +693,21 @@ mod tests {
     assert!(errs[2].1.contains("Is a directory"), "{errs:?}");
     assert_eq!(errs[3].0, "sub/now-a-symlink.txt");
     assert!(errs[3].1.contains("symbolic links"), "{errs:?}");
-    // The report names them by their full path under `errors`.
-    let out = tempfile::tempdir().unwrap();
-    let text = String::from_utf8(report(&r, out.path(), Format::Json)).unwrap();
-    let gone = format!("{}/sub/gone.txt", root.display());
-    assert!(text.contains(&serde_json::to_string(&gone).unwrap()[1..gone.len() + 1]), "{text:.300}");
+    // The report names them by their full path under `errors`, and only
+    // there: listed (in `files`, `sizes`…) before their hashing failed, the
+    // report was written again without them; it is the report a sequential
+    // run of the tree as it was walked would write.
+    let text = String::from_utf8(text).unwrap();
+    let env: serde_json::Value = serde_json::from_str(&format!("{text}}}")).unwrap();
+    let data: serde_json::Value = serde_json::from_str(env["data"].as_str().unwrap()).unwrap();
+    let abs = |rel: &str| format!("{}/{rel}", root.display());
+    for (rel, _) in &errs {
+      assert!(data["errors"][abs(rel)]["error"].is_string(), "{rel} not in errors");
+      for key in ["files", "sizes", "mtimes", "stat", "checksums"] {
+        assert!(!data[key].to_string().contains(&abs(rel)), "{rel} in {key}");
+      }
+    }
+    assert_eq!(data["files"].as_array().unwrap().len(), 200);
+    assert_eq!(data["checksums"].as_object().unwrap().len(), 200);
   }
 }
