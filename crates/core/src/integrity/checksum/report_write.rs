@@ -110,7 +110,7 @@ pub(crate) struct Sums {
   state: Vec<u8>,
   /// Walk id → position in `found`.
   pos_of_id: Vec<u32>,
-  incoming: Option<Receiver<Arrival>>,
+  incoming: Option<Receiver<Vec<Arrival>>>,
   /// Files that could not be hashed (relative path, why), in arrival order.
   pub(crate) failed: Vec<(String, String)>,
 }
@@ -118,7 +118,7 @@ pub(crate) struct Sums {
 impl Sums {
   /// Files in report order whose digests will arrive on `incoming`,
   /// `ids[i]` being the walk id of `found[i]`.
-  pub(crate) fn streamed(algos: &[Algo], found: Vec<Found>, ids: &[u32], incoming: Receiver<Arrival>) -> Self {
+  pub(crate) fn streamed(algos: &[Algo], found: Vec<Found>, ids: &[u32], incoming: Receiver<Vec<Arrival>>) -> Self {
     let mut pos_of_id = vec![0u32; ids.len()];
     for (pos, &id) in ids.iter().enumerate() {
       pos_of_id[id as usize] = pos as u32;
@@ -156,19 +156,21 @@ impl Sums {
     }
   }
 
-  /// Takes one arrival; false when no more can come.
+  /// Takes one batch of arrivals; false when no more can come.
   fn receive(&mut self) -> bool {
     let Some(rx) = &self.incoming else { return false };
-    let Ok((id, r)) = rx.recv() else { return false };
-    let pos = self.pos_of_id[id as usize] as usize;
-    match r {
-      Ok(d) => {
-        self.digests[pos * self.dlen..(pos + 1) * self.dlen].copy_from_slice(&d);
-        self.state[pos] = HASHED;
-      }
-      Err(why) => {
-        self.state[pos] = FAILED;
-        self.failed.push((self.found[pos].rel.to_string(), why));
+    let Ok(batch) = rx.recv() else { return false };
+    for (id, r) in batch {
+      let pos = self.pos_of_id[id as usize] as usize;
+      match r {
+        Ok(d) => {
+          self.digests[pos * self.dlen..(pos + 1) * self.dlen].copy_from_slice(&d);
+          self.state[pos] = HASHED;
+        }
+        Err(why) => {
+          self.state[pos] = FAILED;
+          self.failed.push((self.found[pos].rel.to_string(), why));
+        }
       }
     }
     true
@@ -232,11 +234,13 @@ pub(crate) struct Head<'a> {
   pub walk_errors: &'a [(String, String)],
   /// The run's work time, asked for once every digest is in.
   pub work_time: &'a dyn Fn() -> f64,
+  /// When the run started (`AXIOMATIC_TIMINGS`).
+  pub started: std::time::Instant,
 }
 
 /// Writes the report data JSON. Keys: those known once the walk has ended
 /// (`root_data`, `group`, `start_timestamp` as a string, `algorithms`,
-/// `files`, then ours: `sizes`, `mtimes`, `stat`, `symlinks`), then
+/// `files`, then ours: `sizes`, `stat`, `symlinks`), then
 /// `checksums` as digests arrive, then `errors` and `work_time`. Absolute
 /// paths. Symlinks are only in `symlinks` (and the metadata maps): `find
 /// -type f` does not list them, so the original checker would call them
@@ -267,7 +271,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   }
   w.write_all(b"]")?;
   let mut num = itoa::Buffer::new();
-  for key in ["sizes", "mtimes", "stat"] {
+  for key in ["sizes", "stat"] {
     write!(w, ",\"{key}\":{{")?;
     let mut first = true;
     for pos in 0..n {
@@ -281,7 +285,6 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
       w.write_all(b":")?;
       match key {
         "sizes" => w.write_all(num.format(f.size).as_bytes())?,
-        "mtimes" => write!(w, "{:.9}", f.mtime_ns as f64 / 1e9)?,
         _ => {
           w.write_all(b"[")?;
           w.write_all(num.format(f.mtime_ns).as_bytes())?;
@@ -306,6 +309,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
       json_str(w, t)?;
     }
   }
+  crate::backup::engine::timing("report head", head.started);
   w.write_all(b"},\"checksums\":{")?;
   let mut first = true;
   let mut hex = [0u8; 128];
@@ -325,6 +329,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   }
   // Every digest is in: the work is done.
   *work_time = (head.work_time)();
+  crate::backup::engine::timing("checksums", head.started);
   let mut errors: Vec<&(String, String)> = head.walk_errors.iter().chain(&s.failed).collect();
   errors.sort();
   w.write_all(b"},\"errors\":{")?;
@@ -433,7 +438,14 @@ pub(crate) fn write_sums(tmp: &Path, s: &mut Sums, head: &Head, format: Format) 
 /// format) or None.
 pub fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, format: Format) -> Result<Option<String>, Error> {
   let root = run.root.to_string_lossy();
-  let head = Head { root: &root, group, start_timestamp, walk_errors: &run.errors, work_time: &|| run.work_time };
+  let head = Head {
+    root: &root,
+    group,
+    start_timestamp,
+    walk_errors: &run.errors,
+    work_time: &|| run.work_time,
+    started: std::time::Instant::now(),
+  };
   Ok(write_sums(tmp, &mut Sums::of_run(run), &head, format)?.digest)
 }
 
