@@ -5,9 +5,14 @@
 //   npm run bench                 full size (100k mixed files ~2 GB; 1M tiny files)
 //   npm run bench -- --quick      a tenth of that, for a quick look
 //   npm run bench -- --reps 5     more repetitions
-//   npm run bench -- --only mixed|tiny|explore|integrity|index   one part (explore: search, list, prune in
+//   npm run bench -- --only mixed|mixed20k|tiny|explore|integrity|index   one part (mixed20k: the
+//                                 issue's 20k mixed tree; explore: search, list, prune in
 //                                 bench/explore.js; integrity: checksum, verify in bench/integrity.js;
 //                                 index: the catalog index in bench/index.js)
+//   npm run bench -- --modes mirror|tracked   one config only (default both)
+//   npm run bench -- --scenarios first,nochange,change   some scenarios only (default all; without
+//                                 `first`, one untimed first run of each tool prepares the others),
+//                                 so the 1M-file tree can be measured in parts of under 10 minutes
 //
 // Writes the table to stdout and, with --write, into BENCHMARKS.md.
 'use strict'
@@ -20,6 +25,8 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const reps = Number(args[args.indexOf('--reps') + 1]) || 3
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null
+const modes = args.includes('--modes') ? args[args.indexOf('--modes') + 1].split(',') : ['mirror', 'tracked']
+const scenarios = args.includes('--scenarios') ? args[args.indexOf('--scenarios') + 1].split(',') : ['first', 'nochange', 'change']
 const root = path.join(__dirname, '..')
 const work = process.env.BENCH_DIR || path.join(os.tmpdir(), 'axiomatic-bench')
 const BIN = path.join(root, 'bin', 'backup.js')
@@ -83,9 +90,9 @@ function benchTree(name, files, sizeOf) {
   console.error(`generating ${name} (${files} files) in ${srcPristine}…`)
   genTree(srcPristine, files, sizeOf)
   for (const [mode, rules] of [
-    ['mirror only', { include_dirs: ['**'] }],
-    ['all tracked', { track_dirs: ['**'] }],
-  ]) {
+    ['mirror only', { include_dirs: ['**'] }, 'mirror'],
+    ['all tracked', { track_dirs: ['**'] }, 'tracked'],
+  ].filter((m) => modes.includes(m[2]))) {
     const src = path.join(base, 'src-run')
     fs.rmSync(src, { recursive: true, force: true })
     execFileSync('cp', ['-a', srcPristine, src])
@@ -97,7 +104,7 @@ function benchTree(name, files, sizeOf) {
     const o1 = []
     const r1 = []
     let rss = 0
-    for (let k = 0; k < reps; k++) {
+    for (let k = 0; k < (scenarios.includes('first') ? reps : 1); k++) {
       fs.rmSync(dst, { recursive: true, force: true })
       fs.rmSync(rdst, { recursive: true, force: true })
       r1.push(rsync(src, rdst).ms)
@@ -105,31 +112,31 @@ function benchTree(name, files, sizeOf) {
       o1.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    record(name, `first full backup (${mode})`, median(o1), median(r1), rss)
+    if (scenarios.includes('first')) record(name, `first full backup (${mode})`, median(o1), median(r1), rss)
     // No change.
     const o2 = []
     const r2 = []
     rss = 0
-    for (let k = 0; k < reps; k++) {
+    for (let k = 0; k < (scenarios.includes('nochange') ? reps : 0); k++) {
       r2.push(rsync(src, rdst).ms)
       const o = ours(config)
       if (o.stats.increment || o.stats.mirrorUpdated) throw new Error('no-change run changed something')
       o2.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    record(name, `no change (${mode})`, median(o2), median(r2), rss)
+    if (o2.length) record(name, `no change (${mode})`, median(o2), median(r2), rss)
     // 1% changed, 0.5% deleted, 0.5% added.
     const o3 = []
     const r3 = []
     rss = 0
-    for (let k = 0; k < reps; k++) {
+    for (let k = 0; k < (scenarios.includes('change') ? reps : 0); k++) {
       mutate(src, files, `${mode}-${k}`)
       r3.push(rsync(src, rdst).ms)
       const o = ours(config)
       o3.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    record(name, `1% changed, 0.5% del/add (${mode})`, median(o3), median(r3), rss)
+    if (o3.length) record(name, `1% changed, 0.5% del/add (${mode})`, median(o3), median(r3), rss)
     fs.rmSync(src, { recursive: true, force: true })
     fs.rmSync(dst, { recursive: true, force: true })
     fs.rmSync(rdst, { recursive: true, force: true })
@@ -140,6 +147,7 @@ const scale = quick ? 0.1 : 1
 const mixedFiles = Math.round(100_000 * scale)
 // ~2 GB: most files 2–30 KB, every 1000th a multi-MB file (mixedSize).
 if (!only || only === 'mixed') benchTree(`mixed-${mixedFiles}`, mixedFiles, mixedSize)
+if (only === 'mixed20k') benchTree('mixed-20000', 20_000, mixedSize)
 if (!only || only === 'tiny') benchTree(`tiny-${Math.round(1_000_000 * scale)}`, Math.round(1_000_000 * scale), () => 1 + rand(200))
 
 const header = `| tree | scenario | ours (s) | rsync -a (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|\n`
@@ -151,7 +159,9 @@ if (args.includes('--write')) {
   const f = path.join(root, 'BENCHMARKS.md')
   let text = fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '# Benchmarks\n'
   for (const tree of [...new Set(results.map((r) => r.tree))]) {
-    const marker = `<!-- bench:engine:${tree} -->`
+    // A part (some modes or scenarios only) has its own block, so parts do not overwrite each other.
+    const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
+    const marker = `<!-- bench:engine:${tree}${part} -->`
     const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}.\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
