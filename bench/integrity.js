@@ -13,7 +13,7 @@
 //   verify (full)               vs checksum of the same algorithms
 //   peak RSS of checksum and verify
 //
-//   node bench/integrity.js [--quick] [--reps N] [--only mixed|mixed20k|tiny|large] [--checksum-only] [--verify-only] [--write]
+//   node bench/integrity.js [--quick] [--reps N] [--only mixed|mixed20k|tiny|tiny200k|large] [--checksum-only] [--verify-only] [--write]
 //
 // `large` is 4 files × 256 MB (generated on first use): the large-file rows
 // (one file cannot be split for SHA-256/MD5; BLAKE3 can). --checksum-only
@@ -200,6 +200,8 @@ if (!only || only === 'mixed') bench(quick ? 'mixed-10000' : 'mixed-100000', pat
 // rows against rhash are not dominated by Node's start-up.
 if (only === 'mixed20k') bench('mixed-20000', path.join(work, 'mixed-20000', 'src'))
 if (!only || only === 'large') bench('large-4x256', path.join(work, 'large-4x256', 'src'))
+// The issue's verify row: 200k tiny files.
+if (only === 'tiny200k') bench('tiny-200000', path.join(work, 'tiny-200000', 'src'))
 if (!only || only === 'tiny') bench(quick ? 'tiny-100000' : 'tiny-1000000', path.join(work, quick ? 'tiny-100000' : 'tiny-1000000', 'src'))
 
 const header = '| tree | operation | ours (s) | peer | peer (s) | ratio | peak RSS (MiB) |\n|---|---|---:|---|---:|---:|---:|\n'
@@ -210,7 +212,9 @@ if (args.includes('--write') && results.length) {
   const f = path.join(root, 'BENCHMARKS.md')
   let text = fs.readFileSync(f, 'utf8')
   for (const tree of [...new Set(results.map((r) => r.tree))]) {
-    const marker = `<!-- bench:integrity:${tree} -->`
+    // --checksum-only and --verify-only runs have their own blocks (neither overwrites the other).
+    const part = checksumOnly ? ':checksum' : verifyOnly ? ':verify' : ''
+    const marker = `<!-- bench:integrity:${tree}${part} -->`
     const peersNote = results.filter((r) => r.tree === tree && r.note).map((r) => `${r.what} ${r.note}`).join('; ')
     const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
