@@ -102,8 +102,9 @@ pub(crate) type Arrival = (u32, Result<Box<[u8]>, String>);
 /// waits for each when it comes to it.
 pub(crate) struct Sums {
   pub(crate) algos: Vec<Algo>,
-  /// In report order.
-  pub(crate) found: Vec<Found>,
+  /// In report order, each with its walk id (one vector: sorting and
+  /// keeping them as pairs needs no second copy of a million records).
+  found: Vec<(Found, u32)>,
   dlen: usize,
   /// `found.len() * dlen` bytes: no allocation per file.
   digests: Vec<u8>,
@@ -116,12 +117,12 @@ pub(crate) struct Sums {
 }
 
 impl Sums {
-  /// Files in report order whose digests will arrive on `incoming`,
-  /// `ids[i]` being the walk id of `found[i]`.
-  pub(crate) fn streamed(algos: &[Algo], found: Vec<Found>, ids: &[u32], incoming: Receiver<Vec<Arrival>>) -> Self {
-    let mut pos_of_id = vec![0u32; ids.len()];
-    for (pos, &id) in ids.iter().enumerate() {
-      pos_of_id[id as usize] = pos as u32;
+  /// Files in report order, each with its walk id, whose digests will
+  /// arrive on `incoming`.
+  pub(crate) fn streamed(algos: &[Algo], found: Vec<(Found, u32)>, incoming: Receiver<Vec<Arrival>>) -> Self {
+    let mut pos_of_id = vec![0u32; found.len()];
+    for (pos, (_, id)) in found.iter().enumerate() {
+      pos_of_id[*id as usize] = pos as u32;
     }
     let dlen = algos.iter().map(|a| a.hex_len() / 2).sum();
     let n = found.len();
@@ -146,7 +147,7 @@ impl Sums {
     }
     Sums {
       algos: run.algos.clone(),
-      found: run.sums.iter().map(|s| s.f.clone()).collect(),
+      found: run.sums.iter().map(|s| (s.f.clone(), 0)).collect(),
       dlen,
       digests,
       state: vec![HASHED; run.sums.len()],
@@ -169,7 +170,7 @@ impl Sums {
         }
         Err(why) => {
           self.state[pos] = FAILED;
-          self.failed.push((self.found[pos].rel.to_string(), why));
+          self.failed.push((self.found[pos].0.rel.to_string(), why));
         }
       }
     }
@@ -263,10 +264,10 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   w.write_all(b"],\"files\":[")?;
   let mut first = true;
   for pos in 0..n {
-    if s.found[pos].link.is_none() && s.listed(pos) {
+    if s.found[pos].0.link.is_none() && s.listed(pos) {
       w.write_all(if first { b"" } else { b"," })?;
       first = false;
-      abs.write(w, &s.found[pos].rel)?;
+      abs.write(w, &s.found[pos].0.rel)?;
     }
   }
   w.write_all(b"]")?;
@@ -278,7 +279,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
       if !s.listed(pos) {
         continue;
       }
-      let f = &s.found[pos];
+      let f = &s.found[pos].0;
       w.write_all(if first { b"" } else { b"," })?;
       first = false;
       abs.write(w, &f.rel)?;
@@ -301,10 +302,10 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   w.write_all(b",\"symlinks\":{")?;
   let mut first = true;
   for pos in 0..n {
-    if let (Some(t), true) = (&s.found[pos].link, s.listed(pos)) {
+    if let (Some(t), true) = (&s.found[pos].0.link, s.listed(pos)) {
       w.write_all(if first { b"" } else { b"," })?;
       first = false;
-      abs.write(w, &s.found[pos].rel)?;
+      abs.write(w, &s.found[pos].0.rel)?;
       w.write_all(b":")?;
       json_str(w, t)?;
     }
@@ -314,13 +315,13 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   let mut first = true;
   let mut hex = [0u8; 128];
   for pos in 0..n {
-    if !s.wait(pos)? || s.found[pos].link.is_some() {
+    if !s.wait(pos)? || s.found[pos].0.link.is_some() {
       continue;
     }
     let d = s.digest(pos);
     w.write_all(if first { b"" } else { b"," })?;
     first = false;
-    abs.write(w, &s.found[pos].rel)?;
+    abs.write(w, &s.found[pos].0.rel)?;
     w.write_all(b":{")?;
     for j in 0..s.algos.len() {
       write!(w, "{}\"{}\":\"{}\"", if j > 0 { "," } else { "" }, s.algos[j].name(), s.hex(d, j, &mut hex))?;
@@ -400,10 +401,10 @@ pub(crate) fn write_sums(tmp: &Path, s: &mut Sums, head: &Head, format: Format) 
       Some(idx) => {
         let mut hex = [0u8; 128];
         for pos in 0..s.found.len() {
-          if !s.wait(pos)? || s.found[pos].link.is_some() {
+          if !s.wait(pos)? || s.found[pos].0.link.is_some() {
             continue;
           }
-          w.write_all(sum_line(s.hex(s.digest(pos), idx, &mut hex), &s.found[pos].rel).as_bytes())?;
+          w.write_all(sum_line(s.hex(s.digest(pos), idx, &mut hex), &s.found[pos].0.rel).as_bytes())?;
         }
         *work_time = (head.work_time)();
         w.flush()?;
@@ -427,7 +428,7 @@ pub(crate) fn write_sums(tmp: &Path, s: &mut Sums, head: &Head, format: Format) 
   Ok(Written {
     digest,
     files: (0..s.found.len()).filter(hashed).count(),
-    bytes: (0..s.found.len()).filter(hashed).filter(|&p| s.found[p].link.is_none()).map(|p| s.found[p].size).sum(),
+    bytes: (0..s.found.len()).filter(hashed).filter(|&p| s.found[p].0.link.is_none()).map(|p| s.found[p].0.size).sum(),
     errors,
     work_time,
   })

@@ -537,9 +537,7 @@ pub(crate) fn checksum_report_with(
       // order, and the report, are the same however the work was split).
       // On the walk's pool: its threads are free now, the hashers' are not.
       walk_pool.install(|| files.par_sort_unstable_by(|(a, _), (b, _)| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel))));
-      let (found, ids): (Vec<Found>, Vec<u32>) = files.into_iter().unzip();
-      let mut sums = Sums::streamed(algos, found, &ids, rx);
-      drop(ids);
+      let mut sums = Sums::streamed(algos, files, rx);
       timing("sort", started);
       let elapsed = || hooks.work_time.unwrap_or_else(|| started.elapsed().as_secs_f64());
       let head = Head {
