@@ -48,7 +48,7 @@ const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
 
 /** Our command through the library in a fresh node process that reports its peak RSS. */
 function ours(expr) {
-  const script = `const lib=require(${JSON.stringify(path.join(root, 'dist'))});(async()=>{const r=await ${expr};process.stdout.write(JSON.stringify({r,rss:process.resourceUsage().maxRSS}))})()`
+  const script = `const lib=require(${JSON.stringify(root)});(async()=>{const r=await ${expr};process.stdout.write(JSON.stringify({r,rss:process.resourceUsage().maxRSS}))})()`
   const r = time(process.execPath, ['-e', script])
   const j = JSON.parse(r.out)
   return { ms: r.ms, rss: j.rss * 1024, r: j.r }
