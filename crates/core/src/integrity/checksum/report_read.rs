@@ -749,9 +749,9 @@ mod tests {
     let p = t.path().join("sums.txt");
     std::fs::write(&p, format!("\n  \n{h}  a.txt\r\n\\{h}  new\\nline\n")).unwrap();
     let r = read_report(&p, None).unwrap();
-    let names: Vec<&str> = r.files.iter().map(|f| &*f.rel).collect();
+    let names: Vec<&str> = r.files.iter().map(|f| f.rel()).collect();
     assert_eq!(names, ["a.txt", "new\nline"]);
-    assert_eq!(r.files[0].sum(0).as_deref(), Some(h.as_str()));
+    assert_eq!(r.files.get(0).sum(0).as_deref(), Some(h.as_str()));
     std::fs::write(&p, format!("\n\n{h}  a.txt\nnot a line\n")).unwrap();
     let e = read_report(&p, None).unwrap_err();
     assert!(e.message.contains("line 4:"), "{}", e.message);

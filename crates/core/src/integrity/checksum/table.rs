@@ -176,19 +176,25 @@ impl Files {
 
   /// The raw digest of algorithm `k` of file `i`.
   pub(crate) fn sum_raw(&self, i: u32, k: usize) -> Option<&[u8]> {
-    let row: &[u8] = match self.odd.get(&i) {
-      Some(d) => d,
-      None => self.sums.get(i as usize * self.stride..(i as usize + 1) * self.stride)?,
-    };
-    let mut at = 0;
-    for j in 0..=k {
-      let n = *row.get(at)? as usize;
-      if j == k {
-        return (n > 0).then(|| row.get(at + 1..at + 1 + n)).flatten();
+    if let Some(row) = self.odd.get(&i) {
+      // Each length byte is followed by that many bytes.
+      let mut at = 0;
+      for j in 0..=k {
+        let n = *row.get(at)? as usize;
+        if j == k {
+          return (n > 0).then(|| row.get(at + 1..at + 1 + n)).flatten();
+        }
+        at += 1 + n;
       }
-      at += 1 + n;
+      return None;
     }
-    None
+    // A row of the layout: each slot has its algorithm's room, used or not.
+    if k >= self.lens.len() {
+      return None;
+    }
+    let at = i as usize * self.stride + self.lens[..k].iter().map(|&n| n as usize + 1).sum::<usize>();
+    let n = *self.sums.get(at)? as usize;
+    (n > 0).then(|| self.sums.get(at + 1..at + 1 + n)).flatten()
   }
 
   /// Stores the hex digest of algorithm `k` (of `algos`) for file `i`:
