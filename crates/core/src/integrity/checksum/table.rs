@@ -300,7 +300,29 @@ impl Files {
         p = src;
       }
     }
+    drop((order, done, row));
+    self.compact();
     self.sorted = true;
+  }
+
+  /// Keeps only the bytes the paths use, in record order (a report's
+  /// absolute paths made relative leave their prefixes behind: a third of
+  /// the arena), and gives back the arrays' spare capacity.
+  fn compact(&mut self) {
+    let used: usize = self.recs.iter().map(Rec::path_len).sum();
+    if used < self.arena.len() {
+      let mut a = Vec::with_capacity(used);
+      for r in &mut self.recs {
+        let (o, l) = (r.off as usize, r.path_len());
+        let at = a.len() as u32;
+        a.extend_from_slice(&self.arena[o..o + l]);
+        r.off = at;
+      }
+      self.arena = a;
+    }
+    self.recs.shrink_to_fit();
+    self.sums.shrink_to_fit();
+    self.arena.shrink_to_fit();
   }
 
   /// Appends `other`'s files (a walk's per-thread parts).
@@ -308,6 +330,8 @@ impl Files {
     debug_assert!(self.stride == 0 && other.stride == 0);
     let base = self.recs.len() as u32;
     let shift = self.arena.len();
+    self.recs.reserve_exact(other.recs.len());
+    self.arena.reserve_exact(other.arena.len());
     if shift + other.arena.len() > u32::MAX as usize {
       self.overflow = true;
       return;
@@ -317,11 +341,6 @@ impl Files {
     self.recs.extend(other.recs.iter().map(|r| Rec { off: r.off + shift as u32, ..*r }));
     self.links.extend(other.links.into_iter().map(|(k, v)| (k + base, v)));
     self.sorted = false;
-  }
-
-  /// Bytes held (for the timings).
-  pub fn heap_bytes(&self) -> usize {
-    self.arena.capacity() + self.recs.capacity() * std::mem::size_of::<Rec>() + self.sums.capacity()
   }
 }
 
