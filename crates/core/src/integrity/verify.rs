@@ -1010,7 +1010,8 @@ mod tests {
     assert!(second.report_cached && second.signature_cached);
     assert_eq!(json(&first), json(&second));
     assert_eq!(second.counts.get("NEW"), Some(&1));
-    let entry = fs::read_dir(&cache_dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "report")).unwrap();
+    let entry =
+      fs::read_dir(&cache_dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "report")).unwrap();
     let good = fs::read(&entry).unwrap();
     // Each damage: ignored (the report parsed again, same answer), and the entry written anew.
     let damages: Vec<Box<dyn Fn()>> = vec![

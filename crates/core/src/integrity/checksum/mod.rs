@@ -17,9 +17,9 @@ pub mod table;
 pub use algo::{digests_hex, Algo, Multi};
 pub use lines::sum_line;
 pub use report_read::{read_report, read_report_with, relative_to_root, ReadOptions, Report};
-pub use table::{FileRef, Files};
 pub use report_write::{finish_report, write_report, Format};
 pub use run::{hash_file, run, walk, walk_compact, Found, Run, Sum};
+pub use table::{FileRef, Files};
 
 use sha3::Digest;
 

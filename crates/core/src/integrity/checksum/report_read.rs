@@ -11,9 +11,9 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::algo::Algo;
+use super::table::Files;
 use super::Digester;
 use crate::error::Error;
-use super::table::Files;
 use crate::integrity::digest_cache::{DigestCache, Key};
 
 /// A report as read back.
@@ -598,8 +598,7 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   if compact != "{\"data\":\"" {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
-  let mut b =
-    Builder { head: Report::default(), files: Files::default(), index: HashMap::default(), collisions: HashMap::new() };
+  let mut b = Builder { head: Report::default(), files: Files::default(), index: HashMap::default(), collisions: HashMap::new() };
   let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: cached.is_none().then(Digester::new) };
   let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));

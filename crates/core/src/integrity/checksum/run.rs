@@ -152,7 +152,14 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
 /// [`walk`] into one compact [`Files`] (`verify`: a million walked files
 /// cost 40 bytes each plus their path, not a `Found` and a path allocation).
 pub fn walk_compact(root: &Path, progress: &Progress) -> (Files, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), table: Some(Files::default()), queue: None, dir: None, errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather {
+    found: Vec::new(),
+    table: Some(Files::default()),
+    queue: None,
+    dir: None,
+    errors: Vec::new(),
+    progress,
+  });
   let mut parts: Vec<Gather> = parts;
   // The largest part is the base (the others are copied onto it and freed one by one).
   parts.sort_by_key(|p| std::cmp::Reverse(p.table.as_ref().map_or(0, Files::len)));
@@ -475,8 +482,9 @@ pub(crate) fn run_with(
   progress.set_phase(Phase::Scan);
   let mut errors = std::thread::scope(|s| {
     let walker = s.spawn(|| {
-      let parts = walk_pool
-        .install(|| walk::walk(root, (), || Gather { found: Vec::new(), table: None, queue: Some(&queue), dir: None, errors: Vec::new(), progress }));
+      let parts = walk_pool.install(|| {
+        walk::walk(root, (), || Gather { found: Vec::new(), table: None, queue: Some(&queue), dir: None, errors: Vec::new(), progress })
+      });
       queue.close();
       progress.set_phase(Phase::Apply);
       parts.into_iter().flat_map(|p| p.errors).collect::<Vec<_>>()

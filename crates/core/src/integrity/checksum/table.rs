@@ -202,7 +202,13 @@ impl Files {
   /// file's digests go to `odd`. Hex that does not decode is not stored.
   pub(crate) fn put_sum(&mut self, i: u32, k: usize, hexd: &str, algos: usize) {
     let want = hexd.len() / 2;
-    if self.stride > 0 && self.lens.len() == algos && self.lens.get(k).map(|&n| n as usize) == Some(want) && want > 0 && hexd.len() & 1 == 0 && !self.odd.contains_key(&i) {
+    if self.stride > 0
+      && self.lens.len() == algos
+      && self.lens.get(k).map(|&n| n as usize) == Some(want)
+      && want > 0
+      && hexd.len() & 1 == 0
+      && !self.odd.contains_key(&i)
+    {
       let at = i as usize * self.stride + self.lens[..k].iter().map(|&n| n as usize + 1).sum::<usize>();
       if crate::fs::util::decode_hex(hexd.as_bytes(), &mut self.sums[at + 1..at + 1 + want]) {
         self.sums[at] = want as u8;
