@@ -123,9 +123,10 @@ impl DigestCache {
 
 /// The parsed form of a report (`<dev>-<ino>.report` beside the digest
 /// entry): what `verify --incremental` loads instead of parsing an
-/// unchanged report. Little-endian throughout: a magic, the body's length
-/// and its xxh3 (a damaged entry is ignored: the report is parsed again),
-/// then the key, the report's head (root, digest, signatures, algorithms,
+/// unchanged report. Little-endian throughout: a magic, the body's length,
+/// its xxh3 (a damaged entry is ignored: the report is parsed again) and
+/// the xxh3 of the body's first part (key, group, root: checked before a
+/// walk of that root starts), then the key, the report's head (root, digest, signatures, algorithms,
 /// errors) and its files as [`Files`] holds them (the path arena, 40-byte
 /// records sorted by path, the digest rows, the odd digests, the symlinks).
 const MAGIC: &[u8; 8] = b"AXVRPT01";
@@ -134,12 +135,17 @@ const MAGIC: &[u8; 8] = b"AXVRPT01";
 struct Sink<W: Write> {
   w: W,
   h: xxhash_rust::xxh3::Xxh3,
+  /// The head's own hash (key, group, root), while it is written.
+  head: Option<xxhash_rust::xxh3::Xxh3>,
   n: u64,
 }
 
 impl<W: Write> Sink<W> {
   fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
     self.h.update(b);
+    if let Some(h) = &mut self.head {
+      h.update(b);
+    }
     self.n += b.len() as u64;
     self.w.write_all(b)
   }
@@ -171,6 +177,7 @@ impl<W: Write> Sink<W> {
 struct Source<R: Read> {
   r: R,
   h: xxhash_rust::xxh3::Xxh3,
+  head: Option<xxhash_rust::xxh3::Xxh3>,
   left: u64,
 }
 
@@ -182,6 +189,9 @@ impl<R: Read> Source<R> {
     self.r.read_exact(out).ok()?;
     self.left -= out.len() as u64;
     self.h.update(out);
+    if let Some(h) = &mut self.head {
+      h.update(out);
+    }
     Some(())
   }
   /// A buffer of `n` bytes read whole (`n` checked against what is left first).
@@ -240,14 +250,15 @@ impl DigestCache {
       let done = (|| -> std::io::Result<()> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         w.write_all(MAGIC)?;
-        w.write_all(&[0u8; 16])?;
-        let mut s = Sink { w, h: xxhash_rust::xxh3::Xxh3::new(), n: 0 };
-        write_body(&mut s, key, rep)?;
+        w.write_all(&[0u8; 24])?;
+        let mut s = Sink { w, h: xxhash_rust::xxh3::Xxh3::new(), head: Some(xxhash_rust::xxh3::Xxh3::new()), n: 0 };
+        let hh = write_body(&mut s, key, rep)?;
         let (n, h) = (s.n, s.h.digest());
         let mut f = s.w.into_inner().map_err(|e| e.into_error())?;
         f.seek(SeekFrom::Start(8))?;
         f.write_all(&n.to_le_bytes())?;
         f.write_all(&h.to_le_bytes())?;
+        f.write_all(&hh.to_le_bytes())?;
         Ok(())
       })();
       done.and_then(|()| fs::rename(&tmp, self.parsed_path(key))).inspect_err(|_| {
@@ -263,32 +274,35 @@ impl DigestCache {
   pub fn lookup_parsed(&self, key: &Key, on_root: impl FnOnce(&str)) -> Option<Report> {
     let f = fs::File::open(self.parsed_path(key)).ok()?;
     let md = f.metadata().ok()?;
-    if md.uid() != unsafe { libc::geteuid() } || md.mode() & 0o022 != 0 || !md.is_file() || md.len() < 24 {
+    if md.uid() != unsafe { libc::geteuid() } || md.mode() & 0o022 != 0 || !md.is_file() || md.len() < 32 {
       return None;
     }
     let mut r = std::io::BufReader::with_capacity(1 << 20, f);
-    let mut head = [0u8; 24];
+    let mut head = [0u8; 32];
     r.read_exact(&mut head).ok()?;
     if &head[..8] != MAGIC {
       return None;
     }
-    let n = u64::from_le_bytes(head[8..16].try_into().ok()?);
-    let sum = u64::from_le_bytes(head[16..24].try_into().ok()?);
-    if n != md.len() - 24 {
+    let word = |a: usize| u64::from_le_bytes(head[a..a + 8].try_into().unwrap());
+    let (n, sum, head_sum) = (word(8), word(16), word(24));
+    if n != md.len() - 32 {
       return None;
     }
-    let mut s = Source { r, h: xxhash_rust::xxh3::Xxh3::new(), left: n };
-    let rep = read_body(&mut s, key, on_root)?;
+    let mut s = Source { r, h: xxhash_rust::xxh3::Xxh3::new(), head: Some(xxhash_rust::xxh3::Xxh3::new()), left: n };
+    let rep = read_body(&mut s, key, head_sum, on_root)?;
     (s.left == 0 && s.h.digest() == sum && valid(&rep.files)).then_some(rep)
   }
 }
 
-fn write_body<W: Write>(s: &mut Sink<W>, key: &Key, rep: &Report) -> std::io::Result<()> {
+/// Writes the body; returns the hash of its head (key, group, root),
+/// which a reader checks before it starts a walk of that root.
+fn write_body<W: Write>(s: &mut Sink<W>, key: &Key, rep: &Report) -> std::io::Result<u64> {
   for v in [key.size, key.mtime_ns as u64, key.ctime_ns as u64, key.ino, key.dev] {
     s.u64(v)?;
   }
   s.str(&rep.group)?;
   s.str(&rep.root_data)?;
+  let hh = s.head.take().map_or(0, |h| h.digest());
   s.opt(&rep.digest)?;
   s.opt(&rep.signature_ed25519)?;
   s.opt(&rep.public_key)?;
@@ -339,16 +353,20 @@ fn write_body<W: Write>(s: &mut Sink<W>, key: &Key, rep: &Report) -> std::io::Re
     s.u32(*k)?;
     s.str(v)?;
   }
-  Ok(())
+  Ok(hh)
 }
 
-fn read_body<R: Read>(s: &mut Source<R>, key: &Key, on_root: impl FnOnce(&str)) -> Option<Report> {
+fn read_body<R: Read>(s: &mut Source<R>, key: &Key, head_sum: u64, on_root: impl FnOnce(&str)) -> Option<Report> {
   let k = Key { size: s.u64()?, mtime_ns: s.u64()? as i64, ctime_ns: s.u64()? as i64, ino: s.u64()?, dev: s.u64()? };
   if k != *key {
     return None;
   }
   let group = s.str()?;
   let root_data = s.str()?;
+  // A damaged head must not start a walk of some other folder.
+  if s.head.take()?.digest() != head_sum {
+    return None;
+  }
   on_root(&root_data);
   let mut rep = Report { group, root_data, ..Default::default() };
   rep.digest = s.opt()?;
@@ -430,6 +448,49 @@ fn valid(t: &Files) -> bool {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_parsed_entry_round_trips_and_a_damaged_head_starts_no_walk() {
+    let t = tempfile::tempdir().unwrap();
+    let c = DigestCache::at(&t.path().join("c"));
+    let k = Key { size: 10, mtime_ns: 1, ctime_ns: 2, ino: 3, dev: 4 };
+    let mut files = Files::default();
+    files.set_layout(&[2]);
+    for (n, name) in ["/data/b", "/data/a", "/data/ü"].iter().enumerate() {
+      let i = files.push(name);
+      files.put_sum(i, 0, &format!("{n:04x}"), 1);
+      files.set_size(i, n as u64);
+    }
+    files.set_link(0, "t".into());
+    files.relativize("/data");
+    files.sort_by_path();
+    let rep =
+      Report { root_data: "/data".into(), digest: Some("ab".repeat(64)), algorithms: vec!["x".into()], files, ..Default::default() };
+    c.store_parsed(&k, &rep);
+    let mut heard = Vec::new();
+    let back = c.lookup_parsed(&k, |r| heard.push(r.to_string())).unwrap();
+    assert_eq!(heard, ["/data"]);
+    let names: Vec<(&str, Option<u64>, Option<String>, Option<&str>)> =
+      back.files.iter().map(|f| (f.rel(), f.size(), f.sum(0), f.link())).collect();
+    assert_eq!(
+      names,
+      [
+        ("a", Some(1), Some("0001".into()), None),
+        ("b", Some(0), Some("0000".into()), Some("t")),
+        ("ü", Some(2), Some("0002".into()), None)
+      ]
+    );
+    assert_eq!((back.digest, back.algorithms), (rep.digest.clone(), rep.algorithms.clone()));
+    assert!(c.lookup_parsed(&Key { ctime_ns: 9, ..k }, |_| panic!("another key")).is_none());
+    // A byte of the root damaged: no walk is started, the entry is ignored.
+    let p = c.parsed_path(&k);
+    let good = fs::read(&p).unwrap();
+    let mut bad = good.clone();
+    let at = bad.windows(5).position(|w| w == b"/data").unwrap();
+    bad[at + 1] = b'e';
+    fs::write(&p, &bad).unwrap();
+    assert!(c.lookup_parsed(&k, |r| panic!("walk of {r}")).is_none());
+  }
 
   #[test]
   fn an_entry_is_used_only_when_every_key_part_matches() {
