@@ -238,9 +238,12 @@ impl DigestCache {
 
   /// Remembers the parsed form of the report whose key is `key` (its
   /// digest verified; the files sorted by path). Temp + rename; failures
-  /// are ignored, as for [`DigestCache::store`].
-  pub fn store_parsed(&self, key: &Key, rep: &Report) {
-    if !rep.files.sorted || rep.digest.is_none() {
+  /// are ignored, as for [`DigestCache::store`]. `keep_same` (a full
+  /// verify, which never reads the entry): an entry of this key and
+  /// length is left as it is (a damaged one is found, and rewritten, by
+  /// the next `--incremental`).
+  pub fn store_parsed(&self, key: &Key, rep: &Report, keep_same: bool) {
+    if !rep.files.sorted || rep.digest.is_none() || (keep_same && self.has_parsed(key)) {
       return;
     }
     let _ = (|| -> std::io::Result<()> {
@@ -265,6 +268,23 @@ impl DigestCache {
         let _ = fs::remove_file(&tmp);
       })
     })();
+  }
+
+  /// An entry of this key whose length is the one its header says (not checked further).
+  fn has_parsed(&self, key: &Key) -> bool {
+    let Ok(mut f) = fs::File::open(self.parsed_path(key)) else { return false };
+    let mut b = [0u8; 72];
+    let len = f.metadata().map_or(0, |m| m.len());
+    f.read_exact(&mut b).is_ok()
+      && &b[..8] == MAGIC
+      && u64::from_le_bytes(b[8..16].try_into().unwrap()) + 32 == len
+      && (0..5).map(|i| u64::from_le_bytes(b[32 + 8 * i..40 + 8 * i].try_into().unwrap())).eq([
+        key.size,
+        key.mtime_ns as u64,
+        key.ctime_ns as u64,
+        key.ino,
+        key.dev,
+      ])
   }
 
   /// The report parsed earlier for exactly this key, or `None` (no entry,
@@ -466,7 +486,8 @@ mod tests {
     files.sort_by_path();
     let rep =
       Report { root_data: "/data".into(), digest: Some("ab".repeat(64)), algorithms: vec!["x".into()], files, ..Default::default() };
-    c.store_parsed(&k, &rep);
+    c.store_parsed(&k, &rep, false);
+    assert!(c.has_parsed(&k) && !c.has_parsed(&Key { ino: 9, ..k }));
     let mut heard = Vec::new();
     let back = c.lookup_parsed(&k, |r| heard.push(r.to_string())).unwrap();
     assert_eq!(heard, ["/data"]);

@@ -251,7 +251,8 @@ pub fn verify_report(path: &Path, o: &VerifyOptions, progress: &Progress) -> Res
       // The merge needs the report in path order: sorted here, beside the walk.
       pool.install(|| rep.files.sort_by_path());
       if let (Some(c), Some(k), false) = (&o.cache, rep.key, rep.parsed_cached) {
-        c.store_parsed(&k, &rep);
+        // `--incremental` found no usable entry: written anew; a full verify keeps one of this key.
+        c.store_parsed(&k, &rep, !o.incremental);
         timing("parsed report cached", t0);
       }
       rep
