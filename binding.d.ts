@@ -546,6 +546,11 @@ export interface BindingVerifyResult {
    * unchanged (size, mtime, ctime, inode, device) since it was last checked.
    */
   signatureCached: boolean
+  /**
+   * `incremental`: the report file was not read at all; its parsed form came from the cache beside the
+   * verified digest (`<dev>-<ino>.report`, same key), written by an earlier verify of the unchanged file.
+   */
+  reportCached: boolean
   files: number
   /** Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged). */
   trusted: number

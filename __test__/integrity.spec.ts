@@ -175,10 +175,11 @@ describe('verify', () => {
     const run = () => cli(['verify', report, '--incremental', '--json'], { env })
     let r = run()
     expect(r.status).toBe(0)
-    expect(JSON.parse(r.stdout).signatureCached).toBe(false)
-    expect(fs.readdirSync(path.join(env.XDG_CACHE_HOME, 'axiomatic-backup', 'verified'))).toHaveLength(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ signatureCached: false, reportCached: false })
+    // The verified digest, and the parsed report beside it.
+    expect(fs.readdirSync(path.join(env.XDG_CACHE_HOME, 'axiomatic-backup', 'verified')).map((n) => path.extname(n)).sort()).toEqual(['.json', '.report'])
     r = run()
-    expect(JSON.parse(r.stdout)).toMatchObject({ signatureCached: true, counts: { OK: 10 } })
+    expect(JSON.parse(r.stdout)).toMatchObject({ signatureCached: true, reportCached: true, counts: { OK: 10 } })
     // A full verify hashes the report anyway.
     expect(JSON.parse(cli(['verify', report, '--json'], { env }).stdout).signatureCached).toBe(false)
     // One byte of the data changed in place, size and mtime restored: the ctime changed, the digest is checked again.
@@ -196,6 +197,46 @@ describe('verify', () => {
     r = run()
     expect(r.status).toBe(2)
     expect(r.stdout + r.stderr).toContain('signature does not match its data')
+  })
+
+  it('--incremental from the cached parsed report says exactly what a parse of the report says (new, missing, changed, corrupt files)', async () => {
+    const dir = dataTree()
+    const report = path.join(tmpdir(), 'r.json')
+    await checksumFolder(dir, 'g', report)
+    const cached = { XDG_CACHE_HOME: tmpdir('cache-') }
+    const verifyJson = (env: Record<string, string>, ...more: string[]) => {
+      const r = cli(['verify', report, '--incremental', '--json', ...more], { env })
+      return { status: r.status, json: JSON.parse(r.stdout) }
+    }
+    expect(verifyJson(cached).json.reportCached).toBe(false) // parses, and caches the parsed form
+    flipByte(path.join(dir, 'big.bin'), 1_000_000) // bit rot: same size, same mtime (the ctime changes)
+    fs.writeFileSync(path.join(dir, 'sub/b.txt'), 'BETA!') // an edit
+    fs.rmSync(path.join(dir, 'sub/deeper/c.txt'))
+    fs.writeFileSync(path.join(dir, 'added.txt'), 'new')
+    fs.rmSync(path.join(dir, 'link'))
+    fs.symlinkSync('sub/b.txt', path.join(dir, 'link')) // another target
+    for (const more of [[], ['--quiet']]) {
+      const a = verifyJson(cached, ...more)
+      const b = verifyJson({ XDG_CACHE_HOME: tmpdir('cache-') }, ...more) // nothing cached: the report parsed
+      expect([a.json.reportCached, a.json.signatureCached, b.json.reportCached, b.json.signatureCached]).toEqual([true, true, false, false])
+      expect(a.status).toBe(1)
+      expect(b.status).toBe(1)
+      const strip = (j: Record<string, unknown>) => ({ ...j, reportCached: undefined, signatureCached: undefined })
+      expect(strip(a.json)).toEqual(strip(b.json))
+      const by = Object.fromEntries(a.json.results.map((x: { path: string; status: string }) => [x.path, x.status]))
+      expect(by).toMatchObject({ 'big.bin': 'CORRUPT', 'sub/b.txt': 'FAILED', 'sub/deeper/c.txt': 'MISSING', 'added.txt': 'NEW', link: 'FAILED' })
+    }
+    // The cache entry damaged (one byte of its body): ignored, the report parsed again, same answer, entry rewritten.
+    const entry = fs.readdirSync(path.join(cached.XDG_CACHE_HOME, 'axiomatic-backup', 'verified')).find((n) => n.endsWith('.report'))!
+    const entryPath = path.join(cached.XDG_CACHE_HOME, 'axiomatic-backup', 'verified', entry)
+    flipByte(entryPath, Math.floor(fs.statSync(entryPath).size / 2))
+    const damaged = verifyJson(cached)
+    expect([damaged.json.reportCached, damaged.json.signatureCached]).toEqual([false, true])
+    expect(damaged.json.counts).toEqual({ OK: 6, CORRUPT: 1, FAILED: 2, MISSING: 1, NEW: 1 })
+    expect(verifyJson(cached).json.reportCached).toBe(true)
+    // Writable by others: ignored too.
+    fs.chmodSync(entryPath, 0o666)
+    expect(verifyJson(cached).json.reportCached).toBe(false)
   })
 
   it('refuses a tampered report before reading any file (exit 2), and checks Ed25519 signatures', async () => {

@@ -33,7 +33,7 @@ fn main() {
   let s = t.elapsed().as_secs_f64();
   println!("read, digest cached: {:.0} ms ({:.0} MB/s, cached {})", s * 1e3, mb / s, r2.digest_cached);
   let t = Instant::now();
-  let (found, _) = checksum::walk(Path::new(&rep.root_data), &Progress::new());
+  let (found, _) = checksum::walk_compact(Path::new(&rep.root_data), &Progress::new());
   println!("walk (one thread): {} ms ({} found)", t.elapsed().as_millis(), found.len());
   let o = verify::VerifyOptions { incremental: true, threads: 2, cache: Some(cache), ..Default::default() };
   let t = Instant::now();

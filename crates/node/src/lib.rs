@@ -1084,6 +1084,9 @@ pub struct BindingVerifyResult {
   /// digests (`$XDG_CACHE_HOME/axiomatic-backup/verified/`), the report file being
   /// unchanged (size, mtime, ctime, inode, device) since it was last checked.
   pub signature_cached: bool,
+  /// `incremental`: the report file was not read at all; its parsed form came from the cache beside the
+  /// verified digest (`<dev>-<ino>.report`, same key), written by an earlier verify of the unchanged file.
+  pub report_cached: bool,
   pub files: i64,
   /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
   pub trusted: i64,
@@ -1106,6 +1109,7 @@ impl From<verify::VerifyResult> for BindingVerifyResult {
       signature_ed25519,
       signature_check,
       signature_cached,
+      report_cached,
       files,
       trusted,
       bytes_read,
@@ -1120,6 +1124,7 @@ impl From<verify::VerifyResult> for BindingVerifyResult {
       signature_ed25519,
       signature_check: signature_check.into(),
       signature_cached,
+      report_cached,
       files: files as i64,
       trusted: trusted as i64,
       bytes_read: bytes_read as i64,

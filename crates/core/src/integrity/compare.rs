@@ -88,13 +88,13 @@ pub fn compare(inputs: &[Input]) -> Result<CompareResult, Error> {
     // compared (by target) only when every report of the group records them.
     let links = reps.iter().all(|(_, r)| r.records_symlinks);
     for (k, (_, r)) in reps.iter().enumerate() {
-      for f in &r.files {
-        if f.link.is_some() && !links {
+      for f in r.files.iter() {
+        if f.link().is_some() && !links {
           continue;
         }
-        let key: String = f.rel.nfc().collect();
+        let key: String = f.rel().nfc().collect();
         let slot = all.entry(key).or_insert_with(|| vec![None; reps.len()]);
-        let sums: HashMap<&str, String> = match &f.link {
+        let sums: HashMap<&str, String> = match f.link() {
           Some(t) => HashMap::from([("symlink", t.to_string())]),
           None => r.algorithms.iter().enumerate().filter_map(|(i, a)| f.sum(i).map(|s| (a.as_str(), s))).collect(),
         };

@@ -15,7 +15,7 @@ use crate::backup::increments::{self, safe_rel, DamagedMeta};
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::fs::util;
-use crate::integrity::checksum::{self, Algo, Found, ReadOptions, Report};
+use crate::integrity::checksum::{self, Algo, Files, ReadOptions, Report};
 use crate::integrity::digest_cache::DigestCache;
 use crate::integrity::scrub;
 use crate::layout::Layout;
@@ -64,6 +64,9 @@ pub struct VerifyResult {
   /// digests holds it for this very file (size, mtime, ctime, inode and
   /// device unchanged since it was checked; `incremental` only).
   pub signature_cached: bool,
+  /// The report file was not read at all: its parsed form came from the
+  /// cache beside the verified digest (same key; `incremental` only).
+  pub report_cached: bool,
   pub files: u64,
   /// Files trusted without reading (`incremental`: size, mtime, inode and ctime unchanged).
   pub trusted: u64,
@@ -186,29 +189,44 @@ pub struct VerifyOptions<'a> {
   pub cache: Option<DigestCache>,
 }
 
-/// What a walk found: entries, and the paths it could not read with why.
-type Listing = (Vec<Found>, Vec<(String, String)>);
+/// What a walk found (sorted by path), and the paths it could not read with why.
+type Listing = (Files, Vec<(String, String)>);
 
 /// A walk of the folder to verify, run while the report is still being read.
 type Walked = (PathBuf, Result<Listing, Error>);
 
-/// Walks `root` on `pool` (listing and `lstat` only: no file is opened).
+/// Walks `root` on `pool` (listing and `lstat` only: no file is opened),
+/// and sorts what it found by path (on the pool, while the report may
+/// still be read).
 fn walk_root(root: &Path, pool: &rayon::ThreadPool, progress: &Progress) -> Result<Listing, Error> {
   let md = fs::metadata(root).map_err(|e| Error::io(root, "cannot read the folder to verify", &e))?;
   if !md.is_dir() {
     return Err(Error::config(format!("{} is not a folder", root.display())));
   }
   progress.set_phase(Phase::Scan);
-  Ok(pool.install(|| checksum::walk(root, progress)))
+  let (mut found, errors) = pool.install(|| checksum::walk_compact(root, progress));
+  if found.overflow {
+    return Err(Error::config(format!("{} holds more than 4 GiB of paths; verify it in parts (--root)", root.display())));
+  }
+  pool.install(|| found.sort_by_path());
+  Ok((found, errors))
+}
+
+/// With `AXIOMATIC_TIMINGS=1`: the time since `t0` and the memory at the end of a phase.
+fn timing(what: &str, t0: std::time::Instant) {
+  crate::backup::engine::timing(&format!("verify: {what}"), t0);
 }
 
 /// `backup verify REPORT`: reads the report and walks the folder at the same
 /// time (the walk starts on the pool as soon as the root is known: `--root`,
-/// or the report's `root_data` once parsed), then checks the digest and the
-/// Ed25519 signature, and only then opens any file. With `incremental` the
-/// report's SHA3-512 is taken from the cache when the report file is
-/// unchanged (see [`crate::integrity::digest_cache`]).
+/// or the report's `root_data` once parsed, or at once from the cache of
+/// parsed reports), then checks the digest and the Ed25519 signature, and
+/// only then opens any file. With `incremental` an unchanged report file
+/// (size, mtime, ctime, inode, device) is not read at all: its parsed form
+/// and verified digest come from the cache (see
+/// [`crate::integrity::digest_cache`]); a full verify parses and hashes it.
 pub fn verify_report(path: &Path, o: &VerifyOptions, progress: &Progress) -> Result<VerifyResult, Error> {
+  let t0 = std::time::Instant::now();
   let hint = o.algo_hint.map(Algo::parse).transpose()?;
   let pool = crate::backup::engine::build_pool(o.threads)?;
   std::thread::scope(|s| {
@@ -219,6 +237,7 @@ pub fn verify_report(path: &Path, o: &VerifyOptions, progress: &Progress) -> Res
         let root = PathBuf::from(root);
         walker = Some(s.spawn(move || {
           let r = walk_root(&root, pool, progress);
+          timing("walk and its sort", t0);
           (root, r)
         }));
       }
@@ -227,18 +246,29 @@ pub fn verify_report(path: &Path, o: &VerifyOptions, progress: &Progress) -> Res
       start(&r.to_string_lossy());
     }
     let opts = ReadOptions { cache: o.cache.as_ref(), trust_cache: o.incremental, on_root: Some(&mut start) };
-    let rep = checksum::read_report_with(path, hint, opts);
+    let rep = checksum::read_report_with(path, hint, opts).map(|mut rep| {
+      timing(if rep.parsed_cached { "report loaded from the cache" } else { "report parsed" }, t0);
+      // The merge needs the report in path order: sorted here, beside the walk.
+      pool.install(|| rep.files.sort_by_path());
+      if let (Some(c), Some(k), false) = (&o.cache, rep.key, rep.parsed_cached) {
+        // `--incremental` found no usable entry: written anew; a full verify keeps one of this key.
+        c.store_parsed(&k, &rep, !o.incremental);
+        timing("parsed report cached", t0);
+      }
+      rep
+    });
     let walked = walker.map(|w| w.join().expect("the walk panicked"));
     let rep = rep?;
     let check = check_signature(&rep, path, o.pubkey)?;
     let root = o.root.clone().unwrap_or_else(|| PathBuf::from(&rep.root_data));
     // The walk that ran is used when it was of this root (a report naming
-    // `root_data` twice is walked again).
+    // `root_data` twice, or a cached root that was not the report's, is walked again).
     let (found, walk_errors) = match walked {
       Some((r, res)) if r == root => res?,
       _ => walk_root(&root, pool, progress)?,
     };
     let mut r = verify_walked(&rep, &root, found, walk_errors, o.incremental, o.all, pool, progress)?;
+    timing("verified", t0);
     r.signature_check = check;
     Ok(r)
   })
@@ -259,7 +289,7 @@ pub fn verify(rep: &Report, root: &Path, incremental: bool, all: bool, threads: 
 fn verify_walked(
   rep: &Report,
   root: &Path,
-  mut found: Vec<Found>,
+  found: Files,
   walk_errors: Vec<(String, String)>,
   incremental: bool,
   all: bool,
@@ -270,37 +300,43 @@ fn verify_walked(
   if algos.iter().all(Option::is_none) {
     return Err(Error::corrupt(Path::new(&rep.root_data), format!("the report uses no known algorithm ({:?})", rep.algorithms)));
   }
-  // Both sides sorted by path and merged (no hash maps of a million paths).
-  let mut ri: Vec<u32> = (0..rep.files.len() as u32).collect();
-  pool.install(|| {
-    found.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    ri.par_sort_unstable_by(|&a, &b| rep.files[a as usize].rel.cmp(&rep.files[b as usize].rel));
-  });
+  // Both sides in path order, merged (no hash maps of a million paths).
+  debug_assert!(found.is_sorted());
+  let ri: Vec<u32> = if rep.files.is_sorted() {
+    Vec::new()
+  } else {
+    let mut ri: Vec<u32> = (0..rep.files.len() as u32).collect();
+    pool.install(|| ri.par_sort_unstable_by(|&a, &b| rep.files.path_bytes(a).cmp(rep.files.path_bytes(b))));
+    ri
+  };
+  let nrep = rep.files.len();
+  let at = |i: usize| if ri.is_empty() { i as u32 } else { ri[i] };
   // Check-line reports and the original service's (`find -type f`) cannot list symlinks.
   let no_symlinks = !rep.records_symlinks;
-  let mut pairs: Vec<(u32, Option<u32>)> = Vec::with_capacity(ri.len());
+  let mut pairs: Vec<(u32, Option<u32>)> = Vec::with_capacity(nrep);
   let mut new_files: Vec<u32> = Vec::new();
   let (mut i, mut j) = (0, 0);
-  while i < ri.len() || j < found.len() {
-    let want = ri.get(i).map(|&k| &*rep.files[k as usize].rel);
-    let have = found.get(j).map(|f| &*f.rel);
+  let nfound = found.len();
+  while i < nrep || j < nfound {
+    let want = (i < nrep).then(|| rep.files.path_bytes(at(i)));
+    let have = (j < nfound).then(|| found.path_bytes(j as u32));
     match (want, have) {
       (Some(w), Some(h)) if w == h => {
-        pairs.push((ri[i], Some(j as u32)));
+        pairs.push((at(i), Some(j as u32)));
         i += 1;
         j += 1;
       }
       (Some(w), Some(h)) if w < h => {
-        pairs.push((ri[i], None));
+        pairs.push((at(i), None));
         i += 1;
       }
       (Some(_), None) => {
-        pairs.push((ri[i], None));
+        pairs.push((at(i), None));
         i += 1;
       }
       _ => {
         // A report that cannot list symlinks does not make them NEW.
-        if !(no_symlinks && found[j].link.is_some()) {
+        if !(no_symlinks && found.get(j).link().is_some()) {
           new_files.push(j as u32);
         }
         j += 1;
@@ -310,64 +346,85 @@ fn verify_walked(
   drop(ri);
   let used: Vec<Algo> = algos.iter().flatten().copied().collect();
   progress.set_phase(Phase::Apply);
-  progress.ops_total.store(rep.files.len() as u64, Relaxed);
-  let trusted = std::sync::atomic::AtomicU64::new(0);
+  progress.ops_total.store(nrep as u64, Relaxed);
   let read = std::sync::atomic::AtomicU64::new(0);
+  let frec = |c: u32| &found.recs[c as usize];
+  // `--incremental`: what is unchanged (size, mtime_ns, ctime_ns, inode) is
+  // trusted first, in one pass: only the rest is sorted and hashed.
+  let mut trusted_ok: Vec<u32> = Vec::new();
+  let mut trusted = 0u64;
+  if incremental {
+    pairs.retain(|&(wi, cur)| {
+      let want = rep.files.get(wi as usize);
+      let keep = match cur {
+        Some(c) if want.link().is_none() => {
+          let f = frec(c);
+          !(want.stat() == Some((f.mtime_ns, f.ctime_ns, f.ino)) && want.size() == Some(f.size))
+        }
+        _ => true,
+      };
+      if !keep {
+        trusted += 1;
+        if all {
+          trusted_ok.push(wi);
+        }
+      }
+      keep
+    });
+    progress.ops_done.fetch_add(trusted, Relaxed);
+  }
   // Largest first, as checksum does.
-  pairs.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| found[f as usize].size)));
-  let oks = std::sync::atomic::AtomicU64::new(0);
+  pairs.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| frec(f).size)));
+  let oks = std::sync::atomic::AtomicU64::new(if all { 0 } else { trusted });
   // Only problems are kept (unless `all`): a million OKs are a count.
-  let outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
+  let mut outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
     pairs
       .par_iter()
       .filter_map(|&(wi, cur)| {
-        let want = &rep.files[wi as usize];
-        let out = match cur.map(|c| &found[c as usize]) {
+        let want = rep.files.get(wi as usize);
+        let out = match cur {
           None => (Status::Missing, None),
           // A recorded symlink is checked by its target text (reports list symlinks in `symlinks` only).
-          Some(cur) if want.link.is_some() => match &cur.link {
-            Some(t) if t == want.link.as_ref().unwrap() => (Status::Ok, None),
+          Some(c) if want.link().is_some() => match found.get(c as usize).link() {
+            Some(t) if Some(t) == want.link() => (Status::Ok, None),
             Some(t) => (Status::Failed, Some(format!("symlink target is now {t:?}"))),
             None => (Status::Failed, Some("was a symlink, now a file".into())),
           },
-          Some(cur) => {
-            let same_meta = want.size.is_none_or(|s| s == cur.size) && want.stat.is_none_or(|(m, _, _)| m == cur.mtime_ns);
-            if incremental && want.stat == Some((cur.mtime_ns, cur.ctime_ns, cur.ino)) && want.size == Some(cur.size) {
-              trusted.fetch_add(1, Relaxed);
-              (Status::Ok, None)
-            } else {
-              let got = match &cur.link {
-                Some(t) => {
-                  let mut h = checksum::Multi::new(&used);
-                  h.update(t.as_bytes());
-                  Ok(h.finish())
+          Some(c) => {
+            let cur = frec(c);
+            let link = found.get(c as usize).link();
+            let same_meta = want.size().is_none_or(|s| s == cur.size) && want.stat().is_none_or(|(m, _, _)| m == cur.mtime_ns);
+            let got = match link {
+              Some(t) => {
+                let mut h = checksum::Multi::new(&used);
+                h.update(t.as_bytes());
+                Ok(h.finish())
+              }
+              None => checksum::hash_file(&root.join(found.rel(c)), &used, progress).map(|(d, _)| checksum::digests_hex(&used, &d)),
+            };
+            match got {
+              Err(e) => (Status::Error, Some(e.to_string())),
+              Ok(sums) => {
+                if link.is_none() {
+                  read.fetch_add(cur.size, Relaxed);
                 }
-                None => checksum::hash_file(&root.join(&*cur.rel), &used, progress).map(|(d, _)| checksum::digests_hex(&used, &d)),
-              };
-              match got {
-                Err(e) => (Status::Error, Some(e.to_string())),
-                Ok(sums) => {
-                  if cur.link.is_none() {
-                    read.fetch_add(cur.size, Relaxed);
+                let mut k = 0;
+                let mut differs = false;
+                for (i, a) in algos.iter().enumerate() {
+                  if a.is_none() {
+                    continue;
                   }
-                  let mut k = 0;
-                  let mut differs = false;
-                  for (i, a) in algos.iter().enumerate() {
-                    if a.is_none() {
-                      continue;
-                    }
-                    if want.sum(i).is_some_and(|w| w != sums[k]) {
-                      differs = true;
-                    }
-                    k += 1;
+                  if want.sum(i).is_some_and(|w| w != sums[k]) {
+                    differs = true;
                   }
-                  if !differs {
-                    (Status::Ok, None)
-                  } else if same_meta && want.stat.is_some() {
-                    (Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
-                  } else {
-                    (Status::Failed, None)
-                  }
+                  k += 1;
+                }
+                if !differs {
+                  (Status::Ok, None)
+                } else if same_meta && want.stat().is_some() {
+                  (Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
+                } else {
+                  (Status::Failed, None)
                 }
               }
             }
@@ -383,6 +440,7 @@ fn verify_walked(
       .collect()
   });
   drop(pairs);
+  outcomes.extend(trusted_ok.into_iter().map(|wi| (wi, Status::Ok, None)));
   let mut counts: HashMap<String, u64> = HashMap::new();
   let oks = oks.into_inner();
   let name = |s: Status| serde_json::to_value(s).unwrap().as_str().unwrap().to_string();
@@ -392,11 +450,11 @@ fn verify_walked(
   }
   for (wi, status, detail) in outcomes {
     *counts.entry(name(status)).or_insert(0) += 1;
-    verdicts.push(Verdict { path: rep.files[wi as usize].rel.to_string(), status, detail });
+    verdicts.push(Verdict { path: rep.files.rel(wi).to_string(), status, detail });
   }
   for j in new_files {
     *counts.entry(name(Status::New)).or_insert(0) += 1;
-    verdicts.push(Verdict { path: found[j as usize].rel.to_string(), status: Status::New, detail: None });
+    verdicts.push(Verdict { path: found.rel(j).to_string(), status: Status::New, detail: None });
   }
   for (p, e) in walk_errors {
     *counts.entry(name(Status::Error)).or_insert(0) += 1;
@@ -411,8 +469,9 @@ fn verify_walked(
     signature_ed25519: rep.signature_ed25519.clone(),
     signature_check: SignatureCheck::Unsigned,
     signature_cached: rep.digest_cached,
+    report_cached: rep.parsed_cached,
     files: rep.files.len() as u64,
-    trusted: trusted.into_inner(),
+    trusted,
     bytes_read: read.into_inner(),
     counts,
     results: verdicts,
@@ -902,6 +961,7 @@ mod tests {
     assert_eq!((first.trusted, first.counts.get("OK").copied()), (1, Some(1)));
     let second = verify_report(&report, &o, &p).unwrap();
     assert!(second.signature_cached, "an unchanged report is not hashed again");
+    assert!(second.report_cached, "nor parsed again");
     assert_eq!(second.digest, first.digest);
     // A full verify never trusts the cache.
     assert!(!verify_report(&report, &VerifyOptions { incremental: false, ..o.clone() }, &p).unwrap().signature_cached);
@@ -924,6 +984,74 @@ mod tests {
     let ro = VerifyOptions { cache: Some(DigestCache::at(Path::new("/proc/self/no-such"))), ..o };
     assert!(!verify_report(&report, &ro, &p).unwrap().signature_cached);
     assert!(!verify_report(&report, &ro, &p).unwrap().signature_cached);
+  }
+
+  #[test]
+  fn the_parsed_report_cache_is_used_only_whole_ours_and_for_the_same_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("a.txt"), "alpha").unwrap();
+    let report = t.path().join("r.json");
+    fs::write(&report, envelope(&dir)).unwrap();
+    fs::write(dir.join("new.txt"), "new").unwrap();
+    let cache_dir = t.path().join("cache");
+    let o = VerifyOptions { incremental: true, all: true, threads: 2, cache: Some(DigestCache::at(&cache_dir)), ..Default::default() };
+    let p = Progress::new();
+    let json = |r: &VerifyResult| {
+      let mut v = serde_json::to_value(r).unwrap();
+      v["signatureCached"] = serde_json::Value::Null;
+      v["reportCached"] = serde_json::Value::Null;
+      v
+    };
+    let first = verify_report(&report, &o, &p).unwrap();
+    assert!(!first.report_cached);
+    let second = verify_report(&report, &o, &p).unwrap();
+    assert!(second.report_cached && second.signature_cached);
+    assert_eq!(json(&first), json(&second));
+    assert_eq!(second.counts.get("NEW"), Some(&1));
+    let entry =
+      fs::read_dir(&cache_dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "report")).unwrap();
+    let good = fs::read(&entry).unwrap();
+    // Each damage: ignored (the report parsed again, same answer), and the entry written anew.
+    let damages: Vec<Box<dyn Fn()>> = vec![
+      Box::new(|| {
+        let mut b = good.clone();
+        let at = b.len() - 3;
+        b[at] ^= 1;
+        fs::write(&entry, b).unwrap();
+      }),
+      Box::new(|| fs::write(&entry, &good[..good.len() - 1]).unwrap()),
+      Box::new(|| fs::write(&entry, [&good[..], b"x"].concat()).unwrap()),
+      Box::new(|| fs::set_permissions(&entry, fs::Permissions::from_mode(0o622)).unwrap()),
+      Box::new(|| {
+        if unsafe { libc::geteuid() } == 0 {
+          std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
+        } else {
+          fs::write(&entry, b"AXVRPT01").unwrap();
+        }
+      }),
+    ];
+    for (k, damage) in damages.iter().enumerate() {
+      fs::write(&entry, &good).unwrap();
+      fs::set_permissions(&entry, fs::Permissions::from_mode(0o600)).unwrap();
+      assert!(verify_report(&report, &o, &p).unwrap().report_cached, "case {k}: intact");
+      damage();
+      let r = verify_report(&report, &o, &p).unwrap();
+      assert!(!r.report_cached, "case {k}: a damaged or foreign entry is ignored");
+      assert_eq!(json(&r), json(&first), "case {k}");
+      let md = fs::metadata(&entry).unwrap();
+      assert_eq!((md.uid(), md.mode() & 0o777), (unsafe { libc::geteuid() }, 0o600), "case {k}: written anew");
+      assert!(verify_report(&report, &o, &p).unwrap().report_cached, "case {k}: rewritten");
+    }
+    // Another key (the report replaced by a copy: another inode): parsed.
+    let copy = t.path().join("r2.json");
+    fs::copy(&report, &copy).unwrap();
+    fs::rename(&copy, &report).unwrap();
+    assert!(!verify_report(&report, &o, &p).unwrap().report_cached);
+    // A full verify never uses it.
+    assert!(!verify_report(&report, &VerifyOptions { incremental: false, ..o.clone() }, &p).unwrap().report_cached);
   }
 
   #[test]

@@ -5,7 +5,8 @@ use std::io::BufRead;
 use std::path::Path;
 
 use super::algo::Algo;
-use super::report_read::{Report, ReportFile};
+use super::report_read::Report;
+use super::table::Files;
 use crate::error::Error;
 
 /// `sha256sum`'s escaping: a name with `\` or a newline gets a leading `\`
@@ -47,7 +48,7 @@ pub(super) fn unescape_sum(name: &str) -> String {
 /// algorithm comes from the digest length (or `algo_hint` when it fits).
 pub fn parse(path: &Path, mut r: impl BufRead, algo_hint: Option<Algo>) -> Result<Report, Error> {
   let not_text = || Error::corrupt(path, "not a JSON report and not UTF-8 check lines");
-  let mut files = Vec::new();
+  let mut files = Files::default();
   let mut algo: Option<Algo> = None;
   let mut raw = Vec::new();
   let mut n = 0;
@@ -86,9 +87,12 @@ pub fn parse(path: &Path, mut r: impl BufRead, algo_hint: Option<Algo>) -> Resul
     }
     algo = Some(a);
     let name = if escaped { unescape_sum(name) } else { name.to_string() };
-    let mut f = ReportFile { rel: name.trim_start_matches("./").into(), ..Default::default() };
-    f.set_sum(0, hex, 1);
-    files.push(f);
+    files.set_layout(&[a.hex_len() / 2]);
+    let i = files.push(name.trim_start_matches("./"));
+    files.put_sum(i, 0, hex, 1);
+  }
+  if files.overflow {
+    return Err(Error::corrupt(path, "the report holds more than 4 GiB of paths; it cannot be verified in one piece"));
   }
   Ok(Report {
     algorithms: vec![algo.unwrap_or(Algo::Sha256).name().to_string()],

@@ -12,12 +12,14 @@ pub mod lines;
 pub mod report_read;
 pub mod report_write;
 pub mod run;
+pub mod table;
 
 pub use algo::{digests_hex, Algo, Multi};
 pub use lines::sum_line;
-pub use report_read::{read_report, read_report_with, relative_to_root, ReadOptions, Report, ReportFile};
+pub use report_read::{read_report, read_report_with, relative_to_root, ReadOptions, Report};
 pub use report_write::{finish_report, write_report, Format, Written};
-pub use run::{checksum_report, hash_file, walk, Found, ReportTo, Run, Sum};
+pub use run::{checksum_report, hash_file, walk, walk_compact, Found, ReportTo, Run, Sum};
+pub use table::{FileRef, Files};
 
 use sha3::Digest;
 

@@ -11,6 +11,7 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::algo::Algo;
+use super::table::Files;
 use super::Digester;
 use crate::error::Error;
 use crate::integrity::digest_cache::{DigestCache, Key};
@@ -24,7 +25,7 @@ pub struct Report {
   pub work_time: f64,
   pub algorithms: Vec<String>,
   #[serde(skip)]
-  pub files: Vec<ReportFile>,
+  pub files: Files,
   #[serde(skip)]
   pub errors: Vec<(String, String)>,
   /// SHA3-512 hex of the data (JSON reports).
@@ -42,6 +43,14 @@ pub struct Report {
   /// The digest was taken from the cache of verified digests (the file's
   /// size, mtime, ctime, inode and device unchanged since it was computed).
   pub digest_cached: bool,
+  /// The whole report was taken from the cache of parsed reports (see
+  /// `integrity::digest_cache`): the file was not read at all.
+  #[serde(skip)]
+  pub parsed_cached: bool,
+  /// The key (size, mtime, ctime, inode, device) of the file this report was
+  /// read from, when its digest was verified and it did not change during the read.
+  #[serde(skip)]
+  pub key: Option<Key>,
 }
 
 /// The path relative to `root` of a report path: the original service
@@ -68,48 +77,6 @@ pub fn relative_to_root<'a>(p: &'a str, root: &str) -> &'a str {
     p = rest.trim_start_matches('/');
   }
   p
-}
-
-/// One file of a report, kept compact (a million are held while verifying).
-#[derive(Debug, Clone, Default)]
-pub struct ReportFile {
-  pub rel: Box<str>,
-  /// Per algorithm of the report, in order: a length byte, then that many
-  /// digest bytes (length 0: absent).
-  pub(super) digest: Box<[u8]>,
-  pub size: Option<u64>,
-  /// (mtime_ns, ctime_ns, ino)
-  pub stat: Option<(i64, i64, u64)>,
-  pub link: Option<Box<str>>,
-}
-
-impl ReportFile {
-  /// Hex digest of the `i`-th algorithm of the report, if recorded.
-  pub fn sum(&self, i: usize) -> Option<String> {
-    let mut at = 0;
-    for k in 0..=i {
-      let n = *self.digest.get(at)? as usize;
-      if k == i {
-        return (n > 0).then(|| hex::encode(&self.digest[at + 1..at + 1 + n]));
-      }
-      at += 1 + n;
-    }
-    None
-  }
-
-  pub(super) fn set_sum(&mut self, i: usize, hexd: &str, algos: usize) {
-    let Ok(raw) = hex::decode(hexd) else { return };
-    let mut parts: Vec<Vec<u8>> = (0..algos).map(|k| self.sum(k).and_then(|h| hex::decode(h).ok()).unwrap_or_default()).collect();
-    if i < parts.len() {
-      parts[i] = raw;
-    }
-    let mut d = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-    for p in parts {
-      d.push(p.len() as u8);
-      d.extend_from_slice(&p);
-    }
-    self.digest = d.into_boxed_slice();
-  }
 }
 
 /// The envelope's `data` string, unescaped on the fly (the report JSON is
@@ -258,62 +225,38 @@ impl std::hash::Hasher for Xxh3Key {
 /// Builds the compact report while the data JSON streams by.
 struct Builder {
   head: Report,
-  files: Vec<ReportFile>,
+  files: Files,
   /// xxh3 of a path → index of the first file with that hash; the rare
   /// second path with the same hash goes to `collisions`.
   index: HashMap<u64, u32, std::hash::BuildHasherDefault<Xxh3Key>>,
   collisions: HashMap<Box<str>, u32>,
-  /// Digest lengths of the report's algorithms (when known), for the layout.
-  lens: Vec<usize>,
 }
 
 impl Builder {
   /// The index of the file `rel`, added if new.
   fn slot_index(&mut self, rel: &str) -> u32 {
     let h = xxhash_rust::xxh3::xxh3_64(rel.as_bytes());
-    let i = match self.index.get(&h).copied() {
-      Some(i) if &*self.files[i as usize].rel == rel => i,
+    match self.index.get(&h).copied() {
+      Some(i) if self.files.path_bytes(i) == rel.as_bytes() => i,
       Some(_) => match self.collisions.get(rel).copied() {
         Some(i) => i,
         None => {
-          let i = self.push(rel);
+          let i = self.files.push(rel);
           self.collisions.insert(rel.into(), i);
           i
         }
       },
       None => {
-        let i = self.push(rel);
+        let i = self.files.push(rel);
         self.index.insert(h, i);
         i
       }
-    };
-    i
-  }
-  fn push(&mut self, rel: &str) -> u32 {
-    let mut d = Vec::with_capacity(self.lens.iter().map(|n| n + 1).sum());
-    for &n in &self.lens {
-      d.push(0);
-      d.extend(std::iter::repeat_n(0u8, n));
     }
-    self.files.push(ReportFile { rel: rel.into(), digest: d.into_boxed_slice(), ..Default::default() });
-    (self.files.len() - 1) as u32
   }
-}
-
-impl ReportFile {
-  /// Writes a digest in place when the file has the layout of `lens` (the
-  /// usual case: every file has every algorithm of the report).
-  fn put_sum(&mut self, i: usize, hexd: &str, lens: &[usize], algos: usize) {
-    let want = hexd.len() / 2;
-    let layout: usize = lens.iter().map(|n| n + 1).sum();
-    if lens.len() == algos && lens.get(i) == Some(&want) && self.digest.len() == layout && hexd.len() & 1 == 0 {
-      let at: usize = lens[..i].iter().map(|n| n + 1).sum();
-      if crate::fs::util::decode_hex(hexd.as_bytes(), &mut self.digest[at + 1..at + 1 + want]) {
-        self.digest[at] = want as u8;
-      }
-      return;
-    }
-    self.set_sum(i, hexd, algos);
+  /// Lays the files' digests out for the report's algorithms.
+  fn set_layout(&mut self) {
+    let lens: Vec<usize> = self.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
+    self.files.set_layout(&lens);
   }
 }
 
@@ -360,9 +303,9 @@ impl<'de> Visitor<'de> for AlgoKey<'_> {
 
 /// A hex digest written into its file's record from the parser's buffer.
 struct HexInto<'b> {
-  file: &'b mut ReportFile,
+  files: &'b mut Files,
+  i: u32,
   at: Option<usize>,
-  lens: &'b [usize],
   algos: usize,
 }
 
@@ -379,9 +322,9 @@ impl<'de> Visitor<'de> for HexInto<'_> {
     f.write_str("a hex digest")
   }
   fn visit_str<E: serde::de::Error>(self, h: &str) -> Result<(), E> {
-    if let Some(i) = self.at {
+    if let Some(k) = self.at {
       // See `SumsSeed`: coreutils' escape mark before the hex.
-      self.file.put_sum(i, h.strip_prefix('\\').unwrap_or(h), self.lens, self.algos);
+      self.files.put_sum(self.i, k, h.strip_prefix('\\').unwrap_or(h), self.algos);
     }
     Ok(())
   }
@@ -409,10 +352,9 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
     if !b.head.algorithms.is_empty() {
       // The usual case: every digest decoded in place as it is parsed.
       let algos = b.head.algorithms.len();
-      let Builder { head, files, lens, .. } = b;
-      let file = &mut files[self.i as usize];
+      let Builder { head, files, .. } = b;
       while let Some(at) = map.next_key_seed(AlgoKey(&head.algorithms))? {
-        map.next_value_seed(HexInto { file: &mut *file, at, lens, algos })?;
+        map.next_value_seed(HexInto { files: &mut *files, i: self.i, at, algos })?;
       }
       return Ok(());
     }
@@ -424,18 +366,16 @@ impl<'de> Visitor<'de> for SumsSeed<'_> {
       let mut names: Vec<String> = pairs.iter().map(|(k, _)| k.to_string()).collect();
       names.sort();
       b.head.algorithms = names;
-      // Files from here on get the layout (the first one is rewritten by `put_sum`).
-      b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
+      // Every file (this one too) gets the layout.
+      b.set_layout();
     }
     let algos = b.head.algorithms.len();
     let idx: Vec<Option<usize>> = pairs.iter().map(|(k, _)| b.head.algorithms.iter().position(|a| a == k)).collect();
-    let lens = b.lens.clone();
-    let slot = &mut b.files[self.i as usize];
-    for ((_, h), i) in pairs.iter().zip(idx) {
-      if let Some(i) = i {
+    for ((_, h), k) in pairs.iter().zip(idx) {
+      if let Some(k) = k {
         // The original service takes `sha256sum`'s first word, which for a name with `\` or a
         // newline carries coreutils' escape mark: `\<hex>`.
-        slot.put_sum(i, h.strip_prefix('\\').unwrap_or(h), &lens, algos);
+        b.files.put_sum(self.i, k, h.strip_prefix('\\').unwrap_or(h), algos);
       }
     }
     Ok(())
@@ -449,14 +389,14 @@ struct PathMap<'b, T, F> {
   _t: std::marker::PhantomData<T>,
 }
 
-impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> DeserializeSeed<'de> for PathMap<'_, T, F> {
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut Files, u32, T)> DeserializeSeed<'de> for PathMap<'_, T, F> {
   type Value = ();
   fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
     d.deserialize_map(self)
   }
 }
 
-impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for PathMap<'_, T, F> {
+impl<'de, T: Deserialize<'de>, F: FnMut(&mut Files, u32, T)> Visitor<'de> for PathMap<'_, T, F> {
   type Value = ();
   fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
     f.write_str("a map of paths")
@@ -464,7 +404,7 @@ impl<'de, T: Deserialize<'de>, F: FnMut(&mut ReportFile, T)> Visitor<'de> for Pa
   fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
     while let Some(i) = map.next_key_seed(SlotKey(&mut *self.b))? {
       let v: T = map.next_value()?;
-      (self.f)(&mut self.b.files[i as usize], v);
+      (self.f)(&mut self.b.files, i, v);
     }
     Ok(())
   }
@@ -552,22 +492,22 @@ impl<'de> Visitor<'de> for DataVisitor<'_, '_> {
         "algorithms" => {
           b.head.algorithms = map.next_value()?;
           // Lay each file's digests out for these algorithms.
-          b.lens = b.head.algorithms.iter().map(|a| Algo::parse(a).map(|a| a.hex_len() / 2).unwrap_or(0)).collect();
+          b.set_layout();
         }
         "files" => map.next_value_seed(FilesSeed(b))?,
         "checksums" => map.next_value_seed(ChecksumsSeed(b))?,
-        "sizes" => map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: u64| f.size = Some(v), _t: std::marker::PhantomData })?,
+        "sizes" => map.next_value_seed(PathMap { b, f: |f: &mut Files, i, v: u64| f.set_size(i, v), _t: std::marker::PhantomData })?,
         // Seconds as floats: `stat` has the exact nanoseconds, and nothing
         // reads these (not kept: 16 bytes a file, and a fifth of the path lookups).
         "mtimes" => {
           map.next_value::<serde::de::IgnoredAny>()?;
         }
         "stat" => {
-          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: (i64, i64, u64)| f.stat = Some(v), _t: std::marker::PhantomData })?
+          map.next_value_seed(PathMap { b, f: |f: &mut Files, i, v: (i64, i64, u64)| f.set_stat(i, v), _t: std::marker::PhantomData })?
         }
         "symlinks" => {
           b.head.records_symlinks = true;
-          map.next_value_seed(PathMap { b, f: |f: &mut ReportFile, v: String| f.link = Some(v.into()), _t: std::marker::PhantomData })?
+          map.next_value_seed(PathMap { b, f: |f: &mut Files, i, v: String| f.set_link(i, v.into()), _t: std::marker::PhantomData })?
         }
         "errors" => {
           let errs: HashMap<String, serde_json::Value> = map.next_value()?;
@@ -615,6 +555,24 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   let f = File::open(path).map_err(|e| Error::io(path, "cannot read the report", &e))?;
   // The key is taken from the open file: it names the content this read sees.
   let key = f.metadata().ok().map(|m| Key::of(&m));
+  let mut on_root = opts.on_root;
+  // `verify --incremental` of an unchanged report: its parsed form from the
+  // cache, the report not read at all (the walk starts with the cached root).
+  if let (Some(c), Some(k), true) = (opts.cache, key, opts.trust_cache) {
+    if let Some(mut rep) = c.lookup_parsed(&k, |root| {
+      if let Some(f) = on_root.as_mut() {
+        f(root)
+      }
+    }) {
+      let key_after = File::open(path).and_then(|f| f.metadata()).ok().map(|m| Key::of(&m));
+      if key_after == key {
+        rep.digest_cached = true;
+        rep.parsed_cached = true;
+        rep.key = key;
+        return Ok(rep);
+      }
+    }
+  }
   let cached = match (opts.cache, key) {
     (Some(c), Some(k)) if opts.trust_cache => c.lookup(&k),
     _ => None,
@@ -640,10 +598,8 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   if compact != "{\"data\":\"" {
     return Err(bad("not a checksum report: it must start with {\"data\": \"…\"".into()));
   }
-  let mut b =
-    Builder { head: Report::default(), files: Vec::new(), index: HashMap::default(), collisions: HashMap::new(), lens: Vec::new() };
+  let mut b = Builder { head: Report::default(), files: Files::default(), index: HashMap::default(), collisions: HashMap::new() };
   let mut dr = DataReader { inner: &mut r, done: false, pending: Vec::new(), digest: cached.is_none().then(Digester::new) };
-  let on_root = opts.on_root;
   let parsed = (|| -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, &mut dr));
     de.deserialize_map(DataVisitor(&mut b, on_root)).map_err(|e| e.to_string())?;
@@ -676,15 +632,14 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
       c.store(&k, &digest, path);
     }
   }
-  let mut rep = b.head;
-  rep.files = b.files;
+  let Builder { head: mut rep, mut files, index, collisions } = b;
+  drop((index, collisions));
   // `root_data` comes last in the original's key order: paths are made relative once all is read.
-  for f in &mut rep.files {
-    let rel = relative_to_root(&f.rel, &rep.root_data);
-    if rel.len() != f.rel.len() {
-      f.rel = rel.into();
-    }
+  files.relativize(&rep.root_data);
+  if files.overflow {
+    return Err(bad("the report holds more than 4 GiB of paths; it cannot be verified in one piece".into()));
   }
+  rep.files = files;
   for (p, _) in &mut rep.errors {
     let rel = relative_to_root(p, &rep.root_data);
     if rel.len() != p.len() {
@@ -693,6 +648,7 @@ fn read_json_report(path: &Path, opts: ReadOptions) -> Result<Report, Error> {
   }
   rep.digest = Some(digest);
   rep.digest_cached = cached.is_some();
+  rep.key = if key_after == key { key } else { None };
   rep.signature_ed25519 = tail.signature_ed25519;
   rep.public_key = tail.public_key;
   Ok(rep)
@@ -792,9 +748,9 @@ mod tests {
     let p = t.path().join("sums.txt");
     std::fs::write(&p, format!("\n  \n{h}  a.txt\r\n\\{h}  new\\nline\n")).unwrap();
     let r = read_report(&p, None).unwrap();
-    let names: Vec<&str> = r.files.iter().map(|f| &*f.rel).collect();
+    let names: Vec<&str> = r.files.iter().map(|f| f.rel()).collect();
     assert_eq!(names, ["a.txt", "new\nline"]);
-    assert_eq!(r.files[0].sum(0).as_deref(), Some(h.as_str()));
+    assert_eq!(r.files.get(0).sum(0).as_deref(), Some(h.as_str()));
     std::fs::write(&p, format!("\n\n{h}  a.txt\nnot a line\n")).unwrap();
     let e = read_report(&p, None).unwrap_err();
     assert!(e.message.contains("line 4:"), "{}", e.message);

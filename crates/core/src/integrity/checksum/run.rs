@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::algo::{Algo, Multi};
 use super::report_write::{write_sums, Arrival, Format, Head, Sums, Written};
+use super::table::Files;
 use crate::backup::engine::timing;
 use crate::error::Error;
 use crate::fs::util;
@@ -48,6 +49,8 @@ struct Gather<'a> {
   found: Vec<Found>,
   /// With a queue: the walk id of each of `found` (the hashers answer by id).
   ids: Vec<u32>,
+  /// `walk_compact`: the files go here instead of `found`.
+  table: Option<Files>,
   queue: Option<(&'a Queue, &'a AtomicU32)>,
   /// The handle of the folder being visited (its relative path), shared
   /// by the files of it in the queue.
@@ -90,13 +93,19 @@ impl walk::Visitor for Gather<'_> {
     self.progress.bytes_scanned.fetch_add(if link.is_some() { 0 } else { md.len() }, Relaxed);
     // Every name on the way is UTF-8 (checked on the way down), so the path
     // is the one on disk; only a real U+10FF80.. character was escaped.
-    let rel: Box<str> = if crate::fs::names::has_escapes(e.rel()) {
-      String::from_utf8_lossy(&crate::fs::names::decode_bytes(e.rel())).into()
+    let decoded;
+    let rel: &str = if crate::fs::names::has_escapes(e.rel()) {
+      decoded = String::from_utf8_lossy(&crate::fs::names::decode_bytes(e.rel())).into_owned();
+      &decoded
     } else {
-      e.rel().into()
+      e.rel()
     };
+    if let Some(t) = &mut self.table {
+      t.push_found(rel, md.len(), util::mtime_ns(&md), md.ctime() * 1_000_000_000 + md.ctime_nsec(), md.ino(), link);
+      return None;
+    }
     let f = Found {
-      rel,
+      rel: rel.into(),
       size: md.len(),
       mtime_ns: util::mtime_ns(&md),
       ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
@@ -139,7 +148,7 @@ impl walk::Visitor for Gather<'_> {
 /// pool): files and symlinks (relative paths), and the errors of what
 /// could not be read, each with its path (`.` for the root).
 pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), ids: Vec::new(), queue: None, dir: None, errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather { found: Vec::new(), ids: Vec::new(), table: None, queue: None, dir: None, errors: Vec::new(), progress });
   let mut found = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
   let mut errors = Vec::new();
   for p in parts {
@@ -147,6 +156,35 @@ pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, Strin
     errors.extend(p.errors);
   }
   (found, errors)
+}
+
+/// [`walk`] into one compact [`Files`] (`verify`: a million walked files
+/// cost 40 bytes each plus their path, not a `Found` and a path allocation).
+pub fn walk_compact(root: &Path, progress: &Progress) -> (Files, Vec<(String, String)>) {
+  let parts = walk::walk(root, (), || Gather {
+    found: Vec::new(),
+    ids: Vec::new(),
+    table: Some(Files::default()),
+    queue: None,
+    dir: None,
+    errors: Vec::new(),
+    progress,
+  });
+  let mut parts: Vec<Gather> = parts;
+  // The largest part is the base (the others are copied onto it and freed one by one).
+  parts.sort_by_key(|p| std::cmp::Reverse(p.table.as_ref().map_or(0, Files::len)));
+  let mut files = Files::default();
+  let mut errors = Vec::new();
+  for (k, p) in parts.into_iter().enumerate() {
+    let t = p.table.unwrap_or_default();
+    if k == 0 {
+      files = t;
+    } else {
+      files.append(t);
+    }
+    errors.extend(p.errors);
+  }
+  (files, errors)
 }
 
 /// Files from this size on are read in bigger chunks, and BLAKE3 hashes
@@ -514,6 +552,7 @@ pub(crate) fn checksum_report_with(
         walk::walk(root, (), || Gather {
           found: Vec::new(),
           ids: Vec::new(),
+          table: None,
           queue: Some((&queue, &next_id)),
           dir: None,
           errors: Vec::new(),
