@@ -24,7 +24,7 @@ use crate::backup::meta::{self, CatalogEntry, JournalHeader, OpKind};
 use crate::backup::plan::{Op, Plan};
 use crate::backup::recover::recover;
 use crate::backup::rules::Role;
-use crate::backup::scan::{Entry, Kind};
+use crate::backup::scan::{Entry, Extra, Kind};
 use crate::backup::state::{self, StateEntry};
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fs::longpath;
@@ -131,7 +131,7 @@ pub fn apply(pool: &rayon::ThreadPool, s: &Setup, plan: &Plan, progress: &Progre
   };
   let ops = &plan.ops;
   let is_removal = |op: &Op| op.kind.removes();
-  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link.is_some());
+  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link().is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
     ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
@@ -296,7 +296,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let e = stored.as_deref().or(op.entry).unwrap();
       let mut c = meta::catalog_entry(e.size, e.mtime_ns, e.mode, e.kind, op.change().as_str(), sha.as_deref().copied(), *fallback);
       c.inconsistent = inconsistent.then_some(true);
-      c.link = if *linked { e.link.as_deref().map(str::to_string) } else { None };
+      c.link = if *linked { e.link().map(str::to_string) } else { None };
       c.xattrs = attrs.as_deref().and_then(xattrs::to_catalog);
       Some(c)
     }
@@ -344,8 +344,7 @@ impl<'a> StateRef<'a> {
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.map(|h| Box::new(*h)) } else { None },
         inconsistent,
-        link: if linked { e.link.clone() } else { None },
-        xattr: xattr.map(|h| Box::new(*h)),
+        extra: Extra::boxed(if linked { e.link().map(Into::into) } else { None }, xattr.copied()),
         // The scan saw no xattrs under this stamp, and the copy wrote none.
         stamp: if xattr.is_none() && !inconsistent { e.stamp } else { 0 },
       }),
@@ -396,7 +395,7 @@ fn next_state<'a>(
       // No op: the scan found it as recorded (xattrs included), so its
       // stamp, when it has one, is the one to keep.
       let o = &old[j];
-      let stamp = if e.xattr.is_none() && o.xattr.is_none() { e.stamp } else { 0 };
+      let stamp = if e.xattr().is_none() && o.xattr().is_none() { e.stamp } else { 0 };
       out.push(StateRef::Old(o, e.role == Role::Tracked, stamp));
     }
   }
@@ -522,7 +521,7 @@ impl ApplyCtx<'_> {
       return None;
     }
     let res = match op.kind {
-      OpKind::Copy if op.entry.is_some_and(|e| e.link.is_some()) => self.copy_follower(op),
+      OpKind::Copy if op.entry.is_some_and(|e| e.link().is_some()) => self.copy_follower(op),
       OpKind::Copy => self.copy(op),
       OpKind::Link => self.link_only(op),
       OpKind::Delete => self.delete(op),
@@ -637,23 +636,19 @@ impl ApplyCtx<'_> {
       if attempt > 0 {
         match longpath::with(src, |p| fs::symlink_metadata(p)) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
+            Some(n) => cur = Entry { extra: e.extra.clone(), ..n },
             None => break,
           },
           Err(err) => return Err(("cannot read", err)),
         }
       }
       // Xattrs only when the scan saw some: the common case costs no extra syscall.
-      let xa = e.xattr.is_some().then_some(&self.xattrs);
+      let xa = e.xattr().is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
       match longpath::with2(src, tmp, |s, t| crate::backup::copy::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
-          let stored = c
-            .stored
-            .take()
-            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
-            .or_else(|| (!cur.same_stat(e)).then_some(cur));
+          let stored = c.stored.take().map(|n| Entry { extra: e.extra.clone(), ..n }).or_else(|| (!cur.same_stat(e)).then_some(cur));
           return Ok(Ok((c, stored)));
         }
         Ok(CopyResult::Changed(m)) => last = m,
@@ -695,7 +690,7 @@ impl ApplyCtx<'_> {
   fn copy_follower(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     use std::os::unix::fs::MetadataExt;
     let e = op.entry.unwrap();
-    let leader = e.link.as_deref().unwrap();
+    let leader = e.link().unwrap();
     let lead_sha = match self.leads.lock().unwrap().get(leader) {
       Some(Lead::Done(sha)) => Some(*sha),
       Some(Lead::Failed) => return self.copy(op),
@@ -738,7 +733,7 @@ impl ApplyCtx<'_> {
       }
       fault_point();
     }
-    let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+    let attrs = if e.xattr().is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
     let sha = match (op.tracked, lead_sha.flatten()) {
       (false, _) => None,
       (true, Some(h)) => Some(h),
@@ -790,13 +785,13 @@ impl ApplyCtx<'_> {
         let fallback = self.store(&dst, "track", op.rel())?;
         let old = op.old.unwrap();
         let attrs =
-          if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+          if old.xattr().is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
         Ok(Outcome::Done {
           sha: Some(Box::new(sha)),
           fallback,
-          xattr: old.xattr.clone(),
+          xattr: old.xattr().map(|h| Box::new(*h)),
           attrs: (!attrs.is_empty()).then(|| Box::new(attrs)),
-          linked: old.link.is_some(),
+          linked: old.link().is_some(),
           note: None,
           stored: None,
           inconsistent: false,

@@ -258,7 +258,7 @@ fn scan_phase(
   timing("xattrs", started);
   let followers = scan::link_groups(&mut entries);
   if !caps.hardlinks {
-    entries.iter_mut().for_each(|e| e.link = None);
+    entries.iter_mut().for_each(|e| e.set_link(None));
   }
   report.warnings.extend(plan::capability_warnings(&opts.dst, caps, &notes, followers));
   Ok(Scanned { entries, old, unreadable: scanned.unreadable, policy })
