@@ -142,7 +142,7 @@ fn drop_later<T: Send + 'static>(v: Option<T>) {
 }
 
 /// [`run`], leaving the scan (which the plan borrows) in `scanned`.
-fn run_with<'s>(opts: &Options, progress: &Progress, scanned: &'s mut Option<Scanned>) -> Result<Report, Error> {
+fn run_with(opts: &Options, progress: &Progress, scanned: &mut Option<Scanned>) -> Result<Report, Error> {
   let started = Instant::now();
   let now = SystemTime::now();
   let rules = Rules::compile(&opts.rules)?;
@@ -167,7 +167,7 @@ fn run_with<'s>(opts: &Options, progress: &Progress, scanned: &'s mut Option<Sca
   }
 
   progress.set_phase(Phase::Scan);
-  let s: &'s Scanned = scanned.insert(scan_phase(opts, &l, &rules, &pool, &caps, progress, &mut report, started)?);
+  let s: &Scanned = scanned.insert(scan_phase(opts, &l, &rules, &pool, &caps, progress, &mut report, started)?);
   timing("scan", started);
   progress.set_phase(Phase::Plan);
   let unreadable: HashSet<&str> = s.unreadable.iter().map(|r| &**r).collect();
