@@ -217,10 +217,9 @@ pub struct Commit<'a> {
 pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mut Report) -> Result<(), Error> {
   let (ops, outcomes) = (&plan.ops, &applied.outcomes);
   let catalog_len = tally(report, ops, outcomes);
-  let next = next_state(c.entries, c.old, ops, outcomes, &plan.kept);
+  let next = || next_state(c.entries, c.old, ops, outcomes, &plan.kept);
   report.link_fallbacks = applied.fallbacks;
-  report.mirror_files = next.len() as u64;
-  report.tracked_files = next.iter().filter(|s| s.tracked()).count() as u64;
+  (report.mirror_files, report.tracked_files) = next().fold((0, 0), |(n, t), s| (n + 1, t + u64::from(s.tracked())));
 
   util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   fault_point();
@@ -234,9 +233,9 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
       committed = Some((name, dir));
     }
   }
-  state::write(&l.state, next.len() as u64, next.iter().map(StateRef::line))?;
+  state::write(&l.state, report.mirror_files, next().map(|r| r.line()))?;
   fault_point();
-  adopt::update_mirror_json(&l.dst, next.iter().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
+  adopt::update_mirror_json(&l.dst, next().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
   if let Some((name, dir)) = committed {
     let fin = l.increment(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
@@ -363,61 +362,70 @@ impl<'a> StateRef<'a> {
 /// gives its new entry; every op that was not done keeps the old entry (the
 /// mirror still holds it, the next run tries again); entries without an op
 /// keep theirs, and so do the `kept` ones (unreadable, not in the scan).
+///
+/// An iterator, not a list: the commit walks it three times (count, state,
+/// `mirror.json`) instead of holding a line reference per file (32 MB at a
+/// million files, the top of a first run's memory).
 fn next_state<'a>(
   entries: &'a [Entry],
   old: &'a [StateEntry],
-  ops: &[Op<'a>],
+  ops: &'a [Op<'a>],
   outcomes: &'a [Option<Outcome>],
-  kept: &[&'a StateEntry],
-) -> Vec<StateRef<'a>> {
-  let mut out = Vec::with_capacity(entries.len());
-  let (mut j, mut k) = (0, 0);
-  for e in entries {
-    while k < ops.len() && ops[k].rel() < &*e.rel {
-      if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-        out.push(StateRef::Old(o, o.tracked, o.stamp));
+  kept: &'a [&'a StateEntry],
+) -> impl Iterator<Item = StateRef<'a>> + 'a {
+  let (mut i, mut j, mut k) = (0, 0, 0);
+  let skipped = move |k: usize| match (&outcomes[k], ops[k].old) {
+    (Some(Outcome::Skipped(_)), Some(o)) => Some(StateRef::Old(o, o.tracked, o.stamp)),
+    _ => None,
+  };
+  let scanned = std::iter::from_fn(move || loop {
+    let Some(e) = entries.get(i) else {
+      // After the last scan entry: ops of paths after it that were not done.
+      if k == ops.len() {
+        return None;
       }
       k += 1;
+      match skipped(k - 1) {
+        Some(r) => return Some(r),
+        None => continue,
+      }
+    };
+    if k < ops.len() && ops[k].rel() < &*e.rel {
+      k += 1;
+      match skipped(k - 1) {
+        Some(r) => return Some(r),
+        None => continue,
+      }
     }
     while j < old.len() && old[j].rel < e.rel {
       j += 1;
     }
+    i += 1;
     if k < ops.len() && ops[k].rel() == &*e.rel {
-      match (&outcomes[k], ops[k].old) {
+      k += 1;
+      match (&outcomes[k - 1], ops[k - 1].old) {
         (Some(Outcome::Done { sha, xattr, linked, stored, inconsistent, .. }), _) => {
-          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
+          return Some(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
         }
-        (_, Some(o)) => out.push(StateRef::Old(o, o.tracked, o.stamp)),
+        (_, Some(o)) => return Some(StateRef::Old(o, o.tracked, o.stamp)),
         _ => {}
       }
-      k += 1;
     } else if j < old.len() && old[j].rel == e.rel {
       // No op: the scan found it as recorded (xattrs included), so its
       // stamp, when it has one, is the one to keep.
       let o = &old[j];
       let stamp = if e.xattr().is_none() && o.xattr().is_none() { e.stamp } else { 0 };
-      out.push(StateRef::Old(o, e.role == Role::Tracked, stamp));
+      return Some(StateRef::Old(o, e.role == Role::Tracked, stamp));
     }
-  }
-  for k in k..ops.len() {
-    if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-      out.push(StateRef::Old(o, o.tracked, o.stamp));
-    }
-  }
-  if kept.is_empty() {
-    return out;
-  }
+  });
   // Merge the kept entries in path order (their paths are in no op and no scan entry).
-  let mut merged = Vec::with_capacity(out.len() + kept.len());
+  let mut scanned = scanned.peekable();
   let mut kept = kept.iter().peekable();
-  for r in out {
-    while let Some(o) = kept.next_if(|o| *o.rel < *r.rel()) {
-      merged.push(StateRef::Old(o, o.tracked, o.stamp));
-    }
-    merged.push(r);
-  }
-  merged.extend(kept.map(|o| StateRef::Old(o, o.tracked, o.stamp)));
-  merged
+  std::iter::from_fn(move || match (scanned.peek(), kept.peek()) {
+    (Some(r), Some(o)) if *o.rel < *r.rel() => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
+    (Some(_), _) => scanned.next(),
+    (None, _) => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
+  })
 }
 
 /// Counts a planned (dry run) or done op in the report.
