@@ -41,9 +41,9 @@ need('rsync')
 
 const { median, time, rand, genTree, mixedSize } = require('./common')
 
-/** Our run, in a node process that reports its peak RSS. */
+/** Our run, in a node process that requires the package as a user does and reports its peak RSS. */
 function ours(config) {
-  const script = `require(${JSON.stringify(path.join(root, 'dist'))}).backup(${JSON.stringify(config)}).then(s=>{process.stdout.write(JSON.stringify({s,rss:process.resourceUsage().maxRSS}))})`
+  const script = `require(${JSON.stringify(root)}).backup(${JSON.stringify(config)}).then(s=>{process.stdout.write(JSON.stringify({s,rss:process.resourceUsage().maxRSS}))})`
   const r = time(process.execPath, ['-e', script])
   const j = JSON.parse(r.out)
   return { ms: r.ms, rss: j.rss * 1024, stats: j.s }

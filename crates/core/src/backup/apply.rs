@@ -24,7 +24,7 @@ use crate::backup::meta::{self, CatalogEntry, JournalHeader, OpKind};
 use crate::backup::plan::{Op, Plan};
 use crate::backup::recover::recover;
 use crate::backup::rules::Role;
-use crate::backup::scan::{Entry, Kind};
+use crate::backup::scan::{Entry, Extra, Kind};
 use crate::backup::state::{self, StateEntry};
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fs::longpath;
@@ -131,7 +131,7 @@ pub fn apply(pool: &rayon::ThreadPool, s: &Setup, plan: &Plan, progress: &Progre
   };
   let ops = &plan.ops;
   let is_removal = |op: &Op| op.kind.removes();
-  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link.is_some());
+  let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link().is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
   pool.install(|| {
     ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
@@ -217,10 +217,9 @@ pub struct Commit<'a> {
 pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mut Report) -> Result<(), Error> {
   let (ops, outcomes) = (&plan.ops, &applied.outcomes);
   let catalog_len = tally(report, ops, outcomes);
-  let next = next_state(c.entries, c.old, ops, outcomes, &plan.kept);
+  let next = || next_state(c.entries, c.old, ops, outcomes, &plan.kept);
   report.link_fallbacks = applied.fallbacks;
-  report.mirror_files = next.len() as u64;
-  report.tracked_files = next.iter().filter(|s| s.tracked()).count() as u64;
+  (report.mirror_files, report.tracked_files) = next().fold((0, 0), |(n, t), s| (n + 1, t + u64::from(s.tracked())));
 
   util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
   fault_point();
@@ -234,9 +233,9 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
       committed = Some((name, dir));
     }
   }
-  state::write(&l.state, next.len() as u64, next.iter().map(StateRef::line))?;
+  state::write(&l.state, report.mirror_files, next().map(|r| r.line()))?;
   fault_point();
-  adopt::update_mirror_json(&l.dst, next.iter().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
+  adopt::update_mirror_json(&l.dst, next().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
   if let Some((name, dir)) = committed {
     let fin = l.increment(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
@@ -296,7 +295,7 @@ fn catalog_entry(op: &Op, outcome: &Outcome) -> Option<CatalogEntry> {
       let e = stored.as_deref().or(op.entry).unwrap();
       let mut c = meta::catalog_entry(e.size, e.mtime_ns, e.mode, e.kind, op.change().as_str(), sha.as_deref().copied(), *fallback);
       c.inconsistent = inconsistent.then_some(true);
-      c.link = if *linked { e.link.as_deref().map(str::to_string) } else { None };
+      c.link = if *linked { e.link().map(str::to_string) } else { None };
       c.xattrs = attrs.as_deref().and_then(xattrs::to_catalog);
       Some(c)
     }
@@ -344,8 +343,7 @@ impl<'a> StateRef<'a> {
         tracked: e.role == Role::Tracked,
         sha256: if e.role == Role::Tracked { sha.map(|h| Box::new(*h)) } else { None },
         inconsistent,
-        link: if linked { e.link.clone() } else { None },
-        xattr: xattr.map(|h| Box::new(*h)),
+        extra: Extra::boxed(if linked { e.link().map(Into::into) } else { None }, xattr.copied()),
         // The scan saw no xattrs under this stamp, and the copy wrote none.
         stamp: if xattr.is_none() && !inconsistent { e.stamp } else { 0 },
       }),
@@ -364,61 +362,70 @@ impl<'a> StateRef<'a> {
 /// gives its new entry; every op that was not done keeps the old entry (the
 /// mirror still holds it, the next run tries again); entries without an op
 /// keep theirs, and so do the `kept` ones (unreadable, not in the scan).
+///
+/// An iterator, not a list: the commit walks it three times (count, state,
+/// `mirror.json`) instead of holding a line reference per file (32 MB at a
+/// million files, the top of a first run's memory).
 fn next_state<'a>(
   entries: &'a [Entry],
   old: &'a [StateEntry],
-  ops: &[Op<'a>],
+  ops: &'a [Op<'a>],
   outcomes: &'a [Option<Outcome>],
-  kept: &[&'a StateEntry],
-) -> Vec<StateRef<'a>> {
-  let mut out = Vec::with_capacity(entries.len());
-  let (mut j, mut k) = (0, 0);
-  for e in entries {
-    while k < ops.len() && ops[k].rel() < &*e.rel {
-      if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-        out.push(StateRef::Old(o, o.tracked, o.stamp));
+  kept: &'a [&'a StateEntry],
+) -> impl Iterator<Item = StateRef<'a>> + 'a {
+  let (mut i, mut j, mut k) = (0, 0, 0);
+  let skipped = move |k: usize| match (&outcomes[k], ops[k].old) {
+    (Some(Outcome::Skipped(_)), Some(o)) => Some(StateRef::Old(o, o.tracked, o.stamp)),
+    _ => None,
+  };
+  let scanned = std::iter::from_fn(move || loop {
+    let Some(e) = entries.get(i) else {
+      // After the last scan entry: ops of paths after it that were not done.
+      if k == ops.len() {
+        return None;
       }
       k += 1;
+      match skipped(k - 1) {
+        Some(r) => return Some(r),
+        None => continue,
+      }
+    };
+    if k < ops.len() && ops[k].rel() < &*e.rel {
+      k += 1;
+      match skipped(k - 1) {
+        Some(r) => return Some(r),
+        None => continue,
+      }
     }
     while j < old.len() && old[j].rel < e.rel {
       j += 1;
     }
+    i += 1;
     if k < ops.len() && ops[k].rel() == &*e.rel {
-      match (&outcomes[k], ops[k].old) {
+      k += 1;
+      match (&outcomes[k - 1], ops[k - 1].old) {
         (Some(Outcome::Done { sha, xattr, linked, stored, inconsistent, .. }), _) => {
-          out.push(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
+          return Some(StateRef::New(stored.as_deref().unwrap_or(e), sha.as_deref(), xattr.as_deref(), *linked, *inconsistent))
         }
-        (_, Some(o)) => out.push(StateRef::Old(o, o.tracked, o.stamp)),
+        (_, Some(o)) => return Some(StateRef::Old(o, o.tracked, o.stamp)),
         _ => {}
       }
-      k += 1;
     } else if j < old.len() && old[j].rel == e.rel {
       // No op: the scan found it as recorded (xattrs included), so its
       // stamp, when it has one, is the one to keep.
       let o = &old[j];
-      let stamp = if e.xattr.is_none() && o.xattr.is_none() { e.stamp } else { 0 };
-      out.push(StateRef::Old(o, e.role == Role::Tracked, stamp));
+      let stamp = if e.xattr().is_none() && o.xattr().is_none() { e.stamp } else { 0 };
+      return Some(StateRef::Old(o, e.role == Role::Tracked, stamp));
     }
-  }
-  for k in k..ops.len() {
-    if let (Some(Outcome::Skipped(_)), Some(o)) = (&outcomes[k], ops[k].old) {
-      out.push(StateRef::Old(o, o.tracked, o.stamp));
-    }
-  }
-  if kept.is_empty() {
-    return out;
-  }
+  });
   // Merge the kept entries in path order (their paths are in no op and no scan entry).
-  let mut merged = Vec::with_capacity(out.len() + kept.len());
+  let mut scanned = scanned.peekable();
   let mut kept = kept.iter().peekable();
-  for r in out {
-    while let Some(o) = kept.next_if(|o| *o.rel < *r.rel()) {
-      merged.push(StateRef::Old(o, o.tracked, o.stamp));
-    }
-    merged.push(r);
-  }
-  merged.extend(kept.map(|o| StateRef::Old(o, o.tracked, o.stamp)));
-  merged
+  std::iter::from_fn(move || match (scanned.peek(), kept.peek()) {
+    (Some(r), Some(o)) if *o.rel < *r.rel() => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
+    (Some(_), _) => scanned.next(),
+    (None, _) => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
+  })
 }
 
 /// Counts a planned (dry run) or done op in the report.
@@ -522,7 +529,7 @@ impl ApplyCtx<'_> {
       return None;
     }
     let res = match op.kind {
-      OpKind::Copy if op.entry.is_some_and(|e| e.link.is_some()) => self.copy_follower(op),
+      OpKind::Copy if op.entry.is_some_and(|e| e.link().is_some()) => self.copy_follower(op),
       OpKind::Copy => self.copy(op),
       OpKind::Link => self.link_only(op),
       OpKind::Delete => self.delete(op),
@@ -637,23 +644,19 @@ impl ApplyCtx<'_> {
       if attempt > 0 {
         match longpath::with(src, |p| fs::symlink_metadata(p)) {
           Ok(md) => match Entry::from_metadata(e.rel.clone(), &md, e.role) {
-            Some(n) => cur = Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n },
+            Some(n) => cur = Entry { extra: e.extra.clone(), ..n },
             None => break,
           },
           Err(err) => return Err(("cannot read", err)),
         }
       }
       // Xattrs only when the scan saw some: the common case costs no extra syscall.
-      let xa = e.xattr.is_some().then_some(&self.xattrs);
+      let xa = e.xattr().is_some().then_some(&self.xattrs);
       let accept_torn = attempt + 1 == COPY_ATTEMPTS && !self.skip_inconsistent;
       match longpath::with2(src, tmp, |s, t| crate::backup::copy::copy_entry_with(s, t, &cur, op.tracked, xa, accept_torn, self.progress)) {
         Ok(CopyResult::Done(mut c)) => {
           // What the mirror now holds, when it is not what the scan saw.
-          let stored = c
-            .stored
-            .take()
-            .map(|n| Entry { link: e.link.clone(), xattr: e.xattr.clone(), ..n })
-            .or_else(|| (!cur.same_stat(e)).then_some(cur));
+          let stored = c.stored.take().map(|n| Entry { extra: e.extra.clone(), ..n }).or_else(|| (!cur.same_stat(e)).then_some(cur));
           return Ok(Ok((c, stored)));
         }
         Ok(CopyResult::Changed(m)) => last = m,
@@ -695,7 +698,7 @@ impl ApplyCtx<'_> {
   fn copy_follower(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     use std::os::unix::fs::MetadataExt;
     let e = op.entry.unwrap();
-    let leader = e.link.as_deref().unwrap();
+    let leader = e.link().unwrap();
     let lead_sha = match self.leads.lock().unwrap().get(leader) {
       Some(Lead::Done(sha)) => Some(*sha),
       Some(Lead::Failed) => return self.copy(op),
@@ -738,7 +741,7 @@ impl ApplyCtx<'_> {
       }
       fault_point();
     }
-    let attrs = if e.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+    let attrs = if e.xattr().is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
     let sha = match (op.tracked, lead_sha.flatten()) {
       (false, _) => None,
       (true, Some(h)) => Some(h),
@@ -790,13 +793,13 @@ impl ApplyCtx<'_> {
         let fallback = self.store(&dst, "track", op.rel())?;
         let old = op.old.unwrap();
         let attrs =
-          if old.xattr.is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
+          if old.xattr().is_some() { xattrs::read_path(&dst, &self.xattrs).map(|f| f.attrs).unwrap_or_default() } else { Vec::new() };
         Ok(Outcome::Done {
           sha: Some(Box::new(sha)),
           fallback,
-          xattr: old.xattr.clone(),
+          xattr: old.xattr().map(|h| Box::new(*h)),
           attrs: (!attrs.is_empty()).then(|| Box::new(attrs)),
-          linked: old.link.is_some(),
+          linked: old.link().is_some(),
           note: None,
           stored: None,
           inconsistent: false,

@@ -71,7 +71,7 @@ impl<'a> Op<'a> {
       mtime_ns,
       mode,
       sha256: if self.kind == OpKind::Delete { self.old.and_then(|o| o.sha()).map(hex::encode) } else { None },
-      link: self.entry.and_then(|e| e.link.as_deref()).map(str::to_string),
+      link: self.entry.and_then(|e| e.link()).map(str::to_string),
     }
   }
 
@@ -110,7 +110,7 @@ impl Plan<'_> {
 
   /// Bytes the copies will read (later members of hard-link groups are linked, not copied).
   pub fn copy_bytes(&self) -> u64 {
-    self.ops.iter().filter(|o| o.kind == OpKind::Copy).filter_map(|o| o.entry).filter(|e| e.link.is_none()).map(|e| e.size).sum()
+    self.ops.iter().filter(|o| o.kind == OpKind::Copy).filter_map(|o| o.entry).filter(|e| e.link().is_none()).map(|e| e.size).sum()
   }
 }
 
@@ -120,7 +120,7 @@ impl Plan<'_> {
 /// both is copied when it differs (beyond `tol` for mtimes) or its hard-link
 /// group's first path is copied, linked when it became tracked.
 pub fn plan<'a>(entries: &'a [Entry], old: &'a [StateEntry], unreadable: &HashSet<&str>, tol: i64) -> Plan<'a> {
-  let leaders: HashSet<&str> = entries.iter().filter_map(|e| e.link.as_deref()).collect();
+  let leaders: HashSet<&str> = entries.iter().filter_map(|e| e.link()).collect();
   let mut recopied: HashSet<&str> = HashSet::new();
   let mut p = Plan { ops: Vec::new(), kept: Vec::new(), roles_changed: false, leaders: HashSet::new() };
   let (mut i, mut j) = (0, 0);
@@ -152,7 +152,7 @@ pub fn plan<'a>(entries: &'a [Entry], old: &'a [StateEntry], unreadable: &HashSe
       Ordering::Equal => {
         let (e, o) = (&entries[i], &old[j]);
         let tracked = e.role == Role::Tracked;
-        let regroup = e.link.as_deref().is_some_and(|l| recopied.contains(l));
+        let regroup = e.link().is_some_and(|l| recopied.contains(l));
         if differs(e, o, tol) || regroup {
           p.ops.push(Op { kind: OpKind::Copy, entry: Some(e), old: Some(o), tracked, changed: o.tracked });
           if leaders.contains(&*e.rel) {
@@ -212,8 +212,8 @@ fn differs(e: &Entry, o: &StateEntry, tol: i64) -> bool {
     || e.size != o.size
     || e.mode != o.mode
     || (e.mtime_ns - o.mtime_ns).abs() > tol
-    || e.xattr != o.xattr
-    || e.link != o.link
+    || e.xattr() != o.xattr()
+    || e.link() != o.link()
 }
 
 /// The once-per-run warnings about what the target cannot hold (xattrs,

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::backup::apply::remove_journal;
 use crate::backup::meta::{self, CatalogEntry, IncrementMeta, JournalHeader, JournalOp, OpKind};
-use crate::backup::scan::Kind;
+use crate::backup::scan::{Extra, Kind};
 use crate::backup::state::{self, StateEntry};
 use crate::error::Error;
 use crate::fs::longpath;
@@ -240,8 +240,7 @@ fn stored(l: &Layout, op: &JournalOp, d: &Done) -> (StateEntry, Option<CatalogEn
     tracked: op.tracked,
     sha256: if op.tracked { d.sha.map(Box::new) } else { None },
     inconsistent: d.other.is_some(),
-    link: link.map(|s| s.as_str().into()),
-    xattr: xattrs::digest(&attrs).map(Box::new),
+    extra: Extra::boxed(link.map(|s| s.as_str().into()), xattrs::digest(&attrs)),
     stamp: 0,
   };
   let catalog = op.tracked.then(|| {

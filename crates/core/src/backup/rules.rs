@@ -316,25 +316,36 @@ pub fn unmatched<'a, 'r>(spec: &'a RuleSpec, rels: impl Iterator<Item = &'r str>
       out.push(p);
     }
   }
-  let dir_pats: Vec<&Pattern> = spec.include_dirs.iter().chain(&spec.track_dirs).collect();
-  if dir_pats.is_empty() {
-    return out;
-  }
-  let mut dirs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+  // Each folder a selected path lies in, checked against the dir patterns
+  // not matched yet, until none is left (`**` is done at the first folder):
+  // a set of every folder of every path cost tens of ms, serially, per million.
+  let mut pending: Vec<(&Pattern, Group)> =
+    spec.include_dirs.iter().chain(&spec.track_dirs).filter_map(|p| Group::new(std::slice::from_ref(p)).ok().map(|g| (p, g))).collect();
+  let mut last = None;
   for r in rels {
+    if pending.is_empty() {
+      break;
+    }
+    let Some(dir) = r.rfind('/').map(|i| &r[..i]) else { continue };
+    // Sorted paths come folder by folder: a folder just checked is skipped.
+    if last == Some(dir) {
+      continue;
+    }
+    last = Some(dir);
     let mut end = 0;
-    while let Some(i) = r[end..].find('/') {
-      end += i;
-      dirs.insert(&r[..end]);
-      end += 1;
+    loop {
+      let d = match dir[end..].find('/') {
+        Some(i) => &dir[..end + i],
+        None => dir,
+      };
+      pending.retain(|(_, g)| !g.matches(d));
+      if d.len() == dir.len() {
+        break;
+      }
+      end = d.len() + 1;
     }
   }
-  for p in dir_pats {
-    let Ok(g) = Group::new(std::slice::from_ref(p)) else { continue };
-    if !dirs.iter().any(|d| g.matches(d)) {
-      out.push(p);
-    }
-  }
+  out.extend(pending.into_iter().map(|(p, _)| p));
   out
 }
 
@@ -419,6 +430,20 @@ mod tests {
     let rels = ["docs/a/b.txt", "x.txt"];
     let names: Vec<&str> = unmatched(&spec, rels.iter().copied()).iter().map(|p| p.source.as_str()).collect();
     assert_eq!(names, ["**/*.pdf", "Docs"]);
+  }
+
+  /// Folder patterns are tried on every folder of every path, at any depth,
+  /// each folder once however many paths it holds.
+  #[test]
+  fn unmatched_folder_patterns_at_any_depth() {
+    let spec = RuleSpec {
+      include_dirs: vec![pat("include_dirs", "docs/a"), pat("include_dirs", "q/s")],
+      track_dirs: vec![pat("track_dirs", "q/r/s"), pat("track_dirs", "q/r/s/t.txt")],
+      ..Default::default()
+    };
+    let rels = ["docs/a/b.txt", "docs/a/c.txt", "q/r/s/t.txt", "top.txt"];
+    let names: Vec<&str> = unmatched(&spec, rels.iter().copied()).iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(names, ["q/s", "q/r/s/t.txt"]);
   }
 
   #[test]

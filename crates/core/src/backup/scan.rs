@@ -36,6 +36,52 @@ pub enum Kind {
   Symlink,
 }
 
+/// What few entries have, boxed together so that the others (nearly all)
+/// pay one null pointer instead of 24 bytes each: a million files are held
+/// twice at once (the scan and the mirror state), and this was 32 MB of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extra {
+  /// For a hard-link group's later members: the first path of the group
+  /// (in path order), which the mirror copy is linked to.
+  pub link: Option<Box<str>>,
+  /// Digest of the xattrs (ACLs included) the copy holds; `None` = none.
+  pub xattr: Option<[u8; 32]>,
+}
+
+impl Extra {
+  /// The box for `link` and `xattr`; `None` when both are.
+  pub fn boxed(link: Option<Box<str>>, xattr: Option<[u8; 32]>) -> Option<Box<Extra>> {
+    (link.is_some() || xattr.is_some()).then(|| Box::new(Extra { link, xattr }))
+  }
+}
+
+/// Reading and setting the fields of an entry's [`Extra`] (scan entries and
+/// state entries both have one).
+macro_rules! extra_accessors {
+  ($t:ty) => {
+    impl $t {
+      /// A hard-link group's later member: the group's first path.
+      pub fn link(&self) -> Option<&str> {
+        self.extra.as_ref()?.link.as_deref()
+      }
+      /// The digest of the xattrs (ACLs included); `None` = none.
+      pub fn xattr(&self) -> Option<&[u8; 32]> {
+        self.extra.as_ref()?.xattr.as_ref()
+      }
+      pub fn set_link(&mut self, link: Option<Box<str>>) {
+        let xattr = self.extra.take().and_then(|x| x.xattr);
+        self.extra = $crate::backup::scan::Extra::boxed(link, xattr);
+      }
+      pub fn set_xattr(&mut self, xattr: Option<[u8; 32]>) {
+        let link = self.extra.take().and_then(|x| x.link);
+        self.extra = $crate::backup::scan::Extra::boxed(link, xattr);
+      }
+    }
+  };
+}
+pub(crate) use extra_accessors;
+extra_accessors!(Entry);
+
 /// One selected file (or symlink) of `src`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -54,12 +100,10 @@ pub struct Entry {
   /// inode are one hard-link group.
   pub dev: u64,
   pub ino: u64,
-  pub nlink: u32,
-  /// For a hard-link group's later members: the first path of the group
-  /// (in path order), which the mirror copy is linked to.
-  pub link: Option<Box<str>>,
-  /// Digest of the xattrs (ACLs included) a run copies; `None` = none.
-  pub xattr: Option<Box<[u8; 32]>>,
+  pub nlink: u16,
+  /// The hard-link group's first path and the xattr digest, when there is
+  /// either (see [`Extra`]; read through [`Entry::link`], [`Entry::xattr`]).
+  pub extra: Option<Box<Extra>>,
   /// The file's change stamp (see [`change_stamp`]) while it is known to
   /// have no xattrs at all; 0 = unknown. Kept in the mirror state, so a
   /// later run whose stamp is the same does not list the xattrs again.
@@ -112,9 +156,8 @@ impl Entry {
       role,
       dev: md.dev(),
       ino: md.ino(),
-      nlink: md.nlink().min(u64::from(u32::MAX)) as u32,
-      link: None,
-      xattr: None,
+      nlink: md.nlink().min(u64::from(u16::MAX)) as u16,
+      extra: None,
       stamp: change_stamp(md),
     })
   }
@@ -143,7 +186,7 @@ pub fn link_groups(entries: &mut [Entry]) -> u64 {
   for g in cand.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
     let lead = entries[g[0].2].rel.clone();
     for &(_, _, i) in &g[1..] {
-      entries[i].link = Some(lead.clone());
+      entries[i].set_link(Some(lead.clone()));
       marks += 1;
     }
   }
@@ -316,7 +359,7 @@ pub fn digest_entries(src: &Path, entries: &mut [Entry], old: &[StateEntry], pol
         while j < old.len() && old[j].rel < e.rel {
           j += 1;
         }
-        if e.stamp != 0 && j < old.len() && old[j].rel == e.rel && old[j].stamp == e.stamp && old[j].xattr.is_none() {
+        if e.stamp != 0 && j < old.len() && old[j].rel == e.rel && old[j].stamp == e.stamp && old[j].xattr().is_none() {
           continue;
         }
         digest_entry(src, e, policy, &mut notes);
@@ -341,7 +384,7 @@ fn digest_entry(src: &Path, e: &mut Entry, policy: &Policy, notes: &mut ScanNote
       if !f.attrs.is_empty() || f.target_cannot > 0 || f.need_root > 0 {
         e.stamp = 0;
       }
-      e.xattr = digest(&f.attrs).map(Box::new);
+      e.set_xattr(digest(&f.attrs));
     }
     // Gone or unreadable: the copy reports it.
     Err(err) if err.kind() == io::ErrorKind::NotFound || err.kind() == io::ErrorKind::PermissionDenied => e.stamp = 0,
@@ -372,6 +415,14 @@ mod tests {
     assert_ne!(s, 0);
     assert!(s < 1 << 53);
     assert_eq!(s, change_stamp(&fs::symlink_metadata("/usr").unwrap()));
+  }
+
+  /// A million files are held twice during a run (scan and state): these
+  /// sizes are what keeps a no-change run of 1M files under 300 MB.
+  #[test]
+  fn entries_stay_small() {
+    assert!(std::mem::size_of::<Entry>() <= 80, "{}", std::mem::size_of::<Entry>());
+    assert!(std::mem::size_of::<StateEntry>() <= 64, "{}", std::mem::size_of::<StateEntry>());
   }
 
   #[test]

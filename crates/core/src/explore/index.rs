@@ -833,7 +833,7 @@ impl Index {
               kind: s.kind,
               tracked: s.tracked,
               sha256,
-              link: s.link.map(|x| x.to_string()),
+              link: s.link().map(str::to_string),
             },
           )
         })
@@ -1227,17 +1227,8 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
         .map_err(e)?;
       for s in &state {
         let pid = pids.id(conn, &s.rel).map_err(e)?;
-        st.execute(params![
-          pid,
-          s.size as i64,
-          s.mtime_ns,
-          s.mode as i64,
-          kind_num(s.kind),
-          s.tracked,
-          s.sha().map(hex::encode),
-          s.link.as_deref()
-        ])
-        .map_err(e)?;
+        st.execute(params![pid, s.size as i64, s.mtime_ns, s.mode as i64, kind_num(s.kind), s.tracked, s.sha().map(hex::encode), s.link()])
+          .map_err(e)?;
       }
       drop(st);
       pids.flush(conn).map_err(e)?;
@@ -1514,7 +1505,7 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
     from: "mirror".into(),
     untracked: !s.tracked,
     op: None,
-    link: s.link.as_deref().map(str::to_string),
+    link: s.link().map(str::to_string),
   };
   match at {
     None => {

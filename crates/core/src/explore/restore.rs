@@ -212,7 +212,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       mode: s.mode,
       sha256: s.sha().map(hex::encode),
       root: l.mirror.clone(),
-      link: s.link.as_deref().map(str::to_string),
+      link: s.link().map(str::to_string),
     });
   };
   match &o.at {

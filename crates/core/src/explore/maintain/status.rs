@@ -53,8 +53,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
           .unwrap_or_default()
           .into_iter()
           .map(|(p, o)| StateEntry {
-            link: None,
-            xattr: None,
+            extra: None,
             stamp: 0,
             rel: p.into(),
             kind: Kind::File,
