@@ -34,7 +34,7 @@ const FIRST = Math.max(BIG + 10_000, Math.round(TOTAL * 0.1)) // the first incre
 const PER = Math.round((TOTAL - FIRST) / (INCS - 1)) // each later increment
 
 const { median, time } = require('./common')
-const lib = require(path.join(root, 'dist'))
+const lib = require(root)
 
 const name = (i) => {
   const t = new Date(Date.UTC(2024, 0, 1) + i * 3600_000)

@@ -491,8 +491,8 @@ mod tests {
     let mut heard = Vec::new();
     let back = c.lookup_parsed(&k, |r| heard.push(r.to_string())).unwrap();
     assert_eq!(heard, ["/data"]);
-    let names: Vec<(&str, Option<u64>, Option<String>, Option<&str>)> =
-      back.files.iter().map(|f| (f.rel(), f.size(), f.sum(0), f.link())).collect();
+    type Row<'a> = (&'a str, Option<u64>, Option<String>, Option<&'a str>);
+    let names: Vec<Row> = back.files.iter().map(|f| (f.rel(), f.size(), f.sum(0), f.link())).collect();
     assert_eq!(
       names,
       [

@@ -148,7 +148,15 @@ impl walk::Visitor for Gather<'_> {
 /// pool): files and symlinks (relative paths), and the errors of what
 /// could not be read, each with its path (`.` for the root).
 pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
-  let parts = walk::walk(root, (), || Gather { found: Vec::new(), ids: Vec::new(), table: None, queue: None, dir: None, errors: Vec::new(), progress });
+  let parts = walk::walk(root, (), || Gather {
+    found: Vec::new(),
+    ids: Vec::new(),
+    table: None,
+    queue: None,
+    dir: None,
+    errors: Vec::new(),
+    progress,
+  });
   let mut found = Vec::with_capacity(parts.iter().map(|p| p.found.len()).sum());
   let mut errors = Vec::new();
   for p in parts {
@@ -660,7 +668,7 @@ mod tests {
       }
     }
     for (i, mb) in [9usize, 17, 9, 33].iter().enumerate() {
-      let data: Vec<u8> = (0..mb << 20).map(|k| (k * 2654435761usize >> 13) as u8 ^ i as u8).collect();
+      let data: Vec<u8> = (0..mb << 20).map(|k| ((k * 2654435761usize) >> 13) as u8 ^ i as u8).collect();
       fs::write(root.join(format!("d{:02}/big{i}.bin", i * 5)), data).unwrap();
     }
     fs::write(root.join("empty"), b"").unwrap();
