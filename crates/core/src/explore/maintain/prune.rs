@@ -82,8 +82,9 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut group: Vec<&Increment> = Vec::new();
   // Removed increments, hidden in the trash, to delete at the end.
   let mut hidden: Vec<std::path::PathBuf> = Vec::new();
-  // The metadata read and the keys, freed at the end rather than on the
-  // way to the removal (a 100k-entry catalog is 25 MB and 100k keys).
+  // One group's metadata and keys (a 100k-entry catalog is 25 MB and 100k
+  // keys): freed when the next group starts, the last group's after the
+  // removal rather than on its way.
   let mut spent: Vec<(Vec<u8>, HashSet<String>)> = Vec::new();
   for inc in &incs {
     if remove_set.contains(inc.name.as_str()) {
@@ -93,6 +94,7 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     if group.is_empty() {
       continue;
     }
+    spent.clear();
     // The paths each metadata file mentions, all read in parallel (keys only).
     let keys_of = |i: &Increment| -> KeyScan {
       let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
