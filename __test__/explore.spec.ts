@@ -345,3 +345,30 @@ describe('prune crash safety', () => {
     expect(completed).toBe(true)
   })
 })
+
+describe('prune and the catalog index', () => {
+  it('decides from the metadata heads without building the index; an existing index drops what was removed', async () => {
+    const { w, cfg, inc1, inc2 } = await sample()
+    fs.writeFileSync(path.join(w.src, 'src/util.py'), 'x = 2')
+    bump(path.join(w.src, 'src/util.py'))
+    const inc3 = (await backup(cfg)).increment!
+    const ix = path.join(w.dst, '.axiomatic/index.sqlite')
+    expect(fs.existsSync(ix)).toBe(false)
+    const r = cli(['prune', '--dst', w.dst, '--remove', inc1, '--json'])
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout).removed).toEqual([inc1])
+    // Names and times were all the decision needed: no index was built for it.
+    expect(fs.existsSync(ix)).toBe(false)
+    expect(increments(w.dst)).toEqual([inc2, inc3])
+    expectIncrementsMatchMetadata(w.dst)
+    // With an index (built by the first reader), prune brings it up to date.
+    expect((await listIncrements(w.dst)).increments.map((i) => i.name)).toEqual([inc2, inc3])
+    expect(fs.existsSync(ix)).toBe(true)
+    const r2 = cli(['prune', '--dst', w.dst, '--keep-last', '1', '--json'])
+    expect(r2.status).toBe(0)
+    expect(JSON.parse(r2.stdout).removed).toEqual([inc2])
+    expect(fs.existsSync(path.join(w.dst, '.axiomatic/trash'))).toBe(false)
+    expect((await listIncrements(w.dst)).increments.map((i) => i.name)).toEqual([inc3])
+    expectIncrementsMatchMetadata(w.dst)
+  })
+})

@@ -126,6 +126,7 @@ pub fn apply(pool: &rayon::ThreadPool, s: &Setup, plan: &Plan, progress: &Progre
     stop: &stop,
     fallbacks: &fallbacks,
     checked: Mutex::new(Default::default()),
+    made: Mutex::new(Default::default()),
     xattrs: s.xattrs,
     leads: Mutex::new(Default::default()),
   };
@@ -480,6 +481,10 @@ struct ApplyCtx<'a> {
   stop: &'a AtomicBool,
   fallbacks: &'a AtomicU64,
   checked: Mutex<std::collections::HashSet<String>>,
+  /// Folders this run made sure exist (mirror and increment): each is
+  /// created once, not asked for again for every file in it (a `mkdir` and
+  /// a `stat`, each a walk of the whole path).
+  made: Mutex<std::collections::HashSet<PathBuf>>,
   /// Which xattrs copies carry.
   xattrs: xattrs::Policy,
   /// Hard-link groups' first paths copied or linked this run, filled before
@@ -499,11 +504,21 @@ fn is_link_unsupported(e: &io::Error) -> bool {
   matches!(e.raw_os_error(), Some(libc::EMLINK) | Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::ENOTSUP) | Some(libc::ENOSYS))
 }
 
-fn ensure_parent(p: &Path) -> io::Result<()> {
-  longpath::ensure_parent(p)
-}
-
 impl ApplyCtx<'_> {
+  /// Creates the folder holding `p` unless this run already did (or found
+  /// it). Nothing removes a folder that holds a file of this run while the
+  /// copies go on: removals come first, and a folder replaced by a file
+  /// (`put_in_place`) holds no selected path.
+  fn ensure_parent(&self, p: &Path) -> io::Result<()> {
+    let Some(d) = p.parent() else { return Ok(()) };
+    if self.made.lock().unwrap().contains(d) {
+      return Ok(());
+    }
+    longpath::create_dir_all(d)?;
+    self.made.lock().unwrap().insert(d.to_path_buf());
+    Ok(())
+  }
+
   /// Records what became of each hard-link group's first path, before the
   /// later members are applied.
   fn record_leads(&self, plan: &Plan, outcomes: &[Option<Outcome>]) {
@@ -561,7 +576,7 @@ impl ApplyCtx<'_> {
   fn store(&self, mirror: &Path, sub: &str, rel: &str) -> Result<bool, (&'static str, io::Error)> {
     let inc = self.inc.expect("tracked ops have an increment");
     let target = inc.join(sub).join(names::to_path(rel));
-    ensure_parent(&target).map_err(|e| ("cannot create the increment folder for", e))?;
+    self.ensure_parent(&target).map_err(|e| ("cannot create the increment folder for", e))?;
     if !self.no_links {
       match longpath::with2(mirror, &target, |a, b| fs::hard_link(a, b)) {
         Ok(()) => {
@@ -591,11 +606,12 @@ impl ApplyCtx<'_> {
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
     let tmp = util::temp_path(&dst);
-    if let Err(err) = ensure_parent(&dst) {
-      return Err(("cannot create the mirror folder for", err));
-    }
+    // First no symlink or file on the way (removed), then the folder.
     if let Err(err) = self.safe_parents(op.rel()) {
       return Err(("cannot prepare the mirror folder for", err));
+    }
+    if let Err(err) = self.ensure_parent(&dst) {
+      return Err(("cannot create the mirror folder for", err));
     }
     let (c, stored) = match self.copy_to_temp(op, e, &src, &tmp)? {
       Ok(copied) => copied,
@@ -673,17 +689,19 @@ impl ApplyCtx<'_> {
   /// left empty by the removals, is removed first: a folder became a file).
   /// On failure the temp file goes.
   fn put_in_place(&self, tmp: &Path, dst: &Path) -> Result<(), (&'static str, io::Error)> {
-    if let Ok(md) = longpath::with(dst, |p| fs::symlink_metadata(p)) {
-      if md.is_dir() {
-        // A folder became a file: the folder is empty by now unless it holds
-        // preserved or foreign entries.
-        if let Err(err) = longpath::with(dst, |p| fs::remove_dir(p)) {
-          let _ = longpath::with(tmp, |p| fs::remove_file(p));
-          return Err(("cannot replace the mirror folder", err));
-        }
+    // Usually one rename (no `stat` first): only a folder in the way
+    // refuses it (`EISDIR`).
+    let mut renamed = longpath::with2(tmp, dst, |a, b| fs::rename(a, b));
+    if renamed.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EISDIR)) {
+      // A folder became a file: the folder is empty by now unless it holds
+      // preserved or foreign entries.
+      if let Err(err) = longpath::with(dst, |p| fs::remove_dir(p)) {
+        let _ = longpath::with(tmp, |p| fs::remove_file(p));
+        return Err(("cannot replace the mirror folder", err));
       }
+      renamed = longpath::with2(tmp, dst, |a, b| fs::rename(a, b));
     }
-    if let Err(err) = longpath::with2(tmp, dst, |a, b| fs::rename(a, b)) {
+    if let Err(err) = renamed {
       let _ = longpath::with(tmp, |p| fs::remove_file(p));
       return Err(("cannot rename into the mirror", err));
     }
@@ -712,8 +730,8 @@ impl ApplyCtx<'_> {
       (Ok(s), Ok(m)) if same(&s) && s.dev() == e.dev && s.ino() == e.ino && same(&m) => {}
       _ => return self.copy(op),
     }
-    ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
     self.safe_parents(op.rel()).map_err(|err| ("cannot prepare the mirror folder for", err))?;
+    self.ensure_parent(&dst).map_err(|err| ("cannot create the mirror folder for", err))?;
     let tmp = util::temp_path(&dst);
     let _ = fs::remove_file(&tmp);
     let linked_already = matches!((fs::symlink_metadata(&dst), fs::symlink_metadata(&lead)), (Ok(a), Ok(b)) if util::same_file(&a, &b));

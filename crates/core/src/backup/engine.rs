@@ -303,7 +303,7 @@ fn done(mut report: Report, started: Instant, progress: &Progress) -> Report {
 
 /// With `AXIOMATIC_TIMINGS=1`, prints the time since the start of the run
 /// and the process's resident and peak memory at the end of each phase
-/// (for benchmarking).
+/// (for benchmarking; `checksum` and `prune` use it too).
 pub(crate) fn timing(what: &str, started: Instant) {
   static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
   if *ON.get_or_init(|| std::env::var_os("AXIOMATIC_TIMINGS").is_some()) {

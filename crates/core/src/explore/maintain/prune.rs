@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{real_dirs, remove_tree_parallel, KeyScan, PruneJournal};
+use crate::backup::engine::timing;
 use crate::backup::increments::{self, safe_rel, Increment};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
@@ -35,18 +36,14 @@ pub struct PruneReport {
 /// Removes the increments `remove` (names). Entries of a removed increment
 /// that the next kept increment does not mention move into it, so every
 /// kept point in time restores exactly as before.
+///
+/// The order: journal; per kept increment, decide and carry, rewrite its
+/// metadata, hide the removed ones in the trash; then, once every removed
+/// increment is hidden, delete the trash while the catalog index (if there
+/// is one) is brought up to date beside it: the deletion is kernel work
+/// on every core, the index update SQLite work on one.
 pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progress: &Progress) -> Result<PruneReport, Error> {
-  let r = prune_inner(dst, remove, dry_run, workers, progress)?;
-  if !dry_run {
-    // The index is derived: a failure here leaves it stale, and the next
-    // reader updates or rebuilds it.
-    let _ = crate::explore::index::update(dst);
-  }
-  Ok(r)
-}
-
-/// The work itself, without the index update.
-fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progress: &Progress) -> Result<PruneReport, Error> {
+  let started = std::time::Instant::now();
   let l = Layout::new(dst);
   let incs = increments::list(dst)?;
   let names: HashSet<&str> = incs.iter().map(|i| i.name.as_str()).collect();
@@ -70,6 +67,7 @@ fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, pro
   report.removed = incs.iter().filter(|i| remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
   report.kept = incs.iter().filter(|i| !remove_set.contains(i.name.as_str())).map(|i| i.name.clone()).collect();
   let pool = crate::backup::engine::build_pool(workers)?;
+  timing("list", started);
   if !dry_run && !report.removed.is_empty() {
     fs::create_dir_all(&l.meta).map_err(|e| Error::io(&l.meta, "cannot create", &e))?;
     let j = serde_json::to_vec(&PruneJournal { remove: report.removed.clone() }).expect("serializable");
@@ -82,6 +80,12 @@ fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, pro
   // group that the kept increment does not mention are carried into it
   // (newer removed increments win). Only those entries are parsed fully.
   let mut group: Vec<&Increment> = Vec::new();
+  // Removed increments, hidden in the trash, to delete at the end.
+  let mut hidden: Vec<std::path::PathBuf> = Vec::new();
+  // One group's metadata and keys (a 100k-entry catalog is 25 MB and 100k
+  // keys): freed when the next group starts, the last group's after the
+  // removal rather than on its way.
+  let mut spent: Vec<(Vec<u8>, HashSet<String>)> = Vec::new();
   for inc in &incs {
     if remove_set.contains(inc.name.as_str()) {
       group.push(inc);
@@ -90,6 +94,7 @@ fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, pro
     if group.is_empty() {
       continue;
     }
+    spent.clear();
     // The paths each metadata file mentions, all read in parallel (keys only).
     let keys_of = |i: &Increment| -> KeyScan {
       let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
@@ -103,25 +108,27 @@ fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, pro
     };
     let mut scans: Vec<KeyScan> =
       pool.install(|| std::iter::once(inc).chain(group.iter().copied()).collect::<Vec<_>>().par_iter().map(|i| keys_of(i)).collect());
-    let mentioned = scans.remove(0)?.1;
+    timing("key scan", started);
+    let (kept_bytes, mentioned) = scans.remove(0)?;
     let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
+    spent.push((kept_bytes, HashSet::new()));
     for (gi, scan) in scans.into_iter().enumerate() {
       let (rb, keys) = scan?;
-      if keys.iter().all(|k| mentioned.contains(k)) {
-        continue;
+      if !pool.install(|| keys.par_iter().all(|k| mentioned.contains(k))) {
+        increments::parse_filtered(
+          &group[gi].meta_path(),
+          &rb,
+          &|p| !mentioned.contains(p) && safe_rel(p),
+          &mut |p: &str, e: increments::EntryRef| {
+            carry.insert(p.to_string(), (gi, e.to_owned()));
+          },
+        )?;
       }
-      let r = group[gi];
-      increments::parse_filtered(
-        &r.meta_path(),
-        &rb,
-        &|p| !mentioned.contains(p) && safe_rel(p),
-        &mut |p: &str, e: increments::EntryRef| {
-          carry.insert(p.to_string(), (gi, e.to_owned()));
-        },
-      )?;
+      spent.push((rb, keys));
     }
     let moved = carry.len() as u64;
     report.carried.insert(inc.name.clone(), moved);
+    timing("carry decided", started);
     if !dry_run {
       if moved > 0 {
         let errors: Vec<Error> =
@@ -139,24 +146,39 @@ fn prune_inner(dst: &Path, remove: &[String], dry_run: bool, workers: usize, pro
         meta::rewrite_meta(&inc.meta_path(), &km)?;
         fault_point();
       }
-      // Hide the removed increments (atomic renames), then delete them.
-      let t = l.trash.clone();
-      fs::create_dir_all(&t).map_err(|e| Error::io(&t, "cannot create", &e))?;
+      // Hide the removed increments (atomic renames); deleted below.
+      fs::create_dir_all(&l.trash).map_err(|e| Error::io(&l.trash, "cannot create", &e))?;
       for r in &group {
-        let to = t.join(&r.name);
+        let to = l.trash.join(&r.name);
         meta::remove_tree(&to)?;
         fs::rename(&r.dir, &to).map_err(|e| Error::io(&r.dir, "cannot move aside", &e))?;
         fault_point();
+        hidden.push(to);
       }
       util::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
-      for r in &group {
-        report.files_removed += remove_tree_parallel(&t.join(&r.name))?;
-        progress.ops_done.fetch_add(1, Relaxed);
-      }
+      timing("hidden in the trash", started);
     }
+    spent.push((Vec::new(), mentioned));
     group.clear();
   }
   if !dry_run {
+    // The index is derived: a failure leaves it stale, and the next reader
+    // updates or rebuilds it. It only needs the removed increments gone
+    // from `dst`, so it runs while their trees are deleted.
+    let removed = std::thread::scope(|sc| -> Result<(), Error> {
+      let index = sc.spawn(|| crate::explore::index::update(dst));
+      let removed = hidden.iter().try_for_each(|t| {
+        report.files_removed += remove_tree_parallel(t)?;
+        progress.ops_done.fetch_add(1, Relaxed);
+        Ok(())
+      });
+      timing("removed", started);
+      let _ = index.join();
+      timing("index updated", started);
+      removed
+    });
+    removed?;
+    drop(spent);
     let _ = fs::remove_dir(&l.trash);
     match fs::remove_file(&l.prune) {
       Ok(()) => {}
