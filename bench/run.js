@@ -43,13 +43,24 @@ const { median, time, rand, genTree, mixedSize } = require('./common')
 
 /** Our run, in a node process that requires the package as a user does and reports its peak RSS. */
 function ours(config) {
+  settle()
   const script = `require(${JSON.stringify(root)}).backup(${JSON.stringify(config)}).then(s=>{process.stdout.write(JSON.stringify({s,rss:process.resourceUsage().maxRSS}))})`
   const r = time(process.execPath, ['-e', script])
   const j = JSON.parse(r.out)
   return { ms: r.ms, rss: j.rss * 1024, stats: j.s }
 }
 
+/**
+ * Flushes every dirty page before a timed command (untimed): we `syncfs` what a run commits and
+ * rsync syncs nothing, so without it our run would also wait for the writeback of the rsync copy
+ * made just before it (and of the `rm -rf` before that) — a cost of the previous command, not ours.
+ */
+function settle() {
+  spawnSync('sync')
+}
+
 function rsync(src, dst) {
+  settle()
   return time('rsync', ['-a', '--delete', `${src}/`, `${dst}/`])
 }
 
