@@ -70,3 +70,16 @@ impl Progress {
     }
   }
 }
+
+/// With `AXIOMATIC_TIMINGS=1`, prints the time since the start of the run
+/// and the process's resident and peak memory at the end of each phase
+/// (for benchmarking: `run`, `checksum`, `verify` and `prune` print their
+/// phases through it).
+pub(crate) fn timing(what: &str, started: std::time::Instant) {
+  static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+  if *ON.get_or_init(|| std::env::var_os("AXIOMATIC_TIMINGS").is_some()) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map_or("?", str::trim).to_string();
+    eprintln!("axiomatic: {what} done at {} ms (RSS {}, peak {})", started.elapsed().as_millis(), kb("VmRSS:"), kb("VmHWM:"));
+  }
+}

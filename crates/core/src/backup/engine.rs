@@ -43,7 +43,7 @@ use crate::error::{Error, Warning};
 use crate::fs::util;
 use crate::fs::xattrs;
 use crate::layout::Layout;
-use crate::progress::{Phase, Progress};
+use crate::progress::{timing, Phase, Progress};
 
 pub use crate::backup::apply::COPY_ATTEMPTS;
 pub use crate::backup::plan::{pattern_hints, Change};
@@ -299,16 +299,4 @@ fn done(mut report: Report, started: Instant, progress: &Progress) -> Report {
   report.duration_ms = started.elapsed().as_millis() as u64;
   progress.set_phase(Phase::Done);
   report
-}
-
-/// With `AXIOMATIC_TIMINGS=1`, prints the time since the start of the run
-/// and the process's resident and peak memory at the end of each phase
-/// (for benchmarking; `checksum` and `prune` use it too).
-pub(crate) fn timing(what: &str, started: Instant) {
-  static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-  if *ON.get_or_init(|| std::env::var_os("AXIOMATIC_TIMINGS").is_some()) {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map_or("?", str::trim).to_string();
-    eprintln!("axiomatic: {what} done at {} ms (RSS {}, peak {})", started.elapsed().as_millis(), kb("VmRSS:"), kb("VmHWM:"));
-  }
 }

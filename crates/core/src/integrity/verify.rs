@@ -214,7 +214,7 @@ fn walk_root(root: &Path, pool: &rayon::ThreadPool, progress: &Progress) -> Resu
 
 /// With `AXIOMATIC_TIMINGS=1`: the time since `t0` and the memory at the end of a phase.
 fn timing(what: &str, t0: std::time::Instant) {
-  crate::backup::engine::timing(&format!("verify: {what}"), t0);
+  crate::progress::timing(&format!("verify: {what}"), t0);
 }
 
 /// `backup verify REPORT`: reads the report and walks the folder at the same

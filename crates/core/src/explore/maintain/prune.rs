@@ -13,12 +13,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{real_dirs, remove_tree_parallel, KeyScan, PruneJournal};
-use crate::backup::engine::timing;
 use crate::backup::increments::{self, safe_rel, Increment};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
 use crate::fs::util::{self, fault_point};
 use crate::layout::Layout;
+use crate::progress::timing;
 use crate::progress::{Phase, Progress};
 
 /// What `prune` did (or would do).

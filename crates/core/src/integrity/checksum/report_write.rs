@@ -310,7 +310,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
       json_str(w, t)?;
     }
   }
-  crate::backup::engine::timing("report head", head.started);
+  crate::progress::timing("report head", head.started);
   w.write_all(b"},\"checksums\":{")?;
   let mut first = true;
   let mut hex = [0u8; 128];
@@ -330,7 +330,7 @@ fn write_data(w: &mut impl Write, s: &mut Sums, head: &Head, work_time: &mut f64
   }
   // Every digest is in: the work is done.
   *work_time = (head.work_time)();
-  crate::backup::engine::timing("checksums", head.started);
+  crate::progress::timing("checksums", head.started);
   let mut errors: Vec<&(String, String)> = head.walk_errors.iter().chain(&s.failed).collect();
   errors.sort();
   w.write_all(b"},\"errors\":{")?;

@@ -25,10 +25,10 @@ use rayon::prelude::*;
 use super::algo::{Algo, Multi};
 use super::report_write::{write_sums, Arrival, Format, Head, Sums, Written};
 use super::table::Files;
-use crate::backup::engine::timing;
 use crate::error::Error;
 use crate::fs::util;
 use crate::fs::walk::{self, Dir, WalkError};
+use crate::progress::timing;
 use crate::progress::{Phase, Progress};
 
 /// One walked entry.
