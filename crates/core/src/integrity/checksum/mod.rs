@@ -17,8 +17,8 @@ pub mod table;
 pub use algo::{digests_hex, Algo, Multi};
 pub use lines::sum_line;
 pub use report_read::{read_report, read_report_with, relative_to_root, ReadOptions, Report};
-pub use report_write::{finish_report, write_report, Format, Written};
-pub use run::{checksum_report, hash_file, walk, walk_compact, Found, ReportTo, Run, Sum};
+pub use report_write::{finish_report, Format, Written};
+pub use run::{checksum_report, hash_file, walk_compact, Found, ReportTo};
 pub use table::{FileRef, Files};
 
 use sha3::Digest;

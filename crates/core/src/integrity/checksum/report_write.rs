@@ -16,7 +16,9 @@ use std::sync::mpsc::Receiver;
 
 use super::algo::Algo;
 use super::lines::sum_line;
-use super::run::{Found, Run};
+use super::run::Found;
+#[cfg(test)]
+use super::run::Run;
 use super::Digester;
 use crate::error::Error;
 use crate::fs::util::{self, fault_point};
@@ -139,6 +141,7 @@ impl Sums {
   }
 
   /// The files of a finished run (already in report order).
+  #[cfg(test)]
   fn of_run(run: &Run) -> Self {
     let dlen = run.algos.iter().map(|a| a.hex_len() / 2).sum();
     let mut digests = Vec::with_capacity(run.sums.len() * dlen);
@@ -435,9 +438,10 @@ pub(crate) fn write_sums(tmp: &Path, s: &mut Sums, head: &Head, format: Format) 
 }
 
 /// Writes the report of a finished run (already in report order) to `tmp`
-/// (see [`write_sums`]). Returns the SHA3-512 hex of the data (JSON
-/// format) or None.
-pub fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, format: Format) -> Result<Option<String>, Error> {
+/// (see [`write_sums`]): the tests' sequential reference. Returns the
+/// SHA3-512 hex of the data (JSON format) or None.
+#[cfg(test)]
+pub(crate) fn write_report(tmp: &Path, run: &Run, group: &str, start_timestamp: f64, format: Format) -> Result<Option<String>, Error> {
   let root = run.root.to_string_lossy();
   let head = Head {
     root: &root,

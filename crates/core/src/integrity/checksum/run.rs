@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -146,8 +146,11 @@ impl walk::Visitor for Gather<'_> {
 
 /// Walks `root` in parallel (the shared walker, on the current rayon
 /// pool): files and symlinks (relative paths), and the errors of what
-/// could not be read, each with its path (`.` for the root).
-pub fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
+/// could not be read, each with its path (`.` for the root). The tests'
+/// sequential reference; `verify` walks into a compact table
+/// ([`walk_compact`]), `checksum` hands files to its hashers.
+#[cfg(test)]
+pub(crate) fn walk(root: &Path, progress: &Progress) -> (Vec<Found>, Vec<(String, String)>) {
   let parts = walk::walk(root, (), || Gather {
     found: Vec::new(),
     ids: Vec::new(),
@@ -465,25 +468,21 @@ fn hash_bytes(b: &[u8], algos: &[Algo]) -> Box<[u8]> {
 
 /// One hashed file of a report: its digests as raw bytes, concatenated in
 /// the order of the run's algorithms.
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct Sum {
+pub(crate) struct Sum {
   pub f: Found,
   pub digest: Box<[u8]>,
 }
 
-impl Sum {
-  /// Hex of the digest of the `i`-th algorithm.
-  pub fn hex(&self, algos: &[Algo], i: usize) -> String {
-    let start: usize = algos[..i].iter().map(|a| a.hex_len() / 2).sum();
-    hex::encode(&self.digest[start..start + algos[i].hex_len() / 2])
-  }
-}
-
-/// A finished checksum run held whole (in report order), for
-/// [`write_report`](super::report_write::write_report).
-pub struct Run {
+/// A finished checksum run held whole (in report order): the tests'
+/// sequential reference, written by
+/// [`write_report`](super::report_write::write_report) through the same
+/// writer as a streamed run.
+#[cfg(test)]
+pub(crate) struct Run {
   pub algos: Vec<Algo>,
-  pub root: PathBuf,
+  pub root: std::path::PathBuf,
   pub sums: Vec<Sum>,
   pub errors: Vec<(String, String)>,
   pub work_time: f64,
