@@ -5,7 +5,7 @@
 //! ([`report_read`]) and `sha256sum`/`b3sum` check lines ([`lines`]).
 //!
 //! What other modules use is re-exported here, so callers name
-//! `checksum::run`, `checksum::read_report`… as before the split.
+//! `checksum::checksum_report`, `checksum::read_report`…
 
 pub mod algo;
 pub mod lines;
