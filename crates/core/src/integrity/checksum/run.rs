@@ -23,6 +23,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::algo::{Algo, Multi};
+use super::batch::Batch;
 use super::report_write::{write_sums, Arrival, Format, Head, Sums, Written};
 use super::table::Files;
 use crate::error::Error;
@@ -225,16 +226,28 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
 /// error ("changed"). One `fstat` after the read, none before, and no
 /// read past the size: the `fstat` sees any change.
 fn hash_found(root: &Path, found: &Found, dir: Option<&DirFd>, algos: &[Algo], progress: &Progress) -> io::Result<Box<[u8]>> {
-  let mut f = match dir {
-    Some(d) => d.open_file(&found.rel[found.rel.rfind('/').map_or(0, |i| i + 1)..])?,
-    None => open_nofollow(&root.join(&*found.rel))?,
-  };
+  let mut f = open_found(root, found, dir)?;
   let digest = read_hash(&mut f, found.size, found.size, algos, progress)?;
+  check_found(&f, found)?;
+  Ok(digest)
+}
+
+/// Opens a file the walk found: by name in its folder's handle when there
+/// is one, else by path; never following a symlink.
+fn open_found(root: &Path, found: &Found, dir: Option<&DirFd>) -> io::Result<fs::File> {
+  match dir {
+    Some(d) => d.open_file(&found.rel[found.rel.rfind('/').map_or(0, |i| i + 1)..]),
+    None => open_nofollow(&root.join(&*found.rel)),
+  }
+}
+
+/// After the read: the open file still has the walk's size, mtime and inode.
+fn check_found(f: &fs::File, found: &Found) -> io::Result<()> {
   let after = f.metadata()?;
   if after.len() != found.size || util::mtime_ns(&after) != found.mtime_ns || after.ino() != found.ino {
     return Err(io::Error::other("the file changed while it was read (size, mtime or inode differ from the walk's)"));
   }
-  Ok(digest)
+  Ok(())
 }
 
 /// Open folder handles (`O_PATH`), at most [`DIR_FDS`] at a time.
@@ -408,6 +421,16 @@ impl Queue {
 
   /// The next file to hash; None once the walk has ended and all are taken.
   pub(crate) fn pop(&self) -> Option<(Found, u32, Option<Arc<DirFd>>)> {
+    self.take(true)
+  }
+
+  /// The next file to hash if one is queued now; None otherwise (the walk
+  /// may still find more: [`Queue::pop`] tells).
+  pub(crate) fn pop_now(&self) -> Option<(Found, u32, Option<Arc<DirFd>>)> {
+    self.take(false)
+  }
+
+  fn take(&self, wait: bool) -> Option<(Found, u32, Option<Arc<DirFd>>)> {
     let mut st = self.lock();
     loop {
       if let Some((_, slot)) = st.heap.pop() {
@@ -420,7 +443,7 @@ impl Queue {
         }
         return Some((f, id, dir));
       }
-      if st.closed {
+      if st.closed || !wait {
         return None;
       }
       st.idle_takers += 1;
@@ -527,6 +550,8 @@ pub(crate) struct Hooks<'a> {
   pub before_hash: Option<&'a (dyn Fn(&str) + Sync)>,
   /// The work time to write instead of the measured one (reports compared byte for byte).
   pub work_time: Option<f64>,
+  /// Every file on the streaming path (the tests' reference for [`Batch`]).
+  pub no_small_batch: bool,
 }
 
 pub(crate) fn checksum_report_with(
@@ -612,7 +637,29 @@ pub(crate) fn checksum_report_with(
           // Answers go to the writer in batches: one wake-up of it per batch, not per file.
           let mut batch: Vec<Arrival> = Vec::with_capacity(BATCH);
           let mut batch_bytes = 0u64;
-          while let Some((f, id, dir)) = queue.pop() {
+          let send = |batch: &mut Vec<Arrival>, batch_bytes: &mut u64, a: Arrival| {
+            progress.ops_done.fetch_add(1, Relaxed);
+            batch.push(a);
+            if batch.len() >= BATCH || *batch_bytes >= BATCH_BYTES {
+              // The writer gone (failed) is not the hasher's error.
+              let _ = tx.send(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+              *batch_bytes = 0;
+            }
+          };
+          // Small files wait here for their MD5, computed for all of them at once.
+          let mut small = if hooks.no_small_batch { None } else { Batch::new(algos) };
+          loop {
+            let waiting = small.as_ref().is_some_and(|b| !b.is_empty());
+            // With small files waiting, do not sleep on the queue: hash them first.
+            let Some((f, id, dir)) = (if waiting { queue.pop_now() } else { queue.pop() }) else {
+              match small.as_mut() {
+                Some(b) if waiting => {
+                  b.finish(|id, r| send(&mut batch, &mut batch_bytes, (id, r)));
+                  continue;
+                }
+                _ => break,
+              }
+            };
             if progress.is_aborted() || stop.load(Relaxed) {
               continue; // drained, so the walk never waits on a full queue
             }
@@ -623,16 +670,19 @@ pub(crate) fn checksum_report_with(
                   h(&f.rel);
                 }
                 batch_bytes += f.size;
-                hash_found(root, &f, dir.as_deref(), algos, progress).map_err(|e| e.to_string())
+                match small.as_mut() {
+                  Some(b) if Batch::<u32>::takes(f.size) => {
+                    b.add(id, open_found(root, &f, dir.as_deref()), f.size, progress, |file| check_found(file, &f));
+                    if b.is_full() {
+                      b.finish(|id, r| send(&mut batch, &mut batch_bytes, (id, r)));
+                    }
+                    continue;
+                  }
+                  _ => hash_found(root, &f, dir.as_deref(), algos, progress).map_err(|e| e.to_string()),
+                }
               }
             };
-            progress.ops_done.fetch_add(1, Relaxed);
-            batch.push((id, r));
-            if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
-              // The writer gone (failed) is not the hasher's error.
-              let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-              batch_bytes = 0;
-            }
+            send(&mut batch, &mut batch_bytes, (id, r));
           }
           if !batch.is_empty() {
             let _ = tx.send(batch);
@@ -714,7 +764,7 @@ mod tests {
     let out = tempfile::tempdir().unwrap();
     let tmp = out.path().join("r");
     let to = ReportTo { tmp: &tmp, group: "g", start_timestamp: 1_700_000_000.0, format };
-    let w = checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0) }).unwrap();
+    let w = checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0), ..Hooks::default() }).unwrap();
     (w, fs::read(tmp).unwrap())
   }
 
@@ -743,8 +793,16 @@ mod tests {
     }
   }
 
+  /// Also with MD5: small files then go through a [`Batch`], which must
+  /// fail the same files the same way.
   #[test]
   fn a_file_that_vanishes_or_turns_unreadable_mid_run_is_an_error_with_its_path() {
+    for algos in [&[Algo::Sha256][..], &[Algo::Sha256, Algo::Md5]] {
+      vanish_mid_run(algos);
+    }
+  }
+
+  fn vanish_mid_run(algos: &[Algo]) {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     for i in 0..200 {
@@ -775,7 +833,7 @@ mod tests {
       }
       changed.lock().unwrap().push(rel.to_string());
     };
-    let (r, text) = streamed(root, &[Algo::Sha256], 2, &Progress::new(), Format::Json, Some(&mid_run));
+    let (r, text) = streamed(root, algos, 2, &Progress::new(), Format::Json, Some(&mid_run));
     assert_eq!(changed.into_inner().unwrap().len(), 4);
     assert_eq!(r.files, 200);
     let errs: Vec<(&str, &str)> = r.errors.iter().map(|(p, e)| (p.as_str(), e.as_str())).collect();
