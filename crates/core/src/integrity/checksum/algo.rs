@@ -50,7 +50,9 @@ impl Algo {
 enum State {
   Sha256(ring::digest::Context),
   Sha512(ring::digest::Context),
-  Md5(md5::Md5),
+  /// md5-many's single stream: faster than md-5's assembly here (625 vs
+  /// 547 MB/s, as fast as OpenSSL), and the same crate as the batches'.
+  Md5(md5_many::Md5State),
   Blake3(Box<blake3::Hasher>),
   Sha3(sha3::Sha3_512),
   Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
@@ -81,7 +83,7 @@ impl Multi {
         .map(|a| match a {
           Algo::Sha256 => State::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
           Algo::Sha512 => State::Sha512(ring::digest::Context::new(&ring::digest::SHA512)),
-          Algo::Md5 => State::Md5(md5::Md5::new()),
+          Algo::Md5 => State::Md5(md5_many::Md5State::new()),
           Algo::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
           Algo::Sha3_512 => State::Sha3(sha3::Sha3_512::new()),
           Algo::Xxh3 => State::Xxh3(Box::new(xxhash_rust::xxh3::Xxh3::new())),
@@ -136,5 +138,26 @@ impl Multi {
   pub fn finish(self) -> Vec<String> {
     let algos = self.1.clone();
     digests_hex(&algos, &self.finish_raw())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// MD5 comes from md5-many (young, pinned): every length around the
+  /// block and padding edges, fed whole and in pieces that straddle blocks,
+  /// gives RustCrypto md-5's digest.
+  #[test]
+  fn streamed_md5_is_md5() {
+    let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    for n in (0..=300).chain([511, 512, 513, 1000, 4096, 4999]) {
+      let want = md5::Md5::digest(&data[..n]);
+      for piece in [n.max(1), 1, 7, 63, 64, 65, 1000] {
+        let mut h = Multi::new(&[Algo::Md5]);
+        data[..n].chunks(piece).for_each(|c| h.update(c));
+        assert_eq!(&h.finish_raw()[..], &want[..], "{n} bytes in pieces of {piece}");
+      }
+    }
   }
 }

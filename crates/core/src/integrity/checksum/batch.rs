@@ -76,14 +76,7 @@ impl<K> Batch<K> {
   /// saw) into the batch and hashes it with every algorithm but MD5; then
   /// `check` tells whether the file stayed the one the caller saw (it
   /// `fstat`s after the read). A failure is kept as this key's answer.
-  pub(crate) fn add(
-    &mut self,
-    key: K,
-    f: io::Result<File>,
-    size: u64,
-    progress: &Progress,
-    check: impl FnOnce(&File) -> io::Result<()>,
-  ) {
+  pub(crate) fn add(&mut self, key: K, f: io::Result<File>, size: u64, progress: &Progress, check: impl FnOnce(&File) -> io::Result<()>) {
     let at = self.buf.len();
     let read = f.and_then(|f| {
       self.buf.reserve(size as usize);
