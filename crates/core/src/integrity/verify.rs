@@ -15,6 +15,7 @@ use crate::backup::increments::{self, safe_rel, DamagedMeta};
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::fs::util;
+use crate::integrity::checksum::batch::Batch;
 use crate::integrity::checksum::{self, Algo, Files, ReadOptions, Report};
 use crate::integrity::digest_cache::DigestCache;
 use crate::integrity::scrub;
@@ -377,67 +378,109 @@ fn verify_walked(
   pairs.sort_by_key(|(_, f)| std::cmp::Reverse(f.map_or(0, |f| frec(f).size)));
   let oks = std::sync::atomic::AtomicU64::new(if all { 0 } else { trusted });
   // Only problems are kept (unless `all`): a million OKs are a count.
-  let mut outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
-    pairs
-      .par_iter()
-      .filter_map(|&(wi, cur)| {
-        let want = rep.files.get(wi as usize);
-        let out = match cur {
-          None => (Status::Missing, None),
-          // A recorded symlink is checked by its target text (reports list symlinks in `symlinks` only).
-          Some(c) if want.link().is_some() => match found.get(c as usize).link() {
-            Some(t) if Some(t) == want.link() => (Status::Ok, None),
-            Some(t) => (Status::Failed, Some(format!("symlink target is now {t:?}"))),
-            None => (Status::Failed, Some("was a symlink, now a file".into())),
-          },
-          Some(c) => {
-            let cur = frec(c);
-            let link = found.get(c as usize).link();
-            let same_meta = want.size().is_none_or(|s| s == cur.size) && want.stat().is_none_or(|(m, _, _)| m == cur.mtime_ns);
-            let got = match link {
-              Some(t) => {
-                let mut h = checksum::Multi::new(&used);
-                h.update(t.as_bytes());
-                Ok(h.finish())
+  // One file's verdict (None: an OK that is only counted). `hashed`: its
+  // digests when a batch computed them (see below), else read here.
+  let check = |wi: u32, cur: Option<u32>, hashed: Option<Result<Vec<String>, String>>| -> Option<(u32, Status, Option<String>)> {
+    let want = rep.files.get(wi as usize);
+    let out = match cur {
+      None => (Status::Missing, None),
+      // A recorded symlink is checked by its target text (reports list symlinks in `symlinks` only).
+      Some(c) if want.link().is_some() => match found.get(c as usize).link() {
+        Some(t) if Some(t) == want.link() => (Status::Ok, None),
+        Some(t) => (Status::Failed, Some(format!("symlink target is now {t:?}"))),
+        None => (Status::Failed, Some("was a symlink, now a file".into())),
+      },
+      Some(c) => {
+        let cur = frec(c);
+        let link = found.get(c as usize).link();
+        let same_meta = want.size().is_none_or(|s| s == cur.size) && want.stat().is_none_or(|(m, _, _)| m == cur.mtime_ns);
+        let got = match (hashed, link) {
+          (Some(got), _) => got,
+          (None, Some(t)) => {
+            let mut h = checksum::Multi::new(&used);
+            h.update(t.as_bytes());
+            Ok(h.finish())
+          }
+          (None, None) => checksum::hash_file(&root.join(found.rel(c)), &used, progress)
+            .map(|(d, _)| checksum::digests_hex(&used, &d))
+            .map_err(|e| e.to_string()),
+        };
+        match got {
+          Err(e) => (Status::Error, Some(e)),
+          Ok(sums) => {
+            if link.is_none() {
+              read.fetch_add(cur.size, Relaxed);
+            }
+            let mut k = 0;
+            let mut differs = false;
+            for (i, a) in algos.iter().enumerate() {
+              if a.is_none() {
+                continue;
               }
-              None => checksum::hash_file(&root.join(found.rel(c)), &used, progress).map(|(d, _)| checksum::digests_hex(&used, &d)),
-            };
-            match got {
-              Err(e) => (Status::Error, Some(e.to_string())),
-              Ok(sums) => {
-                if link.is_none() {
-                  read.fetch_add(cur.size, Relaxed);
-                }
-                let mut k = 0;
-                let mut differs = false;
-                for (i, a) in algos.iter().enumerate() {
-                  if a.is_none() {
-                    continue;
-                  }
-                  if want.sum(i).is_some_and(|w| w != sums[k]) {
-                    differs = true;
-                  }
-                  k += 1;
-                }
-                if !differs {
-                  (Status::Ok, None)
-                } else if same_meta && want.stat().is_some() {
-                  (Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
-                } else {
-                  (Status::Failed, None)
-                }
+              if want.sum(i).is_some_and(|w| w != sums[k]) {
+                differs = true;
               }
+              k += 1;
+            }
+            if !differs {
+              (Status::Ok, None)
+            } else if same_meta && want.stat().is_some() {
+              (Status::Corrupt, Some("content changed while size and mtime did not: bit rot or tampering".into()))
+            } else {
+              (Status::Failed, None)
             }
           }
-        };
-        progress.ops_done.fetch_add(1, Relaxed);
-        if out.0 == Status::Ok && !all {
-          oks.fetch_add(1, Relaxed);
-          return None;
         }
-        Some((wi, out.0, out.1))
-      })
-      .collect()
+      }
+    };
+    progress.ops_done.fetch_add(1, Relaxed);
+    if out.0 == Status::Ok && !all {
+      oks.fetch_add(1, Relaxed);
+      return None;
+    }
+    Some((wi, out.0, out.1))
+  };
+  // Small files (the tail of the largest-first order) are read in batches
+  // whose MD5 runs on SIMD lanes, as `checksum` does (`checksum::Batch`);
+  // both parts run at once, so no core idles on the last large file.
+  let small_from = match Batch::<()>::helps(&used) {
+    true => pairs.partition_point(|(_, f)| f.is_some_and(|f| !Batch::<()>::takes(frec(f).size))),
+    false => pairs.len(),
+  };
+  let (large, small) = pairs.split_at(small_from);
+  let mut outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
+    let (mut large, small) = rayon::join(
+      || large.par_iter().filter_map(|&(wi, cur)| check(wi, cur, None)).collect::<Vec<_>>(),
+      || {
+        if small.is_empty() {
+          return Vec::new(); // no MD5 in the report: no batches
+        }
+        small
+          .par_chunks(64)
+          .map_init(
+            || Batch::new(&used).expect("the algorithms hold MD5"),
+            |batch, chunk| {
+              let mut out = Vec::new();
+              for &(wi, cur) in chunk {
+                match cur {
+                  Some(c) if rep.files.get(wi as usize).link().is_none() && found.get(c as usize).link().is_none() => {
+                    if let Some((wi, c)) = batch.add_path((wi, c), &root.join(found.rel(c)), progress) {
+                      out.extend(check(wi, Some(c), None));
+                    }
+                  }
+                  _ => out.extend(check(wi, cur, None)),
+                }
+              }
+              batch.finish(|(wi, c), got| out.extend(check(wi, Some(c), Some(got.map(|d| checksum::digests_hex(&used, &d))))));
+              out
+            },
+          )
+          .flatten_iter()
+          .collect::<Vec<_>>()
+      },
+    );
+    large.extend(small);
+    large
   });
   drop(pairs);
   outcomes.extend(trusted_ok.into_iter().map(|wi| (wi, Status::Ok, None)));

@@ -12,9 +12,12 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::algo::{Algo, Multi};
+use super::run::open_nofollow;
+use crate::fs::util;
 use crate::progress::Progress;
 
 /// Files up to this size go through a batch.
@@ -47,16 +50,21 @@ impl<K> Batch<K> {
   /// A batch for `algos`, or None when they hold no MD5 (nothing to gain)
   /// or hold it twice.
   pub(crate) fn new(algos: &[Algo]) -> Option<Self> {
-    let i = algos.iter().position(|a| *a == Algo::Md5)?;
-    if algos.iter().filter(|a| **a == Algo::Md5).count() > 1 {
+    if !Self::helps(algos) {
       return None;
     }
+    let i = algos.iter().position(|a| *a == Algo::Md5)?;
     Some(Batch {
       others: algos.iter().copied().filter(|a| *a != Algo::Md5).collect(),
       md5_at: algos[..i].iter().map(|a| a.hex_len() / 2).sum(),
       buf: Vec::with_capacity(BYTES + SMALL as usize),
       items: Vec::with_capacity(FILES),
     })
+  }
+
+  /// A run of `algos` gains from batches (see [`Batch::new`]).
+  pub(crate) fn helps(algos: &[Algo]) -> bool {
+    algos.iter().filter(|a| **a == Algo::Md5).count() == 1
   }
 
   /// A file of this size is hashed through the batch.
@@ -96,6 +104,31 @@ impl<K> Batch<K> {
       }
     };
     self.items.push(Item { key, at, len: self.buf.len() - at, got });
+  }
+
+  /// Opens the file at `path` (never following a symlink) and adds it when
+  /// it is small now, failing it if it changes (size, mtime) while read;
+  /// gives `key` back when it has grown past [`SMALL`] (the caller streams
+  /// it instead).
+  pub(crate) fn add_path(&mut self, key: K, path: &Path, progress: &Progress) -> Option<K> {
+    let opened = open_nofollow(path).and_then(|f| f.metadata().map(|m| (f, m)));
+    match opened {
+      Ok((_, before)) if !Self::takes(before.len()) => Some(key),
+      Ok((f, before)) => {
+        self.add(key, Ok(f), before.len(), progress, |f| {
+          let after = f.metadata()?;
+          if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
+            return Err(io::Error::other("the file changed while it was read"));
+          }
+          Ok(())
+        });
+        None
+      }
+      Err(e) => {
+        self.add(key, Err(e), 0, progress, |_| Ok(()));
+        None
+      }
+    }
   }
 
   /// Computes the MD5 of every file in the batch at once and hands each

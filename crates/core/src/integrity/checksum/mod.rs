@@ -8,7 +8,7 @@
 //! `checksum::checksum_report`, `checksum::read_report`…
 
 pub mod algo;
-mod batch;
+pub(crate) mod batch;
 pub mod lines;
 pub mod report_read;
 pub mod report_write;

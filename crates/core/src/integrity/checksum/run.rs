@@ -288,7 +288,7 @@ impl Drop for DirFd {
   }
 }
 
-fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+pub(super) fn open_nofollow(path: &Path) -> io::Result<fs::File> {
   crate::fs::longpath::with(path, |p| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(p))
 }
 
