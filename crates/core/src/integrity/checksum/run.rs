@@ -550,8 +550,6 @@ pub(crate) struct Hooks<'a> {
   pub before_hash: Option<&'a (dyn Fn(&str) + Sync)>,
   /// The work time to write instead of the measured one (reports compared byte for byte).
   pub work_time: Option<f64>,
-  /// Every file on the streaming path (the tests' reference for [`Batch`]).
-  pub no_small_batch: bool,
 }
 
 pub(crate) fn checksum_report_with(
@@ -647,7 +645,7 @@ pub(crate) fn checksum_report_with(
             }
           };
           // Small files wait here for their MD5, computed for all of them at once.
-          let mut small = if hooks.no_small_batch { None } else { Batch::new(algos) };
+          let mut small = Batch::new(algos);
           loop {
             let waiting = small.as_ref().is_some_and(|b| !b.is_empty());
             // With small files waiting, do not sleep on the queue: hash them first.
@@ -765,7 +763,7 @@ mod tests {
     let tmp = out.path().join("r");
     let to = ReportTo { tmp: &tmp, group: "g", start_timestamp: 1_700_000_000.0, format };
     let w =
-      checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0), ..Hooks::default() }).unwrap();
+      checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0) }).unwrap();
     (w, fs::read(tmp).unwrap())
   }
 
