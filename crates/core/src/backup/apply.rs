@@ -24,8 +24,8 @@ use crate::backup::meta::{self, CatalogEntry, JournalHeader, OpKind};
 use crate::backup::plan::{Op, Plan};
 use crate::backup::recover::recover;
 use crate::backup::rules::Role;
-use crate::backup::scan::{Entry, Extra, Kind};
-use crate::backup::state::{self, StateEntry};
+use crate::backup::scan::{Entry, Kind};
+use crate::backup::state::{self, Fields, StateEntry};
 use crate::error::{is_disk_full, Error, Warning};
 use crate::fs::longpath;
 use crate::fs::names;
@@ -318,7 +318,7 @@ enum StateRef<'a> {
 impl<'a> StateRef<'a> {
   fn rel(&self) -> &'a str {
     match *self {
-      StateRef::Old(o, ..) => &o.rel,
+      StateRef::Old(o, ..) => &o.rel(),
       StateRef::New(e, ..) => &e.rel,
     }
   }
@@ -331,23 +331,24 @@ impl<'a> StateRef<'a> {
   /// The state line: the old entry itself when it stays as it was (no copy).
   fn line(&self) -> Cow<'a, StateEntry> {
     match *self {
-      StateRef::Old(o, t, stamp) if o.tracked == t && (t || o.sha256.is_none()) && o.stamp == stamp => Cow::Borrowed(o),
+      StateRef::Old(o, t, stamp) if o.tracked == t && (t || o.sha().is_none()) && o.stamp == stamp => Cow::Borrowed(o),
       StateRef::Old(o, t, stamp) => {
-        Cow::Owned(StateEntry { tracked: t, sha256: if t { o.sha256.clone() } else { None }, stamp, ..o.clone() })
+        Cow::Owned(StateEntry::new(Fields { tracked: t, sha256: if t { o.sha() } else { None }, stamp, ..o.fields() }))
       }
-      StateRef::New(e, sha, xattr, linked, inconsistent) => Cow::Owned(StateEntry {
-        rel: e.rel.clone(),
+      StateRef::New(e, sha, xattr, linked, inconsistent) => Cow::Owned(StateEntry::new(Fields {
+        rel: &e.rel,
         kind: e.kind,
         size: e.size,
         mtime_ns: e.mtime_ns,
         mode: e.mode,
         tracked: e.role == Role::Tracked,
-        sha256: if e.role == Role::Tracked { sha.map(|h| Box::new(*h)) } else { None },
+        sha256: if e.role == Role::Tracked { sha.copied() } else { None },
         inconsistent,
-        extra: Extra::boxed(if linked { e.link().map(Into::into) } else { None }, xattr.copied()),
+        link: if linked { e.link() } else { None },
+        xattr: xattr.copied(),
         // The scan saw no xattrs under this stamp, and the copy wrote none.
         stamp: if xattr.is_none() && !inconsistent { e.stamp } else { 0 },
-      }),
+      })),
     }
   }
   /// What `mirror.json` records of the entry: size and mtime.
@@ -398,7 +399,7 @@ fn next_state<'a>(
         None => continue,
       }
     }
-    while j < old.len() && old[j].rel < e.rel {
+    while j < old.len() && old[j].rel() < &*e.rel {
       j += 1;
     }
     i += 1;
@@ -411,7 +412,7 @@ fn next_state<'a>(
         (_, Some(o)) => return Some(StateRef::Old(o, o.tracked, o.stamp)),
         _ => {}
       }
-    } else if j < old.len() && old[j].rel == e.rel {
+    } else if j < old.len() && old[j].rel() == &*e.rel {
       // No op: the scan found it as recorded (xattrs included), so its
       // stamp, when it has one, is the one to keep.
       let o = &old[j];
@@ -423,7 +424,7 @@ fn next_state<'a>(
   let mut scanned = scanned.peekable();
   let mut kept = kept.iter().peekable();
   std::iter::from_fn(move || match (scanned.peek(), kept.peek()) {
-    (Some(r), Some(o)) if *o.rel < *r.rel() => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
+    (Some(r), Some(o)) if *o.rel() < *r.rel() => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
     (Some(_), _) => scanned.next(),
     (None, _) => kept.next().map(|o| StateRef::Old(o, o.tracked, o.stamp)),
   })
