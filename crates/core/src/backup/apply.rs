@@ -318,7 +318,7 @@ enum StateRef<'a> {
 impl<'a> StateRef<'a> {
   fn rel(&self) -> &'a str {
     match *self {
-      StateRef::Old(o, ..) => &o.rel(),
+      StateRef::Old(o, ..) => o.rel(),
       StateRef::New(e, ..) => &e.rel,
     }
   }

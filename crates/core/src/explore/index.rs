@@ -1226,7 +1226,7 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
         )
         .map_err(e)?;
       for s in &state {
-        let pid = pids.id(conn, &s.rel()).map_err(e)?;
+        let pid = pids.id(conn, s.rel()).map_err(e)?;
         st.execute(params![pid, s.size as i64, s.mtime_ns, s.mode as i64, kind_num(s.kind), s.tracked, s.sha().map(hex::encode), s.link()])
           .map_err(e)?;
       }
@@ -1509,7 +1509,7 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
   };
   match at {
     None => {
-      for s in state.iter().filter(|s| under(&s.rel())) {
+      for s in state.iter().filter(|s| under(s.rel())) {
         files.insert(s.rel().to_string(), mirror_file(s));
       }
     }
@@ -1537,7 +1537,7 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
           );
         }
       }
-      for s in state.iter().filter(|s| !s.tracked && under(&s.rel()) && !m.contains_key(&*s.rel())) {
+      for s in state.iter().filter(|s| !s.tracked && under(s.rel()) && !m.contains_key(s.rel())) {
         files.insert(s.rel().to_string(), mirror_file(s));
       }
     }

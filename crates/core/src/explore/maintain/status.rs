@@ -68,7 +68,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
             })
           })
           .collect();
-        v.sort_by(|a, b| a.rel().cmp(&b.rel()));
+        v.sort_by(|a, b| a.rel().cmp(b.rel()));
         v
       }
       Err(e) => {
@@ -92,14 +92,14 @@ pub fn check_state(dst: &Path) -> StateCheck {
   let (mut i, mut j) = (0, 0);
   while i < st.len() || j < files.len() {
     match (st.get(i), files.get(j)) {
-      (Some(s), Some((p, md))) if &*s.rel() == p.as_str() => {
+      (Some(s), Some((p, md))) if s.rel() == p.as_str() => {
         if s.size != md.len() || (s.mtime_ns - util::mtime_ns(md)).abs() > tol || s.kind != kind_of(md) {
           c.differing.push(p.clone());
         }
         i += 1;
         j += 1;
       }
-      (Some(s), Some((p, _))) if &*s.rel() < p.as_str() => {
+      (Some(s), Some((p, _))) if s.rel() < p.as_str() => {
         c.missing.push(s.rel().to_string());
         i += 1;
       }
@@ -116,7 +116,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
   }
   // What an interrupted run already changed is pending, not a disagreement.
   if let Some(run) = meta::PendingRun::read(&l.journal) {
-    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (&*s.rel(), (s.size, s.mtime_ns))).collect();
+    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (s.rel(), (s.size, s.mtime_ns))).collect();
     let mut pending = Vec::new();
     for list in [&mut c.missing, &mut c.extra, &mut c.differing] {
       list.retain(|p| {
