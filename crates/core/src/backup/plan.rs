@@ -49,7 +49,7 @@ impl<'a> Op<'a> {
   pub fn rel(&self) -> &'a str {
     match (self.entry, self.old) {
       (Some(e), _) => &e.rel,
-      (None, Some(o)) => &o.rel,
+      (None, Some(o)) => o.rel(),
       (None, None) => unreachable!("an op has an entry or a state entry"),
     }
   }
@@ -126,7 +126,7 @@ pub fn plan<'a>(entries: &'a [Entry], old: &'a [StateEntry], unreadable: &HashSe
   let (mut i, mut j) = (0, 0);
   while i < entries.len() || j < old.len() {
     let ord = match (entries.get(i), old.get(j)) {
-      (Some(e), Some(o)) => e.rel.cmp(&o.rel),
+      (Some(e), Some(o)) => (*e.rel).cmp(o.rel()),
       (Some(_), None) => Ordering::Less,
       (None, _) => Ordering::Greater,
     };
@@ -141,7 +141,7 @@ pub fn plan<'a>(entries: &'a [Entry], old: &'a [StateEntry], unreadable: &HashSe
       }
       Ordering::Greater => {
         let o = &old[j];
-        if scan::is_unreadable(unreadable, &o.rel) {
+        if scan::is_unreadable(unreadable, o.rel()) {
           p.kept.push(o);
         } else {
           let kind = if o.tracked { OpKind::Delete } else { OpKind::Remove };
@@ -187,7 +187,7 @@ pub fn changes(entries: &[Entry], plan: &Plan) -> Vec<Change> {
   }
   for o in &plan.kept {
     let role = if o.tracked { Role::Tracked } else { Role::Mirrored };
-    by_path.insert(&o.rel, Change { path: o.rel.to_string(), role, change: "unchanged".into() });
+    by_path.insert(o.rel(), Change { path: o.rel().to_string(), role, change: "unchanged".into() });
   }
   for op in &plan.ops {
     let role = if op.tracked { Role::Tracked } else { Role::Mirrored };

@@ -15,8 +15,8 @@ use rayon::prelude::*;
 
 use crate::backup::apply::remove_journal;
 use crate::backup::meta::{self, CatalogEntry, IncrementMeta, JournalHeader, JournalOp, OpKind};
-use crate::backup::scan::{Extra, Kind};
-use crate::backup::state::{self, StateEntry};
+use crate::backup::scan::Kind;
+use crate::backup::state::{self, Fields, StateEntry};
 use crate::error::Error;
 use crate::fs::longpath;
 use crate::fs::names;
@@ -29,7 +29,7 @@ use crate::layout::{self, Layout};
 pub fn recover(l: &Layout) -> Result<Option<String>, Error> {
   util::clean_atomic_leftovers(&l.meta);
   let Some((header, ops)) = meta::read_journal(&l.journal)? else { return Ok(None) };
-  let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel.to_string(), e)).collect();
+  let mut state: BTreeMap<String, StateEntry> = state::read(&l.state)?.into_iter().map(|e| (e.rel().to_string(), e)).collect();
   let inc = Unfinished::find(l, &header)?;
   let done = done_ops(l, &ops, &inc);
   let catalog = replay(l, &ops, &done, &mut state);
@@ -231,18 +231,19 @@ fn stored(l: &Layout, op: &JournalOp, d: &Done) -> (StateEntry, Option<CatalogEn
   // to its group's first path (else the next run links it).
   let attrs = d.file.as_deref().map(xattrs::read_quiet).unwrap_or_default();
   let link = op.link.as_ref().filter(|lead| same_inode(&l.mirror_path(&op.rel), &l.mirror_path(lead)));
-  let entry = StateEntry {
-    rel: op.rel.clone().into(),
+  let entry = StateEntry::new(Fields {
+    rel: &op.rel,
     kind: op.kind,
     size,
     mtime_ns,
     mode,
     tracked: op.tracked,
-    sha256: if op.tracked { d.sha.map(Box::new) } else { None },
+    sha256: if op.tracked { d.sha } else { None },
     inconsistent: d.other.is_some(),
-    extra: Extra::boxed(link.map(|s| s.as_str().into()), xattrs::digest(&attrs)),
+    link: link.map(String::as_str),
+    xattr: xattrs::digest(&attrs),
     stamp: 0,
-  };
+  });
   let catalog = op.tracked.then(|| {
     let what = op.change.unwrap_or(meta::Change::New).as_str();
     let mut c = meta::catalog_entry(size, mtime_ns, mode, op.kind, what, d.sha, d.copied);

@@ -477,7 +477,7 @@ pub struct History {
 }
 
 pub(crate) fn read_state_entry(l: &Layout, rel: &str) -> Result<Option<StateEntry>, Error> {
-  Ok(crate::backup::adopt::read_state(l, false)?.0.into_iter().find(|e| &*e.rel == rel))
+  Ok(crate::backup::adopt::read_state(l, false)?.0.into_iter().find(|e| e.rel() == rel))
 }
 
 /// `backup history PATH`: from the catalog index when it can be used.

@@ -825,7 +825,7 @@ impl Index {
         .map(|s| {
           let sha256 = s.sha().map(hex::encode);
           (
-            s.rel.to_string(),
+            s.rel().to_string(),
             MirrorRow {
               size: s.size,
               mtime_ns: s.mtime_ns,
@@ -1226,7 +1226,7 @@ fn apply(conn: &Connection, dst: &Path, file: &Path, fresh: bool, p: Plan, mstam
         )
         .map_err(e)?;
       for s in &state {
-        let pid = pids.id(conn, &s.rel).map_err(e)?;
+        let pid = pids.id(conn, s.rel()).map_err(e)?;
         st.execute(params![pid, s.size as i64, s.mtime_ns, s.mode as i64, kind_num(s.kind), s.tracked, s.sha().map(hex::encode), s.link()])
           .map_err(e)?;
       }
@@ -1509,8 +1509,8 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
   };
   match at {
     None => {
-      for s in state.iter().filter(|s| under(&s.rel)) {
-        files.insert(s.rel.to_string(), mirror_file(s));
+      for s in state.iter().filter(|s| under(s.rel())) {
+        files.insert(s.rel().to_string(), mirror_file(s));
       }
     }
     Some(name) => {
@@ -1537,8 +1537,8 @@ pub fn tree_direct(dst: &Path, path: &str, at: Option<&str>) -> Result<Tree, Err
           );
         }
       }
-      for s in state.iter().filter(|s| !s.tracked && under(&s.rel) && !m.contains_key(&*s.rel)) {
-        files.insert(s.rel.to_string(), mirror_file(s));
+      for s in state.iter().filter(|s| !s.tracked && under(s.rel()) && !m.contains_key(s.rel())) {
+        files.insert(s.rel().to_string(), mirror_file(s));
       }
     }
   }

@@ -183,12 +183,12 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   let pending = std::cell::Cell::new(0u64);
   let from_state = |s: &state::StateEntry, items: &mut Vec<Item>| {
     if let Some(run) = &report.pending_run {
-      if safe_rel(&s.rel) {
-        if let Some(op) = run.applied(&s.rel, &l.mirror.join(crate::fs::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))) {
+      if safe_rel(s.rel()) {
+        if let Some(op) = run.applied(s.rel(), &l.mirror.join(crate::fs::names::to_path(s.rel())), Some((s.size, s.mtime_ns))) {
           pending.set(pending.get() + 1);
           if op.op.stores() {
             items.push(Item {
-              path: s.rel.to_string(),
+              path: s.rel().to_string(),
               from: "mirror".into(),
               untracked: !op.tracked,
               size: op.size,
@@ -204,7 +204,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
       }
     }
     items.push(Item {
-      path: s.rel.to_string(),
+      path: s.rel().to_string(),
       from: "mirror".into(),
       untracked: !s.tracked,
       size: s.size,
@@ -217,7 +217,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
   };
   match &o.at {
     None => {
-      for s in mirror_state.iter().filter(|s| keep(&s.rel)) {
+      for s in mirror_state.iter().filter(|s| keep(s.rel())) {
         from_state(s, &mut items);
       }
     }
@@ -240,7 +240,7 @@ fn plan(o: &RestoreOptions, report: &mut RestoreReport) -> Result<Vec<Item>, Err
           link: e.link.clone(),
         });
       }
-      for s in mirror_state.iter().filter(|s| !s.tracked && keep(&s.rel) && !mentions.contains_key(&*s.rel)) {
+      for s in mirror_state.iter().filter(|s| !s.tracked && keep(s.rel()) && !mentions.contains_key(s.rel())) {
         from_state(s, &mut items);
       }
     }

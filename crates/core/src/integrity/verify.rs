@@ -699,18 +699,18 @@ pub fn verify_backup_with(dst: &Path, o: &BackupVerifyOptions, progress: &Progre
     Ok(st) => {
       for s in st {
         if let Some(run) = &res.pending_run {
-          if safe_rel(&s.rel)
-            && run.applied(&s.rel, &l.mirror.join(crate::fs::names::to_path(&s.rel)), Some((s.size, s.mtime_ns))).is_some()
+          if safe_rel(s.rel())
+            && run.applied(s.rel(), &l.mirror.join(crate::fs::names::to_path(s.rel())), Some((s.size, s.mtime_ns))).is_some()
           {
             res.pending += 1;
             continue;
           }
         }
         match s.sha() {
-          Some(h) if safe_rel(&s.rel) => checks.push(Check {
+          Some(h) if safe_rel(s.rel()) => checks.push(Check {
             location: "mirror".into(),
-            rel: s.rel.to_string(),
-            path: l.mirror.join(crate::fs::names::to_path(&s.rel)),
+            rel: s.rel().to_string(),
+            path: l.mirror.join(crate::fs::names::to_path(s.rel())),
             sha: hex::encode(h),
           }),
           _ => res.unverifiable += 1,

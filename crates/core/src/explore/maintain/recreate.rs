@@ -158,7 +158,7 @@ fn recreate_inner(dst: &Path, only: Option<&str>, force: bool, workers: usize, p
           .zip(links)
           .map(|((p, md), link)| {
             let tracked = live.get(p).copied().unwrap_or(false);
-            StateEntry::from_mirror(&l.mirror, p, md, tracked, tracked, link)
+            StateEntry::from_mirror(&l.mirror, p, md, tracked, tracked, link.as_deref())
           })
           .collect()
       })

@@ -11,7 +11,7 @@ use super::kind_of;
 use crate::backup::increments::safe_rel;
 use crate::backup::meta;
 use crate::backup::scan::Kind;
-use crate::backup::state::{self, StateEntry};
+use crate::backup::state::{self, Fields, StateEntry};
 use crate::fs::util;
 use crate::fs::walk;
 use crate::layout::Layout;
@@ -52,20 +52,23 @@ pub fn check_state(dst: &Path) -> StateCheck {
         let mut v: Vec<StateEntry> = m
           .unwrap_or_default()
           .into_iter()
-          .map(|(p, o)| StateEntry {
-            extra: None,
-            stamp: 0,
-            rel: p.into(),
-            kind: Kind::File,
-            size: o.size,
-            mtime_ns: (o.mtime * 1e9).round() as i64,
-            mode: 0,
-            tracked: o.tracked,
-            sha256: None,
-            inconsistent: false,
+          .map(|(p, o)| {
+            StateEntry::new(Fields {
+              link: None,
+              xattr: None,
+              stamp: 0,
+              rel: &p,
+              kind: Kind::File,
+              size: o.size,
+              mtime_ns: (o.mtime * 1e9).round() as i64,
+              mode: 0,
+              tracked: o.tracked,
+              sha256: None,
+              inconsistent: false,
+            })
           })
           .collect();
-        v.sort_by(|a, b| a.rel.cmp(&b.rel));
+        v.sort_by(|a, b| a.rel().cmp(b.rel()));
         v
       }
       Err(e) => {
@@ -89,19 +92,19 @@ pub fn check_state(dst: &Path) -> StateCheck {
   let (mut i, mut j) = (0, 0);
   while i < st.len() || j < files.len() {
     match (st.get(i), files.get(j)) {
-      (Some(s), Some((p, md))) if &*s.rel == p.as_str() => {
+      (Some(s), Some((p, md))) if s.rel() == p.as_str() => {
         if s.size != md.len() || (s.mtime_ns - util::mtime_ns(md)).abs() > tol || s.kind != kind_of(md) {
           c.differing.push(p.clone());
         }
         i += 1;
         j += 1;
       }
-      (Some(s), Some((p, _))) if &*s.rel < p.as_str() => {
-        c.missing.push(s.rel.to_string());
+      (Some(s), Some((p, _))) if s.rel() < p.as_str() => {
+        c.missing.push(s.rel().to_string());
         i += 1;
       }
       (Some(s), None) => {
-        c.missing.push(s.rel.to_string());
+        c.missing.push(s.rel().to_string());
         i += 1;
       }
       (_, Some((p, _))) => {
@@ -113,7 +116,7 @@ pub fn check_state(dst: &Path) -> StateCheck {
   }
   // What an interrupted run already changed is pending, not a disagreement.
   if let Some(run) = meta::PendingRun::read(&l.journal) {
-    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (&*s.rel, (s.size, s.mtime_ns))).collect();
+    let rec: HashMap<&str, (u64, i64)> = st.iter().map(|s| (s.rel(), (s.size, s.mtime_ns))).collect();
     let mut pending = Vec::new();
     for list in [&mut c.missing, &mut c.extra, &mut c.differing] {
       list.retain(|p| {
