@@ -456,6 +456,90 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
   Ok(h)
 }
 
+/// The paths a metadata file's catalog mentions (unescaped, in file
+/// order), without parsing the entries: all that prune's decision needs.
+/// Our writer's layout (the head, then one entry per line,
+/// `\n    "path": {…}`) is read line by line, a `memchr` per line; any
+/// other layout, the original's metadata (whose deleted files are read
+/// from its folder) or a count that disagrees with the summary goes through
+/// the full parser, which also names the damage. The line reader checks
+/// the layout and the keys, not the values: they are parsed where they are
+/// used (carried entries, the kept increment's rewrite).
+pub fn catalog_keys<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Cow<'a, str>>, Error> {
+  if let Some(keys) = line_keys(bytes) {
+    return Ok(keys);
+  }
+  let keys = std::cell::RefCell::new(Vec::new());
+  let record = |p: &str| {
+    keys.borrow_mut().push(Cow::Owned(p.to_string()));
+    false
+  };
+  parse_filtered(path, bytes, &record, &mut |_: &str, _: EntryRef| {})?;
+  Ok(keys.into_inner())
+}
+
+/// [`catalog_keys`] for metadata exactly as [`crate::backup::meta::write_meta`]
+/// writes it; `None` at the first byte that is not.
+fn line_keys(bytes: &[u8]) -> Option<Vec<Cow<'_, str>>> {
+  const MARK: &[u8] = b",\n  \"file_catalog\": {";
+  const SUMMARY: &[u8] = b"\n  \"summary\": {";
+  const END: &[u8] = b"\n  }\n}\n";
+  if is_original_bytes(bytes) {
+    return None;
+  }
+  let window = &bytes[..bytes.len().min(64 * 1024)];
+  let at = memchr::memmem::find(window, MARK)?;
+  memchr::memmem::find(&window[..at], SUMMARY)?;
+  let mut head = bytes[..at].to_vec();
+  head.extend_from_slice(b"\n}");
+  let total = serde_json::from_slice::<Head>(&head).ok()?.summary.total;
+  let mut keys = Vec::with_capacity(total.min(bytes.len() as u64 / 8) as usize);
+  let mut at = at + MARK.len();
+  if &bytes[at..] == END {
+    return (total == 0).then_some(keys);
+  }
+  let mut lead: &[u8] = b"\n    \"";
+  loop {
+    if !bytes[at..].starts_with(lead) {
+      return None;
+    }
+    let start = at + lead.len();
+    let quote = start + memchr::memchr2(b'"', b'\\', &bytes[start..])?;
+    let (key, end) = if bytes[quote] == b'"' {
+      let raw = &bytes[start..quote];
+      if raw.iter().any(|&c| c < 0x20) {
+        return None;
+      }
+      (Cow::Borrowed(std::str::from_utf8(raw).ok()?), quote)
+    } else {
+      // An escape: find the closing quote, then let serde decode it.
+      let mut i = quote;
+      loop {
+        match *bytes.get(i)? {
+          b'\\' => i += 2,
+          b'"' => break,
+          b'\n' => return None,
+          _ => i += 1,
+        }
+      }
+      (Cow::Owned(serde_json::from_slice::<String>(&bytes[start - 1..=i]).ok()?), i)
+    };
+    if !bytes[end + 1..].starts_with(b": {") {
+      return None;
+    }
+    let nl = end + 1 + memchr::memchr(b'\n', &bytes[end + 1..])?;
+    keys.push(key);
+    match bytes[nl - 1] {
+      b',' if bytes[nl - 2] == b'}' => {
+        at = nl - 1;
+        lead = b",\n    \"";
+      }
+      b'}' if &bytes[nl..] == END => return (keys.len() as u64 == total).then_some(keys),
+      _ => return None,
+    }
+  }
+}
+
 /// Whether metadata bytes are the original scripts' (`"version": "1.0"`,
 /// their first key; ours is the number 1).
 fn is_original_bytes(bytes: &[u8]) -> bool {

@@ -3,7 +3,9 @@
 //! next kept increment does not mention are carried into it by hardlink,
 //! then they are hidden in the trash (atomic renames) and deleted.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{real_dirs, remove_tree_parallel, KeyScan, PruneJournal};
+use super::{real_dirs, remove_tree_parallel, PruneJournal};
 use crate::backup::increments::{self, safe_rel, Increment};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
@@ -82,10 +84,10 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut group: Vec<&Increment> = Vec::new();
   // Removed increments, hidden in the trash, to delete at the end.
   let mut hidden: Vec<std::path::PathBuf> = Vec::new();
-  // One group's metadata and keys (a 100k-entry catalog is 25 MB and 100k
-  // keys): freed when the next group starts, the last group's after the
-  // removal rather than on its way.
-  let mut spent: Vec<(Vec<u8>, HashSet<String>)> = Vec::new();
+  // One group's metadata (a 100k-entry catalog is 25 MB): freed when the
+  // next group starts, the last group's after the removal rather than on
+  // its way.
+  let mut spent: Vec<Vec<u8>> = Vec::new();
   for inc in &incs {
     if remove_set.contains(inc.name.as_str()) {
       group.push(inc);
@@ -95,37 +97,35 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       continue;
     }
     spent.clear();
-    // The paths each metadata file mentions, all read in parallel (keys only).
-    let keys_of = |i: &Increment| -> KeyScan {
-      let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
-      let keys = std::cell::RefCell::new(HashSet::new());
-      let record = |p: &str| {
-        keys.borrow_mut().insert(p.to_string());
-        false
-      };
-      increments::parse_filtered(&i.meta_path(), &b, &record, &mut |_: &str, _: increments::EntryRef| {})?;
-      Ok((b, keys.into_inner()))
-    };
-    let mut scans: Vec<KeyScan> =
-      pool.install(|| std::iter::once(inc).chain(group.iter().copied()).collect::<Vec<_>>().par_iter().map(|i| keys_of(i)).collect());
+    // The metadata of the kept increment and of its group, read and their
+    // keys listed in parallel (keys only, borrowed from the bytes).
+    let members: Vec<&Increment> = std::iter::once(inc).chain(group.iter().copied()).collect();
+    let read = |i: &Increment| increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"));
+    let bytes: Vec<Result<Vec<u8>, Error>> = pool.install(|| members.par_iter().map(|i| read(i)).collect());
+    let bytes = bytes.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let keys: Vec<Result<Vec<Cow<str>>, Error>> = pool.install(|| {
+      members.par_iter().zip(&bytes).map(|(i, b)| increments::catalog_keys(&i.meta_path(), b)).collect()
+    });
+    let mut keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
     timing("key scan", started);
-    let (kept_bytes, mentioned) = scans.remove(0)?;
+    let mentioned = keys.next().unwrap_or_default();
     let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
-    spent.push((kept_bytes, HashSet::new()));
-    for (gi, scan) in scans.into_iter().enumerate() {
-      let (rb, keys) = scan?;
-      if !pool.install(|| keys.par_iter().all(|k| mentioned.contains(k))) {
+    for (gi, rk) in keys.enumerate() {
+      // What the kept increment does not mention.
+      let missing = missing_from(&rk, &mentioned);
+      if !missing.is_empty() {
         increments::parse_filtered(
           &group[gi].meta_path(),
-          &rb,
-          &|p| !mentioned.contains(p) && safe_rel(p),
+          &bytes[gi + 1],
+          &|p| missing.contains(p) && safe_rel(p),
           &mut |p: &str, e: increments::EntryRef| {
             carry.insert(p.to_string(), (gi, e.to_owned()));
           },
         )?;
       }
-      spent.push((rb, keys));
     }
+    drop(mentioned);
+    spent.extend(bytes);
     let moved = carry.len() as u64;
     report.carried.insert(inc.name.clone(), moved);
     timing("carry decided", started);
@@ -158,7 +158,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       util::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
       timing("hidden in the trash", started);
     }
-    spent.push((Vec::new(), mentioned));
     group.clear();
   }
   if !dry_run {
@@ -187,6 +186,38 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     }
   }
   Ok(report)
+}
+
+/// The keys of `of` that `kept` does not have. Both usually list the
+/// same paths in the same order (our writer's path order) for the stretch
+/// they share: that stretch costs one comparison per key; the rest is
+/// looked up in a set of `kept` keyed by xxh3 (SipHash over 100k paths
+/// cost more than their scan).
+fn missing_from<'a>(of: &'a [Cow<'_, str>], kept: &[Cow<'_, str>]) -> PathSet<'a> {
+  let same = of.iter().zip(kept).take_while(|(a, b)| a == b).count();
+  if same == of.len() {
+    return PathSet::default();
+  }
+  let set: PathSet = kept.iter().map(|k| k.as_ref()).collect();
+  of[same..].iter().map(|p| p.as_ref()).filter(|p| !set.contains(p)).collect()
+}
+
+/// Paths borrowed from metadata bytes, hashed with [`PathHash`].
+type PathSet<'a> = HashSet<&'a str, BuildHasherDefault<PathHash>>;
+
+/// xxh3 of a path, for [`PathSet`].
+#[derive(Default)]
+struct PathHash(u64);
+
+impl Hasher for PathHash {
+  fn finish(&self) -> u64 {
+    self.0
+  }
+  fn write(&mut self, b: &[u8]) {
+    self.0 ^= xxhash_rust::xxh3::xxh3_64(b);
+  }
+  /// `str`'s terminator: the bytes alone identify the path.
+  fn write_u8(&mut self, _: u8) {}
 }
 
 /// Puts `from/<category>/<p>` into `to/<category>/<p>` as a hardlink
