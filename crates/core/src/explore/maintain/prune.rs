@@ -3,7 +3,6 @@
 //! next kept increment does not mention are carried into it by hardlink,
 //! then they are hidden in the trash (atomic renames) and deleted.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::fs;
@@ -15,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{real_dirs, remove_tree_parallel, PruneJournal};
-use crate::backup::increments::{self, safe_rel, Increment};
+use crate::backup::increments::{self, safe_rel, Increment, Keys};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
 use crate::fs::util::{self, fault_point};
@@ -84,10 +83,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut group: Vec<&Increment> = Vec::new();
   // Removed increments, hidden in the trash, to delete at the end.
   let mut hidden: Vec<std::path::PathBuf> = Vec::new();
-  // One group's metadata (a 100k-entry catalog is 25 MB): freed when the
-  // next group starts, the last group's after the removal rather than on
-  // its way.
-  let mut spent: Vec<Vec<u8>> = Vec::new();
   for inc in &incs {
     if remove_set.contains(inc.name.as_str()) {
       group.push(inc);
@@ -96,36 +91,34 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     if group.is_empty() {
       continue;
     }
-    spent.clear();
-    // The metadata of the kept increment and of its group, read and their
-    // keys listed in parallel (keys only, borrowed from the bytes).
+    // The paths the kept increment and its group mention, read in parallel
+    // (keys only).
     let members: Vec<&Increment> = std::iter::once(inc).chain(group.iter().copied()).collect();
-    let read = |i: &Increment| increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"));
-    let bytes: Vec<Result<Vec<u8>, Error>> = pool.install(|| members.par_iter().map(|i| read(i)).collect());
-    let bytes = bytes.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let keys: Vec<Result<Vec<Cow<str>>, Error>> = pool.install(|| {
-      members.par_iter().zip(&bytes).map(|(i, b)| increments::catalog_keys(&i.meta_path(), b)).collect()
-    });
+    let keys_of = |i: &Increment| {
+      increments::catalog_keys(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))
+    };
+    let keys: Vec<Result<Keys, Error>> = pool.install(|| members.par_iter().map(|i| keys_of(i)).collect());
     let mut keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
     timing("key scan", started);
     let mentioned = keys.next().unwrap_or_default();
     let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
     for (gi, rk) in keys.enumerate() {
-      // What the kept increment does not mention.
+      // What the kept increment does not mention: only those entries are parsed.
       let missing = missing_from(&rk, &mentioned);
-      if !missing.is_empty() {
-        increments::parse_filtered(
-          &group[gi].meta_path(),
-          &bytes[gi + 1],
-          &|p| missing.contains(p) && safe_rel(p),
-          &mut |p: &str, e: increments::EntryRef| {
-            carry.insert(p.to_string(), (gi, e.to_owned()));
-          },
-        )?;
+      if missing.is_empty() {
+        continue;
       }
+      let r = group[gi];
+      let bytes = increments::read_bytes(r)?.ok_or_else(|| increments::missing_error(r, "prune cannot tell what it holds"))?;
+      increments::parse_filtered(
+        &r.meta_path(),
+        &bytes,
+        &|p| missing.contains(p) && safe_rel(p),
+        &mut |p: &str, e: increments::EntryRef| {
+          carry.insert(p.to_string(), (gi, e.to_owned()));
+        },
+      )?;
     }
-    drop(mentioned);
-    spent.extend(bytes);
     let moved = carry.len() as u64;
     report.carried.insert(inc.name.clone(), moved);
     timing("carry decided", started);
@@ -177,7 +170,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       removed
     });
     removed?;
-    drop(spent);
     let _ = fs::remove_dir(&l.trash);
     match fs::remove_file(&l.prune) {
       Ok(()) => {}
@@ -193,13 +185,13 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
 /// they share: that stretch costs one comparison per key; the rest is
 /// looked up in a set of `kept` keyed by xxh3 (SipHash over 100k paths
 /// cost more than their scan).
-fn missing_from<'a>(of: &'a [Cow<'_, str>], kept: &[Cow<'_, str>]) -> PathSet<'a> {
-  let same = of.iter().zip(kept).take_while(|(a, b)| a == b).count();
+fn missing_from<'a>(of: &'a Keys, kept: &Keys) -> PathSet<'a> {
+  let same = of.iter().zip(kept.iter()).take_while(|(a, b)| a == b).count();
   if same == of.len() {
     return PathSet::default();
   }
-  let set: PathSet = kept.iter().map(|k| k.as_ref()).collect();
-  of[same..].iter().map(|p| p.as_ref()).filter(|p| !set.contains(p)).collect()
+  let set: PathSet = kept.iter().collect();
+  of.iter().skip(same).filter(|p| !set.contains(p)).collect()
 }
 
 /// Paths borrowed from metadata bytes, hashed with [`PathHash`].
