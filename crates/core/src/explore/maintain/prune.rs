@@ -4,8 +4,8 @@
 //! then they are hidden in the trash (atomic renames) and deleted.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::fs;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -94,9 +94,8 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     // The paths the kept increment and its group mention, read in parallel
     // (keys only).
     let members: Vec<&Increment> = std::iter::once(inc).chain(group.iter().copied()).collect();
-    let keys_of = |i: &Increment| {
-      increments::catalog_keys(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))
-    };
+    let keys_of =
+      |i: &Increment| increments::catalog_keys(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"));
     let keys: Vec<Result<Keys, Error>> = pool.install(|| members.par_iter().map(|i| keys_of(i)).collect());
     let mut keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
     timing("key scan", started);
