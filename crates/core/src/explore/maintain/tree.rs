@@ -105,3 +105,30 @@ pub fn remove_tree_with(root: &Path, threads: usize) -> Result<u64, Error> {
   meta::remove_tree(root)?;
   Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn removes_nested_leaf_and_empty_folders_without_following_symlinks() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("inc");
+    let outside = d.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+    for (i, dir) in ["a/b/c", "a/b2", "e", "f/g/h/i"].iter().enumerate() {
+      fs::create_dir_all(root.join(dir)).unwrap();
+      for j in 0..=i {
+        fs::write(root.join(dir).join(format!("x{j}")), "x").unwrap();
+      }
+    }
+    fs::create_dir_all(root.join("empty/leaf")).unwrap();
+    fs::write(root.join("a/top.txt"), "t").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("a/b/link-to-outside")).unwrap();
+    // 1 + 2 + 3 + 4 files in the folders, a/top.txt and the symlink.
+    assert_eq!(remove_tree_with(&root, 4).unwrap(), 12);
+    assert!(!root.exists());
+    assert_eq!(fs::read_to_string(outside.join("keep.txt")).unwrap(), "keep");
+  }
+}
