@@ -456,6 +456,188 @@ pub fn parse_filtered<'de, F: FnMut(&str, EntryRef<'de>)>(
   Ok(h)
 }
 
+/// The paths a catalog mentions, unescaped, in file order, packed in one
+/// buffer (100k paths are two allocations, not 100k).
+#[derive(Debug, Default)]
+pub struct Keys {
+  text: String,
+  ends: Vec<usize>,
+}
+
+impl Keys {
+  pub fn len(&self) -> usize {
+    self.ends.len()
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.ends.is_empty()
+  }
+
+  /// The `i`th path.
+  pub fn get(&self, i: usize) -> &str {
+    let start = if i == 0 { 0 } else { self.ends[i - 1] };
+    &self.text[start..self.ends[i]]
+  }
+
+  pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+    (0..self.len()).map(|i| self.get(i))
+  }
+
+  fn push(&mut self, k: &str) {
+    self.text.push_str(k);
+    self.ends.push(self.text.len());
+  }
+}
+
+/// The paths an increment's catalog mentions, without parsing its entries
+/// (all that prune's decision needs); `None` without a metadata file.
+/// Metadata exactly as [`crate::backup::meta::write_meta`] writes it (the
+/// head, then one entry per line, `\n    "path": {…}`) is read in 1 MiB
+/// chunks and its lines checked as they go by: a `memchr` per line, and
+/// no copy of a 25 MB catalog in memory. Any other layout, the original's
+/// metadata (whose deleted files are read from its folder) or a count that
+/// disagrees with the summary goes through the full parser, which also
+/// names the damage. The line reader checks the layout and the keys, not
+/// the values: they are parsed where they are used (carried entries, the
+/// rewrite of the kept increment's metadata).
+pub fn catalog_keys(inc: &Increment) -> Result<Option<Keys>, Error> {
+  let p = inc.meta_path();
+  let mut f = match fs::File::open(&p) {
+    Ok(f) => f,
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    Err(e) => return Err(Error::io(&p, "cannot read", &e)),
+  };
+  if let Some(keys) = line_keys(&mut f).map_err(|e| Error::io(&p, "cannot read", &e))? {
+    return Ok(Some(keys));
+  }
+  drop(f);
+  let Some(bytes) = read_bytes(inc)? else { return Ok(None) };
+  let keys = std::cell::RefCell::new(Keys::default());
+  let record = |k: &str| {
+    keys.borrow_mut().push(k);
+    false
+  };
+  parse_filtered(&p, &bytes, &record, &mut |_: &str, _: EntryRef| {})?;
+  Ok(Some(keys.into_inner()))
+}
+
+/// [`catalog_keys`]' line reader; `Ok(None)` at the first byte that is not
+/// as our writer puts it.
+fn line_keys(f: &mut impl std::io::Read) -> std::io::Result<Option<Keys>> {
+  const MARK: &[u8] = b",\n  \"file_catalog\": {\n";
+  const SUMMARY: &[u8] = b"\n  \"summary\": {";
+  let mut buf = vec![0u8; 1 << 20];
+  let mut len = 0;
+  while len < buf.len() {
+    match f.read(&mut buf[len..])? {
+      0 => break,
+      n => len += n,
+    }
+  }
+  if is_original_bytes(&buf[..len]) {
+    return Ok(None);
+  }
+  let window = &buf[..len.min(64 * 1024)];
+  let Some(at) = memchr::memmem::find(window, MARK) else { return Ok(None) };
+  if memchr::memmem::find(&window[..at], SUMMARY).is_none() {
+    return Ok(None);
+  }
+  let mut head = buf[..at].to_vec();
+  head.extend_from_slice(b"\n}");
+  let Ok(head) = serde_json::from_slice::<Head>(&head) else { return Ok(None) };
+  let mut lines = CatalogLines { keys: Keys::default(), after: After::Open };
+  let mut pos = at + MARK.len();
+  loop {
+    while let Some(n) = memchr::memchr(b'\n', &buf[pos..len]) {
+      if lines.line(&buf[pos..pos + n]).is_none() {
+        return Ok(None);
+      }
+      pos += n + 1;
+    }
+    // The partial line to the front; a line longer than the buffer grows it.
+    buf.copy_within(pos..len, 0);
+    len -= pos;
+    pos = 0;
+    if len == buf.len() {
+      buf.resize(buf.len() * 2, 0);
+    }
+    match f.read(&mut buf[len..])? {
+      0 => break,
+      n => len += n,
+    }
+  }
+  let whole = len == 0 && matches!(lines.after, After::End) && lines.keys.len() as u64 == head.summary.total;
+  Ok(whole.then_some(lines.keys))
+}
+
+/// What the last line of a catalog allows next.
+enum After {
+  /// `file_catalog: {` or an entry ending in `,`: an entry (or, first, `  }`).
+  Open,
+  /// An entry without `,`: the catalog's `  }`.
+  Last,
+  /// `  }`: the object's `}`.
+  Closed,
+  /// `}`: nothing.
+  End,
+}
+
+/// The catalog's lines, one at a time, and the keys they hold.
+struct CatalogLines {
+  keys: Keys,
+  after: After,
+}
+
+impl CatalogLines {
+  /// One line without its `\n`; `None` if it is not what comes next.
+  fn line(&mut self, l: &[u8]) -> Option<()> {
+    match self.after {
+      After::Open | After::Last if l == b"  }" => {
+        if matches!(self.after, After::Open) && !self.keys.is_empty() {
+          return None;
+        }
+        self.after = After::Closed;
+        return Some(());
+      }
+      After::Closed if l == b"}" => {
+        self.after = After::End;
+        return Some(());
+      }
+      After::Open => {}
+      _ => return None,
+    }
+    let rest = l.strip_prefix(b"    \"")?;
+    let quote = memchr::memchr2(b'"', b'\\', rest)?;
+    let end = if rest[quote] == b'"' {
+      let raw = &rest[..quote];
+      if raw.iter().any(|&c| c < 0x20) {
+        return None;
+      }
+      self.keys.push(std::str::from_utf8(raw).ok()?);
+      quote
+    } else {
+      // An escape: find the closing quote, then let serde decode the string.
+      let mut i = quote;
+      loop {
+        match *rest.get(i)? {
+          b'\\' => i += 2,
+          b'"' => break,
+          _ => i += 1,
+        }
+      }
+      self.keys.push(&serde_json::from_slice::<String>(&l[4..=i + 5]).ok()?);
+      i
+    };
+    let value = rest[end + 1..].strip_prefix(b": {")?;
+    self.after = match value.last()? {
+      b',' if value.ends_with(b"},") => After::Open,
+      b'}' => After::Last,
+      _ => return None,
+    };
+    Some(())
+  }
+}
+
 /// Whether metadata bytes are the original scripts' (`"version": "1.0"`,
 /// their first key; ours is the number 1).
 fn is_original_bytes(bytes: &[u8]) -> bool {
@@ -527,6 +709,111 @@ mod tests {
     assert_eq!((h.summary.total, h.summary.deleted, h.summary.new_or_changed), (2, 1, Some(1)));
     assert_eq!(seen, vec![("a".into(), "track", 1_500_000_000), ("b".into(), "deleted", 2_000_000_000)]);
     assert!(parse(Path::new("m.json"), br#"{"version": "x", "file_catalog": {}}"#, &mut |_: &str, _: EntryRef| {}).is_err());
+  }
+
+  /// Writes metadata with `write_meta` (our layout) for `paths`; the
+  /// increment it belongs to.
+  fn written(dir: &Path, paths: &[String]) -> Increment {
+    use crate::backup::meta::{catalog_entry, summarize, write_meta, MetaHead};
+    let name = "backup_20240101_000000";
+    let inc = Increment::at(dir, name).unwrap();
+    fs::create_dir_all(&inc.dir).unwrap();
+    let mut cat = std::collections::BTreeMap::new();
+    for (i, p) in paths.iter().enumerate() {
+      let mut e = catalog_entry(i as u64, 1_500_000_000, 0o644, Kind::File, "new", Some([7; 32]), false);
+      if i % 7 == 3 {
+        e.xattrs = Some([("user.x".to_string(), "a}\"{,\n".to_string())].into());
+      }
+      cat.insert(p.clone(), e);
+    }
+    let head = MetaHead {
+      version: 1,
+      backup_name: name.into(),
+      timestamp: "2024-01-01T00:00:00.000Z".into(),
+      backup_timestamp: "2024-01-01T00:00:00.000Z".into(),
+      backup_type: "incremental",
+      origin: "run".into(),
+      summary: summarize(&cat),
+      statistics: serde_json::json!({}),
+    };
+    write_meta(&inc.meta_path(), &head, cat.iter().map(|(p, e)| (p.as_str(), e.clone()))).unwrap();
+    inc
+  }
+
+  /// The keys the full parser finds, in file order.
+  fn parsed_keys(inc: &Increment) -> Result<Vec<String>, Error> {
+    let b = read_bytes(inc)?.unwrap();
+    let mut out = Vec::new();
+    parse(&inc.meta_path(), &b, &mut |p: &str, _: EntryRef| out.push(p.to_string()))?;
+    Ok(out)
+  }
+
+  fn line_read(inc: &Increment) -> Option<Vec<String>> {
+    let keys = line_keys(&mut fs::File::open(inc.meta_path()).unwrap()).unwrap()?;
+    Some(keys.iter().map(str::to_string).collect())
+  }
+
+  #[test]
+  fn catalog_keys_read_by_line_match_the_parser() {
+    let d = tempfile::tempdir().unwrap();
+    // Escapes of every kind, non-ASCII, and enough entries (~4 MB) that
+    // lines cross the reader's 1 MiB chunks; one line longer than a chunk.
+    let mut paths: Vec<String> = (0..15_000).map(|i| format!("d{}/s{}/f{i}.dat", i / 1000, i % 17)).collect();
+    paths.extend(["q\"uote", "back\\slash", "new\nline", "tab\tx", "ctl\u{1}x", "ünï/cødé", "a/ b", "\u{7f}del"].map(String::from));
+    paths.push(format!("long/{}", "x".repeat(1 << 21)));
+    let inc = written(d.path(), &paths);
+    let expected = parsed_keys(&inc).unwrap();
+    assert_eq!(expected.len(), paths.len());
+    assert_eq!(line_read(&inc).as_ref(), Some(&expected), "our layout is read by the line reader");
+    let keys = catalog_keys(&inc).unwrap().unwrap();
+    assert_eq!(keys.iter().collect::<Vec<_>>(), expected);
+    // An empty catalog, and no metadata at all.
+    let e = tempfile::tempdir().unwrap();
+    let inc = written(e.path(), &[]);
+    assert_eq!(line_read(&inc), Some(vec![]));
+    fs::remove_file(inc.meta_path()).unwrap();
+    assert!(catalog_keys(&inc).unwrap().is_none());
+  }
+
+  #[test]
+  fn catalog_keys_other_layouts_go_through_the_parser() {
+    let d = tempfile::tempdir().unwrap();
+    let paths: Vec<String> = ["a", "b/c", "d"].map(String::from).to_vec();
+    let inc = written(d.path(), &paths);
+    let ours = fs::read(inc.meta_path()).unwrap();
+    let keys = |inc: &Increment| catalog_keys(inc).map(|k| k.unwrap().iter().map(str::to_string).collect::<Vec<_>>());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+      // Pretty-printed by another tool: same keys, not our lines.
+      ("re-indented", serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&ours).unwrap()).unwrap()),
+      // One line.
+      ("compact", serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&ours).unwrap()).unwrap()),
+      // The summary counts another number of entries than the lines hold.
+      ("miscounted", String::from_utf8(ours.clone()).unwrap().replace("\"total\": 3", "\"total\": 4").into_bytes()),
+      // A trailing comma after the last entry is not JSON.
+      ("trailing comma", String::from_utf8(ours.clone()).unwrap().replace("}\n  }\n}", "},\n  }\n}").into_bytes()),
+      // Cut short.
+      ("truncated", ours[..ours.len() - 3].to_vec()),
+    ];
+    for (what, bytes) in cases {
+      fs::write(inc.meta_path(), &bytes).unwrap();
+      assert_eq!(line_read(&inc), None, "{what}");
+      assert_eq!(keys(&inc).ok(), parsed_keys(&inc).ok(), "{what}");
+    }
+    // The original's metadata: its deleted files come from `deleted/`.
+    fs::create_dir_all(inc.dir.join("deleted/old")).unwrap();
+    fs::write(inc.dir.join("deleted/old/gone.txt"), "x").unwrap();
+    fs::write(
+      inc.meta_path(),
+      br#"{"version": "1.0", "backup_type": "incremental", "backup_timestamp": "2024-01-15T12:30:45",
+        "file_catalog": {"a": {"size": 1, "mtime": 1.5, "category": "tracked"}},
+        "summary": {"new_or_changed_tracked": 1, "deleted_tracked": 1}}"#,
+    )
+    .unwrap();
+    assert_eq!(line_read(&inc), None);
+    assert_eq!(keys(&inc).unwrap(), vec!["a".to_string(), "old/gone.txt".to_string()]);
+    // Damage the parser names is an error, as before.
+    fs::write(inc.meta_path(), b"{\"version\": 1, \"file_catalog\": {\"a\": ").unwrap();
+    assert!(keys(&inc).unwrap_err().message.contains("damaged increment metadata"));
   }
 
   #[test]

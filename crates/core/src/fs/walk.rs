@@ -158,6 +158,10 @@ pub trait Visitor: Send {
   /// A folder that could not be read (the root included: `rel` `""`), a
   /// listing that broke off, or an entry whose type could not be read.
   fn error(&mut self, err: WalkError);
+
+  /// Called once every entry of `dir` has been visited, with the number of
+  /// its sub-folders that will be read (later, maybe by other threads).
+  fn leave(&mut self, _dir: &Dir<'_, Self::Ctx>, _subdirs: usize) {}
 }
 
 /// A folder waiting to be read.
@@ -214,6 +218,7 @@ fn read_one<V: Visitor>(job: Job<V::Ctx>, v: &mut V) -> Vec<Job<V::Ctx>> {
       }
     }
   }
+  v.leave(&dir, subs.len());
   subs
 }
 

@@ -51,9 +51,6 @@ fn real_dirs(root: &Path, rel: &str) -> bool {
   })
 }
 
-/// A metadata file's bytes and the paths its catalog mentions.
-type KeyScan = Result<(Vec<u8>, HashSet<String>), Error>;
-
 #[derive(Serialize, Deserialize)]
 struct PruneJournal {
   remove: Vec<String>,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,8 +13,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{real_dirs, remove_tree_parallel, KeyScan, PruneJournal};
-use crate::backup::increments::{self, safe_rel, Increment};
+use super::{real_dirs, remove_tree_parallel, PruneJournal};
+use crate::backup::increments::{self, safe_rel, Increment, Keys};
 use crate::backup::meta::{self, CatalogEntry};
 use crate::error::Error;
 use crate::fs::util::{self, fault_point};
@@ -82,10 +83,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
   let mut group: Vec<&Increment> = Vec::new();
   // Removed increments, hidden in the trash, to delete at the end.
   let mut hidden: Vec<std::path::PathBuf> = Vec::new();
-  // One group's metadata and keys (a 100k-entry catalog is 25 MB and 100k
-  // keys): freed when the next group starts, the last group's after the
-  // removal rather than on its way.
-  let mut spent: Vec<(Vec<u8>, HashSet<String>)> = Vec::new();
   for inc in &incs {
     if remove_set.contains(inc.name.as_str()) {
       group.push(inc);
@@ -94,37 +91,32 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     if group.is_empty() {
       continue;
     }
-    spent.clear();
-    // The paths each metadata file mentions, all read in parallel (keys only).
-    let keys_of = |i: &Increment| -> KeyScan {
-      let b = increments::read_bytes(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"))?;
-      let keys = std::cell::RefCell::new(HashSet::new());
-      let record = |p: &str| {
-        keys.borrow_mut().insert(p.to_string());
-        false
-      };
-      increments::parse_filtered(&i.meta_path(), &b, &record, &mut |_: &str, _: increments::EntryRef| {})?;
-      Ok((b, keys.into_inner()))
-    };
-    let mut scans: Vec<KeyScan> =
-      pool.install(|| std::iter::once(inc).chain(group.iter().copied()).collect::<Vec<_>>().par_iter().map(|i| keys_of(i)).collect());
+    // The paths the kept increment and its group mention, read in parallel
+    // (keys only).
+    let members: Vec<&Increment> = std::iter::once(inc).chain(group.iter().copied()).collect();
+    let keys_of =
+      |i: &Increment| increments::catalog_keys(i)?.ok_or_else(|| increments::missing_error(i, "prune cannot tell what it holds"));
+    let keys: Vec<Result<Keys, Error>> = pool.install(|| members.par_iter().map(|i| keys_of(i)).collect());
+    let mut keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
     timing("key scan", started);
-    let (kept_bytes, mentioned) = scans.remove(0)?;
+    let mentioned = keys.next().unwrap_or_default();
     let mut carry: BTreeMap<String, (usize, CatalogEntry)> = BTreeMap::new();
-    spent.push((kept_bytes, HashSet::new()));
-    for (gi, scan) in scans.into_iter().enumerate() {
-      let (rb, keys) = scan?;
-      if !pool.install(|| keys.par_iter().all(|k| mentioned.contains(k))) {
-        increments::parse_filtered(
-          &group[gi].meta_path(),
-          &rb,
-          &|p| !mentioned.contains(p) && safe_rel(p),
-          &mut |p: &str, e: increments::EntryRef| {
-            carry.insert(p.to_string(), (gi, e.to_owned()));
-          },
-        )?;
+    for (gi, rk) in keys.enumerate() {
+      // What the kept increment does not mention: only those entries are parsed.
+      let missing = missing_from(&rk, &mentioned);
+      if missing.is_empty() {
+        continue;
       }
-      spent.push((rb, keys));
+      let r = group[gi];
+      let bytes = increments::read_bytes(r)?.ok_or_else(|| increments::missing_error(r, "prune cannot tell what it holds"))?;
+      increments::parse_filtered(
+        &r.meta_path(),
+        &bytes,
+        &|p| missing.contains(p) && safe_rel(p),
+        &mut |p: &str, e: increments::EntryRef| {
+          carry.insert(p.to_string(), (gi, e.to_owned()));
+        },
+      )?;
     }
     let moved = carry.len() as u64;
     report.carried.insert(inc.name.clone(), moved);
@@ -158,7 +150,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       util::sync_dir(dst).map_err(|e| Error::io(dst, "cannot flush", &e))?;
       timing("hidden in the trash", started);
     }
-    spent.push((Vec::new(), mentioned));
     group.clear();
   }
   if !dry_run {
@@ -178,7 +169,6 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
       removed
     });
     removed?;
-    drop(spent);
     let _ = fs::remove_dir(&l.trash);
     match fs::remove_file(&l.prune) {
       Ok(()) => {}
@@ -187,6 +177,38 @@ pub fn prune(dst: &Path, remove: &[String], dry_run: bool, workers: usize, progr
     }
   }
   Ok(report)
+}
+
+/// The keys of `of` that `kept` does not have. Both usually list the
+/// same paths in the same order (our writer's path order) for the stretch
+/// they share: that stretch costs one comparison per key; the rest is
+/// looked up in a set of `kept` keyed by xxh3 (SipHash over 100k paths
+/// cost more than their scan).
+fn missing_from<'a>(of: &'a Keys, kept: &Keys) -> PathSet<'a> {
+  let same = of.iter().zip(kept.iter()).take_while(|(a, b)| a == b).count();
+  if same == of.len() {
+    return PathSet::default();
+  }
+  let set: PathSet = kept.iter().collect();
+  of.iter().skip(same).filter(|p| !set.contains(p)).collect()
+}
+
+/// Paths borrowed from metadata bytes, hashed with [`PathHash`].
+type PathSet<'a> = HashSet<&'a str, BuildHasherDefault<PathHash>>;
+
+/// xxh3 of a path, for [`PathSet`].
+#[derive(Default)]
+struct PathHash(u64);
+
+impl Hasher for PathHash {
+  fn finish(&self) -> u64 {
+    self.0
+  }
+  fn write(&mut self, b: &[u8]) {
+    self.0 ^= xxhash_rust::xxh3::xxh3_64(b);
+  }
+  /// `str`'s terminator: the bytes alone identify the path.
+  fn write_u8(&mut self, _: u8) {}
 }
 
 /// Puts `from/<category>/<p>` into `to/<category>/<p>` as a hardlink
