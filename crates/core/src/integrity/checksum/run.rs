@@ -762,8 +762,7 @@ mod tests {
     let out = tempfile::tempdir().unwrap();
     let tmp = out.path().join("r");
     let to = ReportTo { tmp: &tmp, group: "g", start_timestamp: 1_700_000_000.0, format };
-    let w =
-      checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0) }).unwrap();
+    let w = checksum_report_with(root, algos, threads, progress, &to, &Hooks { before_hash, work_time: Some(0.0) }).unwrap();
     (w, fs::read(tmp).unwrap())
   }
 
