@@ -576,13 +576,10 @@ mod tests {
     assert_eq!((e.sha(), e.link(), e.xattr(), e.inconsistent), (None, None, None, false));
   }
 
-  /// The fast reader gives what serde gives for every line this version
-  /// writes, and leaves every other line to serde (`None`).
-  #[test]
-  fn fast_lines_read_as_serde_reads_them() {
-    let sha = Some([0xab; 32]);
-    let base = Fields {
-      rel: "d/f.txt",
+  /// An untracked 3-byte file at `rel`, nothing optional.
+  fn plain(rel: &str) -> Fields<'_> {
+    Fields {
+      rel,
       kind: Kind::File,
       size: 3,
       mtime_ns: 1_705_321_845_123_456_789,
@@ -593,7 +590,15 @@ mod tests {
       link: None,
       xattr: None,
       stamp: 0,
-    };
+    }
+  }
+
+  /// The fast reader gives what serde gives for every line this version
+  /// writes, and leaves every other line to serde (`None`).
+  #[test]
+  fn fast_lines_read_as_serde_reads_them() {
+    let sha = Some([0xab; 32]);
+    let base = plain("d/f.txt");
     let cases = [
       base,
       Fields { mtime_ns: -5, size: 0, mode: 0, ..base },
@@ -638,19 +643,7 @@ mod tests {
   /// state file (write, then read back equal).
   #[test]
   fn entries_round_trip_through_memory_and_the_state_file() {
-    let untracked = Fields {
-      rel: "a/untracked.txt",
-      kind: Kind::File,
-      size: 10,
-      mtime_ns: 1_705_321_845_123_456_789,
-      mode: 0o644,
-      tracked: false,
-      sha256: None,
-      inconsistent: false,
-      link: None,
-      xattr: None,
-      stamp: 77,
-    };
+    let untracked = Fields { size: 10, stamp: 77, ..plain("a/untracked.txt") };
     let long = "l/".repeat(300) + "lead.bin";
     let cases = [
       untracked,

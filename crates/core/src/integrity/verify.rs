@@ -15,7 +15,7 @@ use crate::backup::increments::{self, safe_rel, DamagedMeta};
 use crate::backup::meta::PendingRun;
 use crate::error::Error;
 use crate::fs::util;
-use crate::integrity::checksum::batch::Batch;
+use crate::integrity::checksum::batch::{self, Batch};
 use crate::integrity::checksum::{self, Algo, Files, ReadOptions, Report};
 use crate::integrity::digest_cache::DigestCache;
 use crate::integrity::scrub;
@@ -443,10 +443,8 @@ fn verify_walked(
   // Small files (the tail of the largest-first order) are read in batches
   // whose MD5 runs on SIMD lanes, as `checksum` does (`checksum::Batch`);
   // both parts run at once, so no core idles on the last large file.
-  let small_from = match Batch::<()>::helps(&used) {
-    true => pairs.partition_point(|(_, f)| f.is_some_and(|f| !Batch::<()>::takes(frec(f).size))),
-    false => pairs.len(),
-  };
+  let small_from =
+    if batch::helps(&used) { pairs.partition_point(|(_, f)| f.is_some_and(|f| !batch::takes(frec(f).size))) } else { pairs.len() };
   let (large, small) = pairs.split_at(small_from);
   let mut outcomes: Vec<(u32, Status, Option<String>)> = pool.install(|| {
     let (mut large, small) = rayon::join(

@@ -16,8 +16,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::algo::{Algo, Multi};
-use super::run::open_nofollow;
-use crate::fs::util;
+use super::run::{check_unchanged, open_nofollow};
 use crate::progress::Progress;
 
 /// Files up to this size go through a batch.
@@ -26,6 +25,16 @@ pub(crate) const SMALL: u64 = 64 << 10;
 /// batch stays in its core's L2 cache).
 const FILES: usize = 64;
 const BYTES: usize = 1 << 20;
+
+/// A run of `algos` gains from batches: it has MD5 (once).
+pub(crate) fn helps(algos: &[Algo]) -> bool {
+  algos.iter().filter(|a| **a == Algo::Md5).count() == 1
+}
+
+/// A file of this size is hashed through a batch.
+pub(crate) fn takes(size: u64) -> bool {
+  size <= SMALL
+}
 
 /// Small files read, hashed by every algorithm but MD5, waiting for their
 /// MD5. `K` names a file to the caller (a walk id, a report index).
@@ -50,7 +59,7 @@ impl<K> Batch<K> {
   /// A batch for `algos`, or None when they hold no MD5 (nothing to gain)
   /// or hold it twice.
   pub(crate) fn new(algos: &[Algo]) -> Option<Self> {
-    if !Self::helps(algos) {
+    if !helps(algos) {
       return None;
     }
     let i = algos.iter().position(|a| *a == Algo::Md5)?;
@@ -60,16 +69,6 @@ impl<K> Batch<K> {
       buf: Vec::with_capacity(BYTES + SMALL as usize),
       items: Vec::with_capacity(FILES),
     })
-  }
-
-  /// A run of `algos` gains from batches (see [`Batch::new`]).
-  pub(crate) fn helps(algos: &[Algo]) -> bool {
-    algos.iter().filter(|a| **a == Algo::Md5).count() == 1
-  }
-
-  /// A file of this size is hashed through the batch.
-  pub(crate) fn takes(size: u64) -> bool {
-    size <= SMALL
   }
 
   pub(crate) fn is_empty(&self) -> bool {
@@ -113,15 +112,9 @@ impl<K> Batch<K> {
   pub(crate) fn add_path(&mut self, key: K, path: &Path, progress: &Progress) -> Option<K> {
     let opened = open_nofollow(path).and_then(|f| f.metadata().map(|m| (f, m)));
     match opened {
-      Ok((_, before)) if !Self::takes(before.len()) => Some(key),
+      Ok((_, before)) if !takes(before.len()) => Some(key),
       Ok((f, before)) => {
-        self.add(key, Ok(f), before.len(), progress, |f| {
-          let after = f.metadata()?;
-          if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
-            return Err(io::Error::other("the file changed while it was read"));
-          }
-          Ok(())
-        });
+        self.add(key, Ok(f), before.len(), progress, |f| check_unchanged(f, &before));
         None
       }
       Err(e) => {

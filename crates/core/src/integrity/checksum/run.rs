@@ -23,7 +23,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::algo::{Algo, Multi};
-use super::batch::Batch;
+use super::batch::{self, Batch};
 use super::report_write::{write_sums, Arrival, Format, Head, Sums, Written};
 use super::table::Files;
 use crate::error::Error;
@@ -214,11 +214,18 @@ pub fn hash_file(path: &Path, algos: &[Algo], progress: &Progress) -> io::Result
   let mut f = open_nofollow(path)?;
   let before = f.metadata()?;
   let digest = read_hash(&mut f, u64::MAX, before.len(), algos, progress)?;
+  check_unchanged(&f, &before)?;
+  Ok((digest, before))
+}
+
+/// After the read of a file opened by path: it still has the size and
+/// mtime it had when opened.
+pub(super) fn check_unchanged(f: &fs::File, before: &fs::Metadata) -> io::Result<()> {
   let after = f.metadata()?;
-  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(&before) {
+  if after.len() != before.len() || util::mtime_ns(&after) != util::mtime_ns(before) {
     return Err(io::Error::other("the file changed while it was read"));
   }
-  Ok((digest, before))
+  Ok(())
 }
 
 /// Hashes a file the walk found, against the walk's `lstat`: the digest
@@ -669,7 +676,7 @@ pub(crate) fn checksum_report_with(
                 }
                 batch_bytes += f.size;
                 match small.as_mut() {
-                  Some(b) if Batch::<u32>::takes(f.size) => {
+                  Some(b) if batch::takes(f.size) => {
                     b.add(id, open_found(root, &f, dir.as_deref()), f.size, progress, |file| check_found(file, &f));
                     if b.is_full() {
                       b.finish(|id, r| send(&mut batch, &mut batch_bytes, (id, r)));
