@@ -222,3 +222,30 @@ describe('--help', () => {
     }
   })
 })
+
+describe('the exit code', () => {
+  /** `backup checksum` in a child whose native checksum is replaced by `impl` (a preload). */
+  function checksumWith(impl: string) {
+    const dir = tmpdir('exit-')
+    writeTree(path.join(dir, 'data'), { 'a.txt': 'a' })
+    const preload = path.join(dir, 'preload.js')
+    fs.writeFileSync(preload, `require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))}).checksumFolder = ${impl}\n`)
+    const r = spawnSync(process.execPath, ['-r', preload, path.join(__dirname, '..', 'bin', 'backup.js'), 'checksum', path.join(dir, 'data'), '-o', path.join(dir, 'sums.json')], { encoding: 'utf8' })
+    return { ...r, dir }
+  }
+
+  it('a command whose work never finishes (Node runs out of things to wait for) exits 2 and says so, not 0', () => {
+    // A promise that nothing will ever settle: the event loop runs dry while the command awaits it.
+    const r = checksumWith('() => new Promise(() => {})')
+    expect(r.status, r.stderr).toBe(2)
+    expect(r.stderr).toContain('internal error: the command stopped before it finished')
+    expect(fs.existsSync(path.join(r.dir, 'sums.json'))).toBe(false)
+  })
+
+  it('the same command finishing normally exits 0 with no such line', () => {
+    const r = checksumWith(`((orig) => (...a) => orig(...a))(require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))}).checksumFolder)`)
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stderr).not.toContain('internal error')
+    expect(fs.existsSync(path.join(r.dir, 'sums.json'))).toBe(true)
+  })
+})
