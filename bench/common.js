@@ -48,4 +48,16 @@ function genTree(dir, files, sizeOf) {
 /** The "mixed" trees' sizes (~24 MB per 1000 files): most files 2–30 KB, every 1000th 4–12 MB. */
 const mixedSize = (i) => (i % 1000 === 0 ? 4 * 1024 * 1024 + rand(8 * 1024 * 1024) : 2048 + rand(28 * 1024))
 
-module.exports = { median, time, rand, genTree, mixedSize }
+/**
+ * Where and what was measured, for a BENCHMARKS.md block: the date and the commit of the code
+ * (`+changes` when files other than BENCHMARKS.md differ from it).
+ */
+function stamp() {
+  const root = path.join(__dirname, '..')
+  const git = (...a) => spawnSync('git', a, { cwd: root, encoding: 'utf8' })
+  const head = git('rev-parse', '--short', 'HEAD').stdout.trim() || 'unknown'
+  const dirty = git('status', '--porcelain', '--untracked-files=no').stdout.split('\n').some((l) => l.trim() && !l.endsWith('BENCHMARKS.md'))
+  return `on ${new Date().toISOString().slice(0, 10)}, commit \`${head}\`${dirty ? ' +changes' : ''}`
+}
+
+module.exports = { median, time, rand, genTree, mixedSize, stamp }

@@ -26,7 +26,7 @@ const INCS = 10
 const PER_INC = Math.round(100_000 * scale)
 const PRUNE_FILES = Math.round(100_000 * scale)
 
-const { median, time } = require('./common')
+const { median, time, stamp } = require('./common')
 
 const name = (i) => `backup_20240101_${String(1_000_000 + i).slice(1)}`
 const pad = (n) => String(n).padStart(2, '0')
@@ -216,7 +216,7 @@ if (args.includes('--write')) {
   const f = path.join(root, 'BENCHMARKS.md')
   let text = fs.readFileSync(f, 'utf8')
   const marker = '<!-- bench:explore -->'
-  const block = `${marker}\n### explore: search, list, prune\n\nCommand: \`node bench/explore.js ${args.join(' ')}\` (also \`npm run bench -- --only explore\`) on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. Our times are whole CLI invocations (\`node bin/backup.js …\`, Node start-up included).\n\n${header}${rows}\n${marker}`
+  const block = `${marker}\n### explore: search, list, prune\n\nCommand: \`node bench/explore.js ${args.join(' ')}\` (also \`npm run bench -- --only explore\`) ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. Our times are whole CLI invocations (\`node bin/backup.js …\`, Node start-up included).\n\n${header}${rows}\n${marker}`
   const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
   text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   fs.writeFileSync(f, text)

@@ -33,7 +33,7 @@ const BIG = 10_000 // files of the one big folder (all in the first increment)
 const FIRST = Math.max(BIG + 10_000, Math.round(TOTAL * 0.1)) // the first increment: the initial backup
 const PER = Math.round((TOTAL - FIRST) / (INCS - 1)) // each later increment
 
-const { median, time } = require('./common')
+const { median, time, stamp } = require('./common')
 const lib = require(root)
 
 const name = (i) => {
@@ -272,7 +272,7 @@ async function main() {
     const marker = `<!-- bench:index${quick ? ':quick' : ''} -->`
     const block =
       `${marker}\n### catalog index: ${INCS} increments, ${TOTAL} entries\n\nCommand: \`node bench/index.js ${args.join(' ')}\` (also \`npm run bench -- --only index\`) on ` +
-      `${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), load ${os.loadavg()[0].toFixed(1)}, page cache warm, medians of ${reps}. ` +
+      `${stamp().slice(3)}, ${os.cpus().length} cores (${os.cpus()[0].model}), load ${os.loadavg()[0].toFixed(1)}, page cache warm, medians of ${reps}. ` +
       '"request" = a library call in a running process (open the index, check it against the disk, query, JSON); ' +
       '"serve" = a whole HTTP request to `backup serve` started in the bench process (route, BackupData, JSON read back by the client); ' +
       '"command" = a whole CLI invocation.\n\n' +

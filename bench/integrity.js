@@ -42,7 +42,7 @@ for (const cmd of ['rhash', 'hashdeep', 'b3sum', 'sha256sum', 'md5sum', 'openssl
   }
 }
 
-const { median, time, rand, genTree, mixedSize } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp } = require('./common')
 const sh = (script) => time('sh', ['-c', script])
 const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
 
@@ -56,8 +56,11 @@ function ours(expr) {
 
 /**
  * openssl's single-core speed of `algo` (sha256, md5) on 1 MiB blocks, bytes per second: one second
- * of it. The rows take it once per repetition, beside our run, and use the median (a single sample
- * swung 1.05–1.45 GB/s for SHA-256 between two runs on this VM).
+ * of it. The CPU-limit rows take it right before and right after each of our runs and divide that
+ * run by the limit of the mean of the two: a ratio per repetition, whose median is the row's. This
+ * VM's speed shifts between modes (the same command took 0.55 s six times in a row, then 0.73 s six
+ * times; a single openssl sample swung 1.05–1.45 GB/s between two runs), so a run is only compared
+ * with the speed of its own moment.
  */
 function opensslSpeed(algo) {
   const r = spawnSync('openssl', ['speed', '-evp', algo, '-seconds', '1', '-bytes', '1048576'], { encoding: 'utf8' })
@@ -67,8 +70,8 @@ function opensslSpeed(algo) {
 }
 
 const results = []
-function record(tree, what, oursMs, peer, peerMs, rss, note = '') {
-  const row = { tree, what, ours: oursMs, peer, peerMs, ratio: oursMs / peerMs, rss, note }
+function record(tree, what, oursMs, peer, peerMs, rss, note = '', ratio = oursMs / peerMs) {
+  const row = { tree, what, ours: oursMs, peer, peerMs, ratio, rss, note }
   results.push(row)
   console.log(`${tree.padEnd(14)} ${what.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  ${peer} ${(peerMs / 1000).toFixed(2)} s  ratio ${row.ratio.toFixed(2)}  RSS ${rss ? (rss / 1048576).toFixed(0) + ' MiB' : '-'} ${note}`)
 }
@@ -112,10 +115,14 @@ function hashRows(name, src, bytes, report, xargs) {
   const peers = { 'rhash --sha256 -r': [], 'hashdeep -c sha256 -r': [], [`xargs -P${cores} sha256sum`]: [] }
   let rss = 0
   const shaSpeeds = []
+  const limitRatios = []
   for (let k = 0; k < reps; k++) {
+    const before = opensslSpeed('sha256')
     const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['sha256'] })`)
+    const speed = (before + opensslSpeed('sha256')) / 2
     o.push(x.ms)
-    shaSpeeds.push(opensslSpeed('sha256'))
+    shaSpeeds.push(speed)
+    limitRatios.push(x.ms / ((bytes / (speed * cores)) * 1000))
     rss = Math.max(rss, x.rss)
     peers['rhash --sha256 -r'].push(sh(`rhash --sha256 -r ${q(src)} > /dev/null`).ms)
     peers['hashdeep -c sha256 -r'].push(sh(`hashdeep -c sha256 -r ${q(src)} > /dev/null`).ms)
@@ -126,7 +133,7 @@ function hashRows(name, src, bytes, report, xargs) {
   record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')})`)
   const sha256Speed = median(shaSpeeds)
   const limitMs = (bytes / (sha256Speed * cores)) * 1000
-  record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0)
+  record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0, `(median of ${reps} paired ratios; ${limitRatios.map((r) => r.toFixed(2)).join(' ')})`, median(limitRatios))
 
   // blake3
   const ob = []
@@ -148,18 +155,23 @@ function verifyRows(name, src, bytes, report, xargs) {
   const od = []
   const pd = []
   const pairSecPerByte = []
+  const pairRatios = []
   rss = 0
+  // The pair's time per byte on one core, from openssl's speeds of the moment.
+  const pairSpeed = () => 1 / opensslSpeed('sha256') + 1 / opensslSpeed('md5')
   for (let k = 0; k < reps; k++) {
+    const before = pairSpeed()
     const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['sha256', 'md5'] })`)
+    const secPerByte = (before + pairSpeed()) / 2
     od.push(x.ms)
     rss = Math.max(rss, x.rss)
+    pairSecPerByte.push(secPerByte)
+    pairRatios.push(x.ms / (((bytes * secPerByte) / cores) * 1000))
     pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
-    // The pair's time per byte on one core, from openssl's speeds of the moment.
-    pairSecPerByte.push(1 / opensslSpeed('sha256') + 1 / opensslSpeed('md5'))
   }
   record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss)
   const pairLimitMs = ((bytes * median(pairSecPerByte)) / cores) * 1000
-  record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0)
+  record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0, `(median of ${reps} paired ratios; ${pairRatios.map((r) => r.toFixed(2)).join(' ')})`, median(pairRatios))
   if (checksumOnly) return
 
   // verify --incremental, nothing changed (the report from the last run). The report's verified
@@ -225,7 +237,7 @@ if (args.includes('--write') && results.length) {
     const part = checksumOnly ? ':checksum' : verifyOnly ? ':verify' : ''
     const marker = `<!-- bench:integrity:${tree}${part} -->`
     const peersNote = results.filter((r) => r.tree === tree && r.note).map((r) => `${r.what} ${r.note}`).join('; ')
-    const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` ${stamp()}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }

@@ -39,7 +39,7 @@ function need(cmd) {
 }
 need('rsync')
 
-const { median, time, rand, genTree, mixedSize } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp } = require('./common')
 
 /** Our run, in a node process that requires the package as a user does and reports its peak RSS. */
 function ours(config) {
@@ -173,7 +173,7 @@ if (args.includes('--write')) {
     // A part (some modes or scenarios only) has its own block, so parts do not overwrite each other.
     const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
     const marker = `<!-- bench:engine:${tree}${part} -->`
-    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}.\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}.\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }
