@@ -87,8 +87,17 @@ function mutate(src, files, k) {
 }
 
 const results = []
-function record(tree, scenario, oursMs, peerMs, rss, note = '') {
-  const row = { tree, scenario, ours: oursMs, rsync: peerMs, ratio: oursMs / peerMs, rss, note }
+/**
+ * A row from the repetitions' times, ours and rsync's taken in the same repetition: the times are
+ * medians, the ratio is the median of the repetitions' own ratios (this VM's disk and CPU shift
+ * between modes within minutes: two medians compare two moments, a repetition's pair one).
+ */
+function record(tree, scenario, oursTimes, peer, rss) {
+  const ratios = oursTimes.map((o, k) => o / peer[k])
+  const note = oursTimes.length > 1 ? `(paired ratios ${ratios.map((r) => r.toFixed(2)).join(' ')})` : ''
+  const oursMs = median(oursTimes)
+  const peerMs = median(peer)
+  const row = { tree, scenario, ours: oursMs, rsync: peerMs, ratio: median(ratios), rss, note }
   results.push(row)
   console.log(
     `${tree.padEnd(14)} ${scenario.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  rsync ${(peerMs / 1000).toFixed(2).padStart(7)} s  ratio ${row.ratio.toFixed(2)}  peak RSS ${(rss / 1048576).toFixed(0)} MiB ${note}`,
@@ -123,7 +132,7 @@ function benchTree(name, files, sizeOf) {
       o1.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    if (scenarios.includes('first')) record(name, `first full backup (${mode})`, median(o1), median(r1), rss)
+    if (scenarios.includes('first')) record(name, `first full backup (${mode})`, o1, r1, rss)
     // No change.
     const o2 = []
     const r2 = []
@@ -135,7 +144,7 @@ function benchTree(name, files, sizeOf) {
       o2.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    if (o2.length) record(name, `no change (${mode})`, median(o2), median(r2), rss)
+    if (o2.length) record(name, `no change (${mode})`, o2, r2, rss)
     // 1% changed, 0.5% deleted, 0.5% added.
     const o3 = []
     const r3 = []
@@ -147,7 +156,7 @@ function benchTree(name, files, sizeOf) {
       o3.push(o.ms)
       rss = Math.max(rss, o.rss)
     }
-    if (o3.length) record(name, `1% changed, 0.5% del/add (${mode})`, median(o3), median(r3), rss)
+    if (o3.length) record(name, `1% changed, 0.5% del/add (${mode})`, o3, r3, rss)
     fs.rmSync(src, { recursive: true, force: true })
     fs.rmSync(dst, { recursive: true, force: true })
     fs.rmSync(rdst, { recursive: true, force: true })
@@ -165,6 +174,11 @@ const header = `| tree | scenario | ours (s) | rsync -a (s) | ratio | peak RSS (
 const rows = (rs) =>
   rs.map((r) => `| ${r.tree} | ${r.scenario} | ${(r.ours / 1000).toFixed(2)} | ${(r.rsync / 1000).toFixed(2)} | **${r.ratio.toFixed(2)}** | ${(r.rss / 1048576).toFixed(0)} |`).join('\n')
 console.log('\n' + header + rows(results))
+const notes = (tree) =>
+  results
+    .filter((r) => r.tree === tree && r.note)
+    .map((r) => ` ${r.scenario}: ${r.note.slice(1, -1)}.`)
+    .join('')
 if (args.includes('--write')) {
   // One block per tree, so trees can be measured in separate invocations.
   const f = path.join(root, 'BENCHMARKS.md')
@@ -173,7 +187,7 @@ if (args.includes('--write')) {
     // A part (some modes or scenarios only) has its own block, so parts do not overwrite each other.
     const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
     const marker = `<!-- bench:engine:${tree}${part} -->`
-    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}.\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }
