@@ -13,6 +13,9 @@
 //   verify (full)               vs checksum of the same algorithms
 //   peak RSS of checksum and verify
 //
+// Every ratio is the median of the repetitions' own ratios: ours and the peer (or openssl's speed)
+// measured one after the other in the same repetition.
+//
 //   node bench/integrity.js [--quick] [--reps N] [--only mixed|mixed20k|tiny|tiny200k|large] [--checksum-only] [--verify-only] [--write]
 //
 // `large` is 4 files × 256 MB (generated on first use): the large-file rows
@@ -76,6 +79,12 @@ function record(tree, what, oursMs, peer, peerMs, rss, note = '', ratio = oursMs
   console.log(`${tree.padEnd(14)} ${what.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  ${peer} ${(peerMs / 1000).toFixed(2)} s  ratio ${row.ratio.toFixed(2)}  RSS ${rss ? (rss / 1048576).toFixed(0) + ' MiB' : '-'} ${note}`)
 }
 
+/** The median of each repetition's own ratio (ours and the peer measured in the same repetition), and the note listing them. */
+function paired(oursTimes, peerTimes) {
+  const ratios = oursTimes.map((o, k) => o / peerTimes[k])
+  return { note: `(median of ${ratios.length} paired ratios; ${ratios.map((r) => r.toFixed(2)).join(' ')})`, ratio: median(ratios) }
+}
+
 function treeBytes(src) {
   const r = sh(`find ${q(src)} -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'`)
   return Number(r.out.trim())
@@ -130,7 +139,8 @@ function hashRows(name, src, bytes, report, xargs) {
   }
   const best = Object.entries(peers).map(([k, v]) => [k, median(v)]).sort((a, b) => a[1] - b[1])
   for (const [k, v] of best) console.log(`  peer ${k}: ${(v / 1000).toFixed(2)} s`)
-  record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')})`)
+  const ps = paired(o, peers[best[0][0]])
+  record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')}) ${ps.note}`, ps.ratio)
   const sha256Speed = median(shaSpeeds)
   const limitMs = (bytes / (sha256Speed * cores)) * 1000
   record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0, `(median of ${reps} paired ratios; ${limitRatios.map((r) => r.toFixed(2)).join(' ')})`, median(limitRatios))
@@ -145,7 +155,8 @@ function hashRows(name, src, bytes, report, xargs) {
     rss = Math.max(rss, x.rss)
     pb.push(sh(xargs('b3sum')).ms)
   }
-  record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss)
+  const pb3 = paired(ob, pb)
+  record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss, pb3.note, pb3.ratio)
 }
 
 function verifyRows(name, src, bytes, report, xargs) {
@@ -169,7 +180,8 @@ function verifyRows(name, src, bytes, report, xargs) {
     pairRatios.push(x.ms / (((bytes * secPerByte) / cores) * 1000))
     pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
   }
-  record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss)
+  const ppair = paired(od, pd)
+  record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss, ppair.note, ppair.ratio)
   const pairLimitMs = ((bytes * median(pairSecPerByte)) / cores) * 1000
   record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0, `(median of ${reps} paired ratios; ${pairRatios.map((r) => r.toFixed(2)).join(' ')})`, median(pairRatios))
   if (checksumOnly) return
@@ -203,8 +215,10 @@ function verifyRows(name, src, bytes, report, xargs) {
     pv.push(findPeer())
   }
   fs.rmSync(warm, { recursive: true, force: true })
-  record(name, 'verify --incremental (no change)', median(ov), "find -printf '%s %T@ %i %C@'", median(pv), rss)
-  record(name, 'verify --incremental (digest not cached)', median(oc), "find -printf '%s %T@ %i %C@'", median(pv), rssc)
+  const pov = paired(ov, pv)
+  const poc = paired(oc, pv)
+  record(name, 'verify --incremental (no change)', median(ov), "find -printf '%s %T@ %i %C@'", median(pv), rss, pov.note, pov.ratio)
+  record(name, 'verify --incremental (digest not cached)', median(oc), "find -printf '%s %T@ %i %C@'", median(pv), rssc, poc.note, poc.ratio)
   // full verify vs checksum of the same algorithms (the report is the sha256,md5 one). Each
   // repetition runs the checksum (into a scratch report: the verified one keeps its cached digest)
   // right before the verify, and the row is the median of those paired ratios: this VM's speed
