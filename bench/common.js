@@ -49,6 +49,17 @@ function genTree(dir, files, sizeOf) {
 const mixedSize = (i) => (i % 1000 === 0 ? 4 * 1024 * 1024 + rand(8 * 1024 * 1024) : 2048 + rand(28 * 1024))
 
 /**
+ * A row's ratio from times taken in pairs (ours and the peer's, or the CPU limit of that moment, one
+ * after the other in the same repetition): the median of each pair's own ratio, and a note listing
+ * them. This VM's speed shifts between modes within minutes; two medians taken apart compare two
+ * moments, a pair one.
+ */
+function paired(oursTimes, peerTimes) {
+  const ratios = oursTimes.map((o, k) => o / peerTimes[k])
+  return { ratio: median(ratios), note: `median of ${ratios.length} paired ratios: ${ratios.map((r) => r.toFixed(2)).join(' ')}` }
+}
+
+/**
  * Where and what was measured, for a BENCHMARKS.md block: the date and the commit of the code
  * (`+changes` when files other than BENCHMARKS.md differ from it).
  */
@@ -57,7 +68,7 @@ function stamp() {
   const git = (...a) => spawnSync('git', a, { cwd: root, encoding: 'utf8' })
   const head = git('rev-parse', '--short', 'HEAD').stdout.trim() || 'unknown'
   const dirty = git('status', '--porcelain', '--untracked-files=no').stdout.split('\n').some((l) => l.trim() && !l.endsWith('BENCHMARKS.md'))
-  return `on ${new Date().toISOString().slice(0, 10)}, commit \`${head}\`${dirty ? ' +changes' : ''}`
+  return `${new Date().toISOString().slice(0, 10)}, commit \`${head}\`${dirty ? ' +changes' : ''}`
 }
 
-module.exports = { median, time, rand, genTree, mixedSize, stamp }
+module.exports = { median, time, rand, genTree, mixedSize, stamp, paired }

@@ -216,7 +216,7 @@ if (args.includes('--write')) {
   const f = path.join(root, 'BENCHMARKS.md')
   let text = fs.readFileSync(f, 'utf8')
   const marker = '<!-- bench:explore -->'
-  const block = `${marker}\n### explore: search, list, prune\n\nCommand: \`node bench/explore.js ${args.join(' ')}\` (also \`npm run bench -- --only explore\`) ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. Our times are whole CLI invocations (\`node bin/backup.js …\`, Node start-up included).\n\n${header}${rows}\n${marker}`
+  const block = `${marker}\n### explore: search, list, prune\n\nCommand: \`node bench/explore.js ${args.join(' ')}\` (also \`npm run bench -- --only explore\`) on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. Our times are whole CLI invocations (\`node bin/backup.js …\`, Node start-up included).\n\n${header}${rows}\n${marker}`
   const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
   text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   fs.writeFileSync(f, text)

@@ -272,7 +272,7 @@ async function main() {
     const marker = `<!-- bench:index${quick ? ':quick' : ''} -->`
     const block =
       `${marker}\n### catalog index: ${INCS} increments, ${TOTAL} entries\n\nCommand: \`node bench/index.js ${args.join(' ')}\` (also \`npm run bench -- --only index\`) on ` +
-      `${stamp().slice(3)}, ${os.cpus().length} cores (${os.cpus()[0].model}), load ${os.loadavg()[0].toFixed(1)}, page cache warm, medians of ${reps}. ` +
+      `${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), load ${os.loadavg()[0].toFixed(1)}, page cache warm, medians of ${reps}. ` +
       '"request" = a library call in a running process (open the index, check it against the disk, query, JSON); ' +
       '"serve" = a whole HTTP request to `backup serve` started in the bench process (route, BackupData, JSON read back by the client); ' +
       '"command" = a whole CLI invocation.\n\n' +

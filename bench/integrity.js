@@ -45,7 +45,7 @@ for (const cmd of ['rhash', 'hashdeep', 'b3sum', 'sha256sum', 'md5sum', 'openssl
   }
 }
 
-const { median, time, rand, genTree, mixedSize, stamp } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp, paired } = require('./common')
 const sh = (script) => time('sh', ['-c', script])
 const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
 
@@ -77,12 +77,6 @@ function record(tree, what, oursMs, peer, peerMs, rss, note = '', ratio = oursMs
   const row = { tree, what, ours: oursMs, peer, peerMs, ratio, rss, note }
   results.push(row)
   console.log(`${tree.padEnd(14)} ${what.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  ${peer} ${(peerMs / 1000).toFixed(2)} s  ratio ${row.ratio.toFixed(2)}  RSS ${rss ? (rss / 1048576).toFixed(0) + ' MiB' : '-'} ${note}`)
-}
-
-/** The median of each repetition's own ratio (ours and the peer measured in the same repetition), and the note listing them. */
-function paired(oursTimes, peerTimes) {
-  const ratios = oursTimes.map((o, k) => o / peerTimes[k])
-  return { note: `(median of ${ratios.length} paired ratios; ${ratios.map((r) => r.toFixed(2)).join(' ')})`, ratio: median(ratios) }
 }
 
 function treeBytes(src) {
@@ -123,15 +117,13 @@ function hashRows(name, src, bytes, report, xargs) {
   const o = []
   const peers = { 'rhash --sha256 -r': [], 'hashdeep -c sha256 -r': [], [`xargs -P${cores} sha256sum`]: [] }
   let rss = 0
-  const shaSpeeds = []
-  const limitRatios = []
+  const limits = []
   for (let k = 0; k < reps; k++) {
     const before = opensslSpeed('sha256')
     const x = ours(`lib.checksumFolder(${JSON.stringify(src)}, 'b', ${JSON.stringify(report)}, { algos: ['sha256'] })`)
     const speed = (before + opensslSpeed('sha256')) / 2
     o.push(x.ms)
-    shaSpeeds.push(speed)
-    limitRatios.push(x.ms / ((bytes / (speed * cores)) * 1000))
+    limits.push((bytes / (speed * cores)) * 1000)
     rss = Math.max(rss, x.rss)
     peers['rhash --sha256 -r'].push(sh(`rhash --sha256 -r ${q(src)} > /dev/null`).ms)
     peers['hashdeep -c sha256 -r'].push(sh(`hashdeep -c sha256 -r ${q(src)} > /dev/null`).ms)
@@ -140,10 +132,9 @@ function hashRows(name, src, bytes, report, xargs) {
   const best = Object.entries(peers).map(([k, v]) => [k, median(v)]).sort((a, b) => a[1] - b[1])
   for (const [k, v] of best) console.log(`  peer ${k}: ${(v / 1000).toFixed(2)} s`)
   const ps = paired(o, peers[best[0][0]])
-  record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')}) ${ps.note}`, ps.ratio)
-  const sha256Speed = median(shaSpeeds)
-  const limitMs = (bytes / (sha256Speed * cores)) * 1000
-  record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, limitMs, 0, `(median of ${reps} paired ratios; ${limitRatios.map((r) => r.toFixed(2)).join(' ')})`, median(limitRatios))
+  record(name, 'checksum --algo sha256', median(o), best[0][0], best[0][1], rss, `(peers: ${best.map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join('; ')}; ${ps.note})`, ps.ratio)
+  const pl = paired(o, limits)
+  record(name, 'checksum --algo sha256 vs CPU limit', median(o), `bytes/(openssl×${cores})`, median(limits), 0, `(${pl.note})`, pl.ratio)
 
   // blake3
   const ob = []
@@ -156,7 +147,7 @@ function hashRows(name, src, bytes, report, xargs) {
     pb.push(sh(xargs('b3sum')).ms)
   }
   const pb3 = paired(ob, pb)
-  record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss, pb3.note, pb3.ratio)
+  record(name, 'checksum --algo blake3', median(ob), `xargs -P${cores} b3sum`, median(pb), rss, `(${pb3.note})`, pb3.ratio)
 }
 
 function verifyRows(name, src, bytes, report, xargs) {
@@ -165,8 +156,7 @@ function verifyRows(name, src, bytes, report, xargs) {
   // the original service's pair
   const od = []
   const pd = []
-  const pairSecPerByte = []
-  const pairRatios = []
+  const pairLimits = []
   rss = 0
   // The pair's time per byte on one core, from openssl's speeds of the moment.
   const pairSpeed = () => 1 / opensslSpeed('sha256') + 1 / opensslSpeed('md5')
@@ -176,14 +166,13 @@ function verifyRows(name, src, bytes, report, xargs) {
     const secPerByte = (before + pairSpeed()) / 2
     od.push(x.ms)
     rss = Math.max(rss, x.rss)
-    pairSecPerByte.push(secPerByte)
-    pairRatios.push(x.ms / (((bytes * secPerByte) / cores) * 1000))
+    pairLimits.push(((bytes * secPerByte) / cores) * 1000)
     pd.push(sh(xargs('sha256sum')).ms + sh(xargs('md5sum')).ms)
   }
   const ppair = paired(od, pd)
-  record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss, ppair.note, ppair.ratio)
-  const pairLimitMs = ((bytes * median(pairSecPerByte)) / cores) * 1000
-  record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, pairLimitMs, 0, `(median of ${reps} paired ratios; ${pairRatios.map((r) => r.toFixed(2)).join(' ')})`, median(pairRatios))
+  record(name, 'checksum (sha256,md5)', median(od), `xargs -P${cores} sha256sum + md5sum`, median(pd), rss, `(${ppair.note})`, ppair.ratio)
+  const ppl = paired(od, pairLimits)
+  record(name, 'checksum (sha256,md5) vs CPU limit', median(od), `bytes/(openssl pair×${cores})`, median(pairLimits), 0, `(${ppl.note})`, ppl.ratio)
   if (checksumOnly) return
 
   // verify --incremental, nothing changed (the report from the last run). The report's verified
@@ -217,15 +206,14 @@ function verifyRows(name, src, bytes, report, xargs) {
   fs.rmSync(warm, { recursive: true, force: true })
   const pov = paired(ov, pv)
   const poc = paired(oc, pv)
-  record(name, 'verify --incremental (no change)', median(ov), "find -printf '%s %T@ %i %C@'", median(pv), rss, pov.note, pov.ratio)
-  record(name, 'verify --incremental (digest not cached)', median(oc), "find -printf '%s %T@ %i %C@'", median(pv), rssc, poc.note, poc.ratio)
+  record(name, 'verify --incremental (no change)', median(ov), "find -printf '%s %T@ %i %C@'", median(pv), rss, `(${pov.note})`, pov.ratio)
+  record(name, 'verify --incremental (digest not cached)', median(oc), "find -printf '%s %T@ %i %C@'", median(pv), rssc, `(${poc.note})`, poc.ratio)
   // full verify vs checksum of the same algorithms (the report is the sha256,md5 one). Each
   // repetition runs the checksum (into a scratch report: the verified one keeps its cached digest)
   // right before the verify, and the row is the median of those paired ratios: this VM's speed
   // shifts between modes, and two medians taken minutes apart compare two modes.
   const of = []
   const oc2 = []
-  const fullRatios = []
   const scratch = path.join(path.dirname(report), `${name}.scratch.json`)
   rss = 0
   for (let k = 0; k < reps; k++) {
@@ -234,11 +222,11 @@ function verifyRows(name, src, bytes, report, xargs) {
     if (full.r.OK !== c.r.files) throw new Error(`verify did not find every file OK: ${JSON.stringify(full.r)}`)
     oc2.push(c.ms)
     of.push(full.ms)
-    fullRatios.push(full.ms / c.ms)
     rss = Math.max(rss, full.rss)
   }
   fs.rmSync(scratch, { force: true })
-  record(name, 'verify (full read)', median(of), 'checksum sha256,md5', median(oc2), rss, `(median of ${reps} paired ratios; ${fullRatios.map((r) => r.toFixed(2)).join(' ')})`, median(fullRatios))
+  const pf = paired(of, oc2)
+  record(name, 'verify (full read)', median(of), 'checksum sha256,md5', median(oc2), rss, `(${pf.note})`, pf.ratio)
 }
 
 if (!only || only === 'mixed') bench(quick ? 'mixed-10000' : 'mixed-100000', path.join(work, quick ? 'mixed-10000' : 'mixed-100000', 'src'))
@@ -262,7 +250,7 @@ if (args.includes('--write') && results.length) {
     const part = checksumOnly ? ':checksum' : verifyOnly ? ':verify' : ''
     const marker = `<!-- bench:integrity:${tree}${part} -->`
     const peersNote = results.filter((r) => r.tree === tree && r.note).map((r) => `${r.what} ${r.note}`).join('; ')
-    const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` ${stamp()}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` on ${stamp()}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }

@@ -39,7 +39,7 @@ function need(cmd) {
 }
 need('rsync')
 
-const { median, time, rand, genTree, mixedSize, stamp } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp, paired } = require('./common')
 
 /** Our run, in a node process that requires the package as a user does and reports its peak RSS. */
 function ours(config) {
@@ -87,17 +87,13 @@ function mutate(src, files, k) {
 }
 
 const results = []
-/**
- * A row from the repetitions' times, ours and rsync's taken in the same repetition: the times are
- * medians, the ratio is the median of the repetitions' own ratios (this VM's disk and CPU shift
- * between modes within minutes: two medians compare two moments, a repetition's pair one).
- */
+/** A row from the repetitions' times, ours and rsync's taken in the same repetition (`paired`). */
 function record(tree, scenario, oursTimes, peer, rss) {
-  const ratios = oursTimes.map((o, k) => o / peer[k])
-  const note = oursTimes.length > 1 ? `(paired ratios ${ratios.map((r) => r.toFixed(2)).join(' ')})` : ''
+  const p = paired(oursTimes, peer)
+  const note = oursTimes.length > 1 ? p.note : ''
   const oursMs = median(oursTimes)
   const peerMs = median(peer)
-  const row = { tree, scenario, ours: oursMs, rsync: peerMs, ratio: median(ratios), rss, note }
+  const row = { tree, scenario, ours: oursMs, rsync: peerMs, ratio: p.ratio, rss, note }
   results.push(row)
   console.log(
     `${tree.padEnd(14)} ${scenario.padEnd(34)} ours ${(oursMs / 1000).toFixed(2).padStart(7)} s  rsync ${(peerMs / 1000).toFixed(2).padStart(7)} s  ratio ${row.ratio.toFixed(2)}  peak RSS ${(rss / 1048576).toFixed(0)} MiB ${note}`,
@@ -177,7 +173,7 @@ console.log('\n' + header + rows(results))
 const notes = (tree) =>
   results
     .filter((r) => r.tree === tree && r.note)
-    .map((r) => ` ${r.scenario}: ${r.note.slice(1, -1)}.`)
+    .map((r) => ` ${r.scenario}: ${r.note}.`)
     .join('')
 if (args.includes('--write')) {
   // One block per tree, so trees can be measured in separate invocations.
@@ -187,7 +183,7 @@ if (args.includes('--write')) {
     // A part (some modes or scenarios only) has its own block, so parts do not overwrite each other.
     const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
     const marker = `<!-- bench:engine:${tree}${part} -->`
-    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }
