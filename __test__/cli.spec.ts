@@ -242,6 +242,16 @@ describe('the exit code', () => {
     expect(fs.existsSync(path.join(r.dir, 'sums.json'))).toBe(false)
   })
 
+  it('a command that fails outside its own error handling exits 2 with the error on stderr', () => {
+    const dir = tmpdir('exit-')
+    const preload = path.join(dir, 'preload.js')
+    fs.writeFileSync(preload, `require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'cli', 'index.js'))}).main = () => Promise.reject(new Error('boom'))\n`)
+    const r = spawnSync(process.execPath, ['-r', preload, path.join(__dirname, '..', 'bin', 'backup.js'), 'list'], { encoding: 'utf8' })
+    expect(r.status, r.stderr).toBe(2)
+    expect(r.stderr).toContain('backup: internal error: Error: boom')
+    expect(r.stderr).not.toContain('stopped before it finished')
+  })
+
   it('the same command finishing normally exits 0 with no such line', () => {
     const r = checksumWith(`((orig) => (...a) => orig(...a))(require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))}).checksumFolder)`)
     expect(r.status, r.stderr).toBe(0)
