@@ -32,7 +32,7 @@ use crate::fs::names;
 use crate::fs::util::{self, fault_point};
 use crate::fs::xattrs::{self, Xattrs};
 use crate::layout::{self, Layout};
-use crate::progress::Progress;
+use crate::progress::{timing, Progress};
 
 /// Reads of a file that keeps changing before its copy is kept as read
 /// (inconsistent) or, with `skip_inconsistent`, skipped.
@@ -246,6 +246,7 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
   (report.mirror_files, report.tracked_files) = next().fold((0, 0), |(n, t), s| (n + 1, t + u64::from(s.tracked())));
 
   util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+  timing("flush", c.started);
   fault_point();
   let mut committed = None;
   if let Some((name, dir)) = c.inc {
@@ -257,7 +258,9 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
       committed = Some((name, dir));
     }
   }
+  timing("increment metadata", c.started);
   state::write(&l.state, report.mirror_files, next().map(|r| r.line()))?;
+  timing("state", c.started);
   fault_point();
   adopt::update_mirror_json(&l.dst, next().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
   if let Some((name, dir)) = committed {
@@ -267,7 +270,9 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
     fault_point();
     report.increment = Some(name);
   }
-  remove_journal(l)
+  let r = remove_journal(l);
+  timing("commit", c.started);
+  r
 }
 
 /// Writes the metadata of the increment `name` in `dir` (still under
@@ -629,6 +634,9 @@ impl ApplyCtx<'_> {
 
   fn copy(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let e = op.entry.unwrap();
+    if op.tracked && op.old.is_none() && e.kind == Kind::File && !self.no_links {
+      return self.copy_new_tracked(op, e);
+    }
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
     let tmp = util::temp_path(&dst);
@@ -661,6 +669,74 @@ impl ApplyCtx<'_> {
       linked: false,
       inconsistent: c.torn,
       rare: Rare::boxed(xattr, (op.tracked && !c.xattrs.is_empty()).then_some(c.xattrs), note, stored),
+    })
+  }
+
+  /// A tracked file the mirror did not hold: copied straight into the
+  /// increment being built (`track/<rel>`, under `.axiomatic/incomplete/`,
+  /// which nothing shows), then hardlinked into the mirror once complete.
+  /// The mirror never holds a partial file, as with a temp file and a
+  /// rename, and the increment's link is the one made first: one
+  /// directory operation fewer per file (a create, a link) than a temp
+  /// file in the mirror (a create, a rename, a link). A path that turns
+  /// out to be taken in the mirror (a leftover, a folder that became a
+  /// file) gets the link under the temp name, then the rename. Whatever
+  /// goes wrong removes the file from `track/`, and `recover` counts such
+  /// a file only once the mirror holds the same inode.
+  fn copy_new_tracked(&self, op: &Op, e: &Entry) -> Result<Outcome, (&'static str, io::Error)> {
+    let inc = self.inc.expect("tracked ops have an increment");
+    let src = self.src.join(names::to_path(op.rel()));
+    let dst = self.l.mirror_path(op.rel());
+    let stored_at = inc.join("track").join(names::to_path(op.rel()));
+    if let Err(err) = self.safe_parents(op.rel()) {
+      return Err(("cannot prepare the mirror folder for", err));
+    }
+    if let Err(err) = self.ensure_parent(&dst) {
+      return Err(("cannot create the mirror folder for", err));
+    }
+    self.ensure_parent(&stored_at).map_err(|e| ("cannot create the increment folder for", e))?;
+    let drop_stored = || {
+      let _ = longpath::with(&stored_at, |p| fs::remove_file(p));
+    };
+    let (c, stored) = match self.copy_to_temp(op, e, &src, &stored_at) {
+      Ok(Ok(copied)) => copied,
+      Ok(Err(last)) => {
+        drop_stored();
+        return Ok(Outcome::Skipped(Box::new(Warning::new(
+          op.rel(),
+          "changed-during-read",
+          format!("{last}; not recorded (--skip-inconsistent), the next run takes it"),
+        ))));
+      }
+      Err(err) => {
+        drop_stored();
+        return Err(err);
+      }
+    };
+    fault_point();
+    let linked = match longpath::with2(&stored_at, &dst, |a, b| fs::hard_link(a, b)) {
+      Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+        let tmp = util::temp_path(&dst);
+        let _ = longpath::with(&tmp, |p| fs::remove_file(p));
+        match longpath::with2(&stored_at, &tmp, |a, b| fs::hard_link(a, b)) {
+          Ok(()) => self.put_in_place(&tmp, &dst),
+          Err(err) => Err(("cannot link into the mirror", err)),
+        }
+      }
+      r => r.map_err(|err| ("cannot link into the mirror", err)),
+    };
+    if let Err(err) = linked {
+      drop_stored();
+      return Err(err);
+    }
+    fault_point();
+    let (xattr, note) = (xattrs::digest(&c.xattrs), c.xattr_warning(op.rel()));
+    Ok(Outcome::Done {
+      sha: c.sha256.map(Box::new),
+      fallback: false,
+      linked: false,
+      inconsistent: c.torn,
+      rare: Rare::boxed(xattr, (!c.xattrs.is_empty()).then_some(c.xattrs), note, stored),
     })
   }
 

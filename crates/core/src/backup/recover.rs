@@ -153,6 +153,18 @@ fn done_op(l: &Layout, k: usize, op: &JournalOp, inc: &Unfinished) -> Option<Don
     (OpKind::Copy | OpKind::Link, true) => {
       let f = inc.dir.as_ref()?.join("track").join(names::to_path(&op.rel));
       let md = longpath::with(&f, |p| fs::symlink_metadata(p)).ok()?;
+      // Stored only once the mirror holds it too: the same inode (the
+      // usual hardlink), or a copy of it (a target without hard links,
+      // where the copy's mtime is set last). Else the file is what a
+      // killed run left half done (a new file is written in `track/`
+      // first, then linked into the mirror): not yet committed, it goes.
+      // Once the run wrote the increment's metadata, its catalog says.
+      let linked = mmd.as_ref().is_some_and(|m| util::same_file(m, &md));
+      let copied = mmd.as_ref().is_some_and(|m| m.len() == md.len() && util::mtime_ns(m) == util::mtime_ns(&md));
+      if !linked && !copied && inc.meta.is_none() {
+        let _ = longpath::with(&f, |p| fs::remove_file(p));
+        return None;
+      }
       // A file that changed before or while it was copied is stored as
       // read, not as journaled: kept, with what the file itself says,
       // and marked inconsistent (this run cannot know whether it was).
@@ -167,7 +179,6 @@ fn done_op(l: &Layout, k: usize, op: &JournalOp, inc: &Unfinished) -> Option<Don
         }
         None => longpath::with(&f, util::sha256_of).ok()?,
       };
-      let linked = mmd.as_ref().is_some_and(|m| util::same_file(m, &md));
       Some(Done { sha: Some(sha), copied: !linked, other, file: Some(f), ..none })
     }
     (OpKind::Delete, _) => {
