@@ -245,25 +245,44 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
   report.link_fallbacks = applied.fallbacks;
   (report.mirror_files, report.tracked_files) = next().fold((0, 0), |(n, t), s| (n + 1, t + u64::from(s.tracked())));
 
-  util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
+  // The increment's metadata and the new state are written while `syncfs`
+  // waits for the disk, and put in place only after it: nothing refers to
+  // data before that data is durable.
+  let inc = match c.inc {
+    Some((_, dir)) if catalog_len == 0 => {
+      meta::remove_tree(&dir)?;
+      None
+    }
+    inc => inc,
+  };
+  if inc.is_some() {
+    report.duration_ms = c.started.elapsed().as_millis() as u64;
+  }
+  let (flushed, staged) = std::thread::scope(|scope| {
+    let staging = scope.spawn(|| -> Result<_, Error> {
+      let meta = match &inc {
+        Some((name, dir)) => Some(stage_increment_meta(dir, name, c.now, ops, outcomes, catalog_len, report)?),
+        None => None,
+      };
+      Ok((meta, state::stage(&l.state, report.mirror_files, next().map(|r| r.line()))?))
+    });
+    let flushed = util::sync_fs(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e));
+    (flushed, staging.join().expect("staging the metadata does not panic"))
+  });
+  flushed?;
+  let (meta_staged, state_staged) = staged?;
   timing("flush", c.started);
   fault_point();
-  let mut committed = None;
-  if let Some((name, dir)) = c.inc {
-    if catalog_len == 0 {
-      meta::remove_tree(&dir)?;
-    } else {
-      report.duration_ms = c.started.elapsed().as_millis() as u64;
-      write_increment_meta(&dir, &name, c.now, ops, outcomes, catalog_len, report)?;
-      committed = Some((name, dir));
-    }
+  if let Some(m) = meta_staged {
+    m.publish()?;
+    fault_point();
   }
   timing("increment metadata", c.started);
-  state::write(&l.state, report.mirror_files, next().map(|r| r.line()))?;
+  state_staged.publish()?;
   timing("state", c.started);
   fault_point();
   adopt::update_mirror_json(&l.dst, next().map(|r| (r.rel(), r.stat().0, r.stat().1, r.tracked())))?;
-  if let Some((name, dir)) = committed {
+  if let Some((name, dir)) = inc {
     let fin = l.increment(&name);
     fs::rename(&dir, &fin).map_err(|e| Error::io(&fin, "cannot commit the increment as", &e))?;
     util::sync_dir(&l.dst).map_err(|e| Error::io(&l.dst, "cannot flush", &e))?;
@@ -276,8 +295,9 @@ pub fn commit(l: &Layout, c: Commit, plan: &Plan, applied: &Applied, report: &mu
 }
 
 /// Writes the metadata of the increment `name` in `dir` (still under
-/// `incomplete/`): its summary, statistics and catalog, streamed.
-fn write_increment_meta(
+/// `incomplete/`): its summary, statistics and catalog, streamed; staged,
+/// not yet in place.
+fn stage_increment_meta(
   dir: &Path,
   name: &str,
   now: SystemTime,
@@ -285,7 +305,7 @@ fn write_increment_meta(
   outcomes: &[Option<Outcome>],
   catalog_len: u64,
   report: &Report,
-) -> Result<(), Error> {
+) -> Result<util::Staged, Error> {
   let summary = meta::Summary {
     new: report.new,
     changed: report.changed,
@@ -306,9 +326,7 @@ fn write_increment_meta(
     summary,
   };
   let catalog = ops.iter().zip(outcomes).filter_map(|(op, o)| catalog_entry(op, o.as_ref().unwrap()).map(|c| (op.rel(), c)));
-  meta::write_meta(&dir.join(layout::meta_file_name(name)), &head, catalog)?;
-  fault_point();
-  Ok(())
+  meta::stage_meta(&dir.join(layout::meta_file_name(name)), &head, catalog)
 }
 
 /// The catalog entry an op contributes to the increment, if any.

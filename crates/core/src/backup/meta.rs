@@ -201,7 +201,12 @@ pub struct MetaHead {
 /// (entries in path order), so a first backup of a million files needs no
 /// catalog in memory. The result reads back as an `IncrementMeta`.
 pub fn write_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item = (&'a str, CatalogEntry)>) -> Result<(), Error> {
-  util::write_atomic(path, |f| {
+  stage_meta(path, head, catalog)?.publish()
+}
+
+/// [`write_meta`] up to its publication (see [`util::stage_atomic`]).
+pub fn stage_meta<'a>(path: &Path, head: &MetaHead, catalog: impl Iterator<Item = (&'a str, CatalogEntry)>) -> Result<util::Staged, Error> {
+  util::stage_atomic(path, |f| {
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let head = serde_json::to_string_pretty(head)?;
     w.write_all(&head.as_bytes()[..head.len() - 2])?; // without the closing "\n}"

@@ -543,9 +543,14 @@ impl StateEntry {
 /// folder), streaming `count` lines in path order. Lines are borrowed
 /// where the caller has them as they are (no second copy of a big state).
 pub fn write<'a>(path: &Path, count: u64, lines: impl Iterator<Item = Cow<'a, StateEntry>>) -> Result<(), Error> {
+  stage(path, count, lines)?.publish()
+}
+
+/// [`write`] up to its publication (see [`util::stage_atomic`]).
+pub fn stage<'a>(path: &Path, count: u64, lines: impl Iterator<Item = Cow<'a, StateEntry>>) -> Result<util::Staged, Error> {
   let dir = path.parent().expect("state path has a parent");
   fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create", &e))?;
-  util::write_atomic(path, |w| {
+  util::stage_atomic(path, |w| {
     let mut w = BufWriter::with_capacity(1 << 20, w);
     serde_json::to_writer(&mut w, &Header { format: FORMAT.into(), version: VERSION, entries: count })?;
     w.write_all(b"\n")?;

@@ -25,20 +25,60 @@ pub fn with_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
 
 /// Writes `path` atomically: a temp file beside it, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), Error> {
+  stage_atomic(path, fill)?.publish()
+}
+
+/// The first half of [`write_atomic`]: the temp file beside `path`,
+/// written but neither synced nor renamed (dropped unpublished, it is
+/// removed). A commit writes its metadata this way while `syncfs` flushes
+/// the data, then publishes it.
+pub fn stage_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<Staged, Error> {
   let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
   let res = (|| {
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
     fill(&mut f)?;
-    f.sync_all()?;
-    drop(f);
-    fault_point();
-    fs::rename(&tmp, path)?;
-    sync_dir(path.parent().unwrap())
+    Ok::<_, io::Error>(f)
   })();
-  res.map_err(|e| {
-    let _ = fs::remove_file(&tmp);
-    Error::io(path, "cannot write", &e)
-  })
+  match res {
+    Ok(f) => Ok(Staged { tmp, path: path.to_path_buf(), file: Some(f), renamed: false }),
+    Err(e) => {
+      let _ = fs::remove_file(&tmp);
+      Err(Error::io(path, "cannot write", &e))
+    }
+  }
+}
+
+/// A file written by [`stage_atomic`], not yet in place.
+pub struct Staged {
+  tmp: PathBuf,
+  path: PathBuf,
+  file: Option<File>,
+  renamed: bool,
+}
+
+impl Staged {
+  /// fsync, rename over the target, fsync of the folder.
+  pub fn publish(mut self) -> Result<(), Error> {
+    let f = self.file.take().expect("a staged file is published once");
+    let res = (|| {
+      f.sync_all()?;
+      drop(f);
+      fault_point();
+      fs::rename(&self.tmp, &self.path)?;
+      self.renamed = true;
+      sync_dir(self.path.parent().unwrap())
+    })();
+    res.map_err(|e| Error::io(&self.path, "cannot write", &e))
+  }
+}
+
+impl Drop for Staged {
+  fn drop(&mut self) {
+    // Not published, or its rename failed: the temp file goes.
+    if !self.renamed {
+      let _ = fs::remove_file(&self.tmp);
+    }
+  }
 }
 
 /// Removes the temp files that `write_atomic` leaves in `dir` when killed.
