@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { acquireLock, backup, loadConfig } from '../js'
 import { bump, cli, listTree, readMeta, tmpdir, workspace, writeConfig, writeTree, mountExfat } from './helpers'
 import { needs } from './tools'
-import { expectHistoryUnchanged, expectIncrementsMatchMetadata, sha, snapshotHistory } from './invariants'
+import { expectHistoryUnchanged, expectIncrementsMatchMetadata, expectMirrorEqualsSource, sha, snapshotHistory } from './invariants'
 
 const cleanups: (() => void)[] = []
 afterAll(() => {
@@ -77,6 +77,25 @@ describe('real disks', () => {
     expect(fs.statSync(path.join(w.dst, s.increment!, 'track/docs/hot.txt')).nlink).toBe(1)
     fs.rmSync(extra, { recursive: true })
   }, 120_000)
+
+  it.skipIf(needs('a mirror on a mount of its own', ['mount', 'umount'], { root: true }))(
+    'a mirror on a file system of its own (a mount inside dst): new tracked files are stored as copies, the mirror is whole',
+    async () => {
+      const w = workspace({ 'proj/a.txt': 'a', 'proj/sub/b.txt': 'b'.repeat(70_000), 'docs/c.txt': 'c' }, { include_dirs: ['docs'], track_dirs: ['proj'] })
+      fs.mkdirSync(path.join(w.dst, 'mirror'), { recursive: true })
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', path.join(w.dst, 'mirror')])
+      cleanups.push(() => spawnSync('umount', ['-l', path.join(w.dst, 'mirror')]))
+      const s = await backup(w.config)
+      // Links from the increment to the mirror cross file systems (EXDEV): each tracked file is copied.
+      expect(s).toMatchObject({ new: 2, linkFallbacks: 2, warnings: [] })
+      const cat = readMeta(w.dst, s.increment!).file_catalog
+      expect([cat['proj/a.txt'].stored_as, cat['proj/sub/b.txt'].stored_as]).toEqual(['copy', 'copy'])
+      expect(fs.readFileSync(path.join(w.dst, s.increment!, 'track/proj/sub/b.txt'), 'utf8')).toBe('b'.repeat(70_000))
+      expectMirrorEqualsSource(loadConfig(w.config))
+      expectIncrementsMatchMetadata(w.dst)
+    },
+    60_000,
+  )
 
   it.skipIf(needs('permission tests as a non-root user', ['setpriv'], { root: true }))('unreadable files and folders (as a non-root user): the run goes on, lists the paths, exits 1', () => {
     const w = workspace({ 'proj/ok.txt': 'ok', 'proj/secret.txt': 'secret', 'proj/closed/inner.txt': 'inner' }, { track_dirs: ['proj'] })

@@ -655,6 +655,12 @@ impl ApplyCtx<'_> {
     if op.tracked && op.old.is_none() && e.kind == Kind::File && !self.no_links {
       return self.copy_new_tracked(op, e);
     }
+    self.copy_via_temp(op, e)
+  }
+
+  /// A copy into the mirror's temp name, renamed over `mirror/<rel>`, then
+  /// (tracked) linked into the increment.
+  fn copy_via_temp(&self, op: &Op, e: &Entry) -> Result<Outcome, (&'static str, io::Error)> {
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
     let tmp = util::temp_path(&dst);
@@ -698,9 +704,11 @@ impl ApplyCtx<'_> {
   /// directory operation fewer per file (a create, a link) than a temp
   /// file in the mirror (a create, a rename, a link). A path that turns
   /// out to be taken in the mirror (a leftover, a folder that became a
-  /// file) gets the link under the temp name, then the rename. Whatever
-  /// goes wrong removes the file from `track/`, and `recover` counts such
-  /// a file only once the mirror holds the same inode.
+  /// file) gets the link under the temp name, then the rename; a link
+  /// refused (`EXDEV`: the mirror is another mount) falls back to
+  /// [`Self::copy_via_temp`]. Whatever goes wrong removes the file from
+  /// `track/`, and `recover` counts such a file only once the mirror holds
+  /// the same inode.
   fn copy_new_tracked(&self, op: &Op, e: &Entry) -> Result<Outcome, (&'static str, io::Error)> {
     let inc = self.inc.expect("tracked ops have an increment");
     let src = self.src.join(names::to_path(op.rel()));
@@ -743,9 +751,19 @@ impl ApplyCtx<'_> {
       }
       r => r.map_err(|err| ("cannot link into the mirror", err)),
     };
-    if let Err(err) = linked {
-      drop_stored();
-      return Err(err);
+    match linked {
+      Ok(()) => {}
+      // The mirror is on another file system than the increment (a mount
+      // inside `dst`), or refuses links there: the copy goes the usual way
+      // (its increment copy made as `store` makes it).
+      Err((_, err)) if is_link_unsupported(&err) => {
+        drop_stored();
+        return self.copy_via_temp(op, e);
+      }
+      Err(err) => {
+        drop_stored();
+        return Err(err);
+      }
     }
     fault_point();
     let (xattr, note) = (xattrs::digest(&c.xattrs), c.xattr_warning(op.rel()));
