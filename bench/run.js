@@ -29,6 +29,8 @@ const modes = args.includes('--modes') ? args[args.indexOf('--modes') + 1].split
 const scenarios = args.includes('--scenarios') ? args[args.indexOf('--scenarios') + 1].split(',') : ['first', 'nochange', 'change']
 const root = path.join(__dirname, '..')
 const work = process.env.BENCH_DIR || path.join(os.tmpdir(), 'axiomatic-bench')
+/** Where the trees were, as the command's prefix: the file system under a first run decides much of its time. */
+const benchDir = process.env.BENCH_DIR ? `BENCH_DIR=${process.env.BENCH_DIR} ` : ''
 const BIN = path.join(root, 'bin', 'backup.js')
 
 function need(cmd) {
@@ -183,7 +185,7 @@ if (args.includes('--write')) {
     // A part (some modes or scenarios only) has its own block, so parts do not overwrite each other.
     const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
     const marker = `<!-- bench:engine:${tree}${part} -->`
-    const block = `${marker}\n### ${tree}\n\nCommand: \`npm run bench -- ${args.join(' ')}\` on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
+    const block = `${marker}\n### ${tree}\n\nCommand: \`${benchDir}npm run bench -- ${args.join(' ')}\` on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
     const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
     text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
   }
