@@ -156,41 +156,20 @@ pub fn apply(pool: &rayon::ThreadPool, s: &Setup, plan: &Plan, progress: &Progre
   let is_removal = |op: &Op| op.kind.removes();
   let is_follower = |op: &Op| op.kind == OpKind::Copy && op.entry.is_some_and(|e| e.link().is_some());
   let mut outcomes: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
-  let finished = (Mutex::new(false), std::sync::Condvar::new());
-  std::thread::scope(|scope| {
-    if let Some(every) = flush_every() {
-      let (finished, dst) = (&finished, &s.l.dst);
-      scope.spawn(move || {
-        let (lock, cv) = finished;
-        let mut done = lock.lock().unwrap();
-        loop {
-          done = cv.wait_timeout(done, every).unwrap().0;
-          if *done {
-            break;
-          }
-          drop(done);
-          let _ = util::sync_fs(dst);
-          done = lock.lock().unwrap();
-        }
-      });
-    }
-    pool.install(|| {
-      ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
-    });
-    prune_empty_dirs(s.l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), s.preserved_dirs);
-    pool.install(|| {
-      ops
-        .par_iter()
-        .zip(outcomes.par_iter_mut())
-        .filter(|(op, _)| !is_removal(op) && !is_follower(op))
-        .for_each(|(op, slot)| *slot = ctx.apply(op));
-    });
-    ctx.record_leads(plan, &outcomes);
-    pool.install(|| {
-      ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_follower(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
-    });
-    *finished.0.lock().unwrap() = true;
-    finished.1.notify_all();
+  pool.install(|| {
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_removal(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
+  });
+  prune_empty_dirs(s.l, ops.iter().filter(|o| is_removal(o)).map(|o| o.rel()), s.preserved_dirs);
+  pool.install(|| {
+    ops
+      .par_iter()
+      .zip(outcomes.par_iter_mut())
+      .filter(|(op, _)| !is_removal(op) && !is_follower(op))
+      .for_each(|(op, slot)| *slot = ctx.apply(op));
+  });
+  ctx.record_leads(plan, &outcomes);
+  pool.install(|| {
+    ops.par_iter().zip(outcomes.par_iter_mut()).filter(|(op, _)| is_follower(op)).for_each(|(op, slot)| *slot = ctx.apply(op));
   });
 
   if let Some(err) = fatal.into_inner().unwrap() {
@@ -203,10 +182,6 @@ pub fn apply(pool: &rayon::ThreadPool, s: &Setup, plan: &Plan, progress: &Progre
     return Err(Error::aborted());
   }
   Ok(Applied { outcomes, fallbacks: fallbacks.load(Ordering::Relaxed) })
-}
-
-fn flush_every() -> Option<std::time::Duration> {
-  std::env::var("AXB_FLUSH_MS").ok().and_then(|v| v.parse().ok()).map(std::time::Duration::from_millis)
 }
 
 /// Counts the outcomes into the report and collects their warnings; returns
