@@ -110,7 +110,8 @@ fn recovery_drops_a_stored_file_the_mirror_does_not_hold() {
   let md = fs::metadata(src.join("p/new.txt")).unwrap();
   let l = Layout::new(&dst);
   let name = "backup_20300101_000000";
-  let header = JournalHeader { format: "axiomatic-journal".into(), increment: Some(name.into()), started: "2030-01-01T00:00:00Z".into(), ops: 1 };
+  let header =
+    JournalHeader { format: "axiomatic-journal".into(), increment: Some(name.into()), started: "2030-01-01T00:00:00Z".into(), ops: 1 };
   let op = JournalOp {
     rel: "p/new.txt".into(),
     op: OpKind::Copy,
