@@ -71,4 +71,16 @@ function stamp() {
   return `${new Date().toISOString().slice(0, 10)}, commit \`${head}\`${dirty ? ' +changes' : ''}`
 }
 
-module.exports = { median, time, rand, genTree, mixedSize, stamp, paired }
+/**
+ * `text` with its block between two `marker` lines replaced by `block`, or with `block` appended when
+ * it has none. Plain string search: a marker holds `+` and other characters a RegExp would read (a
+ * RegExp built from `…:mirror+tracked:first` never matched, so each --write appended a new block).
+ */
+function putBlock(text, marker, block) {
+  const start = text.indexOf(marker)
+  const end = start < 0 ? -1 : text.indexOf(marker, start + marker.length)
+  if (end < 0) return `${text}\n${block}\n`
+  return text.slice(0, start) + block + text.slice(end + marker.length)
+}
+
+module.exports = { median, time, rand, genTree, mixedSize, stamp, paired, putBlock }

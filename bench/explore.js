@@ -26,7 +26,7 @@ const INCS = 10
 const PER_INC = Math.round(100_000 * scale)
 const PRUNE_FILES = Math.round(100_000 * scale)
 
-const { median, time, stamp } = require('./common')
+const { median, time, stamp, putBlock } = require('./common')
 
 const name = (i) => `backup_20240101_${String(1_000_000 + i).slice(1)}`
 const pad = (n) => String(n).padStart(2, '0')
@@ -217,7 +217,6 @@ if (args.includes('--write')) {
   let text = fs.readFileSync(f, 'utf8')
   const marker = '<!-- bench:explore -->'
   const block = `${marker}\n### explore: search, list, prune\n\nCommand: \`node bench/explore.js ${args.join(' ')}\` (also \`npm run bench -- --only explore\`) on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. Our times are whole CLI invocations (\`node bin/backup.js …\`, Node start-up included).\n\n${header}${rows}\n${marker}`
-  const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
-  text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+  text = putBlock(text, marker, block)
   fs.writeFileSync(f, text)
 }

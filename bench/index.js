@@ -33,7 +33,7 @@ const BIG = 10_000 // files of the one big folder (all in the first increment)
 const FIRST = Math.max(BIG + 10_000, Math.round(TOTAL * 0.1)) // the first increment: the initial backup
 const PER = Math.round((TOTAL - FIRST) / (INCS - 1)) // each later increment
 
-const { median, time, stamp } = require('./common')
+const { median, time, stamp, putBlock } = require('./common')
 const lib = require(root)
 
 const name = (i) => {
@@ -277,8 +277,7 @@ async function main() {
       '"serve" = a whole HTTP request to `backup serve` started in the bench process (route, BackupData, JSON read back by the client); ' +
       '"command" = a whole CLI invocation.\n\n' +
       `${header}${rows}\n${marker}`
-    const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
-    text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+    text = putBlock(text, marker, block)
     fs.writeFileSync(f, text)
   }
 }

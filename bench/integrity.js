@@ -45,7 +45,7 @@ for (const cmd of ['rhash', 'hashdeep', 'b3sum', 'sha256sum', 'md5sum', 'openssl
   }
 }
 
-const { median, time, rand, genTree, mixedSize, stamp, paired } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp, paired, putBlock } = require('./common')
 const sh = (script) => time('sh', ['-c', script])
 const q = (s) => `'${s.replaceAll("'", `'\\''`)}'`
 
@@ -251,8 +251,7 @@ if (args.includes('--write') && results.length) {
     const marker = `<!-- bench:integrity:${tree}${part} -->`
     const peersNote = results.filter((r) => r.tree === tree && r.note).map((r) => `${r.what} ${r.note}`).join('; ')
     const block = `${marker}\n#### integrity: ${tree}\n\nCommand: \`node bench/integrity.js ${args.join(' ')}\` on ${stamp()}, ${cores} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}. ${peersNote}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
-    const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
-    text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+    text = putBlock(text, marker, block)
   }
   fs.writeFileSync(f, text)
 }

@@ -41,7 +41,7 @@ function need(cmd) {
 }
 need('rsync')
 
-const { median, time, rand, genTree, mixedSize, stamp, paired } = require('./common')
+const { median, time, rand, genTree, mixedSize, stamp, paired, putBlock } = require('./common')
 
 /** Our run, in a node process that requires the package as a user does and reports its peak RSS. */
 function ours(config) {
@@ -186,8 +186,7 @@ if (args.includes('--write')) {
     const part = args.includes('--modes') || args.includes('--scenarios') ? `:${modes.join('+')}:${scenarios.join('+')}` : ''
     const marker = `<!-- bench:engine:${tree}${part} -->`
     const block = `${marker}\n### ${tree}\n\nCommand: \`${benchDir}npm run bench -- ${args.join(' ')}\` on ${stamp()}, ${os.cpus().length} cores (${os.cpus()[0].model}), page cache warm, medians of ${reps}; a ratio is the median of each repetition's own ratio.${notes(tree)}\n\n${header}${rows(results.filter((r) => r.tree === tree))}\n${marker}`
-    const re = new RegExp(`${marker}[\\s\\S]*${marker}`)
-    text = re.test(text) ? text.replace(re, block) : `${text}\n${block}\n`
+    text = putBlock(text, marker, block)
   }
   fs.writeFileSync(f, text)
 }
