@@ -42,16 +42,11 @@ fn scan_prunes_directories_that_cannot_contribute() {
   assert_eq!(res.dirs_read, 4);
 }
 
-#[test]
-fn run_then_recover_is_idempotent() {
-  let t = tempfile::tempdir().unwrap();
-  let src = t.path().join("src");
-  let dst = t.path().join("dst");
-  write(&src, "p/a.txt", "a");
-  write(&src, "p/b.txt", "b");
-  let opts = Options {
-    src: src.clone(),
-    dst: dst.clone(),
+/// A run of `src` into `dst` that tracks the folder `p`.
+fn track_p(src: &Path, dst: &Path) -> Options {
+  Options {
+    src: src.to_path_buf(),
+    dst: dst.to_path_buf(),
     rules: RuleSpec { track_dirs: vec![pat("track_dirs", "p")], ..Default::default() },
     workers: 2,
     mtime_tolerance_ns: None,
@@ -60,7 +55,17 @@ fn run_then_recover_is_idempotent() {
     list_changes: false,
     skip_inconsistent: false,
     safety: Default::default(),
-  };
+  }
+}
+
+#[test]
+fn run_then_recover_is_idempotent() {
+  let t = tempfile::tempdir().unwrap();
+  let src = t.path().join("src");
+  let dst = t.path().join("dst");
+  write(&src, "p/a.txt", "a");
+  write(&src, "p/b.txt", "b");
+  let opts = track_p(&src, &dst);
   let r = engine::run(&opts, &Progress::new()).unwrap();
   assert_eq!((r.new, r.changed, r.deleted), (2, 0, 0));
   let name = r.increment.unwrap();
@@ -91,18 +96,7 @@ fn recovery_drops_a_stored_file_the_mirror_does_not_hold() {
   let src = t.path().join("src");
   let dst = t.path().join("dst");
   write(&src, "p/a.txt", "a");
-  let opts = Options {
-    src: src.clone(),
-    dst: dst.clone(),
-    rules: RuleSpec { track_dirs: vec![pat("track_dirs", "p")], ..Default::default() },
-    workers: 2,
-    mtime_tolerance_ns: None,
-    preserved_dirs: vec![],
-    dry_run: false,
-    list_changes: false,
-    skip_inconsistent: false,
-    safety: Default::default(),
-  };
+  let opts = track_p(&src, &dst);
   let first = engine::run(&opts, &Progress::new()).unwrap().increment.unwrap();
   // The killed run: p/new.txt journaled, half of it written in `track/`, nothing in the mirror.
   let content = "the whole new file, twice as long as what the killed run wrote";

@@ -652,18 +652,25 @@ impl ApplyCtx<'_> {
 
   fn copy(&self, op: &Op) -> Result<Outcome, (&'static str, io::Error)> {
     let e = op.entry.unwrap();
-    if op.tracked && op.old.is_none() && e.kind == Kind::File && !self.no_links {
-      return self.copy_new_tracked(op, e);
-    }
-    self.copy_via_temp(op, e)
+    self.copy_as(op, e, op.tracked && op.old.is_none() && e.kind == Kind::File && !self.no_links)
   }
 
-  /// A copy into the mirror's temp name, renamed over `mirror/<rel>`, then
-  /// (tracked) linked into the increment.
-  fn copy_via_temp(&self, op: &Op, e: &Entry) -> Result<Outcome, (&'static str, io::Error)> {
+  /// Copies the source into a new file, then puts it in place. Usually the
+  /// new file is the mirror's temp name, renamed over `mirror/<rel>`, then
+  /// (tracked) linked into the increment. With `direct` (a tracked file
+  /// the mirror did not hold) it is the increment's own `track/<rel>`
+  /// (under `.axiomatic/incomplete/`, which nothing shows), hardlinked into
+  /// the mirror once complete: the mirror never holds a partial file
+  /// either way, and this way costs one directory operation fewer (a
+  /// create and a link, not a create, a rename and a link). A mirror path
+  /// taken after all (a leftover, a folder that became a file) gets the
+  /// link under the temp name, then the rename; a link the mirror refuses
+  /// (`EXDEV`: a mount of its own) sends the file the usual way. Whatever
+  /// goes wrong removes the new file, and `recover` counts a `track/` file
+  /// only once the mirror holds the same inode.
+  fn copy_as(&self, op: &Op, e: &Entry, direct: bool) -> Result<Outcome, (&'static str, io::Error)> {
     let src = self.src.join(names::to_path(op.rel()));
     let dst = self.l.mirror_path(op.rel());
-    let tmp = util::temp_path(&dst);
     // First no symlink or file on the way (removed), then the folder.
     if let Err(err) = self.safe_parents(op.rel()) {
       return Err(("cannot prepare the mirror folder for", err));
@@ -671,10 +678,21 @@ impl ApplyCtx<'_> {
     if let Err(err) = self.ensure_parent(&dst) {
       return Err(("cannot create the mirror folder for", err));
     }
-    let (c, stored) = match self.copy_to_temp(op, e, &src, &tmp)? {
+    let new = if direct {
+      let t = self.inc.expect("tracked ops have an increment").join("track").join(names::to_path(op.rel()));
+      self.ensure_parent(&t).map_err(|e| ("cannot create the increment folder for", e))?;
+      t
+    } else {
+      util::temp_path(&dst)
+    };
+    let remove_new = || {
+      let _ = longpath::with(&new, |p| fs::remove_file(p));
+    };
+    // `copy_to_temp` removes the new file itself when the copy fails.
+    let (c, stored) = match self.copy_to_temp(op, e, &src, &new)? {
       Ok(copied) => copied,
       Err(last) => {
-        let _ = longpath::with(&tmp, |p| fs::remove_file(p));
+        remove_new();
         return Ok(Outcome::Skipped(Box::new(Warning::new(
           op.rel(),
           "changed-during-read",
@@ -683,9 +701,29 @@ impl ApplyCtx<'_> {
       }
     };
     fault_point();
-    self.put_in_place(&tmp, &dst)?;
-    fault_point();
-    let fallback = if op.tracked { self.store(&dst, "track", op.rel())? } else { false };
+    let fallback = if direct {
+      match self.link_into_mirror(&new, &dst) {
+        Ok(()) => false,
+        Err((what, err)) => {
+          remove_new();
+          if is_link_unsupported(&err) {
+            return self.copy_as(op, e, false);
+          }
+          return Err((what, err));
+        }
+      }
+    } else {
+      self.put_in_place(&new, &dst)?;
+      fault_point();
+      if op.tracked {
+        self.store(&dst, "track", op.rel())?
+      } else {
+        false
+      }
+    };
+    if direct {
+      fault_point();
+    }
     let (xattr, note) = (xattrs::digest(&c.xattrs), c.xattr_warning(op.rel()));
     Ok(Outcome::Done {
       sha: c.sha256.map(Box::new),
@@ -696,84 +734,20 @@ impl ApplyCtx<'_> {
     })
   }
 
-  /// A tracked file the mirror did not hold: copied straight into the
-  /// increment being built (`track/<rel>`, under `.axiomatic/incomplete/`,
-  /// which nothing shows), then hardlinked into the mirror once complete.
-  /// The mirror never holds a partial file, as with a temp file and a
-  /// rename, and the increment's link is the one made first: one
-  /// directory operation fewer per file (a create, a link) than a temp
-  /// file in the mirror (a create, a rename, a link). A path that turns
-  /// out to be taken in the mirror (a leftover, a folder that became a
-  /// file) gets the link under the temp name, then the rename; a link
-  /// refused (`EXDEV`: the mirror is another mount) falls back to
-  /// [`Self::copy_via_temp`]. Whatever goes wrong removes the file from
-  /// `track/`, and `recover` counts such a file only once the mirror holds
-  /// the same inode.
-  fn copy_new_tracked(&self, op: &Op, e: &Entry) -> Result<Outcome, (&'static str, io::Error)> {
-    let inc = self.inc.expect("tracked ops have an increment");
-    let src = self.src.join(names::to_path(op.rel()));
-    let dst = self.l.mirror_path(op.rel());
-    let stored_at = inc.join("track").join(names::to_path(op.rel()));
-    if let Err(err) = self.safe_parents(op.rel()) {
-      return Err(("cannot prepare the mirror folder for", err));
-    }
-    if let Err(err) = self.ensure_parent(&dst) {
-      return Err(("cannot create the mirror folder for", err));
-    }
-    self.ensure_parent(&stored_at).map_err(|e| ("cannot create the increment folder for", e))?;
-    let drop_stored = || {
-      let _ = longpath::with(&stored_at, |p| fs::remove_file(p));
-    };
-    let (c, stored) = match self.copy_to_temp(op, e, &src, &stored_at) {
-      Ok(Ok(copied)) => copied,
-      Ok(Err(last)) => {
-        drop_stored();
-        return Ok(Outcome::Skipped(Box::new(Warning::new(
-          op.rel(),
-          "changed-during-read",
-          format!("{last}; not recorded (--skip-inconsistent), the next run takes it"),
-        ))));
-      }
-      Err(err) => {
-        drop_stored();
-        return Err(err);
-      }
-    };
-    fault_point();
-    let linked = match longpath::with2(&stored_at, &dst, |a, b| fs::hard_link(a, b)) {
+  /// Hardlinks the complete file `new` to `mirror/<rel>` (`dst`): directly,
+  /// or, where the path is taken, to the temp name and then renamed over it.
+  fn link_into_mirror(&self, new: &Path, dst: &Path) -> Result<(), (&'static str, io::Error)> {
+    match longpath::with2(new, dst, |a, b| fs::hard_link(a, b)) {
       Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-        let tmp = util::temp_path(&dst);
+        let tmp = util::temp_path(dst);
         let _ = longpath::with(&tmp, |p| fs::remove_file(p));
-        match longpath::with2(&stored_at, &tmp, |a, b| fs::hard_link(a, b)) {
-          Ok(()) => self.put_in_place(&tmp, &dst),
+        match longpath::with2(new, &tmp, |a, b| fs::hard_link(a, b)) {
+          Ok(()) => self.put_in_place(&tmp, dst),
           Err(err) => Err(("cannot link into the mirror", err)),
         }
       }
       r => r.map_err(|err| ("cannot link into the mirror", err)),
-    };
-    match linked {
-      Ok(()) => {}
-      // The mirror is on another file system than the increment (a mount
-      // inside `dst`), or refuses links there: the copy goes the usual way
-      // (its increment copy made as `store` makes it).
-      Err((_, err)) if is_link_unsupported(&err) => {
-        drop_stored();
-        return self.copy_via_temp(op, e);
-      }
-      Err(err) => {
-        drop_stored();
-        return Err(err);
-      }
     }
-    fault_point();
-    let (xattr, note) = (xattrs::digest(&c.xattrs), c.xattr_warning(op.rel()));
-    Ok(Outcome::Done {
-      sha: c.sha256.map(Box::new),
-      fallback: false,
-      linked: false,
-      inconsistent: c.torn,
-      rare: Rare::boxed(xattr, (!c.xattrs.is_empty()).then_some(c.xattrs), note, stored),
-    })
   }
 
   /// Copies `src` to the temp file `tmp` beside its mirror path. A file
